@@ -1,0 +1,129 @@
+// Standalone prediction benchmark (no Python): loads a potential and the first
+// structure of an input.data file, optionally replicates it, and reports the time of
+// each stage, atom-steps/s and memory. Run it on a cluster node to size a simulation.
+//
+//   hdnnp-bench POTENTIAL_DIR INPUT.data [--rep NX NY NZ] [--steps N] [--threads T]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "hdnnp/errors.hpp"
+#include "hdnnp/model.hpp"
+#include "hdnnp/neighbor.hpp"
+#include "hdnnp/structure_io.hpp"
+
+using namespace hdnnp;
+using Clock = std::chrono::steady_clock;
+
+static double seconds(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+}
+
+static long peak_rss_kb() {
+    std::ifstream f("/proc/self/status");
+    std::string line;
+    while (std::getline(f, line))
+        if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
+    return -1;
+}
+
+int main(int argc, char** argv) {
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: %s POTENTIAL_DIR INPUT.data [--rep NX NY NZ] [--steps N] [--threads T]\n", argv[0]);
+        return 2;
+    }
+    int rep[3] = {1, 1, 1}, steps = 5, threads = 0;
+    for (int a = 3; a < argc; ++a) {
+        if (!std::strcmp(argv[a], "--rep") && a + 3 < argc) {
+            for (int k = 0; k < 3; ++k) rep[k] = std::atoi(argv[++a]);
+        } else if (!std::strcmp(argv[a], "--steps") && a + 1 < argc) {
+            steps = std::atoi(argv[++a]);
+        } else if (!std::strcmp(argv[a], "--threads") && a + 1 < argc) {
+            threads = std::atoi(argv[++a]);
+        } else {
+            std::fprintf(stderr, "unknown argument %s\n", argv[a]);
+            return 2;
+        }
+    }
+    try {
+        const long rss0 = peak_rss_kb();
+        auto model = Model::load(argv[1]);
+        auto structures = read_input_data(argv[2]);
+        if (structures.empty()) throw InputError("no structure in input file");
+        const Structure& s = structures.front();
+        if (!s.periodic && (rep[0] * rep[1] * rep[2] != 1)) throw InputError("--rep needs a periodic structure");
+        // Replicate.
+        std::vector<double> pos;
+        std::vector<int32_t> species;
+        for (int a = 0; a < rep[0]; ++a)
+            for (int b = 0; b < rep[1]; ++b)
+                for (int c = 0; c < rep[2]; ++c)
+                    for (size_t i = 0; i < s.n_atoms(); ++i) {
+                        for (int k = 0; k < 3; ++k)
+                            pos.push_back(s.positions[3 * i + k] + a * s.lattice[k] + b * s.lattice[3 + k] +
+                                          c * s.lattice[6 + k]);
+                        const int e = model->element_index(s.symbols[i]);
+                        if (e < 0) throw InputError("element " + s.symbols[i] + " unknown to the potential");
+                        species.push_back(e);
+                    }
+        double cell[9];
+        for (int r = 0; r < 3; ++r)
+            for (int k = 0; k < 3; ++k) cell[3 * r + k] = s.lattice[3 * r + k] * rep[r];
+        const int64_t n = static_cast<int64_t>(species.size());
+        const bool pbc[3] = {s.periodic, s.periodic, s.periodic};
+#ifdef _OPENMP
+        if (threads > 0) omp_set_num_threads(threads);
+        const int used_threads = omp_get_max_threads();
+#else
+        const int used_threads = 1;
+#endif
+        double t_nl = 0, t_e = 0, t_ef = 0;
+        ComputeResult r;
+        NeighborList nl;
+        int64_t pairs = 0;
+        for (int step = 0; step < steps + 1; ++step) {  // step 0 is a warm-up
+            auto t0 = Clock::now();
+            nl = build_neighbor_list(pos.data(), n, s.periodic ? cell : nullptr, pbc, model->cutoff(), 1e-6);
+            auto t1 = Clock::now();
+            AtomsView A;
+            A.n_local = n; A.n_all = n; A.positions = pos.data(); A.species = species.data();
+            A.neighbors = nl.view();
+            ComputeOptions eo;
+            eo.forces = false; eo.virial = false; eo.threads = threads;
+            model->compute(A, eo, r);
+            auto t2 = Clock::now();
+            ComputeOptions fo;
+            fo.threads = threads;
+            model->compute(A, fo, r);
+            auto t3 = Clock::now();
+            if (step > 0) { t_nl += seconds(t0, t1); t_e += seconds(t1, t2); t_ef += seconds(t2, t3); }
+            pairs = nl.offsets.back();
+        }
+        t_nl /= steps; t_e /= steps; t_ef /= steps;
+        const long rss1 = peak_rss_kb();
+        std::printf("potential          %s\n", argv[1]);
+        std::printf("atoms              %lld (replication %dx%dx%d), threads %d\n", static_cast<long long>(n),
+                    rep[0], rep[1], rep[2], used_threads);
+        std::printf("neighbours/atom    %.1f (cutoff %.4g)\n", static_cast<double>(pairs) / n, model->cutoff());
+        std::printf("energy             %.12e\n", r.energy);
+        std::printf("time neighbours    %.4f s\n", t_nl);
+        std::printf("time SF+NN energy  %.4f s\n", t_e);
+        std::printf("time SF+NN+forces  %.4f s (forces part ~%.4f s)\n", t_ef, t_ef - t_e);
+        std::printf("atom-steps/s       %.0f (energy+forces+virial, neighbour list included)\n", n / (t_nl + t_ef));
+        std::printf("atom-steps/s       %.0f (energy+forces+virial, neighbour list excluded)\n", n / t_ef);
+        std::printf("peak RSS           %.1f MB (%.0f bytes/atom above start)\n", rss1 / 1024.0,
+                    (rss1 - rss0) * 1024.0 / n);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,139 @@
+// Cutoff functions (n2p2 CutoffFunction, `cutoff_type <n> [alpha]`) and compact
+// functions (n2p2 CompactFunction/CoreFunction, used by SF types 20-25).
+// All are evaluated together with their first derivative; the type switch is
+// hoisted out of the neighbour loops by the callers (one call per neighbour
+// per group, never per symmetry function).
+#pragma once
+#include <cmath>
+
+namespace hdnnp {
+
+enum class CutoffType { Hard = 0, Cos = 1, TanhU = 2, Tanh = 3, Exp = 4,
+                        Poly1 = 5, Poly2 = 6, Poly3 = 7, Poly4 = 8 };
+
+/// Polynomial/exponential cores f(x) on x in [0,1], f(0)=1, f(1)=0.
+enum class CoreType { Poly1, Poly2, Poly3, Poly4, Exp };
+
+inline void core_fdf(CoreType t, double x, double& f, double& df) {
+    f = 0.0;
+    df = 0.0;
+    switch (t) {
+        case CoreType::Poly1:  // (2x-3)x^2+1
+            f = (2.0 * x - 3.0) * x * x + 1.0;
+            df = x * (6.0 * x - 6.0);
+            return;
+        case CoreType::Poly2: {  // ((15-6x)x-10)x^3+1
+            const double x2 = x * x;
+            f = ((15.0 - 6.0 * x) * x - 10.0) * x * x2 + 1.0;
+            df = x2 * ((60.0 - 30.0 * x) * x - 30.0);
+            return;
+        }
+        case CoreType::Poly3: {  // (x(x(20x-70)+84)-35)x^4+1
+            const double x2 = x * x;
+            f = (x * (x * (20.0 * x - 70.0) + 84.0) - 35.0) * x2 * x2 + 1.0;
+            df = x2 * x * (x * (x * (140.0 * x - 420.0) + 420.0) - 140.0);
+            return;
+        }
+        case CoreType::Poly4: {  // (x(x((315-70x)x-540)+420)-126)x^5+1
+            const double x4 = (x * x) * (x * x);
+            f = (x * (x * ((315.0 - 70.0 * x) * x - 540.0) + 420.0) - 126.0) * x * x4 + 1.0;
+            df = x4 * (x * (x * ((2520.0 - 630.0 * x) * x - 3780.0) + 2520.0) - 630.0);
+            return;
+        }
+        case CoreType::Exp: {  // exp(1 - 1/(1-x^2)) = e * exp(1/(x^2-1))
+            if (x >= 1.0) { f = 0.0; df = 0.0; return; }
+            const double t = 1.0 / (x * x - 1.0);
+            const double e = std::exp(1.0 + t);
+            f = e;
+            df = -2.0 * x * t * t * e;
+            return;
+        }
+    }
+}
+
+/// The global cutoff function f_c(r) with inner cutoff r_ci = alpha * r_c.
+struct CutoffFunction {
+    CutoffType type = CutoffType::Hard;
+    double rc = 0.0, alpha = 0.0, rci = 0.0, inv_width = 0.0, inv_rc = 0.0;
+
+    CutoffFunction() = default;
+    CutoffFunction(CutoffType t, double rc_, double alpha_) : type(t), rc(rc_), alpha(alpha_) {
+        rci = alpha * rc;
+        inv_width = 1.0 / (rc - rci);
+        inv_rc = 1.0 / rc;
+    }
+
+    /// f_c and df_c/dr for r < rc (callers only pass r < rc).
+    inline void fdf(double r, double& f, double& df) const {
+        switch (type) {
+            case CutoffType::Hard:
+                f = 1.0; df = 0.0; return;
+            case CutoffType::TanhU: {
+                const double t = std::tanh(1.0 - r * inv_rc);
+                f = t * t * t;
+                df = -3.0 * t * t * (1.0 - t * t) * inv_rc;
+                return;
+            }
+            case CutoffType::Tanh: {
+                // normalisation so that f(0) = 1: ((e + 1/e)/(e - 1/e))^3 = 1/tanh(1)^3
+                static const double norm = std::pow(1.0 / std::tanh(1.0), 3);
+                const double t = std::tanh(1.0 - r * inv_rc);
+                f = norm * t * t * t;
+                df = -3.0 * norm * t * t * (1.0 - t * t) * inv_rc;
+                return;
+            }
+            default: break;
+        }
+        if (r < rci) { f = 1.0; df = 0.0; return; }
+        const double x = (r - rci) * inv_width;
+        switch (type) {
+            case CutoffType::Cos:
+                f = 0.5 * (std::cos(M_PI * x) + 1.0);
+                df = -0.5 * M_PI * std::sin(M_PI * x) * inv_width;
+                return;
+            case CutoffType::Exp: {
+                const double t = 1.0 / (1.0 - x * x);
+                f = std::exp(1.0 - t);
+                df = -2.0 * x * t * t * f * inv_width;
+                return;
+            }
+            case CutoffType::Poly1: core_fdf(CoreType::Poly1, x, f, df); break;
+            case CutoffType::Poly2: core_fdf(CoreType::Poly2, x, f, df); break;
+            case CutoffType::Poly3: core_fdf(CoreType::Poly3, x, f, df); break;
+            case CutoffType::Poly4: core_fdf(CoreType::Poly4, x, f, df); break;
+            default: f = 1.0; df = 0.0; return;
+        }
+        df *= inv_width;
+    }
+};
+
+/// Compact function C(a; left, right) = core(|a - c|/w), c = (l+r)/2, w = (r-l)/2,
+/// zero outside (left, right). With `asym`, the core argument x becomes (2-x)x
+/// (n2p2 subtypes "p1a".."p4a").
+struct CompactFunction {
+    CoreType core = CoreType::Poly2;
+    bool asym = false;
+    double left = 0.0, right = 1.0, center = 0.5, scale = 2.0;
+
+    CompactFunction() = default;
+    CompactFunction(CoreType c, bool a, double l, double r)
+        : core(c), asym(a), left(l), right(r), center(0.5 * (l + r)), scale(2.0 / (r - l)) {}
+
+    inline void fdf(double a, double& f, double& df) const {
+        if (a <= left || a >= right) { f = 0.0; df = 0.0; return; }
+        const double y = (a - center) * scale;
+        double x = std::fabs(y);
+        const double sgn = y < 0.0 ? -scale : scale;
+        if (asym) {
+            const double dp = 2.0 - 2.0 * x;
+            x = (2.0 - x) * x;
+            core_fdf(core, x, f, df);
+            df *= dp * sgn;
+        } else {
+            core_fdf(core, x, f, df);
+            df *= sgn;
+        }
+    }
+};
+
+}  // namespace hdnnp

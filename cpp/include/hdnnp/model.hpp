@@ -1,0 +1,110 @@
+// A loaded 2G HDNNP: settings, symmetry functions, scaling and element networks.
+// A Model is immutable after load() and safe to use from many threads; several can
+// live in one process (committees, two pair styles).
+//
+// Units: positions, cells, energies and forces at this API are in the potential's
+// own ("native") units, i.e. the units of its training data (n2p2 water: Bohr and
+// Hartree). Normalised potentials (mean_energy / conv_energy / conv_length) are
+// handled inside: x* = x conv_length, E = E*/conv_energy + N mean_energy + offsets.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hdnnp/descriptors.hpp"
+#include "hdnnp/network.hpp"
+#include "hdnnp/neighbor.hpp"
+#include "hdnnp/settings.hpp"
+
+namespace hdnnp {
+
+enum class ScalingMode { None = 0, Scale = 1, Center = 2, ScaleCenter = 3, ScaleSigma = 4 };
+
+struct ElementModel {
+    std::string symbol;
+    int z = 0;
+    double atom_energy = 0.0;       ///< offset added per atom (native energy units)
+    ElementDescriptor descriptor;
+    NeuralNetwork network;
+    std::vector<double> g_min, g_max, g_mean, g_sigma;  ///< from scaling.data
+    std::vector<double> factor, shift;  ///< scaled = s_min + factor * (G - shift)
+};
+
+/// Atoms handed to compute(): n_all = local + ghost atoms; neighbours of the first
+/// `n_local` atoms index into all n_all.
+struct AtomsView {
+    int64_t n_local = 0, n_all = 0;
+    const double* positions = nullptr;  ///< n_all x 3, native length units
+    const int32_t* species = nullptr;   ///< n_all model element indices
+    NeighborView neighbors;             ///< over the n_local centres
+};
+
+struct ComputeOptions {
+    bool forces = true;
+    bool virial = true;
+    bool descriptors = false;         ///< return G (raw, or scaled if scaled_descriptors)
+    bool scaled_descriptors = false;
+    int threads = 0;                  ///< 0 = OpenMP default
+    double min_distance = 1e-6;       ///< pairs closer than this (native units) are an error
+};
+
+/// One symmetry function value outside the [min, max] range of scaling.data.
+struct Extrapolation {
+    int64_t atom;
+    int sf;          ///< index in the element's sorted SF list
+    double value, min, max;
+};
+
+struct ComputeResult {
+    double energy = 0.0;                 ///< native units, offsets included
+    std::vector<double> atom_energies;   ///< n_local; sum = energy
+    std::vector<double> forces;          ///< n_all x 3 (ghost forces for reverse comm)
+    double virial[9] = {0};              ///< W = sum_pairs r_ij (x) f_ij, native energy
+    std::vector<Extrapolation> extrapolations;
+    std::vector<int64_t> extrapolating_atoms;  ///< per local atom: number of SFs out of range
+    std::vector<double> descriptors;           ///< flattened, see descriptor_offsets
+    std::vector<int64_t> descriptor_offsets;   ///< n_local + 1
+};
+
+class Model {
+public:
+    /// Load an n2p2/RuNNer potential directory (input.nn, scaling.data, weights.ZZZ.data).
+    /// With `with_weights = false` only input.nn (and scaling.data if present) are read and
+    /// the networks are zero: enough for symmetry functions (e.g. to write scaling.data).
+    static std::shared_ptr<const Model> load(const std::string& directory, bool with_weights = true);
+    bool has_weights() const { return has_weights_; }
+
+    int n_elements() const { return static_cast<int>(elements_.size()); }
+    const std::vector<ElementModel>& elements() const { return elements_; }
+    std::vector<std::string> element_symbols() const;
+    /// Index of a symbol, -1 if the potential does not know it.
+    int element_index(const std::string& symbol) const;
+    double cutoff() const { return cutoff_; }  ///< native length units
+    double mean_energy() const { return mean_energy_; }
+    double conv_energy() const { return conv_energy_; }
+    double conv_length() const { return conv_length_; }
+    ScalingMode scaling_mode() const { return scaling_mode_; }
+    CutoffType cutoff_type() const { return cutoff_type_; }
+    double cutoff_alpha() const { return cutoff_alpha_; }
+    const std::vector<std::string>& warnings() const { return warnings_; }
+    const std::string& directory() const { return directory_; }
+    const Settings& settings() const { return settings_; }
+
+    void compute(const AtomsView& atoms, const ComputeOptions& opt, ComputeResult& out) const;
+
+private:
+    std::string directory_;
+    Settings settings_;
+    std::vector<ElementModel> elements_;
+    double cutoff_ = 0.0;
+    double mean_energy_ = 0.0, conv_energy_ = 1.0, conv_length_ = 1.0;
+    ScalingMode scaling_mode_ = ScalingMode::None;
+    double s_min_ = 0.0, s_max_ = 1.0;
+    CutoffType cutoff_type_ = CutoffType::Hard;
+    double cutoff_alpha_ = 0.0;
+    std::vector<std::string> warnings_;
+    bool has_weights_ = true;
+};
+
+}  // namespace hdnnp

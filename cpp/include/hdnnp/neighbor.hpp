@@ -1,0 +1,46 @@
+// O(N) neighbour lists with cell lists, for any triclinic cell, any cell size
+// (many periodic images when the cell is smaller than the cutoff), mixed
+// periodicity (slabs) and free molecules.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace hdnnp {
+
+/// Non-owning neighbour view handed to Model::compute (CSR over centre atoms).
+/// The displacement of pair p of atom i is x[index[p]] + shifts[shift_id[p]] - x[i];
+/// shift_id/shifts may be null (LAMMPS ghost atoms: plain x[j] - x[i]).
+struct NeighborView {
+    int64_t n_centers = 0;
+    const int64_t* offsets = nullptr;  ///< n_centers + 1
+    const int32_t* index = nullptr;    ///< neighbour atom per pair
+    const int32_t* shift_id = nullptr; ///< per pair, into shifts (nullable)
+    const double* shifts = nullptr;    ///< 3 per shift id, same units as positions
+};
+
+/// Owning full neighbour list (every pair appears for both atoms).
+struct NeighborList {
+    std::vector<int64_t> offsets;
+    std::vector<int32_t> index;
+    std::vector<int32_t> shift_id;
+    std::vector<double> shifts;      ///< cartesian shift vectors, 3 per id
+    std::vector<int32_t> images;     ///< integer cell images, 3 per id
+    NeighborView view() const {
+        NeighborView v;
+        v.n_centers = static_cast<int64_t>(offsets.size()) - 1;
+        v.offsets = offsets.data();
+        v.index = index.data();
+        v.shift_id = shift_id.data();
+        v.shifts = shifts.data();
+        return v;
+    }
+};
+
+/// Build the full list of pairs closer than `cutoff`.
+/// `cell` holds the lattice vectors as rows (row-major 3x3) and may be null when no
+/// direction is periodic. Throws InputError for NaN/inf positions, a singular cell, or
+/// two atoms closer than `min_distance` (naming both atoms).
+NeighborList build_neighbor_list(const double* positions, int64_t n, const double* cell,
+                                 const bool pbc[3], double cutoff, double min_distance);
+
+}  // namespace hdnnp

@@ -1,0 +1,485 @@
+#include "hdnnp/descriptors.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <tuple>
+
+#include "hdnnp/errors.hpp"
+#include "hdnnp/settings.hpp"
+
+namespace hdnnp {
+
+bool SymFuncDef::angular() const {
+    return type == 3 || type == 9 || type == 13 || type == 21 || type == 22 || type == 24 ||
+           type == 25 || type == 90;
+}
+bool SymFuncDef::weighted() const { return type == 12 || type == 13 || (type >= 23 && type <= 25); }
+bool SymFuncDef::compact() const { return type >= 20 && type <= 25; }
+bool SymFuncDef::narrow() const { return type == 3 || type == 13 || type == 21 || type == 24; }
+
+namespace {
+
+int element_index(const std::string& sym, const std::vector<std::string>& elements,
+                  const std::string& where) {
+    for (size_t i = 0; i < elements.size(); ++i)
+        if (elements[i] == sym) return static_cast<int>(i);
+    throw ConfigError(where + ": symmetry function uses element '" + sym +
+                      "', which is not in the 'elements' list");
+}
+
+void parse_subtype(const std::string& s, CoreType& core, bool& asym, const std::string& where) {
+    asym = false;
+    if (s == "e") { core = CoreType::Exp; return; }
+    if ((s.size() == 2 || s.size() == 3) && s[0] == 'p' && s[1] >= '1' && s[1] <= '4') {
+        core = static_cast<CoreType>(s[1] - '1');
+        if (s.size() == 3) {
+            if (s[2] != 'a') throw ConfigError(where + ": invalid compact subtype '" + s + "'");
+            asym = true;
+        }
+        return;
+    }
+    throw ConfigError(where + ": invalid compact subtype '" + s + "' (expected p1..p4, p1a..p4a or e)");
+}
+
+void check_angles(const SymFuncDef& d, const std::string& where) {
+    if (d.angle_left >= d.angle_right)
+        throw ConfigError(where + ": left angle boundary must be smaller than the right one");
+    const double c = 0.5 * (d.angle_left + d.angle_right);
+    if ((d.angle_left < 0.0 && c != 0.0) || (d.angle_right > 180.0 && c != 180.0))
+        throw ConfigError(where + ": angle window outside [0,180] must be centred at 0 or 180");
+    if (d.angle_right - d.angle_left > 360.0)
+        throw ConfigError(where + ": angle window wider than 360 degrees");
+}
+
+}  // namespace
+
+SymFuncDef parse_symfunction(const std::vector<std::string>& tok,
+                             const std::vector<std::string>& elements, const std::string& where) {
+    if (tok.size() < 2) throw ConfigError(where + ": symfunction line needs at least <element> <type>");
+    SymFuncDef d;
+    d.ec = element_index(tok[0], elements, where);
+    d.type = static_cast<int>(parse_int(tok[1], where));
+    auto need = [&](size_t lo, size_t hi) {
+        if (tok.size() < lo || tok.size() > hi)
+            throw ConfigError(where + ": symmetry function type " + tok[1] + " expects " +
+                              std::to_string(lo - 2) +
+                              (hi != lo ? "-" + std::to_string(hi - 2) : std::string()) +
+                              " parameters after the type, found " + std::to_string(tok.size() - 2));
+    };
+    auto num = [&](size_t i) { return parse_double(tok[i], where); };
+    switch (d.type) {
+        case 2:
+            need(6, 6);
+            d.e1 = element_index(tok[2], elements, where);
+            d.eta = num(3); d.rs = num(4); d.rc = num(5);
+            break;
+        case 3: case 9:
+            need(8, 9);
+            d.e1 = element_index(tok[2], elements, where);
+            d.e2 = element_index(tok[3], elements, where);
+            d.eta = num(4); d.lambda = num(5); d.zeta = num(6); d.rc = num(7);
+            if (tok.size() == 9) d.rs = num(8);
+            break;
+        case 12:
+            need(5, 5);
+            d.eta = num(2); d.rs = num(3); d.rc = num(4);
+            break;
+        case 13:
+            need(7, 7);
+            d.eta = num(2); d.rs = num(3); d.lambda = num(4); d.zeta = num(5); d.rc = num(6);
+            break;
+        case 20:
+            need(6, 6);
+            d.e1 = element_index(tok[2], elements, where);
+            d.rl = num(3); d.rc = num(4); d.subtype = tok[5];
+            break;
+        case 21: case 22:
+            need(9, 9);
+            d.e1 = element_index(tok[2], elements, where);
+            d.e2 = element_index(tok[3], elements, where);
+            d.rl = num(4); d.rc = num(5); d.angle_left = num(6); d.angle_right = num(7);
+            d.subtype = tok[8];
+            break;
+        case 23:
+            need(5, 5);
+            d.rl = num(2); d.rc = num(3); d.subtype = tok[4];
+            break;
+        case 24: case 25:
+            need(7, 7);
+            d.rl = num(2); d.rc = num(3); d.angle_left = num(4); d.angle_right = num(5);
+            d.subtype = tok[6];
+            break;
+        case 90:
+            need(9, 9);
+            d.e1 = element_index(tok[2], elements, where);
+            d.e2 = element_index(tok[3], elements, where);
+            d.eta = num(4); d.rs = num(5); d.zeta = num(6); d.theta_s = num(7); d.rc = num(8);
+            break;
+        default:
+            throw ConfigError(where + ": unknown symmetry function type " + tok[1] +
+                              " (known: 2, 3, 9, 12, 13, 20-25, 90)");
+    }
+    if (d.e1 > d.e2 && d.e2 >= 0) std::swap(d.e1, d.e2);
+    if (!(d.rc > 0.0)) throw ConfigError(where + ": cutoff radius must be positive");
+    if (d.eta < 0.0) throw ConfigError(where + ": eta must not be negative");
+    if ((d.type == 3 || d.type == 9 || d.type == 13 || d.type == 90) && d.zeta < 1.0)
+        throw ConfigError(where + ": zeta must be >= 1");
+    if (d.compact()) {
+        CoreType c; bool a;
+        parse_subtype(d.subtype, c, a, where);
+        if (d.rl >= d.rc) throw ConfigError(where + ": lower radial boundary must be below rc");
+        if (d.angular()) check_angles(d, where);
+    }
+    return d;
+}
+
+bool symfunction_less(const SymFuncDef& a, const SymFuncDef& b) {
+    // Keys as in n2p2's SymFnc*::operator< (cutoff type and alpha are global here).
+    if (a.ec != b.ec) return a.ec < b.ec;
+    if (a.type != b.type) return a.type < b.type;
+    if (a.compact()) {
+        return std::tie(a.subtype, a.e1, a.e2, a.rc, a.rl, a.angle_left, a.angle_right) <
+               std::tie(b.subtype, b.e1, b.e2, b.rc, b.rl, b.angle_left, b.angle_right);
+    }
+    return std::tie(a.rc, a.eta, a.rs, a.zeta, a.lambda, a.theta_s, a.e1, a.e2) <
+           std::tie(b.rc, b.eta, b.rs, b.zeta, b.lambda, b.theta_s, b.e1, b.e2);
+}
+
+ElementDescriptor::ElementDescriptor(std::vector<SymFuncDef> defs, CutoffType cutoff, double alpha,
+                                     double L, const std::vector<int>& /*atomic_numbers*/,
+                                     int /*n_elements*/)
+    : defs_(std::move(defs)), n_sf_(static_cast<int>(defs_.size())) {
+    // Group key: kind, weighted, e1, e2, rc (internal units).
+    std::map<std::tuple<int, bool, int, int, double>, int> index;
+    for (int m = 0; m < n_sf_; ++m) {
+        const SymFuncDef& d = defs_[m];
+        Kind kind;
+        switch (d.type) {
+            case 2: case 12: kind = Kind::ExpRad; break;
+            case 20: case 23: kind = Kind::CompRad; break;
+            case 3: case 13: kind = Kind::ExpAngN; break;
+            case 9: kind = Kind::ExpAngW; break;
+            case 21: case 24: kind = Kind::CompAngN; break;
+            case 22: case 25: kind = Kind::CompAngW; break;
+            default: kind = Kind::AniAng; break;
+        }
+        const double rc = d.rc * L;
+        rc_max_ = std::max(rc_max_, rc);
+        const auto key = std::make_tuple(static_cast<int>(kind), d.weighted(), d.e1, d.e2, rc);
+        auto it = index.find(key);
+        if (it == index.end()) {
+            Group g;
+            g.kind = kind; g.weighted = d.weighted(); g.e1 = d.e1; g.e2 = d.e2; g.rc = rc;
+            g.fc = CutoffFunction(cutoff, rc, alpha);
+            it = index.emplace(key, static_cast<int>(groups_.size())).first;
+            groups_.push_back(g);
+        }
+        Group& g = groups_[it->second];
+        Member mem;
+        mem.idx = m;
+        CoreType core = CoreType::Poly2; bool asym = false;
+        if (d.compact()) parse_subtype(d.subtype, core, asym, "");
+        if (!d.angular()) {
+            if (kind == Kind::ExpRad) { mem.eta = d.eta / (L * L); mem.rs = d.rs * L; }
+            else mem.cf = CompactFunction(core, asym, d.rl * L, rc);
+            g.members.push_back(mem);
+            continue;
+        }
+        // Angular: find or create the sub-group with the same radial shape.
+        Sub* sub = nullptr;
+        for (Sub& s : g.subs) {
+            const bool same = d.compact()
+                ? (s.cr.core == core && s.cr.asym == asym && s.cr.left == d.rl * L)
+                : (s.eta == d.eta / (L * L) && s.rs == d.rs * L);
+            if (same) { sub = &s; break; }
+        }
+        if (!sub) {
+            Sub s;
+            if (d.compact()) s.cr = CompactFunction(core, asym, d.rl * L, rc);
+            else { s.eta = d.eta / (L * L); s.rs = d.rs * L; }
+            g.subs.push_back(s);
+            sub = &g.subs.back();
+        }
+        if (d.compact()) {
+            // Angular window in radians; the angular core is never asymmetric (n2p2).
+            mem.cf = CompactFunction(core, false, d.angle_left * M_PI / 180.0,
+                                     d.angle_right * M_PI / 180.0);
+        } else {
+            mem.lambda = d.lambda;
+            mem.zeta = d.zeta;
+            mem.pnorm = std::pow(2.0, 1.0 - d.zeta);
+            mem.zint = (std::floor(d.zeta) == d.zeta && d.zeta < 64) ? static_cast<int>(d.zeta) : -1;
+            mem.cos_s = std::cos(d.theta_s * M_PI / 180.0);
+            mem.sin_s = std::sin(d.theta_s * M_PI / 180.0);
+        }
+        sub->members.push_back(mem);
+    }
+}
+
+namespace {
+
+inline double ipow(double x, int n) {
+    double r = 1.0;
+    while (n > 0) {
+        if (n & 1) r *= x;
+        x *= x;
+        n >>= 1;
+    }
+    return r;
+}
+
+using Kind = ElementDescriptor::Kind;
+using Group = ElementDescriptor::Group;
+
+// Radial groups: sum over neighbours of one element (or all, Z-weighted).
+template <bool GRAD>
+void radial(const Group& g, const NeighborScratch& nb, const double* w, double* G, double* grad) {
+    int b0 = 0, b1 = nb.n;
+    if (!g.weighted) { b0 = nb.bucket[g.e1]; b1 = nb.bucket[g.e1 + 1]; }
+    const bool exp_kind = g.kind == Kind::ExpRad;
+    for (int s = b0; s < b1; ++s) {
+        const double r = nb.r[s];
+        if (r >= g.rc) continue;
+        const double z = g.weighted ? nb.zw[s] : 1.0;
+        double fc = 1.0, dfc = 0.0;
+        if (exp_kind) g.fc.fdf(r, fc, dfc);
+        double sum = 0.0;  // sum_m w_m dG_m/dr
+        for (const auto& m : g.members) {
+            double v, dv;
+            if (exp_kind) {
+                const double x = r - m.rs;
+                const double e = std::exp(-m.eta * x * x);
+                v = e * fc;
+                dv = e * (dfc - 2.0 * m.eta * x * fc);
+            } else {
+                m.cf.fdf(r, v, dv);
+            }
+            if (GRAD) sum += w[m.idx] * dv;
+            else G[m.idx] += z * v;
+        }
+        if (GRAD) {
+            const double f = z * sum / r;
+            grad[3 * s] += f * nb.dx[s];
+            grad[3 * s + 1] += f * nb.dy[s];
+            grad[3 * s + 2] += f * nb.dz[s];
+        }
+    }
+}
+
+// Angular groups. For the triplet (i; j, k) with u = R_j - R_i, v = R_k - R_i,
+// t = R_k - R_j and a term T(r_ij, r_ik, r_jk, cos), the gradient is assembled once per
+// triplet from the member-summed partial derivatives A = dT/dr_ij, B = dT/dr_ik,
+// C = dT/dr_jk, D = dT/dcos:
+//   dT/du = (A/r_ij - D cos/r_ij^2) u + D/(r_ij r_ik) v - (C/r_jk) t
+//   dT/dv = (B/r_ik - D cos/r_ik^2) v + D/(r_ij r_ik) u + (C/r_jk) t
+template <Kind K, bool GRAD>
+void angular(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws, const double* w,
+             double* G, double* grad) {
+    constexpr bool narrow = K == Kind::ExpAngN || K == Kind::CompAngN;
+    constexpr bool compact = K == Kind::CompAngN || K == Kind::CompAngW;
+    const int nsub = static_cast<int>(g.subs.size());
+    // Neighbour sub-list: within rc and of a matching element. Bucketing by element
+    // makes the e1 part and the e2 part contiguous.
+    auto& L = ws.list;
+    L.clear();
+    int split = 0;  // L[0..split) = element e1, L[split..) = element e2 (if e1 != e2)
+    if (g.weighted) {
+        for (int s = 0; s < nb.n; ++s) if (nb.r[s] < g.rc) L.push_back(s);
+    } else {
+        for (int s = nb.bucket[g.e1]; s < nb.bucket[g.e1 + 1]; ++s) if (nb.r[s] < g.rc) L.push_back(s);
+        split = static_cast<int>(L.size());
+        if (g.e2 != g.e1)
+            for (int s = nb.bucket[g.e2]; s < nb.bucket[g.e2 + 1]; ++s) if (nb.r[s] < g.rc) L.push_back(s);
+    }
+    const int nl = static_cast<int>(L.size());
+    if (nl < 2) return;
+    ws.fc.resize(nl); ws.dfc.resize(nl);
+    ws.a.resize(static_cast<size_t>(nl) * nsub); ws.da.resize(static_cast<size_t>(nl) * nsub);
+    // Per-neighbour radial factors a = radial(r) [* f_c(r)] and da/dr, per sub-group.
+    for (int l = 0; l < nl; ++l) {
+        const double r = nb.r[L[l]];
+        double fc = 1.0, dfc = 0.0;
+        if (!compact) g.fc.fdf(r, fc, dfc);
+        ws.fc[l] = fc; ws.dfc[l] = dfc;
+        for (int s = 0; s < nsub; ++s) {
+            const auto& sb = g.subs[s];
+            double a, da;
+            if (compact) {
+                sb.cr.fdf(r, a, da);
+            } else if (K == Kind::AniAng) {
+                a = fc; da = dfc;  // the ANI radial factor depends on (r_ij + r_ik)/2
+            } else {
+                const double x = r - sb.rs;
+                const double e = std::exp(-sb.eta * x * x);
+                a = e * fc;
+                da = e * (dfc - 2.0 * sb.eta * x * fc);
+            }
+            ws.a[l * nsub + s] = a;
+            ws.da[l * nsub + s] = da;
+        }
+    }
+    const bool same = g.weighted || g.e1 == g.e2;
+    const double rc2 = g.rc * g.rc;
+    for (int p = 0; p < (same ? nl - 1 : split); ++p) {
+        const int j = L[p];
+        const double ux = nb.dx[j], uy = nb.dy[j], uz = nb.dz[j], rij = nb.r[j];
+        const double* aj = &ws.a[p * nsub];
+        const double* daj = &ws.da[p * nsub];
+        for (int q = same ? p + 1 : split; q < nl; ++q) {
+            const int k = L[q];
+            const double vx = nb.dx[k], vy = nb.dy[k], vz = nb.dz[k], rik = nb.r[k];
+            const double tx = vx - ux, ty = vy - uy, tz = vz - uz;
+            double rjk = 0.0;
+            if (narrow) {
+                const double rjk2 = tx * tx + ty * ty + tz * tz;
+                if (rjk2 >= rc2) continue;
+                if (compact && rjk2 <= 0.0) continue;
+                rjk = std::sqrt(rjk2);
+            }
+            const double inv_ijik = 1.0 / (rij * rik);
+            const double c = (ux * vx + uy * vy + uz * vz) * inv_ijik;
+            const double z = g.weighted ? nb.zw[j] * nb.zw[k] : 1.0;
+            const double* ak = &ws.a[q * nsub];
+            const double* dak = &ws.da[q * nsub];
+            double A = 0.0, B = 0.0, C = 0.0, D = 0.0;
+            if constexpr (K == Kind::ExpAngN || K == Kind::ExpAngW) {
+                double fcjk = 1.0, dfcjk = 0.0;
+                if (narrow) g.fc.fdf(rjk, fcjk, dfcjk);
+                for (int s = 0; s < nsub; ++s) {
+                    const auto& sb = g.subs[s];
+                    double ajk = 1.0, dajk = 0.0;
+                    if (narrow) {
+                        const double x = rjk - sb.rs;
+                        const double e = std::exp(-sb.eta * x * x);
+                        ajk = e * fcjk;
+                        dajk = e * (dfcjk - 2.0 * sb.eta * x * fcjk);
+                    }
+                    const double R = aj[s] * ak[s] * ajk;
+                    double sang = 0.0, sdang = 0.0;
+                    for (const auto& m : sb.members) {
+                        const double P = 1.0 + m.lambda * c;
+                        if (P <= 0.0) continue;
+                        const double pz1 = m.zint > 0 ? ipow(P, m.zint - 1) : std::pow(P, m.zeta - 1.0);
+                        if (GRAD) {
+                            const double wm = w[m.idx] * m.pnorm;
+                            sang += wm * pz1 * P;
+                            sdang += wm * m.zeta * m.lambda * pz1;
+                        } else {
+                            G[m.idx] += m.pnorm * z * pz1 * P * R;
+                        }
+                    }
+                    if (GRAD) {
+                        A += sang * daj[s] * ak[s] * ajk;
+                        B += sang * aj[s] * dak[s] * ajk;
+                        C += sang * aj[s] * ak[s] * dajk;
+                        D += sdang * R;
+                    }
+                }
+            } else if constexpr (compact) {
+                if (c <= -1.0 || c >= 1.0) continue;
+                const double theta = std::acos(c);
+                const double dtheta = -1.0 / std::sqrt(1.0 - c * c);
+                for (int s = 0; s < nsub; ++s) {
+                    const auto& sb = g.subs[s];
+                    double ajk = 1.0, dajk = 0.0;
+                    if (narrow) sb.cr.fdf(rjk, ajk, dajk);
+                    const double R = aj[s] * ak[s] * ajk;
+                    if (R == 0.0 && (!GRAD || (daj[s] == 0.0 && dak[s] == 0.0 && dajk == 0.0))) continue;
+                    double sang = 0.0, sdang = 0.0;
+                    for (const auto& m : sb.members) {
+                        if (theta < m.cf.left || theta > m.cf.right) continue;
+                        double ang, dang;
+                        m.cf.fdf(theta, ang, dang);
+                        if (GRAD) {
+                            sang += w[m.idx] * ang;
+                            sdang += w[m.idx] * dang * dtheta;
+                        } else {
+                            G[m.idx] += z * R * ang;
+                        }
+                    }
+                    if (GRAD) {
+                        A += sang * daj[s] * ak[s] * ajk;
+                        B += sang * aj[s] * dak[s] * ajk;
+                        C += sang * aj[s] * ak[s] * dajk;
+                        D += sdang * R;
+                    }
+                }
+            } else {  // ANI
+                const double cs = 0.95 * c;
+                const double theta = std::acos(cs);
+                const double st = std::sin(theta);
+                const double dtheta = -0.95 / st;
+                const double rm = 0.5 * (rij + rik);
+                const double fcc = ws.fc[p] * ws.fc[q];
+                for (int s = 0; s < nsub; ++s) {
+                    const auto& sb = g.subs[s];
+                    const double x = rm - sb.rs;
+                    const double e = std::exp(-sb.eta * x * x);
+                    const double de = -2.0 * sb.eta * x * e;  // d e / d rm
+                    double sang = 0.0, sdang = 0.0;
+                    for (const auto& m : sb.members) {
+                        // 1 + cos(theta - theta_s) = 1 + cos theta cos_s + sin theta sin_s
+                        const double P = 1.0 + cs * m.cos_s + st * m.sin_s;
+                        const double pz1 = m.zint > 0 ? ipow(P, m.zint - 1) : std::pow(P, m.zeta - 1.0);
+                        if (GRAD) {
+                            const double wm = w[m.idx] * m.pnorm;
+                            sang += wm * pz1 * P;
+                            // dP/dtheta = -sin theta cos_s + cos theta sin_s
+                            sdang += wm * m.zeta * pz1 * (-st * m.cos_s + cs * m.sin_s) * dtheta;
+                        } else {
+                            G[m.idx] += m.pnorm * z * pz1 * P * e * fcc;
+                        }
+                    }
+                    if (GRAD) {
+                        A += sang * (0.5 * de * fcc + e * ws.dfc[p] * ws.fc[q]);
+                        B += sang * (0.5 * de * fcc + e * ws.fc[p] * ws.dfc[q]);
+                        D += sdang * e * fcc;
+                    }
+                }
+            }
+            if (GRAD) {
+                A *= z; B *= z; C *= z; D *= z;
+                const double dij = D * inv_ijik;
+                const double cu = A / rij - D * c / (rij * rij);
+                const double cv = B / rik - D * c / (rik * rik);
+                const double ct = narrow ? C / rjk : 0.0;
+                grad[3 * j] += cu * ux + dij * vx - ct * tx;
+                grad[3 * j + 1] += cu * uy + dij * vy - ct * ty;
+                grad[3 * j + 2] += cu * uz + dij * vz - ct * tz;
+                grad[3 * k] += cv * vx + dij * ux + ct * tx;
+                grad[3 * k + 1] += cv * vy + dij * uy + ct * ty;
+                grad[3 * k + 2] += cv * vz + dij * uz + ct * tz;
+            }
+        }
+    }
+}
+
+template <bool GRAD>
+void run_groups(const std::vector<Group>& groups, const NeighborScratch& nb,
+                DescriptorWorkspace& ws, const double* w, double* G, double* grad) {
+    for (const Group& g : groups) {
+        switch (g.kind) {
+            case Kind::ExpRad: case Kind::CompRad: radial<GRAD>(g, nb, w, G, grad); break;
+            case Kind::ExpAngN: angular<Kind::ExpAngN, GRAD>(g, nb, ws, w, G, grad); break;
+            case Kind::ExpAngW: angular<Kind::ExpAngW, GRAD>(g, nb, ws, w, G, grad); break;
+            case Kind::CompAngN: angular<Kind::CompAngN, GRAD>(g, nb, ws, w, G, grad); break;
+            case Kind::CompAngW: angular<Kind::CompAngW, GRAD>(g, nb, ws, w, G, grad); break;
+            case Kind::AniAng: angular<Kind::AniAng, GRAD>(g, nb, ws, w, G, grad); break;
+        }
+    }
+}
+
+}  // namespace
+
+void ElementDescriptor::values(const NeighborScratch& nb, DescriptorWorkspace& ws, double* G) const {
+    std::fill(G, G + n_sf_, 0.0);
+    run_groups<false>(groups_, nb, ws, nullptr, G, nullptr);
+}
+
+void ElementDescriptor::gradient(const NeighborScratch& nb, DescriptorWorkspace& ws,
+                                 const double* w, double* grad) const {
+    run_groups<true>(groups_, nb, ws, w, nullptr, grad);
+}
+
+}  // namespace hdnnp

@@ -1,0 +1,558 @@
+#include "hdnnp/model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "hdnnp/elements.hpp"
+#include "hdnnp/errors.hpp"
+
+namespace hdnnp {
+namespace {
+
+std::string join_path(const std::string& dir, const std::string& file) {
+    if (dir.empty() || dir.back() == '/') return dir + file;
+    return dir + "/" + file;
+}
+
+bool file_exists(const std::string& p) {
+    std::ifstream f(p);
+    return static_cast<bool>(f);
+}
+
+/// Non-comment, non-empty lines with their 1-based line numbers.
+std::vector<std::pair<int, std::vector<std::string>>> data_lines(const std::string& path) {
+    std::ifstream f(path);
+    if (!f) throw ModelFileError("cannot open '" + path + "'");
+    std::vector<std::pair<int, std::vector<std::string>>> out;
+    std::string line;
+    int no = 0;
+    while (std::getline(f, line)) {
+        ++no;
+        const auto c = line.find('#');
+        if (c != std::string::npos) line.resize(c);
+        auto tok = split_ws(line);
+        if (!tok.empty()) out.emplace_back(no, std::move(tok));
+    }
+    return out;
+}
+
+double file_number(const std::string& tok, const std::string& path, int line) {
+    try {
+        return parse_double(tok, path + ":" + std::to_string(line));
+    } catch (const ConfigError& e) {
+        throw ModelFileError(e.what());
+    }
+}
+
+}  // namespace
+
+std::vector<std::string> Model::element_symbols() const {
+    std::vector<std::string> s;
+    for (const auto& e : elements_) s.push_back(e.symbol);
+    return s;
+}
+
+int Model::element_index(const std::string& symbol) const {
+    for (size_t i = 0; i < elements_.size(); ++i)
+        if (elements_[i].symbol == symbol) return static_cast<int>(i);
+    return -1;
+}
+
+std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weights) {
+    auto m = std::make_shared<Model>();
+    m->directory_ = dir;
+    const std::string nn_path = join_path(dir, "input.nn");
+    if (!file_exists(nn_path)) throw ConfigError("potential directory '" + dir + "' has no input.nn");
+    m->settings_ = Settings::read_file(nn_path);
+    const Settings& S = m->settings_;
+    m->warnings_ = S.warnings();
+    auto where = [&](const std::string& key) {
+        return nn_path + ":" + std::to_string(S.get(key).line);
+    };
+
+    if (S.has("nnp_type")) {
+        const std::string t = S.args("nnp_type").at(0);
+        if (t != "2" && t != "2G-HDNNP")
+            throw ConfigError(where("nnp_type") + ": nnp_type " + t +
+                              " is not supported by this version (only 2G potentials)");
+    }
+
+    // Elements, sorted by atomic number as n2p2 does.
+    auto el = S.args("elements");
+    const long n_el = parse_int(S.args("number_of_elements").at(0), where("number_of_elements"));
+    if (n_el != static_cast<long>(el.size()))
+        throw ConfigError(where("elements") + ": number_of_elements is " + std::to_string(n_el) +
+                          " but " + std::to_string(el.size()) + " elements are listed");
+    std::set<std::string> seen;
+    for (const auto& e : el) {
+        if (atomic_number(e) == 0) throw ConfigError(where("elements") + ": unknown element '" + e + "'");
+        if (!seen.insert(e).second) throw ConfigError(where("elements") + ": element '" + e + "' listed twice");
+    }
+    std::sort(el.begin(), el.end(), [](const std::string& a, const std::string& b) {
+        return atomic_number(a) < atomic_number(b);
+    });
+    std::vector<int> zs;
+    for (const auto& e : el) zs.push_back(atomic_number(e));
+
+    // Cutoff function.
+    {
+        auto a = S.args("cutoff_type");
+        const long ct = parse_int(a.at(0), where("cutoff_type"));
+        if (ct < 0 || ct > 8) throw ConfigError(where("cutoff_type") + ": cutoff_type must be 0..8");
+        m->cutoff_type_ = static_cast<CutoffType>(ct);
+        if (a.size() > 1) m->cutoff_alpha_ = parse_double(a[1], where("cutoff_type"));
+        if (m->cutoff_alpha_ < 0.0 || m->cutoff_alpha_ >= 1.0)
+            throw ConfigError(where("cutoff_type") + ": cutoff alpha must satisfy 0 <= alpha < 1");
+    }
+
+    // Normalisation.
+    if (S.has("mean_energy")) m->mean_energy_ = parse_double(S.args("mean_energy").at(0), where("mean_energy"));
+    if (S.has("conv_energy") != S.has("conv_length"))
+        throw ConfigError(nn_path + ": conv_energy and conv_length must be given together");
+    if (S.has("conv_energy")) {
+        m->conv_energy_ = parse_double(S.args("conv_energy").at(0), where("conv_energy"));
+        m->conv_length_ = parse_double(S.args("conv_length").at(0), where("conv_length"));
+        if (!(m->conv_energy_ > 0.0) || !(m->conv_length_ > 0.0))
+            throw ConfigError(nn_path + ": conv_energy and conv_length must be positive");
+    }
+
+    // Scaling mode.
+    const bool sc = S.has("scale_symmetry_functions"), ce = S.has("center_symmetry_functions"),
+               sg = S.has("scale_symmetry_functions_sigma");
+    if (sg && (sc || ce))
+        throw ConfigError(nn_path + ": scale_symmetry_functions_sigma cannot be combined with "
+                          "scale_symmetry_functions or center_symmetry_functions");
+    m->scaling_mode_ = sg ? ScalingMode::ScaleSigma
+                     : sc && ce ? ScalingMode::ScaleCenter
+                     : sc ? ScalingMode::Scale
+                     : ce ? ScalingMode::Center : ScalingMode::None;
+    if (m->scaling_mode_ == ScalingMode::Scale || m->scaling_mode_ == ScalingMode::ScaleCenter ||
+        m->scaling_mode_ == ScalingMode::ScaleSigma) {
+        if (S.has("scale_min_short")) m->s_min_ = parse_double(S.args("scale_min_short").at(0), where("scale_min_short"));
+        else m->warnings_.push_back(nn_path + ": scale_min_short not given, using 0");
+        if (S.has("scale_max_short")) m->s_max_ = parse_double(S.args("scale_max_short").at(0), where("scale_max_short"));
+        else m->warnings_.push_back(nn_path + ": scale_max_short not given, using 1");
+    }
+
+    // Symmetry functions per element, sorted as n2p2 does.
+    std::vector<std::vector<SymFuncDef>> defs(el.size());
+    for (const auto& e : S.all("symfunction_short")) {
+        const std::string w = nn_path + ":" + std::to_string(e.line);
+        SymFuncDef d = parse_symfunction(split_ws(e.args), el, w);
+        d.line = e.line;
+        d.text = e.args;
+        defs[d.ec].push_back(d);
+    }
+
+    // Network architecture.
+    const long n_hidden = parse_int(S.args("global_hidden_layers_short").at(0), where("global_hidden_layers_short"));
+    auto gnodes = S.args("global_nodes_short");
+    auto gacts = S.args("global_activation_short");
+    if (n_hidden < 0 || static_cast<long>(gnodes.size()) != n_hidden)
+        throw ConfigError(where("global_nodes_short") + ": expected " + std::to_string(n_hidden) +
+                          " hidden layer sizes, found " + std::to_string(gnodes.size()));
+    if (static_cast<long>(gacts.size()) != n_hidden + 1)
+        throw ConfigError(where("global_activation_short") + ": expected " + std::to_string(n_hidden + 1) +
+                          " activation letters (hidden layers + output), found " + std::to_string(gacts.size()));
+    std::vector<std::vector<int>> nodes(el.size());
+    std::vector<std::vector<std::string>> acts(el.size());
+    for (size_t e = 0; e < el.size(); ++e) {
+        for (const auto& g : gnodes) nodes[e].push_back(static_cast<int>(parse_int(g, where("global_nodes_short"))));
+        acts[e] = gacts;
+    }
+    auto elem_of = [&](const std::string& sym, const std::string& w) {
+        for (size_t i = 0; i < el.size(); ++i) if (el[i] == sym) return i;
+        throw ConfigError(w + ": element '" + sym + "' is not in the 'elements' list");
+    };
+    for (const auto& en : S.all("element_hidden_layers_short")) {
+        const std::string w = nn_path + ":" + std::to_string(en.line);
+        auto t = split_ws(en.args);
+        if (t.size() != 2) throw ConfigError(w + ": expected 'element_hidden_layers_short <element> <n>'");
+        const size_t e = elem_of(t[0], w);
+        const long n = parse_int(t[1], w);
+        if (n < 0) throw ConfigError(w + ": number of hidden layers must be >= 0");
+        const std::string out_act = acts[e].back();
+        nodes[e].resize(n, -1);
+        acts[e].resize(n);
+        acts[e].push_back(out_act);
+    }
+    for (const auto& en : S.all("element_nodes_short")) {
+        // Documented meaning (RuNNer/n2p2 docs): element_nodes_short <element> <layer> <nodes>,
+        // layer counted from 1 over the hidden layers.
+        const std::string w = nn_path + ":" + std::to_string(en.line);
+        auto t = split_ws(en.args);
+        if (t.size() != 3) throw ConfigError(w + ": expected 'element_nodes_short <element> <layer> <nodes>'");
+        const size_t e = elem_of(t[0], w);
+        const long l = parse_int(t[1], w), n = parse_int(t[2], w);
+        if (l < 1 || l > static_cast<long>(nodes[e].size()))
+            throw ConfigError(w + ": hidden layer " + t[1] + " does not exist for element " + t[0]);
+        if (n < 1) throw ConfigError(w + ": number of nodes must be >= 1");
+        nodes[e][l - 1] = static_cast<int>(n);
+    }
+    for (const auto& en : S.all("element_activation_short")) {
+        const std::string w = nn_path + ":" + std::to_string(en.line);
+        auto t = split_ws(en.args);
+        if (t.size() != 3)
+            throw ConfigError(w + ": expected 'element_activation_short <element> <layer> <letter>' "
+                              "(per-neuron activations are not supported)");
+        const size_t e = elem_of(t[0], w);
+        const long l = parse_int(t[1], w);
+        if (l < 1 || l > static_cast<long>(acts[e].size()))
+            throw ConfigError(w + ": layer " + t[1] + " does not exist for element " + t[0]);
+        acts[e][l - 1] = t[2];
+    }
+    const bool normalize = S.has("normalize_nodes");
+
+    // Atomic energy offsets.
+    std::vector<double> offsets(el.size(), 0.0);
+    std::vector<bool> has_offset(el.size(), false);
+    for (const auto& en : S.all("atom_energy")) {
+        const std::string w = nn_path + ":" + std::to_string(en.line);
+        auto t = split_ws(en.args);
+        if (t.size() != 2) throw ConfigError(w + ": expected 'atom_energy <element> <energy>'");
+        const size_t e = elem_of(t[0], w);
+        if (has_offset[e]) throw ConfigError(w + ": atom_energy given twice for " + t[0]);
+        has_offset[e] = true;
+        offsets[e] = parse_double(t[1], w);
+    }
+
+    for (size_t e = 0; e < el.size(); ++e) {
+        ElementModel em;
+        em.symbol = el[e];
+        em.z = zs[e];
+        em.atom_energy = offsets[e];
+        if (defs[e].empty()) throw ConfigError(nn_path + ": element " + el[e] + " has no symmetry functions");
+        std::stable_sort(defs[e].begin(), defs[e].end(), symfunction_less);
+        em.descriptor = ElementDescriptor(defs[e], m->cutoff_type_, m->cutoff_alpha_, m->conv_length_, zs,
+                                          static_cast<int>(el.size()));
+        std::vector<int> sizes{em.descriptor.size()};
+        std::vector<Activation> av;
+        for (size_t l = 0; l < nodes[e].size(); ++l) {
+            if (nodes[e][l] < 1)
+                throw ConfigError(nn_path + ": number of nodes of hidden layer " + std::to_string(l + 1) +
+                                  " of element " + el[e] + " is not set");
+            sizes.push_back(nodes[e][l]);
+        }
+        sizes.push_back(1);
+        for (size_t l = 0; l < acts[e].size(); ++l) {
+            if (acts[e][l].empty())
+                throw ConfigError(nn_path + ": activation of layer " + std::to_string(l + 1) + " of element " +
+                                  el[e] + " is not set");
+            av.push_back(activation_from_letter(acts[e][l], nn_path));
+        }
+        em.network = NeuralNetwork(sizes, av, normalize);
+        m->cutoff_ = std::max(m->cutoff_, em.descriptor.cutoff() / m->conv_length_);
+        m->elements_.push_back(std::move(em));
+    }
+
+    // scaling.data: n2p2 (6 columns) or RuNNer (5 columns + final energy line).
+    const std::string sc_path = join_path(dir, "scaling.data");
+    size_t total_sf = 0;
+    for (const auto& em : m->elements_) total_sf += em.descriptor.size();
+    if (file_exists(sc_path)) {
+        auto lines = data_lines(sc_path);
+        const size_t ncol = lines.empty() ? 0 : lines.front().second.size();
+        if (ncol != 6 && ncol != 5)
+            throw ModelFileError(sc_path + ": expected 6 columns (n2p2) or 5 columns (RuNNer), found " +
+                                 std::to_string(ncol));
+        size_t expect = total_sf + (ncol == 5 ? 1 : 0);
+        if (lines.size() != expect) {
+            std::ostringstream os;
+            os << sc_path << ": expected " << expect << " lines (";
+            for (size_t e = 0; e < m->elements_.size(); ++e)
+                os << (e ? ", " : "") << m->elements_[e].symbol << " " << m->elements_[e].descriptor.size();
+            os << " symmetry functions" << (ncol == 5 ? " + energy line" : "") << "), found " << lines.size();
+            throw ModelFileError(os.str());
+        }
+        if (ncol == 5 && m->scaling_mode_ == ScalingMode::ScaleSigma)
+            throw ModelFileError(sc_path + ": RuNNer 5-column layout has no sigma, but "
+                                 "scale_symmetry_functions_sigma is set");
+        size_t k = 0;
+        for (size_t e = 0; e < m->elements_.size(); ++e) {
+            ElementModel& em = m->elements_[e];
+            for (int s = 0; s < em.descriptor.size(); ++s, ++k) {
+                const auto& [no, t] = lines[k];
+                const std::string w = sc_path + ":" + std::to_string(no);
+                if (t.size() != ncol)
+                    throw ModelFileError(w + ": expected " + std::to_string(ncol) + " columns, found " +
+                                         std::to_string(t.size()));
+                const double ei = file_number(t[0], sc_path, no), si = file_number(t[1], sc_path, no);
+                if (ei != static_cast<double>(e + 1) || si != static_cast<double>(s + 1))
+                    throw ModelFileError(w + ": expected element " + std::to_string(e + 1) + " SF " +
+                                         std::to_string(s + 1) + ", found " + t[0] + " " + t[1]);
+                em.g_min.push_back(file_number(t[2], sc_path, no));
+                em.g_max.push_back(file_number(t[3], sc_path, no));
+                em.g_mean.push_back(file_number(t[4], sc_path, no));
+                em.g_sigma.push_back(ncol == 6 ? file_number(t[5], sc_path, no) : 0.0);
+            }
+        }
+    } else if (m->scaling_mode_ != ScalingMode::None && with_weights) {
+        throw ModelFileError("potential directory '" + dir + "' has no scaling.data, but input.nn asks "
+                             "for symmetry-function scaling");
+    }
+    for (auto& em : m->elements_) {
+        const int n = em.descriptor.size();
+        em.factor.assign(n, 1.0);
+        em.shift.assign(n, 0.0);
+        for (int s = 0; s < n; ++s) {
+            if (em.g_max.empty()) break;  // no scaling.data (descriptor-only load)
+            const double range = em.g_max[s] - em.g_min[s];
+            switch (m->scaling_mode_) {
+                case ScalingMode::None: break;
+                case ScalingMode::Center: em.shift[s] = em.g_mean[s]; break;
+                case ScalingMode::Scale:
+                case ScalingMode::ScaleCenter:
+                    em.shift[s] = m->scaling_mode_ == ScalingMode::Scale ? em.g_min[s] : em.g_mean[s];
+                    if (range > 0.0) em.factor[s] = (m->s_max_ - m->s_min_) / range;
+                    else {
+                        em.factor[s] = 0.0;
+                        m->warnings_.push_back(sc_path + ": symmetry function " + std::to_string(s + 1) + " of " +
+                                               em.symbol + " has zero range (min = max); it is scaled to a constant");
+                    }
+                    break;
+                case ScalingMode::ScaleSigma:
+                    em.shift[s] = em.g_mean[s];
+                    if (em.g_sigma[s] > 0.0) em.factor[s] = (m->s_max_ - m->s_min_) / em.g_sigma[s];
+                    else {
+                        em.factor[s] = 0.0;
+                        m->warnings_.push_back(sc_path + ": symmetry function " + std::to_string(s + 1) + " of " +
+                                               em.symbol + " has zero sigma; it is scaled to a constant");
+                    }
+                    break;
+            }
+        }
+    }
+
+    // Weights.
+    m->has_weights_ = with_weights;
+    for (auto& em : m->elements_) {
+        if (!with_weights) break;
+        char name[32];
+        std::snprintf(name, sizeof(name), "weights.%03d.data", em.z);
+        const std::string wp = join_path(dir, name);
+        if (!file_exists(wp)) throw ModelFileError("weight file '" + wp + "' for element " + em.symbol + " is missing");
+        auto lines = data_lines(wp);
+        std::vector<double> w;
+        w.reserve(lines.size());
+        for (const auto& [no, t] : lines) w.push_back(file_number(t[0], wp, no));
+        if (static_cast<int>(w.size()) != em.network.n_weights()) {
+            std::ostringstream os;
+            os << wp << ": expected " << em.network.n_weights() << " weights for the declared architecture ";
+            const auto sz = em.network.sizes();
+            for (size_t i = 0; i < sz.size(); ++i) os << (i ? "-" : "") << sz[i];
+            os << " of element " << em.symbol << ", found " << w.size();
+            throw ModelFileError(os.str());
+        }
+        for (size_t i = 0; i < w.size(); ++i)
+            if (!std::isfinite(w[i]))
+                throw ModelFileError(wp + ":" + std::to_string(lines[i].first) + ": weight is not finite");
+        em.network.set_parameters(w);
+    }
+    return m;
+}
+
+namespace {
+struct ThreadScratch {
+    NeighborScratch nb;
+    DescriptorWorkspace dws;
+    NetworkWorkspace nws;
+    std::vector<double> G, Gs, dEdG, grad;
+    std::vector<double> tdx, tdy, tdz, tr;
+    std::vector<int> tel;
+    std::vector<int64_t> tpair;
+    std::vector<int> count;
+};
+}  // namespace
+
+void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult& out) const {
+    const int64_t nl = A.n_local, na = A.n_all;
+    if (nl < 0 || na < nl) throw std::invalid_argument("n_local must be in [0, n_all]");
+    if (A.neighbors.n_centers != nl) throw std::invalid_argument("neighbour list must cover the n_local centres");
+    const int ne = n_elements();
+    for (int64_t a = 0; a < na; ++a) {
+        if (A.species[a] < 0 || A.species[a] >= ne)
+            throw InputError("atom " + std::to_string(a) + " has an element index outside the potential's " +
+                             std::to_string(ne) + " elements");
+        for (int c = 0; c < 3; ++c)
+            if (!std::isfinite(A.positions[3 * a + c]))
+                throw InputError("atom " + std::to_string(a) + " has a non-finite coordinate");
+    }
+    const double L = conv_length_;
+    const int64_t npairs = A.neighbors.offsets[nl];
+    const bool need_grad = opt.forces || opt.virial;
+    std::vector<double> pair_grad(need_grad ? 3 * npairs : 0, 0.0);
+    out.atom_energies.assign(nl, 0.0);
+    out.extrapolating_atoms.assign(nl, 0);
+    out.extrapolations.clear();
+    if (opt.descriptors) {
+        out.descriptor_offsets.assign(nl + 1, 0);
+        for (int64_t i = 0; i < nl; ++i)
+            out.descriptor_offsets[i + 1] = out.descriptor_offsets[i] + elements_[A.species[i]].descriptor.size();
+        out.descriptors.assign(out.descriptor_offsets[nl], 0.0);
+    }
+    std::vector<double> atom_e_int(nl, 0.0);
+    std::string error;
+    int64_t error_atom = -1;
+    std::vector<std::vector<Extrapolation>> extra_per_thread;
+    int nthreads = 1;
+#ifdef _OPENMP
+    nthreads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+#endif
+    extra_per_thread.resize(nthreads);
+
+#pragma omp parallel num_threads(nthreads)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        ThreadScratch ts;
+        ts.count.assign(ne + 1, 0);
+        auto& extra = extra_per_thread[tid];
+#pragma omp for schedule(dynamic, 8)
+        for (int64_t i = 0; i < nl; ++i) {
+            const ElementModel& em = elements_[A.species[i]];
+            const double rc = em.descriptor.cutoff();
+            const double rc2 = rc * rc;
+            const double min2 = opt.min_distance * opt.min_distance * L * L;
+            const int64_t p0 = A.neighbors.offsets[i], p1 = A.neighbors.offsets[i + 1];
+            const int64_t m = p1 - p0;
+            if (static_cast<int64_t>(ts.tdx.size()) < m) {
+                ts.tdx.resize(m); ts.tdy.resize(m); ts.tdz.resize(m); ts.tr.resize(m);
+                ts.tel.resize(m); ts.tpair.resize(m);
+            }
+            if (static_cast<int64_t>(ts.nb.dx.size()) < m) ts.nb.reserve(static_cast<int>(m));
+            const double* xi = &A.positions[3 * i];
+            std::fill(ts.count.begin(), ts.count.end(), 0);
+            int n = 0;
+            for (int64_t p = p0; p < p1; ++p) {
+                const int32_t j = A.neighbors.index[p];
+                const double* xj = &A.positions[3 * j];
+                double sx = 0, sy = 0, sz = 0;
+                if (A.neighbors.shift_id) {
+                    const double* sh = &A.neighbors.shifts[3 * A.neighbors.shift_id[p]];
+                    sx = sh[0]; sy = sh[1]; sz = sh[2];
+                }
+                const double dx = (xj[0] + sx - xi[0]) * L;
+                const double dy = (xj[1] + sy - xi[1]) * L;
+                const double dz = (xj[2] + sz - xi[2]) * L;
+                const double r2 = dx * dx + dy * dy + dz * dz;
+                if (r2 >= rc2) continue;
+                if (r2 < min2) {
+#pragma omp critical(hdnnp_compute_error)
+                    if (error_atom < 0 || i < error_atom) {
+                        error_atom = i;
+                        std::ostringstream os;
+                        os << "atoms " << i << " and " << j << " overlap (distance " << std::sqrt(r2) / L << ")";
+                        error = os.str();
+                    }
+                    continue;
+                }
+                ts.tdx[n] = dx; ts.tdy[n] = dy; ts.tdz[n] = dz; ts.tr[n] = std::sqrt(r2);
+                ts.tel[n] = A.species[j]; ts.tpair[n] = p;
+                ++ts.count[A.species[j] + 1];
+                ++n;
+            }
+            // Bucket neighbours by element (stable counting sort).
+            NeighborScratch& nb = ts.nb;
+            nb.n = n;
+            nb.bucket.assign(ne + 1, 0);
+            for (int e = 0; e < ne; ++e) nb.bucket[e + 1] = nb.bucket[e] + ts.count[e + 1];
+            std::vector<int>& fill = ts.count;
+            for (int e = 0; e < ne; ++e) fill[e] = nb.bucket[e];
+            for (int t = 0; t < n; ++t) {
+                const int e = ts.tel[t];
+                const int s = fill[e]++;
+                nb.dx[s] = ts.tdx[t]; nb.dy[s] = ts.tdy[t]; nb.dz[s] = ts.tdz[t]; nb.r[s] = ts.tr[t];
+                nb.elem[s] = e; nb.zw[s] = elements_[e].z; nb.pair[s] = ts.tpair[t];
+            }
+            // Symmetry functions, extrapolation check, scaling.
+            const int M = em.descriptor.size();
+            ts.G.resize(M); ts.Gs.resize(M); ts.dEdG.resize(M);
+            em.descriptor.values(nb, ts.dws, ts.G.data());
+            const bool have_range = !em.g_min.empty();
+            int64_t n_out = 0;
+            for (int k = 0; k < M; ++k) {
+                const double g = ts.G[k];
+                if (have_range && (g < em.g_min[k] || g > em.g_max[k])) {
+                    ++n_out;
+                    extra.push_back({i, k, g, em.g_min[k], em.g_max[k]});
+                }
+                ts.Gs[k] = s_min_ * (scaling_mode_ == ScalingMode::None || scaling_mode_ == ScalingMode::Center ? 0.0 : 1.0) +
+                           em.factor[k] * (g - em.shift[k]);
+            }
+            out.extrapolating_atoms[i] = n_out;
+            if (opt.descriptors) {
+                double* dst = &out.descriptors[out.descriptor_offsets[i]];
+                const double* src = opt.scaled_descriptors ? ts.Gs.data() : ts.G.data();
+                std::copy(src, src + M, dst);
+            }
+            // Network: E_i and dE_i/dG (scaled), then dE/dG (raw).
+            atom_e_int[i] = em.network.evaluate(ts.Gs.data(), need_grad ? ts.dEdG.data() : nullptr, ts.nws);
+            if (!need_grad) continue;
+            for (int k = 0; k < M; ++k) ts.dEdG[k] *= em.factor[k];
+            ts.grad.assign(3 * static_cast<size_t>(n), 0.0);
+            em.descriptor.gradient(nb, ts.dws, ts.dEdG.data(), ts.grad.data());
+            for (int s = 0; s < n; ++s) {
+                const int64_t p = nb.pair[s];
+                pair_grad[3 * p] = ts.grad[3 * s];
+                pair_grad[3 * p + 1] = ts.grad[3 * s + 1];
+                pair_grad[3 * p + 2] = ts.grad[3 * s + 2];
+            }
+        }
+    }
+    if (!error.empty()) throw InputError(error);
+
+    // Deterministic reductions (independent of the number of threads).
+    const double ce = conv_energy_;
+    out.energy = 0.0;
+    for (int64_t i = 0; i < nl; ++i) {
+        const ElementModel& em = elements_[A.species[i]];
+        out.atom_energies[i] = atom_e_int[i] / ce + mean_energy_ + em.atom_energy;
+        out.energy += out.atom_energies[i];
+    }
+    for (auto& v : extra_per_thread) out.extrapolations.insert(out.extrapolations.end(), v.begin(), v.end());
+    std::sort(out.extrapolations.begin(), out.extrapolations.end(),
+              [](const Extrapolation& a, const Extrapolation& b) {
+                  return a.atom != b.atom ? a.atom < b.atom : a.sf < b.sf;
+              });
+    std::fill(out.virial, out.virial + 9, 0.0);
+    if (!need_grad) { out.forces.clear(); return; }
+    out.forces.assign(3 * na, 0.0);
+    double W[9] = {0};
+    for (int64_t i = 0; i < nl; ++i) {
+        const double* xi = &A.positions[3 * i];
+        for (int64_t p = A.neighbors.offsets[i]; p < A.neighbors.offsets[i + 1]; ++p) {
+            const double* g = &pair_grad[3 * p];
+            if (g[0] == 0.0 && g[1] == 0.0 && g[2] == 0.0) continue;
+            const int32_t j = A.neighbors.index[p];
+            for (int c = 0; c < 3; ++c) {
+                out.forces[3 * i + c] += g[c];
+                out.forces[3 * j + c] -= g[c];
+            }
+            if (opt.virial) {
+                const double* xj = &A.positions[3 * j];
+                double d[3];
+                for (int c = 0; c < 3; ++c) {
+                    const double sh = A.neighbors.shift_id ? A.neighbors.shifts[3 * A.neighbors.shift_id[p] + c] : 0.0;
+                    d[c] = (xj[c] + sh - xi[c]) * L;
+                }
+                for (int a = 0; a < 3; ++a)
+                    for (int b = 0; b < 3; ++b) W[3 * a + b] -= d[a] * g[b];
+            }
+        }
+    }
+    const double fconv = L / ce;
+    for (auto& f : out.forces) f *= fconv;
+    for (int k = 0; k < 9; ++k) out.virial[k] = W[k] / ce;
+}
+
+}  // namespace hdnnp

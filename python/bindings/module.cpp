@@ -1,0 +1,246 @@
+// hdnnp._core: thin pybind11 facade over libhdnnp. Arrays are taken without copies
+// (noconvert + c_style: a wrong dtype or layout raises instead of copying) and the
+// GIL is released while the C++ core works.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <optional>
+
+#include "hdnnp/errors.hpp"
+#include "hdnnp/model.hpp"
+#include "hdnnp/neighbor.hpp"
+#include "hdnnp/structure_io.hpp"
+
+namespace py = pybind11;
+using namespace hdnnp;
+
+namespace {
+
+template <class T>
+py::array_t<T> to_numpy(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
+    auto* heap = new std::vector<T>(std::move(v));
+    py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    return py::array_t<T>(shape, heap->data(), owner);
+}
+
+using CArrD = py::array_t<double, py::array::c_style>;
+using CArrI32 = py::array_t<int32_t, py::array::c_style>;
+using CArrI64 = py::array_t<int64_t, py::array::c_style>;
+
+py::dict structure_to_dict(Structure&& s) {
+    py::dict d;
+    const auto n = static_cast<py::ssize_t>(s.n_atoms());
+    d["comment"] = s.comment;
+    d["set"] = s.set;
+    d["periodic"] = s.periodic;
+    d["lattice"] = to_numpy(std::vector<double>(s.lattice, s.lattice + 9), {3, 3});
+    d["positions"] = to_numpy(std::move(s.positions), {n, 3});
+    d["symbols"] = s.symbols;
+    d["charges"] = to_numpy(std::move(s.charges), {n});
+    d["forces"] = to_numpy(std::move(s.forces), {n, 3});
+    d["energy"] = s.has_energy ? py::object(py::float_(s.energy)) : py::object(py::none());
+    d["charge"] = s.has_charge ? py::object(py::float_(s.charge)) : py::object(py::none());
+    d["line"] = s.line;
+    return d;
+}
+
+Structure dict_to_structure(const py::dict& d) {
+    Structure s;
+    s.comment = d.contains("comment") ? py::cast<std::string>(d["comment"]) : "";
+    s.set = d.contains("set") ? py::cast<std::string>(d["set"]) : "";
+    s.periodic = d.contains("periodic") && py::cast<bool>(d["periodic"]);
+    if (s.periodic) {
+        auto lat = py::cast<py::array_t<double, py::array::c_style | py::array::forcecast>>(d["lattice"]);
+        if (lat.size() != 9) throw std::invalid_argument("lattice must be 3x3");
+        std::copy(lat.data(), lat.data() + 9, s.lattice);
+    }
+    s.symbols = py::cast<std::vector<std::string>>(d["symbols"]);
+    const size_t n = s.symbols.size();
+    auto get = [&](const char* key, size_t len) {
+        std::vector<double> v(len, 0.0);
+        if (d.contains(key) && !d[key].is_none()) {
+            auto a = py::cast<py::array_t<double, py::array::c_style | py::array::forcecast>>(d[key]);
+            if (static_cast<size_t>(a.size()) != len)
+                throw std::invalid_argument(std::string(key) + " has the wrong size");
+            std::copy(a.data(), a.data() + len, v.begin());
+        }
+        return v;
+    };
+    s.positions = get("positions", 3 * n);
+    s.charges = get("charges", n);
+    s.extra.assign(n, 0.0);
+    s.forces = get("forces", 3 * n);
+    if (d.contains("energy") && !d["energy"].is_none()) { s.energy = py::cast<double>(d["energy"]); s.has_energy = true; }
+    if (d.contains("charge") && !d["charge"].is_none()) { s.charge = py::cast<double>(d["charge"]); s.has_charge = true; }
+    return s;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "hdnnp C++ core (libhdnnp)";
+    auto base = py::register_exception<Error>(m, "Error", PyExc_RuntimeError);
+    py::register_exception<ConfigError>(m, "ConfigError", PyExc_ValueError);
+    py::register_exception<ModelFileError>(m, "ModelFileError", PyExc_ValueError);
+    py::register_exception<InputError>(m, "InputError", PyExc_ValueError);
+    py::register_exception<ExtrapolationError>(m, "ExtrapolationError", base.ptr());
+
+    py::class_<Model, std::shared_ptr<Model>>(m, "Model")
+        .def_static("load", [](const std::string& dir, bool weights) {
+            return std::const_pointer_cast<Model>(Model::load(dir, weights));
+        }, py::arg("directory"), py::arg("weights") = true, py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("has_weights", &Model::has_weights)
+        .def_property_readonly("elements", &Model::element_symbols)
+        .def_property_readonly("atomic_numbers", [](const Model& mo) {
+            std::vector<int> z;
+            for (const auto& e : mo.elements()) z.push_back(e.z);
+            return z;
+        })
+        .def_property_readonly("cutoff", &Model::cutoff)
+        .def_property_readonly("mean_energy", &Model::mean_energy)
+        .def_property_readonly("conv_energy", &Model::conv_energy)
+        .def_property_readonly("conv_length", &Model::conv_length)
+        .def_property_readonly("scaling_mode", [](const Model& mo) { return static_cast<int>(mo.scaling_mode()); })
+        .def_property_readonly("cutoff_type", [](const Model& mo) { return static_cast<int>(mo.cutoff_type()); })
+        .def_property_readonly("cutoff_alpha", &Model::cutoff_alpha)
+        .def_property_readonly("warnings", &Model::warnings)
+        .def_property_readonly("directory", &Model::directory)
+        .def_property_readonly("atom_energies", [](const Model& mo) {
+            std::vector<double> v;
+            for (const auto& e : mo.elements()) v.push_back(e.atom_energy);
+            return v;
+        })
+        .def("symmetry_functions", [](const Model& mo, int e) {
+            std::vector<std::pair<int, std::string>> out;
+            for (const auto& d : mo.elements().at(e).descriptor.definitions()) out.emplace_back(d.line, d.text);
+            return out;
+        }, py::arg("element"), "(input.nn line, text) of each SF of an element, in network input order")
+        .def("scaling", [](const Model& mo, int e) {
+            const auto& em = mo.elements().at(e);
+            py::dict d;
+            d["min"] = em.g_min; d["max"] = em.g_max; d["mean"] = em.g_mean; d["sigma"] = em.g_sigma;
+            return d;
+        }, py::arg("element"))
+        .def("architecture", [](const Model& mo, int e) {
+            const auto& nn = mo.elements().at(e).network;
+            std::string acts;
+            for (const auto& L : nn.layers()) acts += activation_letter(L.act);
+            return py::make_tuple(nn.sizes(), acts, nn.n_weights());
+        }, py::arg("element"))
+        .def("compute", [](const Model& mo, py::array_t<double, py::array::c_style> pos,
+                           py::array_t<int32_t, py::array::c_style> species, int64_t n_local,
+                           CArrI64 offsets, CArrI32 index, std::optional<CArrI32> shift_id,
+                           std::optional<CArrD> shifts, bool forces, bool virial, bool descriptors,
+                           bool scaled, int threads, double min_distance) {
+            if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
+            const int64_t na = pos.shape(0);
+            if (species.ndim() != 1 || species.shape(0) != na) throw std::invalid_argument("species must be (n,)");
+            if (offsets.ndim() != 1 || offsets.shape(0) != n_local + 1)
+                throw std::invalid_argument("offsets must have n_local + 1 entries");
+            const int64_t np = offsets.at(n_local);
+            if (index.ndim() != 1 || index.shape(0) != np) throw std::invalid_argument("index must have offsets[-1] entries");
+            for (int64_t p = 0; p < np; ++p)
+                if (index.data()[p] < 0 || index.data()[p] >= na) throw std::invalid_argument("neighbour index out of range");
+            AtomsView A;
+            A.n_local = n_local; A.n_all = na;
+            A.positions = pos.data(); A.species = species.data();
+            A.neighbors.n_centers = n_local;
+            A.neighbors.offsets = offsets.data();
+            A.neighbors.index = index.data();
+            if (shift_id) {
+                if (!shifts) throw std::invalid_argument("shift_id needs shifts");
+                if (shift_id->shape(0) != np) throw std::invalid_argument("shift_id must have offsets[-1] entries");
+                const int64_t ns = shifts->size() / 3;
+                for (int64_t p = 0; p < np; ++p)
+                    if (shift_id->data()[p] < 0 || shift_id->data()[p] >= ns) throw std::invalid_argument("shift id out of range");
+                A.neighbors.shift_id = shift_id->data();
+                A.neighbors.shifts = shifts->data();
+            }
+            ComputeOptions opt;
+            opt.forces = forces; opt.virial = virial; opt.descriptors = descriptors;
+            opt.scaled_descriptors = scaled; opt.threads = threads; opt.min_distance = min_distance;
+            ComputeResult r;
+            {
+                py::gil_scoped_release release;
+                mo.compute(A, opt, r);
+            }
+            py::dict d;
+            d["energy"] = r.energy;
+            d["atom_energies"] = to_numpy(std::move(r.atom_energies), {n_local});
+            if (forces || virial) d["forces"] = to_numpy(std::move(r.forces), {na, 3});
+            d["virial"] = to_numpy(std::vector<double>(r.virial, r.virial + 9), {3, 3});
+            const auto ne = static_cast<py::ssize_t>(r.extrapolations.size());
+            std::vector<int64_t> xa(ne); std::vector<int32_t> xs(ne); std::vector<double> xv(ne), xmin(ne), xmax(ne);
+            for (py::ssize_t k = 0; k < ne; ++k) {
+                xa[k] = r.extrapolations[k].atom; xs[k] = r.extrapolations[k].sf; xv[k] = r.extrapolations[k].value;
+                xmin[k] = r.extrapolations[k].min; xmax[k] = r.extrapolations[k].max;
+            }
+            py::dict ex;
+            ex["atom"] = to_numpy(std::move(xa), {ne});
+            ex["sf"] = to_numpy(std::move(xs), {ne});
+            ex["value"] = to_numpy(std::move(xv), {ne});
+            ex["min"] = to_numpy(std::move(xmin), {ne});
+            ex["max"] = to_numpy(std::move(xmax), {ne});
+            d["extrapolations"] = ex;
+            d["extrapolating_atoms"] = to_numpy(std::move(r.extrapolating_atoms), {n_local});
+            if (descriptors) {
+                const auto nd = static_cast<py::ssize_t>(r.descriptors.size());
+                d["descriptors"] = to_numpy(std::move(r.descriptors), {nd});
+                d["descriptor_offsets"] = to_numpy(std::move(r.descriptor_offsets), {n_local + 1});
+            }
+            return d;
+        },
+        py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("n_local"),
+        py::arg("offsets").noconvert(), py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),
+        py::arg("shifts").noconvert() = py::none(), py::arg("forces") = true, py::arg("virial") = true,
+        py::arg("descriptors") = false, py::arg("scaled") = false, py::arg("threads") = 0,
+        py::arg("min_distance") = 1e-6);
+
+    m.def("neighbor_list", [](py::array_t<double, py::array::c_style> pos, std::optional<CArrD> cell,
+                              std::array<bool, 3> pbc, double cutoff, double min_distance) {
+        if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
+        if (cell && cell->size() != 9) throw std::invalid_argument("cell must be 3x3");
+        const bool p[3] = {pbc[0], pbc[1], pbc[2]};
+        NeighborList nl;
+        {
+            py::gil_scoped_release release;
+            nl = build_neighbor_list(pos.data(), pos.shape(0), cell ? cell->data() : nullptr, p, cutoff, min_distance);
+        }
+        const auto np = static_cast<py::ssize_t>(nl.index.size());
+        const auto ns = static_cast<py::ssize_t>(nl.shifts.size() / 3);
+        const auto no = static_cast<py::ssize_t>(nl.offsets.size());
+        return py::make_tuple(to_numpy(std::move(nl.offsets), {no}), to_numpy(std::move(nl.index), {np}),
+                              to_numpy(std::move(nl.shift_id), {np}), to_numpy(std::move(nl.shifts), {ns, 3}),
+                              to_numpy(std::move(nl.images), {ns, 3}));
+    }, py::arg("positions").noconvert(), py::arg("cell").noconvert(), py::arg("pbc"), py::arg("cutoff"),
+       py::arg("min_distance") = 1e-6);
+
+    m.def("read_input_data", [](const std::string& path) {
+        std::vector<Structure> v;
+        {
+            py::gil_scoped_release release;
+            v = read_input_data(path);
+        }
+        py::list out;
+        for (auto& s : v) out.append(structure_to_dict(std::move(s)));
+        return out;
+    }, py::arg("path"));
+    m.def("parse_input_data", [](const std::string& text, const std::string& source) {
+        py::list out;
+        for (auto& s : parse_input_data(text, source)) out.append(structure_to_dict(std::move(s)));
+        return out;
+    }, py::arg("text"), py::arg("source") = "<string>");
+    m.def("format_input_data", [](const py::list& structures) {
+        std::vector<Structure> v;
+        for (const auto& s : structures) v.push_back(dict_to_structure(py::cast<py::dict>(s)));
+        return format_input_data(v);
+    }, py::arg("structures"));
+    m.def("write_file_atomic", &write_file_atomic, py::arg("path"), py::arg("content"));
+#ifdef _OPENMP
+    m.attr("openmp") = true;
+#else
+    m.attr("openmp") = false;
+#endif
+}

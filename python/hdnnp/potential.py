@@ -1,0 +1,204 @@
+"""Python API over the C++ core: load a potential, evaluate structures."""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _core
+from .units import energy_factor, length_factor
+
+
+class ExtrapolationWarning(UserWarning):
+    """Symmetry-function values outside the range seen in training (scaling.data)."""
+
+
+@dataclass
+class Result:
+    """Prediction for one structure (eV, Angstrom unless evaluated with native=True)."""
+
+    energy: float
+    energies: np.ndarray                 # per atom, sums to energy
+    forces: Optional[np.ndarray] = None  # (N, 3)
+    virial: Optional[np.ndarray] = None  # (3, 3), W = sum r_ij (x) f_ij, energy units
+    stress: Optional[np.ndarray] = None  # ASE Voigt (xx yy zz yz xz xy), energy/length^3
+    extrapolating_atoms: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    extrapolations: dict = field(default_factory=dict)
+    descriptors: Optional[List[np.ndarray]] = None
+
+    @property
+    def n_extrapolating(self) -> int:
+        return int(np.count_nonzero(self.extrapolating_atoms))
+
+
+_UNIT_DECL = re.compile(r"^\s*#\s*hdnnp:\s*(.*)$")
+
+
+def _declared_units(directory: str):
+    """Units declared in input.nn by a comment line ``# hdnnp: length_unit=Bohr energy_unit=Ha``."""
+    path = os.path.join(directory, "input.nn")
+    found = {}
+    try:
+        with open(path) as fh:
+            for line in fh:
+                m = _UNIT_DECL.match(line)
+                if m:
+                    for kv in m.group(1).split():
+                        if "=" in kv:
+                            k, v = kv.split("=", 1)
+                            found[k.strip()] = v.strip()
+    except OSError:
+        pass
+    return found.get("length_unit"), found.get("energy_unit")
+
+
+class Potential:
+    """A loaded HDNNP (immutable, thread-safe; several can coexist)."""
+
+    def __init__(self, directory, length_unit: Optional[str] = None, energy_unit: Optional[str] = None,
+                 threads: int = 0, warn: bool = True, weights: bool = True):
+        directory = os.fspath(directory)
+        self.model = _core.Model.load(directory, weights)
+        decl_l, decl_e = _declared_units(directory)
+        self.length_unit = length_unit or decl_l
+        self.energy_unit = energy_unit or decl_e
+        self._lf = length_factor(self.length_unit) if self.length_unit else None
+        self._ef = energy_factor(self.energy_unit) if self.energy_unit else None
+        self.threads = threads
+        self.directory = directory
+        if warn:
+            for w in self.model.warnings:
+                warnings.warn(w, stacklevel=2)
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def elements(self) -> List[str]:
+        return list(self.model.elements)
+
+    @property
+    def cutoff(self) -> float:
+        """Largest symmetry-function cutoff in the potential's own length unit."""
+        return self.model.cutoff
+
+    def __repr__(self):
+        return (f"Potential({self.directory!r}, elements={self.elements}, cutoff={self.cutoff:g} "
+                f"{self.length_unit or '(native)'}, energy unit {self.energy_unit or '(native)'})")
+
+    def _factors(self, native: bool):
+        if native:
+            return 1.0, 1.0
+        if self._lf is None or self._ef is None:
+            raise ValueError(
+                "the units of this potential are not known: pass length_unit= and energy_unit= to "
+                "hdnnp.load (e.g. 'Bohr', 'Ha' for n2p2's water example), declare them in input.nn with a "
+                "line '# hdnnp: length_unit=Bohr energy_unit=Ha', or evaluate with native=True")
+        return self._lf, self._ef
+
+    # -- evaluation --------------------------------------------------------------------------
+    def evaluate(self, atoms, forces: bool = True, stress: bool = True, descriptors: bool = False,
+                 scaled_descriptors: bool = False, extrapolation: str = "warn", native: bool = False):
+        """Evaluate one ``ase.Atoms`` (returns a Result) or a sequence of them (list of Results).
+
+        Units are eV and Angstrom (ASE), or the potential's own units with ``native=True``.
+        ``extrapolation``: 'warn' (one summarised warning per call), 'raise' or 'ignore'.
+        """
+        if extrapolation not in ("warn", "raise", "ignore"):
+            raise ValueError("extrapolation must be 'warn', 'raise' or 'ignore'")
+        single = not isinstance(atoms, (list, tuple))
+        items = [atoms] if single else list(atoms)
+        results = [self._evaluate_one(a, k, forces, stress, descriptors, scaled_descriptors, native)
+                   for k, a in enumerate(items)]
+        self._report_extrapolation(results, extrapolation)
+        return results[0] if single else results
+
+    def _species(self, symbols: Sequence[str], label: str) -> np.ndarray:
+        index = {s: i for i, s in enumerate(self.model.elements)}
+        species = np.empty(len(symbols), dtype=np.int32)
+        for i, s in enumerate(symbols):
+            if s not in index:
+                raise _core.InputError(
+                    f"{label}atom {i} is {s}, an element this potential does not describe "
+                    f"(it knows {', '.join(self.model.elements)})")
+            species[i] = index[s]
+        return species
+
+    def _evaluate_one(self, atoms, k, want_forces, want_stress, want_descriptors, scaled, native):
+        lf, ef = self._factors(native)
+        label = f"structure {k}: " if k else ""
+        n = len(atoms)
+        if n == 0:
+            raise _core.InputError(f"{label}structure has no atoms")
+        species = self._species(atoms.get_chemical_symbols(), label)
+        pos = np.ascontiguousarray(atoms.positions, dtype=np.float64) / lf
+        bad = ~np.isfinite(pos).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise _core.InputError(f"{label}atom {i} ({atoms[i].symbol}) has a non-finite position {atoms.positions[i]}")
+        pbc = [bool(p) for p in atoms.pbc]
+        cell = np.ascontiguousarray(atoms.cell[:], dtype=np.float64) / lf if any(pbc) else None
+        try:
+            offsets, index, shift_id, shifts, _ = _core.neighbor_list(pos, cell, pbc, self.model.cutoff)
+            out = self.model.compute(pos, species, n, offsets, index, shift_id, shifts,
+                                     forces=want_forces or want_stress, virial=want_stress,
+                                     descriptors=want_descriptors, scaled=scaled, threads=self.threads)
+        except _core.InputError as e:
+            raise _core.InputError(f"{label}{e}") from None
+        res = Result(energy=out["energy"] * ef, energies=out["atom_energies"] * ef,
+                     extrapolating_atoms=out["extrapolating_atoms"], extrapolations=out["extrapolations"])
+        if want_forces:
+            res.forces = out["forces"] * (ef / lf)
+        if want_stress:
+            res.virial = out["virial"] * ef
+            if all(pbc):
+                volume = abs(np.linalg.det(atoms.cell[:]))  # in the units of `atoms`
+                sigma = -0.5 * (res.virial + res.virial.T) / volume
+                res.stress = np.array([sigma[0, 0], sigma[1, 1], sigma[2, 2], sigma[1, 2], sigma[0, 2], sigma[0, 1]])
+        if want_descriptors:
+            d, o = out["descriptors"], out["descriptor_offsets"]
+            res.descriptors = [d[o[i]:o[i + 1]] for i in range(n)]
+        return res
+
+    def _report_extrapolation(self, results, mode):
+        bad = [(k, r) for k, r in enumerate(results) if r.n_extrapolating]
+        if not bad or mode == "ignore":
+            return
+        n_atoms = sum(r.n_extrapolating for _, r in bad)
+        worst = None
+        for k, r in bad:
+            ex = r.extrapolations
+            span = np.maximum(ex["max"] - ex["min"], 1e-300)
+            excess = np.maximum(ex["min"] - ex["value"], ex["value"] - ex["max"]) / span
+            j = int(np.argmax(excess))
+            if worst is None or excess[j] > worst[0]:
+                worst = (excess[j], k, int(ex["atom"][j]), int(ex["sf"][j]))
+        msg = (f"extrapolation: {n_atoms} atom(s) in {len(bad)} of {len(results)} structure(s) have symmetry "
+               f"functions outside the scaling.data range; worst: structure {worst[1]}, atom {worst[2]}, "
+               f"SF {worst[3] + 1}, {worst[0]:.3g} x the training range outside. Predictions there are unreliable.")
+        if mode == "raise":
+            raise _core.ExtrapolationError(msg)
+        warnings.warn(msg, ExtrapolationWarning, stacklevel=3)
+
+    def descriptors(self, atoms, scaled: bool = False) -> List[np.ndarray]:
+        """Symmetry-function values of every atom (n2p2 order), raw or scaled."""
+        return self.evaluate(atoms, forces=False, stress=False, descriptors=True, scaled_descriptors=scaled,
+                             extrapolation="ignore", native=True).descriptors
+
+    def calculator(self, **kwargs):
+        """An ASE calculator using this potential."""
+        from .calculator import HDNNPCalculator
+
+        return HDNNPCalculator(self, **kwargs)
+
+
+def load(directory, length_unit: Optional[str] = None, energy_unit: Optional[str] = None,
+         threads: int = 0) -> Potential:
+    """Load an n2p2/RuNNer potential directory (input.nn, scaling.data, weights.ZZZ.data).
+
+    ``length_unit``/``energy_unit`` name the units the potential was trained in (n2p2 files
+    do not record them), e.g. ``"Bohr", "Ha"`` or ``"Angstrom", "eV"``.
+    """
+    return Potential(directory, length_unit, energy_unit, threads)
