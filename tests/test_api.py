@@ -1,0 +1,131 @@
+"""Python API, ASE calculator, units, CLI, input.data round trip, extrapolation reports."""
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from ase import units
+from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
+
+import hdnnp
+from synth import random_cluster, write_potential
+
+
+def test_ase_calculator_units(tmp_path):
+    d = write_potential(tmp_path / "pot")
+    atoms_native = random_cluster(seed=2)          # positions in the potential's unit (Bohr here)
+    native = hdnnp.Potential(d, warn=False).evaluate(atoms_native, native=True)
+    pot = hdnnp.load(d, length_unit="Bohr", energy_unit="Ha")
+    atoms = atoms_native.copy()
+    atoms.set_cell(atoms.cell[:] * units.Bohr, scale_atoms=True)
+    atoms.calc = pot.calculator()
+    assert atoms.get_potential_energy() == pytest.approx(native.energy * units.Hartree, rel=1e-12)
+    np.testing.assert_allclose(atoms.get_forces(), native.forces * units.Hartree / units.Bohr, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(atoms.get_potential_energies(), native.energies * units.Hartree, rtol=1e-12)
+    assert atoms.get_potential_energy(force_consistent=True) == atoms.get_potential_energy()
+    # ASE Voigt order and sign: compare with ASE's own numerical stress.
+    np.testing.assert_allclose(atoms.get_stress(), calculate_numerical_stress(atoms, eps=1e-6),
+                               rtol=0, atol=1e-6 * np.abs(atoms.get_stress()).max() + 1e-12)
+    fn = calculate_numerical_forces(atoms, eps=1e-6)
+    assert np.abs(atoms.get_forces() - fn).max() < 1e-6 * np.abs(fn).max()
+
+
+def test_declared_units_and_molecule_stress(tmp_path):
+    d = write_potential(tmp_path / "pot", extra_lines="# hdnnp: length_unit=Angstrom energy_unit=eV")
+    pot = hdnnp.load(d)
+    atoms = random_cluster(seed=3, pbc=False)
+    atoms.pbc = False
+    atoms.calc = pot.calculator()
+    atoms.get_forces()
+    from ase.calculators.calculator import PropertyNotImplementedError
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_stress()
+
+
+def test_evaluate_list_and_descriptors(tmp_path):
+    pot = hdnnp.Potential(write_potential(tmp_path / "pot"), warn=False)
+    structs = [random_cluster(seed=s) for s in range(3)]
+    res = pot.evaluate(structs, native=True, extrapolation="ignore")
+    assert len(res) == 3 and all(np.isfinite(r.energy) for r in res)
+    G = pot.descriptors(structs[0])
+    assert len(G) == len(structs[0]) and all(np.isfinite(g).all() for g in G)
+    Gs = pot.descriptors(structs[0], scaled=True)
+    assert not np.allclose(G[0], Gs[0])
+
+
+def test_extrapolation_warn_and_raise(tmp_path):
+    d = write_potential(tmp_path / "pot", types=[2])
+    lines = (d / "scaling.data").read_text().splitlines()
+    out = [lines[0]]
+    for l in lines[1:]:  # shrink every range to [0, 0.01]
+        t = l.split()
+        out.append(" ".join(t[:2] + ["0.0", "0.01", "0.005", "0.01"]))
+    (d / "scaling.data").write_text("\n".join(out) + "\n")
+    pot = hdnnp.Potential(d, warn=False)
+    atoms = random_cluster(seed=1)
+    with pytest.warns(hdnnp.ExtrapolationWarning, match=r"10 atom\(s\) in 1 of 1 structure"):
+        r = pot.evaluate(atoms, native=True)
+    assert r.n_extrapolating == 10 and len(r.extrapolations["atom"]) > 0
+    with pytest.raises(hdnnp.ExtrapolationError):
+        pot.evaluate(atoms, native=True, extrapolation="raise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pot.evaluate(atoms, native=True, extrapolation="ignore")
+
+
+def test_input_data_round_trip(tmp_path):
+    structs = [random_cluster(seed=s) for s in range(2)] + [random_cluster(seed=9, pbc=False)]
+    structs[2].pbc = False
+    for k, a in enumerate(structs):
+        a.info["energy"] = -1.5 * k
+        a.arrays["ref_forces"] = np.random.default_rng(k).normal(size=(len(a), 3))
+    structs[0].info["set"] = "test"
+    hdnnp.write_input_data(tmp_path / "x.data", structs)
+    back = hdnnp.read_input_data(tmp_path / "x.data")
+    assert len(back) == 3
+    for a, b in zip(structs, back):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_array_equal(a.arrays["ref_forces"], b.arrays["ref_forces"])
+        assert a.get_chemical_symbols() == b.get_chemical_symbols()
+        assert b.info["energy"] == a.info["energy"]
+        assert np.array_equal(a.pbc, b.pbc)
+    assert back[0].info["set"] == "test"
+    assert not list(tmp_path.glob("*.tmp-hdnnp"))
+
+
+def test_cli_predict_all_structures(tmp_path):
+    d = write_potential(tmp_path / "pot")
+    structs = [random_cluster(seed=s) for s in range(4)]
+    hdnnp.write_input_data(tmp_path / "in.data", structs)
+    out = tmp_path / "out.data"
+    p = subprocess.run([sys.executable, "-m", "hdnnp.cli", "predict", str(d), str(tmp_path / "in.data"), "-o",
+                        str(out), "-q"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    pred = hdnnp.read_input_data(out)
+    pot = hdnnp.Potential(d, warn=False)
+    assert len(pred) == 4
+    for a, b in zip(structs, pred):
+        r = pot.evaluate(a, native=True, extrapolation="ignore")
+        assert b.info["energy"] == pytest.approx(r.energy, rel=1e-14)
+        np.testing.assert_allclose(b.arrays["ref_forces"], r.forces, rtol=1e-14, atol=1e-15)
+    assert (tmp_path / "out.data.extrapolation").exists()
+    # bad input: clear message, non-zero exit, no output written
+    (tmp_path / "bad.data").write_text("begin\natom 0 0 0 Xe 0 0 0 0 0\nend\n")
+    p = subprocess.run([sys.executable, "-m", "hdnnp.cli", "predict", str(d), str(tmp_path / "bad.data"), "-o",
+                        str(tmp_path / "bad.out")], capture_output=True, text=True)
+    assert p.returncode == 1 and "Xe" in p.stderr and not (tmp_path / "bad.out").exists()
+
+
+def test_cli_matches_n2p2_output_data(fixtures, tmp_path):
+    F = fixtures / "n2p2_Cu2S_PBE_2G"
+    out = tmp_path / "out.data"
+    p = subprocess.run([sys.executable, "-m", "hdnnp.cli", "predict", str(F / "potential"),
+                        str(F / "train" / "input.data"), "-o", str(out), "-q"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    ours = hdnnp.read_input_data(out)
+    ref = hdnnp.read_input_data(F / "reference" / "nnp-dataset_trainset" / "output.data")
+    assert len(ours) == len(ref) == 20
+    for a, b in zip(ours, ref):
+        assert a.info["energy"] == pytest.approx(b.info["energy"], rel=1e-10)
+        assert np.abs(a.arrays["ref_forces"] - b.arrays["ref_forces"]).max() < 1e-8

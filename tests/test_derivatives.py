@@ -1,0 +1,137 @@
+"""Analytic forces and stress against central finite differences, invariances, threads."""
+import numpy as np
+import pytest
+
+import hdnnp
+from synth import SF_LINES, random_cluster, write_potential
+
+H = 1e-5
+
+
+def fd_forces(pot, atoms, idx=None):
+    f = np.zeros((len(atoms), 3))
+    for i in (range(len(atoms)) if idx is None else idx):
+        for c in range(3):
+            a = atoms.copy()
+            a.positions[i, c] += H
+            ep = pot.evaluate(a, forces=False, stress=False, native=True, extrapolation="ignore").energy
+            a.positions[i, c] -= 2 * H
+            em = pot.evaluate(a, forces=False, stress=False, native=True, extrapolation="ignore").energy
+            f[i, c] = -(ep - em) / (2 * H)
+    return f
+
+
+def fd_stress(pot, atoms):
+    """sigma_ab = (1/V) dE/d(eps_ab), symmetric strain, ASE Voigt order."""
+    V = atoms.get_volume()
+    out = []
+    for a, b in [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]:
+        e = []
+        for s in (H, -H):
+            eps = np.eye(3)
+            eps[a, b] += s / (2 if a != b else 1)
+            eps[b, a] += s / 2 if a != b else 0
+            x = atoms.copy()
+            x.set_cell(atoms.cell[:] @ eps, scale_atoms=True)
+            e.append(pot.evaluate(x, forces=False, stress=False, native=True, extrapolation="ignore").energy)
+        out.append((e[0] - e[1]) / (2 * H) / V)
+    return np.array(out)
+
+
+def check(pot, atoms, stress=True):
+    r = pot.evaluate(atoms, native=True, extrapolation="ignore", stress=stress)
+    assert np.abs(r.forces).max() > 1e-5, "test structure gives vanishing forces"
+    ref = fd_forces(pot, atoms)
+    scale = np.abs(ref).max()
+    # FD truncation ~h^2, round-off ~1e-16 |E|/h: both far below this bound.
+    np.testing.assert_allclose(r.forces, ref, rtol=0, atol=1e-6 * scale + 1e-10)
+    assert np.abs(r.forces.sum(axis=0)).max() < 1e-12 * max(scale, 1.0) * len(atoms)
+    if stress:
+        s_fd = fd_stress(pot, atoms)
+        np.testing.assert_allclose(r.stress, s_fd, rtol=0, atol=1e-6 * np.abs(s_fd).max() + 1e-10)
+
+
+@pytest.mark.parametrize("sftype", sorted(SF_LINES))
+def test_forces_stress_each_sf_type(tmp_path, sftype):
+    pot = hdnnp.Potential(write_potential(tmp_path / "pot", types=[2, sftype] if sftype != 2 else [2]), warn=False)
+    check(pot, random_cluster(seed=sftype))
+
+
+@pytest.mark.parametrize("ct,alpha", [(0, 0.0), (1, 0.0), (1, 0.3), (2, 0.0), (3, 0.0), (4, 0.2), (5, 0.0),
+                                      (6, 0.4), (7, 0.0), (8, 0.1)])
+def test_forces_stress_each_cutoff_type(tmp_path, ct, alpha):
+    pot = hdnnp.Potential(write_potential(tmp_path / "pot", cutoff_type=ct, alpha=alpha, types=[2, 3, 9, 13]),
+                          warn=False)
+    check(pot, random_cluster(seed=10 + ct))
+
+
+@pytest.mark.parametrize("scaling,acts,norm", [("sigma", "s g l", False), ("scale", "c S l", True),
+                                               ("center", "e h l", False), ("none", "r t l", False)])
+def test_forces_scaling_and_activations(tmp_path, scaling, acts, norm):
+    pot = hdnnp.Potential(write_potential(tmp_path / "pot", scaling=scaling, acts=acts, normalize_nodes=norm,
+                                          types=[2, 3, 22]), warn=False)
+    check(pot, random_cluster(seed=3))
+
+
+def test_normalised_potential_units(tmp_path):
+    """mean_energy/conv_energy/conv_length: physical results equal an unnormalised twin."""
+    conv = (-0.7, 3.0, 1.7)
+    p1 = hdnnp.Potential(write_potential(tmp_path / "n", conv=conv, offsets={"H": -0.5, "O": -75.0}), warn=False)
+    atoms = random_cluster(seed=4)
+    r = p1.evaluate(atoms, native=True, extrapolation="ignore")
+    check(p1, atoms)
+    # Per-atom energies include mean energy and offsets and sum to the total.
+    assert abs(r.energies.sum() - r.energy) < 1e-10 * abs(r.energy)
+
+
+def test_molecule_forces(tmp_path):
+    pot = hdnnp.Potential(write_potential(tmp_path / "pot"), warn=False)
+    atoms = random_cluster(seed=5, pbc=False)
+    atoms.pbc = False
+    check(pot, atoms, stress=False)
+
+
+def test_invariances_and_supercell(tmp_path):
+    pot = hdnnp.Potential(write_potential(tmp_path / "pot"), warn=False)
+    atoms = random_cluster(seed=6)
+    r0 = pot.evaluate(atoms, native=True, extrapolation="ignore")
+    # translation
+    t = atoms.copy()
+    t.positions += np.array([1.3, -2.7, 0.4])
+    rt = pot.evaluate(t, native=True, extrapolation="ignore")
+    np.testing.assert_allclose(rt.energies, r0.energies, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(rt.forces, r0.forces, rtol=0, atol=1e-10)
+    # rotation (cell and positions)
+    th = 0.7
+    R = np.array([[np.cos(th), -np.sin(th), 0], [np.sin(th), np.cos(th), 0], [0, 0, 1]]) @ \
+        np.array([[1, 0, 0], [0, np.cos(0.3), -np.sin(0.3)], [0, np.sin(0.3), np.cos(0.3)]])
+    rot = atoms.copy()
+    rot.set_cell(atoms.cell[:] @ R.T)
+    rot.positions = atoms.positions @ R.T
+    rr = pot.evaluate(rot, native=True, extrapolation="ignore")
+    np.testing.assert_allclose(rr.energies, r0.energies, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(rr.forces, r0.forces @ R.T, rtol=0, atol=1e-10)
+    # permutation
+    perm = np.random.default_rng(0).permutation(len(atoms))
+    p = atoms[perm]
+    rp = pot.evaluate(p, native=True, extrapolation="ignore")
+    np.testing.assert_allclose(rp.energies, r0.energies[perm], rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(rp.forces, r0.forces[perm], rtol=0, atol=1e-10)
+    # supercell: same per-atom energies and forces, extensive energy and virial
+    sc = atoms.repeat((2, 1, 3))
+    rs = pot.evaluate(sc, native=True, extrapolation="ignore")
+    np.testing.assert_allclose(rs.energies, np.tile(r0.energies, 6), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(rs.forces, np.tile(r0.forces, (6, 1)), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(rs.virial, 6 * r0.virial, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(rs.stress, r0.stress, rtol=1e-9, atol=1e-12)
+
+
+def test_threads_identical(tmp_path):
+    d = write_potential(tmp_path / "pot")
+    atoms = random_cluster(seed=7).repeat((3, 3, 3))
+    r1 = hdnnp.Potential(d, warn=False, threads=1).evaluate(atoms, native=True, extrapolation="ignore")
+    r2 = hdnnp.Potential(d, warn=False, threads=2).evaluate(atoms, native=True, extrapolation="ignore")
+    assert r1.energy == r2.energy
+    assert np.array_equal(r1.forces, r2.forces)
+    assert np.array_equal(r1.virial, r2.virial)
+    assert np.array_equal(r1.energies, r2.energies)
