@@ -274,8 +274,8 @@ void radial(const Group& g, const NeighborScratch& nb, const double* w, double* 
 //   dT/du = (A/r_ij - D cos/r_ij^2) u + D/(r_ij r_ik) v - (C/r_jk) t
 //   dT/dv = (B/r_ik - D cos/r_ik^2) v + D/(r_ij r_ik) u + (C/r_jk) t
 template <Kind K, bool GRAD>
-void angular(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws, const double* w,
-             double* G, double* grad) {
+void angular(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws, std::vector<double>& cache,
+             const double* w, double* G, double* grad) {
     constexpr bool narrow = K == Kind::ExpAngN || K == Kind::CompAngN;
     constexpr bool compact = K == Kind::CompAngN || K == Kind::CompAngW;
     const int nsub = static_cast<int>(g.subs.size());
@@ -321,6 +321,8 @@ void angular(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws,
     }
     const bool same = g.weighted || g.e1 == g.e2;
     const double rc2 = g.rc * g.rc;
+    if (!GRAD) cache.clear();
+    const double* cached = cache.data();
     for (int p = 0; p < (same ? nl - 1 : split); ++p) {
         const int j = L[p];
         const double ux = nb.dx[j], uy = nb.dy[j], uz = nb.dz[j], rij = nb.r[j];
@@ -331,11 +333,19 @@ void angular(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws,
             const double vx = nb.dx[k], vy = nb.dy[k], vz = nb.dz[k], rik = nb.r[k];
             const double tx = vx - ux, ty = vy - uy, tz = vz - uz;
             double rjk = 0.0;
+            const double* jk = nullptr;  // cached r_jk factors of this triplet (gradient pass)
             if (narrow) {
                 const double rjk2 = tx * tx + ty * ty + tz * tz;
                 if (rjk2 >= rc2) continue;
                 if (compact && rjk2 <= 0.0) continue;
-                rjk = std::sqrt(rjk2);
+                if (GRAD) {
+                    jk = cached;
+                    cached += 1 + 2 * nsub;
+                    rjk = jk[0];
+                } else {
+                    rjk = std::sqrt(rjk2);
+                    cache.push_back(rjk);
+                }
             }
             const double inv_ijik = 1.0 / (rij * rik);
             const double c = (ux * vx + uy * vy + uz * vz) * inv_ijik;
@@ -345,15 +355,20 @@ void angular(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws,
             double A = 0.0, B = 0.0, C = 0.0, D = 0.0;
             if constexpr (K == Kind::ExpAngN || K == Kind::ExpAngW) {
                 double fcjk = 1.0, dfcjk = 0.0;
-                if (narrow) g.fc.fdf(rjk, fcjk, dfcjk);
+                if (narrow && !GRAD) g.fc.fdf(rjk, fcjk, dfcjk);
                 for (int s = 0; s < nsub; ++s) {
                     const auto& sb = g.subs[s];
                     double ajk = 1.0, dajk = 0.0;
-                    if (narrow) {
+                    if (narrow && GRAD) {
+                        ajk = jk[1 + 2 * s];
+                        dajk = jk[2 + 2 * s];
+                    } else if (narrow) {
                         const double x = rjk - sb.rs;
                         const double e = std::exp(-sb.eta * x * x);
                         ajk = e * fcjk;
                         dajk = e * (dfcjk - 2.0 * sb.eta * x * fcjk);
+                        cache.push_back(ajk);
+                        cache.push_back(dajk);
                     }
                     const double R = aj[s] * ak[s] * ajk;
                     double sang = 0.0, sdang = 0.0;
@@ -377,13 +392,22 @@ void angular(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws,
                     }
                 }
             } else if constexpr (compact) {
+                // r_jk factors first, so that the cache layout does not depend on the angle test.
+                if (narrow && !GRAD)
+                    for (int s = 0; s < nsub; ++s) {
+                        double ajk, dajk;
+                        g.subs[s].cr.fdf(rjk, ajk, dajk);
+                        cache.push_back(ajk);
+                        cache.push_back(dajk);
+                    }
                 if (c <= -1.0 || c >= 1.0) continue;
                 const double theta = std::acos(c);
                 const double dtheta = -1.0 / std::sqrt(1.0 - c * c);
+                const double* jkc = GRAD ? jk : cache.data() + cache.size() - (narrow ? 1 + 2 * nsub : 0);
                 for (int s = 0; s < nsub; ++s) {
                     const auto& sb = g.subs[s];
                     double ajk = 1.0, dajk = 0.0;
-                    if (narrow) sb.cr.fdf(rjk, ajk, dajk);
+                    if (narrow) { ajk = jkc[1 + 2 * s]; dajk = jkc[2 + 2 * s]; }
                     const double R = aj[s] * ak[s] * ajk;
                     if (R == 0.0 && (!GRAD || (daj[s] == 0.0 && dak[s] == 0.0 && dajk == 0.0))) continue;
                     double sang = 0.0, sdang = 0.0;
@@ -458,14 +482,17 @@ void angular(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws,
 template <bool GRAD>
 void run_groups(const std::vector<Group>& groups, const NeighborScratch& nb,
                 DescriptorWorkspace& ws, const double* w, double* G, double* grad) {
-    for (const Group& g : groups) {
+    if (ws.jk.size() < groups.size()) ws.jk.resize(groups.size());
+    for (size_t gi = 0; gi < groups.size(); ++gi) {
+        const Group& g = groups[gi];
+        auto& c = ws.jk[gi];
         switch (g.kind) {
             case Kind::ExpRad: case Kind::CompRad: radial<GRAD>(g, nb, w, G, grad); break;
-            case Kind::ExpAngN: angular<Kind::ExpAngN, GRAD>(g, nb, ws, w, G, grad); break;
-            case Kind::ExpAngW: angular<Kind::ExpAngW, GRAD>(g, nb, ws, w, G, grad); break;
-            case Kind::CompAngN: angular<Kind::CompAngN, GRAD>(g, nb, ws, w, G, grad); break;
-            case Kind::CompAngW: angular<Kind::CompAngW, GRAD>(g, nb, ws, w, G, grad); break;
-            case Kind::AniAng: angular<Kind::AniAng, GRAD>(g, nb, ws, w, G, grad); break;
+            case Kind::ExpAngN: angular<Kind::ExpAngN, GRAD>(g, nb, ws, c, w, G, grad); break;
+            case Kind::ExpAngW: angular<Kind::ExpAngW, GRAD>(g, nb, ws, c, w, G, grad); break;
+            case Kind::CompAngN: angular<Kind::CompAngN, GRAD>(g, nb, ws, c, w, G, grad); break;
+            case Kind::CompAngW: angular<Kind::CompAngW, GRAD>(g, nb, ws, c, w, G, grad); break;
+            case Kind::AniAng: angular<Kind::AniAng, GRAD>(g, nb, ws, c, w, G, grad); break;
         }
     }
 }

@@ -72,6 +72,10 @@ struct NeighborScratch {
 struct DescriptorWorkspace {
     std::vector<int> list;
     std::vector<double> fc, dfc, a, da;
+    /// Per angular group: r_jk and the r_jk factors of each accepted triplet, recorded by
+    /// the value pass and replayed by the gradient pass of the same atom (saves the
+    /// exp/cutoff evaluations of the second pass).
+    std::vector<std::vector<double>> jk;
 };
 
 class ElementDescriptor {
@@ -88,7 +92,8 @@ public:
 
     /// G (raw, unscaled) of one atom.
     void values(const NeighborScratch& nb, DescriptorWorkspace& ws, double* G) const;
-    /// grad[3*s + c] += sum_m w[m] dG_m / d(r_j - r_i)_c for neighbour s.
+    /// grad[3*s + c] += sum_m w[m] dG_m / d(r_j - r_i)_c for neighbour s. Must follow
+    /// values() of the same atom with the same workspace (it replays cached r_jk factors).
     void gradient(const NeighborScratch& nb, DescriptorWorkspace& ws, const double* w,
                   double* grad) const;
 
