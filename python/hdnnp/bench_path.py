@@ -5,7 +5,14 @@ import sys
 
 def bench_executable() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.join(here, "bin", "hdnnp-bench")
+    path = os.path.join(here, "bin", "hdnnp-bench")
+    if not os.path.exists(path):  # editable install: the executable stays in the build folder
+        import glob
+
+        found = sorted(glob.glob(os.path.join(here, "..", "..", "build", "*", "hdnnp-bench")))
+        if found:
+            path = os.path.abspath(found[0])
+    return path
 
 
 if __name__ == "__main__":
