@@ -135,3 +135,50 @@ def test_threads_identical(tmp_path):
     assert np.array_equal(r1.forces, r2.forces)
     assert np.array_equal(r1.virial, r2.virial)
     assert np.array_equal(r1.energies, r2.energies)
+
+
+def test_cell_smaller_than_cutoff(tmp_path):
+    """A 3 Angstrom triclinic cell with a 4.2 cutoff: many periodic images of every atom."""
+    pot = hdnnp.Potential(write_potential(tmp_path / "pot"), warn=False)
+    atoms = random_cluster(n_h=2, n_o=1, box=(3.0, 3.2, 3.4), tilt=(0.6, -0.5, 0.4), seed=11, dmin=0.8)
+    check(pot, atoms)
+    r = pot.evaluate(atoms, native=True, extrapolation="ignore")
+    big = pot.evaluate(atoms.repeat((2, 3, 2)), native=True, extrapolation="ignore")
+    np.testing.assert_allclose(big.energies, np.tile(r.energies, 12), rtol=1e-10, atol=1e-10)
+
+
+def test_slab_free_surface(tmp_path):
+    """pbc = (True, True, False): forces by finite differences, in-plane supercell invariance."""
+    pot = hdnnp.Potential(write_potential(tmp_path / "pot"), warn=False)
+    atoms = random_cluster(seed=12)
+    atoms.pbc = (True, True, False)
+    check(pot, atoms, stress=False)
+    r = pot.evaluate(atoms, native=True, extrapolation="ignore", stress=False)
+    big = pot.evaluate(atoms.repeat((2, 2, 1)), native=True, extrapolation="ignore", stress=False)
+    np.testing.assert_allclose(big.energies, np.tile(r.energies, 4), rtol=1e-10, atol=1e-10)
+
+
+def test_runner_scaling_layout(tmp_path):
+    """RuNNer's 5-column scaling.data (no sigma, final energy line) gives the same model."""
+    d = write_potential(tmp_path / "pot")
+    atoms = random_cluster(seed=13)
+    ref = hdnnp.Potential(d, warn=False).evaluate(atoms, native=True, extrapolation="ignore")
+    lines = [l.split() for l in (d / "scaling.data").read_text().splitlines() if not l.startswith("#")]
+    (d / "scaling.data").write_text("\n".join(" ".join(t[:5]) for t in lines) + "\n -1.0 1.0\n")
+    r = hdnnp.Potential(d, warn=False).evaluate(atoms, native=True, extrapolation="ignore")
+    assert r.energy == ref.energy
+    assert np.array_equal(r.forces, ref.forces)
+
+
+def test_element_specific_architecture(tmp_path):
+    extra = "element_nodes_short O 1 4\nelement_activation_short O 2 s\n"
+    d = write_potential(tmp_path / "pot", extra_lines=extra)
+    # weights were written for the global architecture: the O file must now be refused ...
+    with pytest.raises(hdnnp.ModelFileError, match=r"weights\.008\.data: expected \d+ weights .*-4-5-1 of element O"):
+        hdnnp.Potential(d, warn=False)
+    # ... and with weights of the right size the element-specific network is used and differentiable.
+    sizes = [int(x) for x in hdnnp._core.Model.load(str(d), False).architecture(1)[0]]
+    assert sizes[1:] == [4, 5, 1] and hdnnp._core.Model.load(str(d), False).architecture(1)[1] == "tsl"
+    n = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    (d / "weights.008.data").write_text("\n".join(f"{x:.17e}" for x in np.random.default_rng(1).normal(0, 0.7, n)))
+    check(hdnnp.Potential(d, warn=False), random_cluster(seed=14))
