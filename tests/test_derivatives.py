@@ -177,8 +177,8 @@ def test_element_specific_architecture(tmp_path):
     with pytest.raises(hdnnp.ModelFileError, match=r"weights\.008\.data: expected \d+ weights .*-4-5-1 of element O"):
         hdnnp.Potential(d, warn=False)
     # ... and with weights of the right size the element-specific network is used and differentiable.
-    sizes = [int(x) for x in hdnnp._core.Model.load(str(d), False).architecture(1)[0]]
-    assert sizes[1:] == [4, 5, 1] and hdnnp._core.Model.load(str(d), False).architecture(1)[1] == "tsl"
+    sizes, acts, _ = hdnnp._core.Model.load(str(d), False).architecture(1)
+    assert sizes[1:] == [4, 5, 1] and acts == "tsl"
     n = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
     (d / "weights.008.data").write_text("\n".join(f"{x:.17e}" for x in np.random.default_rng(1).normal(0, 0.7, n)))
     check(hdnnp.Potential(d, warn=False), random_cluster(seed=14))
