@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <type_traits>
 #include <tuple>
 
 #include "hdnnp/errors.hpp"
@@ -479,6 +480,337 @@ void angular(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws,
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Vectorised kernels of the exponential kinds.
+
+template <int Z>
+inline double ipow_t(double x) {
+    if constexpr (Z == 0) return 1.0;
+    else if constexpr (Z % 2 == 1) return x * ipow_t<Z - 1>(x);
+    else { const double h = ipow_t<Z / 2>(x); return h * h; }
+}
+
+// Calls f(std::integral_constant<int, Z>) for the common integer zetas; Z = 0 means
+// "other" (the caller then uses std::pow in a scalar loop).
+template <class F>
+inline void with_zeta(int zint, F&& f) {
+    switch (zint) {
+        case 1: f(std::integral_constant<int, 1>{}); break;
+        case 2: f(std::integral_constant<int, 2>{}); break;
+        case 3: f(std::integral_constant<int, 3>{}); break;
+        case 4: f(std::integral_constant<int, 4>{}); break;
+        case 5: f(std::integral_constant<int, 5>{}); break;
+        case 6: f(std::integral_constant<int, 6>{}); break;
+        case 8: f(std::integral_constant<int, 8>{}); break;
+        case 16: f(std::integral_constant<int, 16>{}); break;
+        case 32: f(std::integral_constant<int, 32>{}); break;
+        default: f(std::integral_constant<int, 0>{}); break;
+    }
+}
+
+// Neighbour sub-list of an angular group: within rc and of a matching element. Returns
+// `split`: L[0..split) are of element e1, L[split..) of element e2 (when e1 != e2).
+int select_neighbors(const Group& g, const NeighborScratch& nb, std::vector<int>& L) {
+    L.clear();
+    if (g.weighted) {
+        for (int s = 0; s < nb.n; ++s) if (nb.r[s] < g.rc) L.push_back(s);
+        return 0;
+    }
+    for (int s = nb.bucket[g.e1]; s < nb.bucket[g.e1 + 1]; ++s) if (nb.r[s] < g.rc) L.push_back(s);
+    const int split = static_cast<int>(L.size());
+    if (g.e2 != g.e1)
+        for (int s = nb.bucket[g.e2]; s < nb.bucket[g.e2 + 1]; ++s) if (nb.r[s] < g.rc) L.push_back(s);
+    return split;
+}
+
+template <bool GRAD>
+void radial_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws,
+                const double* w, double* G, double* grad) {
+    int b0 = 0, b1 = nb.n;
+    if (!g.weighted) { b0 = nb.bucket[g.e1]; b1 = nb.bucket[g.e1 + 1]; }
+    const int n = b1 - b0;
+    if (n <= 0) return;
+    const int st = (n + 7) & ~7;
+    if (ws.buf.size() < static_cast<size_t>(4 * st)) ws.buf.resize(4 * st);
+    double* __restrict fc = ws.buf.data();
+    double* __restrict dfc = fc + st;
+    double* __restrict zr = fc + 2 * st;   // Z_j (weighted) or 1
+    double* __restrict S = fc + 3 * st;    // gradient: sum_m w_m dG_m/dr
+    const double* __restrict r = nb.r.data() + b0;
+    g.fc.fdf_batch(r, fc, dfc, n);
+    for (int i = 0; i < n; ++i) zr[i] = g.weighted ? nb.zw[b0 + i] : 1.0;
+    if (GRAD) for (int i = 0; i < n; ++i) S[i] = 0.0;
+    for (const auto& m : g.members) {
+        const double eta = m.eta, rs = m.rs;
+        if (GRAD) {
+            const double wm = w[m.idx];
+#pragma omp simd
+            for (int i = 0; i < n; ++i) {
+                const double x = r[i] - rs;
+                const double e = vexp(-eta * x * x);
+                S[i] += wm * e * (dfc[i] - 2.0 * eta * x * fc[i]);
+            }
+        } else {
+            double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+            for (int i = 0; i < n; ++i) {
+                const double x = r[i] - rs;
+                sum += vexp(-eta * x * x) * fc[i] * zr[i];
+            }
+            G[m.idx] += sum;
+        }
+    }
+    if (GRAD)
+        for (int i = 0; i < n; ++i) {
+            const int s = b0 + i;
+            const double f = zr[i] * S[i] / nb.r[s];
+            grad[3 * s] += f * nb.dx[s];
+            grad[3 * s + 1] += f * nb.dy[s];
+            grad[3 * s + 2] += f * nb.dz[s];
+        }
+}
+
+// Types 3/13 (NARROW) and 9. Same chain rule as angular() below. For a fixed first
+// neighbour j (list position p), the loops over the second neighbour k (position q) run
+// in blocks of W lanes over [q0 rounded down to W, nl rounded up to W): the lanes below
+// q0 (k <= j, or k of the wrong element) and the padding are masked with a zero factor,
+// so there are no remainder loops.
+constexpr int W = 8;
+
+// NARROW: the value pass records 1/r_jk and the r_jk factors e, de/dr_jk of every lane in
+// `cache`; the gradient pass of the same atom replays them instead of recomputing the
+// square roots, cutoffs and exponentials.
+template <bool NARROW, bool GRAD>
+void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws,
+                 std::vector<double>& cache, const double* w, double* G, double* grad) {
+    const int nsub = static_cast<int>(g.subs.size());
+    auto& L = ws.list;
+    const int split = select_neighbors(g, nb, L);
+    const int nl = static_cast<int>(L.size());
+    if (nl < 2) return;
+    const int st = (nl + W - 1) / W * W;
+    const size_t need = static_cast<size_t>(26 + 2 * nsub) * st;
+    if (ws.buf.size() < need) ws.buf.resize(need);
+    double* const base = ws.buf.data();
+    auto arr = [&](int i) { return base + static_cast<size_t>(i) * st; };
+    double* __restrict x = arr(0); double* __restrict y = arr(1); double* __restrict z = arr(2);
+    double* __restrict r = arr(3); double* __restrict ir = arr(4); double* __restrict zk = arr(5);
+    double* __restrict fc = arr(6); double* __restrict dfc = arr(7); double* __restrict c = arr(8);
+    double* __restrict rjk = arr(9); double* __restrict fjk = arr(10); double* __restrict dfjk = arr(11);
+    double* __restrict R = arr(12); double* __restrict sang = arr(13); double* __restrict sdang = arr(14);
+    double* __restrict A = arr(15); double* __restrict B = arr(16); double* __restrict C = arr(17);
+    double* __restrict D = arr(18); double* __restrict gx = arr(19); double* __restrict gy = arr(20);
+    double* __restrict gz = arr(21); double* __restrict irjk = arr(22); double* __restrict ajk = arr(23);
+    double* __restrict dajk = arr(24);
+    double* const a = arr(26);          // a[s * st + l]: radial factor of sub-group s
+    double* const da = arr(26 + nsub);
+    for (int l = 0; l < nl; ++l) {
+        const int s = L[l];
+        x[l] = nb.dx[s]; y[l] = nb.dy[s]; z[l] = nb.dz[s]; r[l] = nb.r[s];
+        ir[l] = 1.0 / r[l];
+        zk[l] = g.weighted ? nb.zw[s] : 1.0;
+    }
+    // Padding lanes: far away (outside every cutoff) and with zero weights.
+    for (int l = nl; l < st; ++l) {
+        x[l] = y[l] = z[l] = r[l] = 1e6;
+        ir[l] = 0.0; zk[l] = 0.0;
+    }
+    g.fc.fdf_batch(r, fc, dfc, st);
+    for (int s = 0; s < nsub; ++s) {
+        const double eta = g.subs[s].eta, rs = g.subs[s].rs;
+        double* __restrict as = a + static_cast<size_t>(s) * st;
+        double* __restrict das = da + static_cast<size_t>(s) * st;
+#pragma omp simd
+        for (int l = 0; l < st; ++l) {
+            const double xx = r[l] - rs;
+            const double e = vexp(-eta * xx * xx);
+            as[l] = e * fc[l];
+            das[l] = e * (dfc[l] - 2.0 * eta * xx * fc[l]);
+        }
+    }
+    if (GRAD) for (int l = 0; l < st; ++l) { gx[l] = 0.0; gy[l] = 0.0; gz[l] = 0.0; }
+    const bool same = g.weighted || g.e1 == g.e2;
+    const int pend = same ? nl - 1 : split;
+    if (NARROW && !GRAD) {
+        size_t lanes = 0;
+        for (int p = 0; p < pend; ++p) lanes += st - (same ? p + 1 : split) / W * W;
+        const size_t size = lanes * (1 + 2 * nsub);
+        if (cache.size() < size) cache.resize(size);
+    }
+    double* cp = cache.data();
+    for (int p = 0; p < pend; ++p) {
+        const int q0 = same ? p + 1 : split;
+        const int qa = q0 / W * W;
+        const int nq = st - qa;
+        const double ux = x[p], uy = y[p], uz = z[p], irj = ir[p], zj = zk[p];
+        if (NARROW && GRAD) {
+            // c only; 1/r_jk and the r_jk factors come from the cache
+#pragma omp simd
+            for (int q = qa; q < st; ++q) c[q] = (ux * x[q] + uy * y[q] + uz * z[q]) * irj * ir[q];
+            for (int q = qa; q < st; ++q) irjk[q] = cp[q - qa];
+            cp += nq;
+        } else for (int b = qa; b < st; b += W) {
+#pragma omp simd
+            for (int v = 0; v < W; ++v) {
+                const int q = b + v;
+                const bool valid = q >= q0;
+                c[q] = (ux * x[q] + uy * y[q] + uz * z[q]) * irj * ir[q];
+                if (NARROW) {
+                    const double tx = x[q] - ux, ty = y[q] - uy, tz = z[q] - uz;
+                    // masked lanes: r_jk = 1e6 is outside the cutoff, so f_c(r_jk) = 0
+                    const double d = valid ? std::sqrt(tx * tx + ty * ty + tz * tz) : 1e6;
+                    rjk[q] = d;
+                    irjk[q] = 1.0 / d;
+                } else {
+                    fjk[q] = valid ? 1.0 : 0.0;
+                    dfjk[q] = 0.0;
+                }
+            }
+        }
+        if (NARROW && !GRAD) {
+            g.fc.fdf_batch(rjk + qa, fjk + qa, dfjk + qa, nq);
+            for (int q = qa; q < st; ++q) cp[q - qa] = irjk[q];
+            cp += nq;
+        }
+        if (GRAD)
+            for (int q = qa; q < st; ++q) { A[q] = 0.0; B[q] = 0.0; C[q] = 0.0; D[q] = 0.0; }
+        for (int s = 0; s < nsub; ++s) {
+            const auto& sb = g.subs[s];
+            const double eta = sb.eta, rs = sb.rs;
+            const double* __restrict as = a + static_cast<size_t>(s) * st;
+            const double* __restrict das = da + static_cast<size_t>(s) * st;
+            const double aj = as[p], daj = das[p];
+            if (NARROW && GRAD) {
+                const double* __restrict ce = cp;
+                const double* __restrict cde = cp + nq;
+#pragma omp simd
+                for (int q = qa; q < st; ++q) {
+                    const double e = ce[q - qa];
+                    R[q] = aj * as[q] * e;
+                    ajk[q] = e; dajk[q] = cde[q - qa];
+                    sang[q] = 0.0; sdang[q] = 0.0;
+                }
+                cp += 2 * nq;
+            } else for (int b = qa; b < st; b += W) {
+#pragma omp simd
+                for (int v = 0; v < W; ++v) {
+                    const int q = b + v;
+                    double e = fjk[q], de = 0.0;   // wide: e is the lane mask
+                    if (NARROW) {
+                        const double xx = rjk[q] - rs;
+                        const double ee = vexp(-eta * xx * xx);
+                        e = ee * fjk[q];
+                        de = ee * (dfjk[q] - 2.0 * eta * xx * fjk[q]);
+                    }
+                    if (GRAD) {
+                        R[q] = aj * as[q] * e;
+                        ajk[q] = e; dajk[q] = de;
+                        sang[q] = 0.0; sdang[q] = 0.0;
+                    } else {
+                        R[q] = aj * as[q] * e * zk[q];
+                        if (NARROW) { cp[q - qa] = e; cp[nq + q - qa] = de; }
+                    }
+                }
+            }
+            if (NARROW && !GRAD) cp += 2 * nq;
+            for (const auto& m : sb.members) {
+                const double lam = m.lambda;
+                with_zeta(m.zint, [&](auto Zc) {
+                    constexpr int Z = decltype(Zc)::value;
+                    if (GRAD) {
+                        // sang = sum_m w_m P^zeta, sdang = sum_m w_m zeta lambda P^(zeta-1)
+                        const double wm = w[m.idx] * m.pnorm, wd = wm * m.zeta * lam;
+                        if constexpr (Z > 0) {
+                            for (int b = qa; b < st; b += W) {
+#pragma omp simd
+                                for (int v = 0; v < W; ++v) {
+                                    const int q = b + v;
+                                    const double P = 1.0 + lam * c[q];
+                                    const double pz1 = P > 0.0 ? ipow_t<Z - 1>(P) : 0.0;
+                                    sang[q] += wm * pz1 * P;
+                                    sdang[q] += wd * pz1;
+                                }
+                            }
+                        } else {
+                            for (int q = qa; q < st; ++q) {
+                                const double P = 1.0 + lam * c[q];
+                                if (P <= 0.0) continue;
+                                const double pz1 = std::pow(P, m.zeta - 1.0);
+                                sang[q] += wm * pz1 * P;
+                                sdang[q] += wd * pz1;
+                            }
+                        }
+                    } else {
+                        double acc[W] = {};
+                        if constexpr (Z > 0) {
+                            for (int b = qa; b < st; b += W) {
+#pragma omp simd
+                                for (int v = 0; v < W; ++v) {
+                                    const double P = 1.0 + lam * c[b + v];
+                                    acc[v] += (P > 0.0 ? ipow_t<Z>(P) : 0.0) * R[b + v];
+                                }
+                            }
+                        } else {
+                            for (int q = qa; q < st; ++q) {
+                                const double P = 1.0 + lam * c[q];
+                                if (P > 0.0) acc[0] += std::pow(P, m.zeta) * R[q];
+                            }
+                        }
+                        double sum = 0.0;
+                        for (int v = 0; v < W; ++v) sum += acc[v];
+                        G[m.idx] += m.pnorm * zj * sum;
+                    }
+                });
+            }
+            if (GRAD) {
+                for (int b = qa; b < st; b += W) {
+#pragma omp simd
+                    for (int v = 0; v < W; ++v) {
+                        const int q = b + v;
+                        A[q] += sang[q] * daj * as[q] * ajk[q];
+                        B[q] += sang[q] * aj * das[q] * ajk[q];
+                        C[q] += sang[q] * aj * as[q] * dajk[q];
+                        D[q] += sdang[q] * R[q];
+                    }
+                }
+            }
+        }
+        if (GRAD) {
+            double fx[W] = {}, fy[W] = {}, fz[W] = {};
+            for (int b = qa; b < st; b += W) {
+#pragma omp simd
+                for (int v = 0; v < W; ++v) {
+                    const int q = b + v;
+                    const double zz = zj * zk[q];
+                    const double Aq = A[q] * zz, Bq = B[q] * zz, Dq = D[q] * zz;
+                    const double irk = ir[q];
+                    const double dij = Dq * irj * irk;
+                    const double cu = Aq * irj - Dq * c[q] * irj * irj;
+                    const double cv = Bq * irk - Dq * c[q] * irk * irk;
+                    const double ct = NARROW ? C[q] * zz * irjk[q] : 0.0;
+                    const double tx = x[q] - ux, ty = y[q] - uy, tz = z[q] - uz;
+                    fx[v] += cu * ux + dij * x[q] - ct * tx;
+                    fy[v] += cu * uy + dij * y[q] - ct * ty;
+                    fz[v] += cu * uz + dij * z[q] - ct * tz;
+                    gx[q] += cv * x[q] + dij * ux + ct * tx;
+                    gy[q] += cv * y[q] + dij * uy + ct * ty;
+                    gz[q] += cv * z[q] + dij * uz + ct * tz;
+                }
+            }
+            double sx = 0.0, sy = 0.0, sz = 0.0;
+            for (int v = 0; v < W; ++v) { sx += fx[v]; sy += fy[v]; sz += fz[v]; }
+            gx[p] += sx; gy[p] += sy; gz[p] += sz;
+        }
+    }
+    if (GRAD)
+        for (int l = 0; l < nl; ++l) {
+            const int s = L[l];
+            grad[3 * s] += gx[l];
+            grad[3 * s + 1] += gy[l];
+            grad[3 * s + 2] += gz[l];
+        }
+}
+
 template <bool GRAD>
 void run_groups(const std::vector<Group>& groups, const NeighborScratch& nb,
                 DescriptorWorkspace& ws, const double* w, double* G, double* grad) {
@@ -487,9 +819,10 @@ void run_groups(const std::vector<Group>& groups, const NeighborScratch& nb,
         const Group& g = groups[gi];
         auto& c = ws.jk[gi];
         switch (g.kind) {
-            case Kind::ExpRad: case Kind::CompRad: radial<GRAD>(g, nb, w, G, grad); break;
-            case Kind::ExpAngN: angular<Kind::ExpAngN, GRAD>(g, nb, ws, c, w, G, grad); break;
-            case Kind::ExpAngW: angular<Kind::ExpAngW, GRAD>(g, nb, ws, c, w, G, grad); break;
+            case Kind::ExpRad: radial_exp<GRAD>(g, nb, ws, w, G, grad); break;
+            case Kind::CompRad: radial<GRAD>(g, nb, w, G, grad); break;
+            case Kind::ExpAngN: angular_exp<true, GRAD>(g, nb, ws, c, w, G, grad); break;
+            case Kind::ExpAngW: angular_exp<false, GRAD>(g, nb, ws, c, w, G, grad); break;
             case Kind::CompAngN: angular<Kind::CompAngN, GRAD>(g, nb, ws, c, w, G, grad); break;
             case Kind::CompAngW: angular<Kind::CompAngW, GRAD>(g, nb, ws, c, w, G, grad); break;
             case Kind::AniAng: angular<Kind::AniAng, GRAD>(g, nb, ws, c, w, G, grad); break;

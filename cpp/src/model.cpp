@@ -386,9 +386,19 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
                 throw InputError("atom " + std::to_string(a) + " has a non-finite coordinate");
     }
     const double L = conv_length_;
-    const int64_t npairs = A.neighbors.offsets[nl];
     const bool need_grad = opt.forces || opt.virial;
-    std::vector<double> pair_grad(need_grad ? 3 * npairs : 0, 0.0);
+    // Centres are processed in chunks: the per-pair gradients dE_i/dr_j of one chunk live
+    // in `pair_grad` until they are reduced into the forces, in a fixed order that does not
+    // depend on the number of threads (each thread owns a range of atoms and scans the
+    // chunk's pairs in order). Memory: one chunk of pairs, not the whole neighbour list.
+    constexpr int64_t chunk = 1024;
+    int64_t max_chunk_pairs = 0;
+    for (int64_t c0 = 0; c0 < nl; c0 += chunk)
+        max_chunk_pairs = std::max(max_chunk_pairs, A.neighbors.offsets[std::min(nl, c0 + chunk)] -
+                                                        A.neighbors.offsets[c0]);
+    std::vector<double> pair_grad(need_grad ? 3 * max_chunk_pairs : 0, 0.0);
+    std::vector<double> centre_virial(opt.virial ? 9 * nl : 0, 0.0);  // sum_j -r_ij (x) dE_i/dr_j
+    if (need_grad) out.forces.assign(3 * na, 0.0);
     out.atom_energies.assign(nl, 0.0);
     out.extrapolating_atoms.assign(nl, 0);
     out.extrapolations.clear();
@@ -417,8 +427,17 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
         ThreadScratch ts;
         ts.count.assign(ne + 1, 0);
         auto& extra = extra_per_thread[tid];
+        int nthr = 1;
+#ifdef _OPENMP
+        nthr = omp_get_num_threads();
+#endif
+        // This thread's share of the force reduction: atoms [f0, f1).
+        const int64_t f0 = na * tid / nthr, f1 = na * (tid + 1) / nthr;
+        for (int64_t c0 = 0; c0 < nl; c0 += chunk) {
+        const int64_t c1 = std::min(nl, c0 + chunk);
+        const int64_t pbase = A.neighbors.offsets[c0];
 #pragma omp for schedule(dynamic, 8)
-        for (int64_t i = 0; i < nl; ++i) {
+        for (int64_t i = c0; i < c1; ++i) {
             const ElementModel& em = elements_[A.species[i]];
             const double rc = em.descriptor.cutoff();
             const double rc2 = rc * rc;
@@ -501,12 +520,35 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
             for (int k = 0; k < M; ++k) ts.dEdG[k] *= em.factor[k];
             ts.grad.assign(3 * static_cast<size_t>(n), 0.0);
             em.descriptor.gradient(nb, ts.dws, ts.dEdG.data(), ts.grad.data());
+            std::fill(&pair_grad[3 * (p0 - pbase)], &pair_grad[3 * (p1 - pbase)], 0.0);
+            double Wi[9] = {0};
             for (int s = 0; s < n; ++s) {
-                const int64_t p = nb.pair[s];
-                pair_grad[3 * p] = ts.grad[3 * s];
-                pair_grad[3 * p + 1] = ts.grad[3 * s + 1];
-                pair_grad[3 * p + 2] = ts.grad[3 * s + 2];
+                double* g = &pair_grad[3 * (nb.pair[s] - pbase)];
+                g[0] = ts.grad[3 * s];
+                g[1] = ts.grad[3 * s + 1];
+                g[2] = ts.grad[3 * s + 2];
+                const double d[3] = {nb.dx[s], nb.dy[s], nb.dz[s]};
+                for (int a = 0; a < 3; ++a)
+                    for (int b = 0; b < 3; ++b) Wi[3 * a + b] -= d[a] * g[b];
             }
+            if (opt.virial) std::copy(Wi, Wi + 9, &centre_virial[9 * i]);
+        }  // implicit barrier: the chunk's pair gradients are complete
+        if (need_grad && error.empty()) {
+            for (int64_t i = c0; i < c1; ++i) {
+                const bool own_i = i >= f0 && i < f1;
+                for (int64_t p = A.neighbors.offsets[i]; p < A.neighbors.offsets[i + 1]; ++p) {
+                    const int32_t j = A.neighbors.index[p];
+                    const bool own_j = j >= f0 && j < f1;
+                    if (!own_i && !own_j) continue;
+                    const double* g = &pair_grad[3 * (p - pbase)];
+                    for (int c = 0; c < 3; ++c) {
+                        if (own_i) out.forces[3 * i + c] += g[c];
+                        if (own_j) out.forces[3 * j + c] -= g[c];
+                    }
+                }
+            }
+        }
+#pragma omp barrier
         }
     }
     if (!error.empty()) throw InputError(error);
@@ -526,30 +568,10 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
               });
     std::fill(out.virial, out.virial + 9, 0.0);
     if (!need_grad) { out.forces.clear(); return; }
-    out.forces.assign(3 * na, 0.0);
     double W[9] = {0};
-    for (int64_t i = 0; i < nl; ++i) {
-        const double* xi = &A.positions[3 * i];
-        for (int64_t p = A.neighbors.offsets[i]; p < A.neighbors.offsets[i + 1]; ++p) {
-            const double* g = &pair_grad[3 * p];
-            if (g[0] == 0.0 && g[1] == 0.0 && g[2] == 0.0) continue;
-            const int32_t j = A.neighbors.index[p];
-            for (int c = 0; c < 3; ++c) {
-                out.forces[3 * i + c] += g[c];
-                out.forces[3 * j + c] -= g[c];
-            }
-            if (opt.virial) {
-                const double* xj = &A.positions[3 * j];
-                double d[3];
-                for (int c = 0; c < 3; ++c) {
-                    const double sh = A.neighbors.shift_id ? A.neighbors.shifts[3 * A.neighbors.shift_id[p] + c] : 0.0;
-                    d[c] = (xj[c] + sh - xi[c]) * L;
-                }
-                for (int a = 0; a < 3; ++a)
-                    for (int b = 0; b < 3; ++b) W[3 * a + b] -= d[a] * g[b];
-            }
-        }
-    }
+    if (opt.virial)
+        for (int64_t i = 0; i < nl; ++i)
+            for (int k = 0; k < 9; ++k) W[k] += centre_virial[9 * i + k];
     const double fconv = L / ce;
     for (auto& f : out.forces) f *= fconv;
     for (int k = 0; k < 9; ++k) out.virial[k] = W[k] / ce;

@@ -20,6 +20,10 @@
 // computed once per neighbour/triplet, and the members loop over contiguous
 // parameter arrays. Values and gradients are separate passes: gradients are
 // contracted with dE/dG on the fly (sum_m dE/dG_m dG_m/dr), so dG/dr is never stored.
+// The exponential kinds (types 2, 3, 9, 12, 13) loop over the second neighbour k of a
+// triplet in branch-free, vectorised inner loops over structure-of-arrays scratch
+// (triplets with r_jk >= r_c are masked by a zero cutoff, not skipped); the compact and
+// ANI kinds use scalar loops.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -76,6 +80,8 @@ struct DescriptorWorkspace {
     /// the value pass and replayed by the gradient pass of the same atom (saves the
     /// exp/cutoff evaluations of the second pass).
     std::vector<std::vector<double>> jk;
+    /// Structure-of-arrays scratch of the vectorised exponential kernels.
+    std::vector<double> buf;
 };
 
 class ElementDescriptor {
