@@ -375,17 +375,21 @@ struct ThreadScratch {
 void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult& out) const {
     const int64_t nl = A.n_local, na = A.n_all;
     if (nl < 0 || na < nl) throw std::invalid_argument("n_local must be in [0, n_all]");
-    if (A.neighbors.n_centers != nl) throw std::invalid_argument("neighbour list must cover the n_local centres");
+    const NeighborView& NB = A.neighbors;
+    const int64_t nc = NB.n_centers;
+    if (NB.centers ? nc > nl : nc != nl)
+        throw std::invalid_argument("neighbour list must cover the n_local centres");
     const int ne = n_elements();
     for (int64_t a = 0; a < na; ++a) {
-        if (A.species[a] < 0 || A.species[a] >= ne)
+        if (A.species[a] < -1 || A.species[a] >= ne)
             throw InputError("atom " + std::to_string(a) + " has an element index outside the potential's " +
                              std::to_string(ne) + " elements");
         for (int c = 0; c < 3; ++c)
             if (!std::isfinite(A.positions[3 * a + c]))
                 throw InputError("atom " + std::to_string(a) + " has a non-finite coordinate");
     }
-    const double L = conv_length_;
+    const double L = conv_length_;              // native length -> internal
+    const double Lx = L * A.length_factor;      // input length -> internal
     const bool need_grad = opt.forces || opt.virial;
     // Centres are processed in chunks: the per-pair gradients dE_i/dr_j of one chunk live
     // in `pair_grad` until they are reduced into the forces, in a fixed order that does not
@@ -393,11 +397,11 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
     // chunk's pairs in order). Memory: one chunk of pairs, not the whole neighbour list.
     constexpr int64_t chunk = 1024;
     int64_t max_chunk_pairs = 0;
-    for (int64_t c0 = 0; c0 < nl; c0 += chunk)
-        max_chunk_pairs = std::max(max_chunk_pairs, A.neighbors.offsets[std::min(nl, c0 + chunk)] -
-                                                        A.neighbors.offsets[c0]);
+    for (int64_t c0 = 0; c0 < nc; c0 += chunk)
+        max_chunk_pairs = std::max(max_chunk_pairs, NB.offsets[std::min(nc, c0 + chunk)] - NB.offsets[c0]);
     std::vector<double> pair_grad(need_grad ? 3 * max_chunk_pairs : 0, 0.0);
-    std::vector<double> centre_virial(opt.virial ? 9 * nl : 0, 0.0);  // sum_j -r_ij (x) dE_i/dr_j
+    const bool want_virial = opt.virial || opt.atom_virial;
+    std::vector<double> centre_virial(want_virial ? 9 * nl : 0, 0.0);  // sum_j -r_ij (x) dE_i/dr_j
     if (need_grad) out.forces.assign(3 * na, 0.0);
     out.atom_energies.assign(nl, 0.0);
     out.extrapolating_atoms.assign(nl, 0);
@@ -405,10 +409,12 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
     if (opt.descriptors) {
         out.descriptor_offsets.assign(nl + 1, 0);
         for (int64_t i = 0; i < nl; ++i)
-            out.descriptor_offsets[i + 1] = out.descriptor_offsets[i] + elements_[A.species[i]].descriptor.size();
+            out.descriptor_offsets[i + 1] = out.descriptor_offsets[i] +
+                (A.species[i] >= 0 ? elements_[A.species[i]].descriptor.size() : 0);
         out.descriptors.assign(out.descriptor_offsets[nl], 0.0);
     }
     std::vector<double> atom_e_int(nl, 0.0);
+    std::vector<char> is_centre(nl, 0);
     std::string error;
     int64_t error_atom = -1;
     std::vector<std::vector<Extrapolation>> extra_per_thread;
@@ -433,16 +439,20 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
 #endif
         // This thread's share of the force reduction: atoms [f0, f1).
         const int64_t f0 = na * tid / nthr, f1 = na * (tid + 1) / nthr;
-        for (int64_t c0 = 0; c0 < nl; c0 += chunk) {
-        const int64_t c1 = std::min(nl, c0 + chunk);
-        const int64_t pbase = A.neighbors.offsets[c0];
+        for (int64_t c0 = 0; c0 < nc; c0 += chunk) {
+        const int64_t c1 = std::min(nc, c0 + chunk);
+        const int64_t pbase = NB.offsets[c0];
 #pragma omp for schedule(dynamic, 8)
-        for (int64_t i = c0; i < c1; ++i) {
+        for (int64_t ci = c0; ci < c1; ++ci) {
+            const int64_t i = NB.center(ci);
+            const int64_t p0 = NB.offsets[ci], p1 = NB.offsets[ci + 1];
+            if (need_grad) std::fill(&pair_grad[3 * (p0 - pbase)], &pair_grad[3 * (p1 - pbase)], 0.0);
+            if (A.species[i] < 0) continue;
+            is_centre[i] = 1;
             const ElementModel& em = elements_[A.species[i]];
             const double rc = em.descriptor.cutoff();
             const double rc2 = rc * rc;
             const double min2 = opt.min_distance * opt.min_distance * L * L;
-            const int64_t p0 = A.neighbors.offsets[i], p1 = A.neighbors.offsets[i + 1];
             const int64_t m = p1 - p0;
             if (static_cast<int64_t>(ts.tdx.size()) < m) {
                 ts.tdx.resize(m); ts.tdy.resize(m); ts.tdz.resize(m); ts.tr.resize(m);
@@ -453,16 +463,17 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
             std::fill(ts.count.begin(), ts.count.end(), 0);
             int n = 0;
             for (int64_t p = p0; p < p1; ++p) {
-                const int32_t j = A.neighbors.index[p];
+                const int32_t j = NB.neighbor(ci, p);
+                if (A.species[j] < 0) continue;
                 const double* xj = &A.positions[3 * j];
                 double sx = 0, sy = 0, sz = 0;
-                if (A.neighbors.shift_id) {
-                    const double* sh = &A.neighbors.shifts[3 * A.neighbors.shift_id[p]];
+                if (NB.shift_id) {
+                    const double* sh = &NB.shifts[3 * NB.shift_id[p]];
                     sx = sh[0]; sy = sh[1]; sz = sh[2];
                 }
-                const double dx = (xj[0] + sx - xi[0]) * L;
-                const double dy = (xj[1] + sy - xi[1]) * L;
-                const double dz = (xj[2] + sz - xi[2]) * L;
+                const double dx = (xj[0] + sx - xi[0]) * Lx;
+                const double dy = (xj[1] + sy - xi[1]) * Lx;
+                const double dz = (xj[2] + sz - xi[2]) * Lx;
                 const double r2 = dx * dx + dy * dy + dz * dz;
                 if (r2 >= rc2) continue;
                 if (r2 < min2) {
@@ -470,7 +481,7 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
                     if (error_atom < 0 || i < error_atom) {
                         error_atom = i;
                         std::ostringstream os;
-                        os << "atoms " << i << " and " << j << " overlap (distance " << std::sqrt(r2) / L << ")";
+                        os << "atoms " << i << " and " << j << " overlap (distance " << std::sqrt(r2) / Lx << ")";
                         error = os.str();
                     }
                     continue;
@@ -520,7 +531,6 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
             for (int k = 0; k < M; ++k) ts.dEdG[k] *= em.factor[k];
             ts.grad.assign(3 * static_cast<size_t>(n), 0.0);
             em.descriptor.gradient(nb, ts.dws, ts.dEdG.data(), ts.grad.data());
-            std::fill(&pair_grad[3 * (p0 - pbase)], &pair_grad[3 * (p1 - pbase)], 0.0);
             double Wi[9] = {0};
             for (int s = 0; s < n; ++s) {
                 double* g = &pair_grad[3 * (nb.pair[s] - pbase)];
@@ -531,13 +541,14 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
                 for (int a = 0; a < 3; ++a)
                     for (int b = 0; b < 3; ++b) Wi[3 * a + b] -= d[a] * g[b];
             }
-            if (opt.virial) std::copy(Wi, Wi + 9, &centre_virial[9 * i]);
+            if (want_virial) std::copy(Wi, Wi + 9, &centre_virial[9 * i]);
         }  // implicit barrier: the chunk's pair gradients are complete
         if (need_grad && error.empty()) {
-            for (int64_t i = c0; i < c1; ++i) {
+            for (int64_t ci = c0; ci < c1; ++ci) {
+                const int64_t i = NB.center(ci);
                 const bool own_i = i >= f0 && i < f1;
-                for (int64_t p = A.neighbors.offsets[i]; p < A.neighbors.offsets[i + 1]; ++p) {
-                    const int32_t j = A.neighbors.index[p];
+                for (int64_t p = NB.offsets[ci]; p < NB.offsets[ci + 1]; ++p) {
+                    const int32_t j = NB.neighbor(ci, p);
                     const bool own_j = j >= f0 && j < f1;
                     if (!own_i && !own_j) continue;
                     const double* g = &pair_grad[3 * (p - pbase)];
@@ -557,6 +568,7 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
     const double ce = conv_energy_;
     out.energy = 0.0;
     for (int64_t i = 0; i < nl; ++i) {
+        if (!is_centre[i]) continue;
         const ElementModel& em = elements_[A.species[i]];
         out.atom_energies[i] = atom_e_int[i] / ce + mean_energy_ + em.atom_energy;
         out.energy += out.atom_energies[i];
@@ -572,7 +584,11 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
     if (opt.virial)
         for (int64_t i = 0; i < nl; ++i)
             for (int k = 0; k < 9; ++k) W[k] += centre_virial[9 * i + k];
-    const double fconv = L / ce;
+    if (opt.atom_virial) {
+        out.atom_virials.resize(9 * nl);
+        for (int64_t k = 0; k < 9 * nl; ++k) out.atom_virials[k] = centre_virial[k] / ce;
+    }
+    const double fconv = Lx / ce;
     for (auto& f : out.forces) f *= fconv;
     for (int k = 0; k < 9; ++k) out.virial[k] = W[k] / ce;
 }

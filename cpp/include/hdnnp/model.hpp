@@ -36,7 +36,8 @@ struct ElementModel {
 struct AtomsView {
     int64_t n_local = 0, n_all = 0;
     const double* positions = nullptr;  ///< n_all x 3, native length units
-    const int32_t* species = nullptr;   ///< n_all model element indices
+    const int32_t* species = nullptr;   ///< n_all model element indices; -1 = ignored atom
+    double length_factor = 1.0;         ///< positions are in native length units times 1/this
     NeighborView neighbors;             ///< over the n_local centres
 };
 
@@ -45,6 +46,7 @@ struct ComputeOptions {
     bool virial = true;
     bool descriptors = false;         ///< return G (raw, or scaled if scaled_descriptors)
     bool scaled_descriptors = false;
+    bool atom_virial = false;         ///< per-centre virial (centre convention, see ComputeResult)
     int threads = 0;                  ///< 0 = OpenMP default
     double min_distance = 1e-6;       ///< pairs closer than this (native units) are an error
 };
@@ -58,8 +60,10 @@ struct Extrapolation {
 
 struct ComputeResult {
     double energy = 0.0;                 ///< native units, offsets included
-    std::vector<double> atom_energies;   ///< n_local; sum = energy
-    std::vector<double> forces;          ///< n_all x 3 (ghost forces for reverse comm)
+    std::vector<double> atom_energies;   ///< n_local; sum = energy (0 for non-centres)
+    std::vector<double> forces;          ///< n_all x 3 (ghost forces for reverse comm);
+                                         ///< native energy per input length unit
+    std::vector<double> atom_virials;    ///< n_local x 9: -sum_j r_ij (x) dE_i/dr_j; sum = virial
     double virial[9] = {0};              ///< W = sum_pairs r_ij (x) f_ij, native energy
     std::vector<Extrapolation> extrapolations;
     std::vector<int64_t> extrapolating_atoms;  ///< per local atom: number of SFs out of range

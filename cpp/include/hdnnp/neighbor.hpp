@@ -7,15 +7,26 @@
 
 namespace hdnnp {
 
-/// Non-owning neighbour view handed to Model::compute (CSR over centre atoms).
-/// The displacement of pair p of atom i is x[index[p]] + shifts[shift_id[p]] - x[i];
+/// Non-owning neighbour view handed to Model::compute, over n_centers centre atoms.
+/// Pairs are numbered by `offsets` (prefix sums of the per-centre counts). The neighbour
+/// of pair p of centre c is index[p] (CSR), or, when `first` is set (LAMMPS's paged
+/// lists, used in place; indexed by atom), first[center(c)][p - offsets[c]] & mask. Centre c is atom c, or
+/// centers[c] when set. The displacement is x[j] + shifts[shift_id[p]] - x[i];
 /// shift_id/shifts may be null (LAMMPS ghost atoms: plain x[j] - x[i]).
 struct NeighborView {
     int64_t n_centers = 0;
     const int64_t* offsets = nullptr;  ///< n_centers + 1
-    const int32_t* index = nullptr;    ///< neighbour atom per pair
+    const int32_t* index = nullptr;    ///< neighbour atom per pair (CSR)
     const int32_t* shift_id = nullptr; ///< per pair, into shifts (nullable)
     const double* shifts = nullptr;    ///< 3 per shift id, same units as positions
+    const int* const* first = nullptr; ///< per centre: its neighbours (instead of index)
+    const int* centers = nullptr;      ///< atom index of each centre (nullable: c)
+    int mask = ~0;                     ///< applied to first[c][k] (LAMMPS NEIGHMASK)
+
+    int64_t center(int64_t c) const { return centers ? centers[c] : c; }
+    int32_t neighbor(int64_t c, int64_t p) const {
+        return first ? (first[center(c)][p - offsets[c]] & mask) : index[p];
+    }
 };
 
 /// Owning full neighbour list (every pair appears for both atoms).

@@ -1,0 +1,56 @@
+// pair_style bpnn: Behler-Parrinello HDNNPs (n2p2/RuNNer 2G files) through the hdnnp core.
+#pragma once
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hdnnp/model.hpp"
+#include "pair.h"
+
+namespace LAMMPS_NS {
+
+class PairBPNN : public Pair {
+public:
+    explicit PairBPNN(class LAMMPS*);
+    ~PairBPNN() override;
+    void compute(int, int) override;
+    void settings(int, char**) override;
+    void coeff(int, char**) override;
+    void init_style() override;
+    double init_one(int, int) override;
+    void* extract_peratom(const char*, int&) override;
+    double memory_usage() override;
+
+private:
+    std::shared_ptr<const hdnnp::Model> model_;
+    std::string directory_;
+    std::vector<int> type_map_;        // LAMMPS type -> element index, -1 = NULL
+    // Units: Angstrom-like LAMMPS length per native length and LAMMPS energy per native
+    // energy; from `length_factor`/`energy_factor`, or from the potential's declaration.
+    double length_factor_ = 0.0, energy_factor_ = 0.0;
+    bool explicit_units_ = false;
+    std::string native_length_, native_energy_;
+    int threads_ = 0;
+    // Extrapolation handling.
+    int ext_every_ = 100;             // at most one log line per this many steps
+    long ext_stop_ = 0;               // stop after this many steps with extrapolation (0: never)
+    std::string ext_file_;            // write extrapolating configurations here
+    long ext_steps_ = 0;              // steps with extrapolation so far
+    bigint ext_last_line_ = -1;       // step of the last log line
+    long ext_since_line_ = 0;         // steps with extrapolation since then
+    bigint ext_max_atoms_ = 0;        // most atoms extrapolating in one step since then
+    double* ext_grade_ = nullptr;     // per local atom, for fix pair
+    int nmax_ = 0;
+    double ext_count_ = 0.0;          // pvector[0]
+    // Scratch (no copy of the neighbour list itself).
+    std::vector<int32_t> species_;
+    std::vector<int64_t> offsets_;
+    hdnnp::ComputeResult res_;
+
+    void read_units_from_potential();
+    void handle_extrapolation();
+    void write_configuration(const char* reason);
+};
+
+}  // namespace LAMMPS_NS

