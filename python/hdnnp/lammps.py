@@ -89,7 +89,17 @@ def preload_mpi() -> None:
 
 def _cache_dir() -> Path:
     base = os.environ.get("HDNNP_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hdnnp")
-    tag = f"{__version__}-lammps-{lammps_version_string().replace(' ', '')}-{sysconfig.get_platform()}"
+    import hashlib
+
+    # keyed by a hash of the sources too, so that a changed plugin or core is rebuilt
+    h = hashlib.sha256()
+    src = _source_dir()
+    for f in sorted(p for d in ("cpp", "cmake", "lammps_plugin") for p in (src / d).rglob("*") if p.is_file()
+                    and "examples" not in p.parts):
+        h.update(str(f.relative_to(src)).encode())
+        h.update(f.read_bytes())
+    tag = (f"{__version__}-lammps-{lammps_version_string().replace(' ', '')}-{sysconfig.get_platform()}"
+           f"-{h.hexdigest()[:12]}")
     return Path(base) / "lammps-plugin" / tag
 
 
