@@ -233,29 +233,20 @@ inline double ipow(double x, int n) {
 using Kind = ElementDescriptor::Kind;
 using Group = ElementDescriptor::Group;
 
-// Radial groups: sum over neighbours of one element (or all, Z-weighted).
+// Compact radial groups (types 20, 23): sum over neighbours of one element (or all,
+// Z-weighted). The exponential radial kinds use radial_exp() below.
 template <bool GRAD>
 void radial(const Group& g, const NeighborScratch& nb, const double* w, double* G, double* grad) {
     int b0 = 0, b1 = nb.n;
     if (!g.weighted) { b0 = nb.bucket[g.e1]; b1 = nb.bucket[g.e1 + 1]; }
-    const bool exp_kind = g.kind == Kind::ExpRad;
     for (int s = b0; s < b1; ++s) {
         const double r = nb.r[s];
         if (r >= g.rc) continue;
         const double z = g.weighted ? nb.zw[s] : 1.0;
-        double fc = 1.0, dfc = 0.0;
-        if (exp_kind) g.fc.fdf(r, fc, dfc);
         double sum = 0.0;  // sum_m w_m dG_m/dr
         for (const auto& m : g.members) {
             double v, dv;
-            if (exp_kind) {
-                const double x = r - m.rs;
-                const double e = std::exp(-m.eta * x * x);
-                v = e * fc;
-                dv = e * (dfc - 2.0 * m.eta * x * fc);
-            } else {
-                m.cf.fdf(r, v, dv);
-            }
+            m.cf.fdf(r, v, dv);
             if (GRAD) sum += w[m.idx] * dv;
             else G[m.idx] += z * v;
         }
@@ -268,7 +259,23 @@ void radial(const Group& g, const NeighborScratch& nb, const double* w, double* 
     }
 }
 
-// Angular groups. For the triplet (i; j, k) with u = R_j - R_i, v = R_k - R_i,
+// Neighbour sub-list of an angular group: within rc and of a matching element. Returns
+// `split`: L[0..split) are of element e1, L[split..) of element e2 (when e1 != e2).
+int select_neighbors(const Group& g, const NeighborScratch& nb, std::vector<int>& L) {
+    L.clear();
+    if (g.weighted) {
+        for (int s = 0; s < nb.n; ++s) if (nb.r[s] < g.rc) L.push_back(s);
+        return 0;
+    }
+    for (int s = nb.bucket[g.e1]; s < nb.bucket[g.e1 + 1]; ++s) if (nb.r[s] < g.rc) L.push_back(s);
+    const int split = static_cast<int>(L.size());
+    if (g.e2 != g.e1)
+        for (int s = nb.bucket[g.e2]; s < nb.bucket[g.e2 + 1]; ++s) if (nb.r[s] < g.rc) L.push_back(s);
+    return split;
+}
+
+// Compact and ANI angular groups (scalar; the exponential kinds use angular_exp() below).
+// For the triplet (i; j, k) with u = R_j - R_i, v = R_k - R_i,
 // t = R_k - R_j and a term T(r_ij, r_ik, r_jk, cos), the gradient is assembled once per
 // triplet from the member-summed partial derivatives A = dT/dr_ij, B = dT/dr_ik,
 // C = dT/dr_jk, D = dT/dcos:
@@ -277,22 +284,12 @@ void radial(const Group& g, const NeighborScratch& nb, const double* w, double* 
 template <Kind K, bool GRAD>
 void angular(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws, std::vector<double>& cache,
              const double* w, double* G, double* grad) {
-    constexpr bool narrow = K == Kind::ExpAngN || K == Kind::CompAngN;
+    static_assert(K == Kind::CompAngN || K == Kind::CompAngW || K == Kind::AniAng);
+    constexpr bool narrow = K == Kind::CompAngN;
     constexpr bool compact = K == Kind::CompAngN || K == Kind::CompAngW;
     const int nsub = static_cast<int>(g.subs.size());
-    // Neighbour sub-list: within rc and of a matching element. Bucketing by element
-    // makes the e1 part and the e2 part contiguous.
     auto& L = ws.list;
-    L.clear();
-    int split = 0;  // L[0..split) = element e1, L[split..) = element e2 (if e1 != e2)
-    if (g.weighted) {
-        for (int s = 0; s < nb.n; ++s) if (nb.r[s] < g.rc) L.push_back(s);
-    } else {
-        for (int s = nb.bucket[g.e1]; s < nb.bucket[g.e1 + 1]; ++s) if (nb.r[s] < g.rc) L.push_back(s);
-        split = static_cast<int>(L.size());
-        if (g.e2 != g.e1)
-            for (int s = nb.bucket[g.e2]; s < nb.bucket[g.e2 + 1]; ++s) if (nb.r[s] < g.rc) L.push_back(s);
-    }
+    const int split = select_neighbors(g, nb, L);
     const int nl = static_cast<int>(L.size());
     if (nl < 2) return;
     ws.fc.resize(nl); ws.dfc.resize(nl);
@@ -308,13 +305,8 @@ void angular(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws,
             double a, da;
             if (compact) {
                 sb.cr.fdf(r, a, da);
-            } else if (K == Kind::AniAng) {
-                a = fc; da = dfc;  // the ANI radial factor depends on (r_ij + r_ik)/2
             } else {
-                const double x = r - sb.rs;
-                const double e = std::exp(-sb.eta * x * x);
-                a = e * fc;
-                da = e * (dfc - 2.0 * sb.eta * x * fc);
+                a = fc; da = dfc;  // ANI: the radial factor depends on (r_ij + r_ik)/2
             }
             ws.a[l * nsub + s] = a;
             ws.da[l * nsub + s] = da;
@@ -354,45 +346,7 @@ void angular(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws,
             const double* ak = &ws.a[q * nsub];
             const double* dak = &ws.da[q * nsub];
             double A = 0.0, B = 0.0, C = 0.0, D = 0.0;
-            if constexpr (K == Kind::ExpAngN || K == Kind::ExpAngW) {
-                double fcjk = 1.0, dfcjk = 0.0;
-                if (narrow && !GRAD) g.fc.fdf(rjk, fcjk, dfcjk);
-                for (int s = 0; s < nsub; ++s) {
-                    const auto& sb = g.subs[s];
-                    double ajk = 1.0, dajk = 0.0;
-                    if (narrow && GRAD) {
-                        ajk = jk[1 + 2 * s];
-                        dajk = jk[2 + 2 * s];
-                    } else if (narrow) {
-                        const double x = rjk - sb.rs;
-                        const double e = std::exp(-sb.eta * x * x);
-                        ajk = e * fcjk;
-                        dajk = e * (dfcjk - 2.0 * sb.eta * x * fcjk);
-                        cache.push_back(ajk);
-                        cache.push_back(dajk);
-                    }
-                    const double R = aj[s] * ak[s] * ajk;
-                    double sang = 0.0, sdang = 0.0;
-                    for (const auto& m : sb.members) {
-                        const double P = 1.0 + m.lambda * c;
-                        if (P <= 0.0) continue;
-                        const double pz1 = m.zint > 0 ? ipow(P, m.zint - 1) : std::pow(P, m.zeta - 1.0);
-                        if (GRAD) {
-                            const double wm = w[m.idx] * m.pnorm;
-                            sang += wm * pz1 * P;
-                            sdang += wm * m.zeta * m.lambda * pz1;
-                        } else {
-                            G[m.idx] += m.pnorm * z * pz1 * P * R;
-                        }
-                    }
-                    if (GRAD) {
-                        A += sang * daj[s] * ak[s] * ajk;
-                        B += sang * aj[s] * dak[s] * ajk;
-                        C += sang * aj[s] * ak[s] * dajk;
-                        D += sdang * R;
-                    }
-                }
-            } else if constexpr (compact) {
+            if constexpr (compact) {
                 // r_jk factors first, so that the cache layout does not depend on the angle test.
                 if (narrow && !GRAD)
                     for (int s = 0; s < nsub; ++s) {
@@ -506,21 +460,6 @@ inline void with_zeta(int zint, F&& f) {
         case 32: f(std::integral_constant<int, 32>{}); break;
         default: f(std::integral_constant<int, 0>{}); break;
     }
-}
-
-// Neighbour sub-list of an angular group: within rc and of a matching element. Returns
-// `split`: L[0..split) are of element e1, L[split..) of element e2 (when e1 != e2).
-int select_neighbors(const Group& g, const NeighborScratch& nb, std::vector<int>& L) {
-    L.clear();
-    if (g.weighted) {
-        for (int s = 0; s < nb.n; ++s) if (nb.r[s] < g.rc) L.push_back(s);
-        return 0;
-    }
-    for (int s = nb.bucket[g.e1]; s < nb.bucket[g.e1 + 1]; ++s) if (nb.r[s] < g.rc) L.push_back(s);
-    const int split = static_cast<int>(L.size());
-    if (g.e2 != g.e1)
-        for (int s = nb.bucket[g.e2]; s < nb.bucket[g.e2 + 1]; ++s) if (nb.r[s] < g.rc) L.push_back(s);
-    return split;
 }
 
 template <bool GRAD>

@@ -237,8 +237,7 @@ void PairBPNN::handle_extrapolation() {
     }
     bigint local = 0;
     for (int i = 0; i < nlocal; ++i) local += res_.extrapolating_atoms[i] > 0 ? 1 : 0;
-    ext_count_ = static_cast<double>(local);
-    pvector[0] = ext_count_;  // compute pair sums it over ranks
+    pvector[0] = static_cast<double>(local);  // compute pair sums it over ranks
     bigint total = 0;
     MPI_Allreduce(&local, &total, 1, MPI_LMP_BIGINT, MPI_SUM, world);
     if (total == 0) return;

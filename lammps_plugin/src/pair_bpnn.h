@@ -42,7 +42,6 @@ private:
     bigint ext_max_atoms_ = 0;        // most atoms extrapolating in one step since then
     double* ext_grade_ = nullptr;     // per local atom, for fix pair
     int nmax_ = 0;
-    double ext_count_ = 0.0;          // pvector[0]
     // Scratch (no copy of the neighbour list itself).
     std::vector<int32_t> species_;
     std::vector<int64_t> offsets_;

@@ -95,6 +95,12 @@ inline double tanh_unit(double y) {
     return (e2 - 1.0) / (e2 + 1.0);
 }
 
+/// Cutoff type 3: normalisation so that f(0) = 1, i.e. 1/tanh(1)^3.
+inline double tanh_cutoff_norm() {
+    static const double norm = std::pow(1.0 / std::tanh(1.0), 3);
+    return norm;
+}
+
 /// The global cutoff function f_c(r) with inner cutoff r_ci = alpha * r_c.
 struct CutoffFunction {
     CutoffType type = CutoffType::Hard;
@@ -119,8 +125,7 @@ struct CutoffFunction {
                 return;
             }
             case CutoffType::Tanh: {
-                // normalisation so that f(0) = 1: ((e + 1/e)/(e - 1/e))^3 = 1/tanh(1)^3
-                static const double norm = std::pow(1.0 / std::tanh(1.0), 3);
+                const double norm = tanh_cutoff_norm();
                 const double t = tanh_unit(1.0 - r * inv_rc);
                 f = norm * t * t * t;
                 df = -3.0 * norm * t * t * (1.0 - t * t) * inv_rc;
@@ -160,7 +165,7 @@ struct CutoffFunction {
                 for (int i = 0; i < n; ++i) { f[i] = r[i] < rc_ ? 1.0 : 0.0; df[i] = 0.0; }
                 return;
             case CutoffType::TanhU: case CutoffType::Tanh: {
-                const double norm = type == CutoffType::Tanh ? std::pow(1.0 / std::tanh(1.0), 3) : 1.0;
+                const double norm = type == CutoffType::Tanh ? tanh_cutoff_norm() : 1.0;
                 for (int i = 0; i < n; ++i) {
                     const bool in = r[i] < rc_;
                     const double t = tanh_unit(in ? 1.0 - r[i] * irc : 0.0);
