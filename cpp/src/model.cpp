@@ -364,22 +364,36 @@ struct ThreadScratch {
     NeighborScratch nb;
     DescriptorWorkspace dws;
     NetworkWorkspace nws;
-    std::vector<double> G, Gs, dEdG, grad;
+    std::vector<double> G, Gs, dEdG, w, grad;
     std::vector<double> tdx, tdy, tdz, tr;
     std::vector<int> tel;
     std::vector<int64_t> tpair;
     std::vector<int> count;
 };
+
+bool same_definition(const SymFuncDef& a, const SymFuncDef& b) {
+    return a.type == b.type && a.ec == b.ec && a.e1 == b.e1 && a.e2 == b.e2 && a.eta == b.eta &&
+           a.rs == b.rs && a.rc == b.rc && a.lambda == b.lambda && a.zeta == b.zeta && a.rl == b.rl &&
+           a.angle_left == b.angle_left && a.angle_right == b.angle_right && a.theta_s == b.theta_s &&
+           a.subtype == b.subtype;
+}
 }  // namespace
 
 void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult& out) const {
+    const Model* self = this;
+    compute_members(&self, 1, A, opt, out);
+}
+
+void Model::compute_members(const Model* const* members, const int M, const AtomsView& A,
+                            const ComputeOptions& opt, ComputeResult& out) {
+    const Model& M0 = *members[0];
     const int64_t nl = A.n_local, na = A.n_all;
     if (nl < 0 || na < nl) throw std::invalid_argument("n_local must be in [0, n_all]");
     const NeighborView& NB = A.neighbors;
     const int64_t nc = NB.n_centers;
     if (NB.centers ? nc > nl : nc != nl)
         throw std::invalid_argument("neighbour list must cover the n_local centres");
-    const int ne = n_elements();
+    const int ne = M0.n_elements();
     for (int64_t a = 0; a < na; ++a) {
         if (A.species[a] < -1 || A.species[a] >= ne)
             throw InputError("atom " + std::to_string(a) + " has an element index outside the potential's " +
@@ -388,21 +402,27 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
             if (!std::isfinite(A.positions[3 * a + c]))
                 throw InputError("atom " + std::to_string(a) + " has a non-finite coordinate");
     }
-    const double L = conv_length_;              // native length -> internal
+    const double L = M0.conv_length_;           // native length -> internal (same for all members)
     const double Lx = L * A.length_factor;      // input length -> internal
     const bool need_grad = opt.forces || opt.virial;
+    const bool per_member = need_grad && opt.member_forces && M > 1;
     // Centres are processed in chunks: the per-pair gradients dE_i/dr_j of one chunk live
     // in `pair_grad` until they are reduced into the forces, in a fixed order that does not
     // depend on the number of threads (each thread owns a range of atoms and scans the
     // chunk's pairs in order). Memory: one chunk of pairs, not the whole neighbour list.
+    // Member m's pair gradients (per_member) follow at offset (m + 1) * stride.
     constexpr int64_t chunk = 1024;
     int64_t max_chunk_pairs = 0;
     for (int64_t c0 = 0; c0 < nc; c0 += chunk)
         max_chunk_pairs = std::max(max_chunk_pairs, NB.offsets[std::min(nc, c0 + chunk)] - NB.offsets[c0]);
-    std::vector<double> pair_grad(need_grad ? 3 * max_chunk_pairs : 0, 0.0);
+    const int64_t stride = 3 * max_chunk_pairs;
+    const int n_grad_sets = per_member ? M + 1 : 1;
+    std::vector<double> pair_grad(need_grad ? n_grad_sets * stride : 0, 0.0);
     const bool want_virial = opt.virial || opt.atom_virial;
     std::vector<double> centre_virial(want_virial ? 9 * nl : 0, 0.0);  // sum_j -r_ij (x) dE_i/dr_j
     if (need_grad) out.forces.assign(3 * na, 0.0);
+    if (per_member) out.member_forces.assign(static_cast<size_t>(M) * 3 * na, 0.0);
+    else out.member_forces.clear();
     out.atom_energies.assign(nl, 0.0);
     out.extrapolating_atoms.assign(nl, 0);
     out.extrapolations.clear();
@@ -410,10 +430,11 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
         out.descriptor_offsets.assign(nl + 1, 0);
         for (int64_t i = 0; i < nl; ++i)
             out.descriptor_offsets[i + 1] = out.descriptor_offsets[i] +
-                (A.species[i] >= 0 ? elements_[A.species[i]].descriptor.size() : 0);
+                (A.species[i] >= 0 ? M0.elements_[A.species[i]].descriptor.size() : 0);
         out.descriptors.assign(out.descriptor_offsets[nl], 0.0);
     }
-    std::vector<double> atom_e_int(nl, 0.0);
+    // Energies in physical (not normalised) units, per member and atom.
+    std::vector<double> atom_e(static_cast<size_t>(M) * nl, 0.0);
     std::vector<char> is_centre(nl, 0);
     std::string error;
     int64_t error_atom = -1;
@@ -446,10 +467,12 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
         for (int64_t ci = c0; ci < c1; ++ci) {
             const int64_t i = NB.center(ci);
             const int64_t p0 = NB.offsets[ci], p1 = NB.offsets[ci + 1];
-            if (need_grad) std::fill(&pair_grad[3 * (p0 - pbase)], &pair_grad[3 * (p1 - pbase)], 0.0);
+            if (need_grad)
+                for (int s = 0; s < n_grad_sets; ++s)
+                    std::fill(&pair_grad[s * stride + 3 * (p0 - pbase)], &pair_grad[s * stride + 3 * (p1 - pbase)], 0.0);
             if (A.species[i] < 0) continue;
             is_centre[i] = 1;
-            const ElementModel& em = elements_[A.species[i]];
+            const ElementModel& em = M0.elements_[A.species[i]];
             const double rc = em.descriptor.cutoff();
             const double rc2 = rc * rc;
             const double min2 = opt.min_distance * opt.min_distance * L * L;
@@ -502,46 +525,86 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
                 const int e = ts.tel[t];
                 const int s = fill[e]++;
                 nb.dx[s] = ts.tdx[t]; nb.dy[s] = ts.tdy[t]; nb.dz[s] = ts.tdz[t]; nb.r[s] = ts.tr[t];
-                nb.elem[s] = e; nb.zw[s] = elements_[e].z; nb.pair[s] = ts.tpair[t];
+                nb.elem[s] = e; nb.zw[s] = M0.elements_[e].z; nb.pair[s] = ts.tpair[t];
             }
-            // Symmetry functions, extrapolation check, scaling.
-            const int M = em.descriptor.size();
-            ts.G.resize(M); ts.Gs.resize(M); ts.dEdG.resize(M);
+            // Symmetry functions (once for the committee), extrapolation check against the
+            // narrowest member range.
+            const int K = em.descriptor.size();
+            ts.G.resize(K); ts.Gs.resize(K); ts.dEdG.resize(K); ts.w.resize(K);
             em.descriptor.values(nb, ts.dws, ts.G.data());
-            const bool have_range = !em.g_min.empty();
             int64_t n_out = 0;
-            for (int k = 0; k < M; ++k) {
-                const double g = ts.G[k];
-                if (have_range && (g < em.g_min[k] || g > em.g_max[k])) {
-                    ++n_out;
-                    extra.push_back({i, k, g, em.g_min[k], em.g_max[k]});
+            if (!em.g_min.empty()) {
+                for (int k = 0; k < K; ++k) {
+                    double lo = em.g_min[k], hi = em.g_max[k];
+                    for (int mm = 1; mm < M; ++mm) {
+                        const ElementModel& e2 = members[mm]->elements_[A.species[i]];
+                        if (e2.g_min.empty()) continue;
+                        lo = std::max(lo, e2.g_min[k]);
+                        hi = std::min(hi, e2.g_max[k]);
+                    }
+                    const double g = ts.G[k];
+                    if (g < lo || g > hi) {
+                        ++n_out;
+                        extra.push_back({i, k, g, lo, hi});
+                    }
                 }
-                ts.Gs[k] = s_min_ * (scaling_mode_ == ScalingMode::None || scaling_mode_ == ScalingMode::Center ? 0.0 : 1.0) +
-                           em.factor[k] * (g - em.shift[k]);
             }
             out.extrapolating_atoms[i] = n_out;
-            if (opt.descriptors) {
-                double* dst = &out.descriptors[out.descriptor_offsets[i]];
-                const double* src = opt.scaled_descriptors ? ts.Gs.data() : ts.G.data();
-                std::copy(src, src + M, dst);
+            if (opt.descriptors && !opt.scaled_descriptors)
+                std::copy(ts.G.begin(), ts.G.end(), &out.descriptors[out.descriptor_offsets[i]]);
+            // Each member: scaling, network (E_i and dE_i/dG scaled), then w = dE/dG (raw,
+            // physical energy units) for the gradient pass.
+            if (need_grad && !per_member) std::fill(ts.w.begin(), ts.w.end(), 0.0);
+            for (int mm = 0; mm < M; ++mm) {
+                const Model& mo = *members[mm];
+                const ElementModel& me = mo.elements_[A.species[i]];
+                const double smin = mo.scaling_mode_ == ScalingMode::None || mo.scaling_mode_ == ScalingMode::Center
+                                        ? 0.0 : mo.s_min_;
+                for (int k = 0; k < K; ++k) ts.Gs[k] = smin + me.factor[k] * (ts.G[k] - me.shift[k]);
+                if (mm == 0 && opt.descriptors && opt.scaled_descriptors)
+                    std::copy(ts.Gs.begin(), ts.Gs.end(), &out.descriptors[out.descriptor_offsets[i]]);
+                const double e_int = me.network.evaluate(ts.Gs.data(), need_grad ? ts.dEdG.data() : nullptr, ts.nws);
+                atom_e[static_cast<size_t>(mm) * nl + i] = e_int / mo.conv_energy_ + mo.mean_energy_ + me.atom_energy;
+                if (!need_grad) continue;
+                const double scale = 1.0 / (mo.conv_energy_ * M);
+                if (per_member) {
+                    for (int k = 0; k < K; ++k) ts.w[k] = ts.dEdG[k] * me.factor[k] / mo.conv_energy_;
+                    ts.grad.assign(3 * static_cast<size_t>(n), 0.0);
+                    em.descriptor.gradient(nb, ts.dws, ts.w.data(), ts.grad.data());
+                    double* pg = &pair_grad[(mm + 1) * stride];
+                    double* mean = &pair_grad[0];
+                    for (int s = 0; s < n; ++s) {
+                        const int64_t q = 3 * (nb.pair[s] - pbase);
+                        for (int c = 0; c < 3; ++c) {
+                            pg[q + c] = ts.grad[3 * s + c];
+                            mean[q + c] += ts.grad[3 * s + c] / M;
+                        }
+                    }
+                } else {
+                    for (int k = 0; k < K; ++k) ts.w[k] += ts.dEdG[k] * me.factor[k] * scale;
+                }
             }
-            // Network: E_i and dE_i/dG (scaled), then dE/dG (raw).
-            atom_e_int[i] = em.network.evaluate(ts.Gs.data(), need_grad ? ts.dEdG.data() : nullptr, ts.nws);
             if (!need_grad) continue;
-            for (int k = 0; k < M; ++k) ts.dEdG[k] *= em.factor[k];
-            ts.grad.assign(3 * static_cast<size_t>(n), 0.0);
-            em.descriptor.gradient(nb, ts.dws, ts.dEdG.data(), ts.grad.data());
-            double Wi[9] = {0};
-            for (int s = 0; s < n; ++s) {
-                double* g = &pair_grad[3 * (nb.pair[s] - pbase)];
-                g[0] = ts.grad[3 * s];
-                g[1] = ts.grad[3 * s + 1];
-                g[2] = ts.grad[3 * s + 2];
-                const double d[3] = {nb.dx[s], nb.dy[s], nb.dz[s]};
-                for (int a = 0; a < 3; ++a)
-                    for (int b = 0; b < 3; ++b) Wi[3 * a + b] -= d[a] * g[b];
+            if (!per_member) {
+                ts.grad.assign(3 * static_cast<size_t>(n), 0.0);
+                em.descriptor.gradient(nb, ts.dws, ts.w.data(), ts.grad.data());
+                for (int s = 0; s < n; ++s) {
+                    double* g = &pair_grad[3 * (nb.pair[s] - pbase)];
+                    g[0] = ts.grad[3 * s];
+                    g[1] = ts.grad[3 * s + 1];
+                    g[2] = ts.grad[3 * s + 2];
+                }
             }
-            if (want_virial) std::copy(Wi, Wi + 9, &centre_virial[9 * i]);
+            if (want_virial) {
+                double Wi[9] = {0};
+                for (int s = 0; s < n; ++s) {
+                    const double* g = &pair_grad[3 * (nb.pair[s] - pbase)];
+                    const double d[3] = {nb.dx[s], nb.dy[s], nb.dz[s]};
+                    for (int a = 0; a < 3; ++a)
+                        for (int b = 0; b < 3; ++b) Wi[3 * a + b] -= d[a] * g[b];
+                }
+                std::copy(Wi, Wi + 9, &centre_virial[9 * i]);
+            }
         }  // implicit barrier: the chunk's pair gradients are complete
         if (need_grad && error.empty()) {
             for (int64_t ci = c0; ci < c1; ++ci) {
@@ -551,10 +614,13 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
                     const int32_t j = NB.neighbor(ci, p);
                     const bool own_j = j >= f0 && j < f1;
                     if (!own_i && !own_j) continue;
-                    const double* g = &pair_grad[3 * (p - pbase)];
-                    for (int c = 0; c < 3; ++c) {
-                        if (own_i) out.forces[3 * i + c] += g[c];
-                        if (own_j) out.forces[3 * j + c] -= g[c];
+                    for (int s = 0; s < n_grad_sets; ++s) {
+                        const double* g = &pair_grad[s * stride + 3 * (p - pbase)];
+                        double* F = s == 0 ? out.forces.data() : &out.member_forces[(s - 1) * 3 * na];
+                        for (int c = 0; c < 3; ++c) {
+                            if (own_i) F[3 * i + c] += g[c];
+                            if (own_j) F[3 * j + c] -= g[c];
+                        }
                     }
                 }
             }
@@ -565,12 +631,17 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
     if (!error.empty()) throw InputError(error);
 
     // Deterministic reductions (independent of the number of threads).
-    const double ce = conv_energy_;
     out.energy = 0.0;
+    out.member_energies.assign(M, 0.0);
     for (int64_t i = 0; i < nl; ++i) {
         if (!is_centre[i]) continue;
-        const ElementModel& em = elements_[A.species[i]];
-        out.atom_energies[i] = atom_e_int[i] / ce + mean_energy_ + em.atom_energy;
+        double sum = 0.0;
+        for (int mm = 0; mm < M; ++mm) {
+            const double e = atom_e[static_cast<size_t>(mm) * nl + i];
+            out.member_energies[mm] += e;
+            sum += e;
+        }
+        out.atom_energies[i] = M == 1 ? sum : sum / M;
         out.energy += out.atom_energies[i];
     }
     for (auto& v : extra_per_thread) out.extrapolations.insert(out.extrapolations.end(), v.begin(), v.end());
@@ -580,17 +651,52 @@ void Model::compute(const AtomsView& A, const ComputeOptions& opt, ComputeResult
               });
     std::fill(out.virial, out.virial + 9, 0.0);
     if (!need_grad) { out.forces.clear(); return; }
-    double W[9] = {0};
     if (opt.virial)
         for (int64_t i = 0; i < nl; ++i)
-            for (int k = 0; k < 9; ++k) W[k] += centre_virial[9 * i + k];
-    if (opt.atom_virial) {
-        out.atom_virials.resize(9 * nl);
-        for (int64_t k = 0; k < 9 * nl; ++k) out.atom_virials[k] = centre_virial[k] / ce;
+            for (int k = 0; k < 9; ++k) out.virial[k] += centre_virial[9 * i + k];
+    if (opt.atom_virial) out.atom_virials = std::move(centre_virial);
+    for (auto& f : out.forces) f *= Lx;
+    for (auto& f : out.member_forces) f *= Lx;
+}
+
+Committee::Committee(std::vector<std::shared_ptr<const Model>> members) : members_(std::move(members)) {
+    if (members_.empty()) throw ConfigError("a committee needs at least one potential");
+    const Model& a = *members_.front();
+    for (size_t k = 1; k < members_.size(); ++k) {
+        const Model& b = *members_[k];
+        const std::string who = "committee member '" + b.directory() + "' differs from '" + a.directory() + "': ";
+        if (b.element_symbols() != a.element_symbols())
+            throw ConfigError(who + "different elements");
+        if (b.cutoff_type() != a.cutoff_type() || b.cutoff_alpha() != a.cutoff_alpha())
+            throw ConfigError(who + "different cutoff_type");
+        if (b.conv_length() != a.conv_length())
+            throw ConfigError(who + "different conv_length (descriptors would differ)");
+        for (int e = 0; e < a.n_elements(); ++e) {
+            const auto& da = a.elements()[e].descriptor.definitions();
+            const auto& db = b.elements()[e].descriptor.definitions();
+            if (da.size() != db.size())
+                throw ConfigError(who + "element " + a.elements()[e].symbol + " has " + std::to_string(db.size()) +
+                                  " symmetry functions instead of " + std::to_string(da.size()));
+            for (size_t s = 0; s < da.size(); ++s)
+                if (!same_definition(da[s], db[s]))
+                    throw ConfigError(who + "symmetry function " + std::to_string(s + 1) + " of element " +
+                                      a.elements()[e].symbol + ": '" + db[s].text + "' (line " +
+                                      std::to_string(db[s].line) + ") vs '" + da[s].text + "' (line " +
+                                      std::to_string(da[s].line) + ")");
+        }
+        if (!b.has_weights()) throw ConfigError("committee member '" + b.directory() + "' has no weights");
     }
-    const double fconv = Lx / ce;
-    for (auto& f : out.forces) f *= fconv;
-    for (int k = 0; k < 9; ++k) out.virial[k] = W[k] / ce;
+    for (const auto& m : members_) raw_.push_back(m.get());
+}
+
+std::shared_ptr<const Committee> Committee::load(const std::vector<std::string>& directories) {
+    std::vector<std::shared_ptr<const Model>> ms;
+    for (const auto& d : directories) ms.push_back(Model::load(d));
+    return std::make_shared<Committee>(std::move(ms));
+}
+
+void Committee::compute(const AtomsView& atoms, const ComputeOptions& opt, ComputeResult& out) const {
+    Model::compute_members(raw_.data(), size(), atoms, opt, out);
 }
 
 }  // namespace hdnnp

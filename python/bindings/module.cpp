@@ -77,6 +77,77 @@ Structure dict_to_structure(const py::dict& d) {
     return s;
 }
 
+template <class Potential>
+py::dict compute_py(const Potential& mo, py::array_t<double, py::array::c_style> pos,
+                    py::array_t<int32_t, py::array::c_style> species, int64_t n_local,
+                    CArrI64 offsets, CArrI32 index, std::optional<CArrI32> shift_id,
+                    std::optional<CArrD> shifts, bool forces, bool virial, bool descriptors,
+                    bool scaled, int threads, double min_distance, bool member_forces) {
+    if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
+    const int64_t na = pos.shape(0);
+    if (species.ndim() != 1 || species.shape(0) != na) throw std::invalid_argument("species must be (n,)");
+    if (offsets.ndim() != 1 || offsets.shape(0) != n_local + 1)
+        throw std::invalid_argument("offsets must have n_local + 1 entries");
+    const int64_t np = offsets.at(n_local);
+    if (index.ndim() != 1 || index.shape(0) != np) throw std::invalid_argument("index must have offsets[-1] entries");
+    for (int64_t p = 0; p < np; ++p)
+        if (index.data()[p] < 0 || index.data()[p] >= na) throw std::invalid_argument("neighbour index out of range");
+    AtomsView A;
+    A.n_local = n_local; A.n_all = na;
+    A.positions = pos.data(); A.species = species.data();
+    A.neighbors.n_centers = n_local;
+    A.neighbors.offsets = offsets.data();
+    A.neighbors.index = index.data();
+    if (shift_id) {
+        if (!shifts) throw std::invalid_argument("shift_id needs shifts");
+        if (shift_id->shape(0) != np) throw std::invalid_argument("shift_id must have offsets[-1] entries");
+        const int64_t ns = shifts->size() / 3;
+        for (int64_t p = 0; p < np; ++p)
+            if (shift_id->data()[p] < 0 || shift_id->data()[p] >= ns) throw std::invalid_argument("shift id out of range");
+        A.neighbors.shift_id = shift_id->data();
+        A.neighbors.shifts = shifts->data();
+    }
+    ComputeOptions opt;
+    opt.forces = forces; opt.virial = virial; opt.descriptors = descriptors;
+    opt.scaled_descriptors = scaled; opt.threads = threads; opt.min_distance = min_distance;
+    opt.member_forces = member_forces;
+    ComputeResult r;
+    {
+        py::gil_scoped_release release;
+        mo.compute(A, opt, r);
+    }
+    py::dict d;
+    d["energy"] = r.energy;
+    d["atom_energies"] = to_numpy(std::move(r.atom_energies), {n_local});
+    if (forces || virial) d["forces"] = to_numpy(std::move(r.forces), {na, 3});
+    d["virial"] = to_numpy(std::vector<double>(r.virial, r.virial + 9), {3, 3});
+    const auto ne = static_cast<py::ssize_t>(r.extrapolations.size());
+    std::vector<int64_t> xa(ne); std::vector<int32_t> xs(ne); std::vector<double> xv(ne), xmin(ne), xmax(ne);
+    for (py::ssize_t k = 0; k < ne; ++k) {
+        xa[k] = r.extrapolations[k].atom; xs[k] = r.extrapolations[k].sf; xv[k] = r.extrapolations[k].value;
+        xmin[k] = r.extrapolations[k].min; xmax[k] = r.extrapolations[k].max;
+    }
+    py::dict ex;
+    ex["atom"] = to_numpy(std::move(xa), {ne});
+    ex["sf"] = to_numpy(std::move(xs), {ne});
+    ex["value"] = to_numpy(std::move(xv), {ne});
+    ex["min"] = to_numpy(std::move(xmin), {ne});
+    ex["max"] = to_numpy(std::move(xmax), {ne});
+    d["extrapolations"] = ex;
+    d["extrapolating_atoms"] = to_numpy(std::move(r.extrapolating_atoms), {n_local});
+    if (descriptors) {
+        const auto nd = static_cast<py::ssize_t>(r.descriptors.size());
+        d["descriptors"] = to_numpy(std::move(r.descriptors), {nd});
+        d["descriptor_offsets"] = to_numpy(std::move(r.descriptor_offsets), {n_local + 1});
+    }
+    d["member_energies"] = to_numpy(std::move(r.member_energies), {static_cast<py::ssize_t>(r.member_energies.size())});
+    if (!r.member_forces.empty()) {
+        const auto nm = static_cast<py::ssize_t>(r.member_forces.size() / (3 * na));
+        d["member_forces"] = to_numpy(std::move(r.member_forces), {nm, na, 3});
+    }
+    return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -129,74 +200,40 @@ PYBIND11_MODULE(_core, m) {
             for (const auto& L : nn.layers()) acts += activation_letter(L.act);
             return py::make_tuple(nn.sizes(), acts, nn.n_weights());
         }, py::arg("element"))
-        .def("compute", [](const Model& mo, py::array_t<double, py::array::c_style> pos,
-                           py::array_t<int32_t, py::array::c_style> species, int64_t n_local,
-                           CArrI64 offsets, CArrI32 index, std::optional<CArrI32> shift_id,
-                           std::optional<CArrD> shifts, bool forces, bool virial, bool descriptors,
-                           bool scaled, int threads, double min_distance) {
-            if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
-            const int64_t na = pos.shape(0);
-            if (species.ndim() != 1 || species.shape(0) != na) throw std::invalid_argument("species must be (n,)");
-            if (offsets.ndim() != 1 || offsets.shape(0) != n_local + 1)
-                throw std::invalid_argument("offsets must have n_local + 1 entries");
-            const int64_t np = offsets.at(n_local);
-            if (index.ndim() != 1 || index.shape(0) != np) throw std::invalid_argument("index must have offsets[-1] entries");
-            for (int64_t p = 0; p < np; ++p)
-                if (index.data()[p] < 0 || index.data()[p] >= na) throw std::invalid_argument("neighbour index out of range");
-            AtomsView A;
-            A.n_local = n_local; A.n_all = na;
-            A.positions = pos.data(); A.species = species.data();
-            A.neighbors.n_centers = n_local;
-            A.neighbors.offsets = offsets.data();
-            A.neighbors.index = index.data();
-            if (shift_id) {
-                if (!shifts) throw std::invalid_argument("shift_id needs shifts");
-                if (shift_id->shape(0) != np) throw std::invalid_argument("shift_id must have offsets[-1] entries");
-                const int64_t ns = shifts->size() / 3;
-                for (int64_t p = 0; p < np; ++p)
-                    if (shift_id->data()[p] < 0 || shift_id->data()[p] >= ns) throw std::invalid_argument("shift id out of range");
-                A.neighbors.shift_id = shift_id->data();
-                A.neighbors.shifts = shifts->data();
-            }
-            ComputeOptions opt;
-            opt.forces = forces; opt.virial = virial; opt.descriptors = descriptors;
-            opt.scaled_descriptors = scaled; opt.threads = threads; opt.min_distance = min_distance;
-            ComputeResult r;
-            {
-                py::gil_scoped_release release;
-                mo.compute(A, opt, r);
-            }
-            py::dict d;
-            d["energy"] = r.energy;
-            d["atom_energies"] = to_numpy(std::move(r.atom_energies), {n_local});
-            if (forces || virial) d["forces"] = to_numpy(std::move(r.forces), {na, 3});
-            d["virial"] = to_numpy(std::vector<double>(r.virial, r.virial + 9), {3, 3});
-            const auto ne = static_cast<py::ssize_t>(r.extrapolations.size());
-            std::vector<int64_t> xa(ne); std::vector<int32_t> xs(ne); std::vector<double> xv(ne), xmin(ne), xmax(ne);
-            for (py::ssize_t k = 0; k < ne; ++k) {
-                xa[k] = r.extrapolations[k].atom; xs[k] = r.extrapolations[k].sf; xv[k] = r.extrapolations[k].value;
-                xmin[k] = r.extrapolations[k].min; xmax[k] = r.extrapolations[k].max;
-            }
-            py::dict ex;
-            ex["atom"] = to_numpy(std::move(xa), {ne});
-            ex["sf"] = to_numpy(std::move(xs), {ne});
-            ex["value"] = to_numpy(std::move(xv), {ne});
-            ex["min"] = to_numpy(std::move(xmin), {ne});
-            ex["max"] = to_numpy(std::move(xmax), {ne});
-            d["extrapolations"] = ex;
-            d["extrapolating_atoms"] = to_numpy(std::move(r.extrapolating_atoms), {n_local});
-            if (descriptors) {
-                const auto nd = static_cast<py::ssize_t>(r.descriptors.size());
-                d["descriptors"] = to_numpy(std::move(r.descriptors), {nd});
-                d["descriptor_offsets"] = to_numpy(std::move(r.descriptor_offsets), {n_local + 1});
-            }
-            return d;
-        },
+        .def("compute", &compute_py<Model>,
         py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("n_local"),
         py::arg("offsets").noconvert(), py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),
         py::arg("shifts").noconvert() = py::none(), py::arg("forces") = true, py::arg("virial") = true,
         py::arg("descriptors") = false, py::arg("scaled") = false, py::arg("threads") = 0,
-        py::arg("min_distance") = 1e-6);
+        py::arg("min_distance") = 1e-6, py::arg("member_forces") = false);
+
+    py::class_<Committee, std::shared_ptr<Committee>>(m, "Committee")
+        .def_static("load", [](const std::vector<std::string>& dirs) {
+            return std::const_pointer_cast<Committee>(Committee::load(dirs));
+        }, py::arg("directories"), py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("size", &Committee::size)
+        .def("member", [](const Committee& c, int k) {
+            return std::const_pointer_cast<Model>(c.member_ptr(k));
+        })
+        .def_property_readonly("directories", [](const Committee& c) {
+            std::vector<std::string> v;
+            for (int k = 0; k < c.size(); ++k) v.push_back(c.member(k).directory());
+            return v;
+        })
+        .def_property_readonly("elements", [](const Committee& c) { return c.first().element_symbols(); })
+        .def_property_readonly("cutoff", [](const Committee& c) { return c.first().cutoff(); })
+        .def_property_readonly("warnings", [](const Committee& c) {
+            std::vector<std::string> w;
+            for (int k = 0; k < c.size(); ++k)
+                for (const auto& s : c.member(k).warnings()) w.push_back(s);
+            return w;
+        })
+        .def("compute", &compute_py<Committee>,
+        py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("n_local"),
+        py::arg("offsets").noconvert(), py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),
+        py::arg("shifts").noconvert() = py::none(), py::arg("forces") = true, py::arg("virial") = true,
+        py::arg("descriptors") = false, py::arg("scaled") = false, py::arg("threads") = 0,
+        py::arg("min_distance") = 1e-6, py::arg("member_forces") = false);
 
     m.def("neighbor_list", [](py::array_t<double, py::array::c_style> pos, std::optional<CArrD> cell,
                               std::array<bool, 3> pbc, double cutoff, double min_distance) {

@@ -6,6 +6,9 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 
 class HDNNPCalculator(Calculator):
+    """ASE calculator. With a Committee, results also hold ``energy_deviation`` (eV),
+    ``force_deviation`` (per atom, eV/Angstrom) and ``max_force_deviation``."""
+
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, potential, extrapolation: str = "warn", **kwargs):
@@ -28,3 +31,7 @@ class HDNNPCalculator(Calculator):
         self.results["forces"] = np.array(r.forces)
         if r.stress is not None:
             self.results["stress"] = r.stress
+        if r.member_forces is not None:
+            self.results["energy_deviation"] = r.energy_deviation
+            self.results["force_deviation"] = r.force_deviation
+            self.results["max_force_deviation"] = r.max_force_deviation

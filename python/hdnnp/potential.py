@@ -29,10 +29,31 @@ class Result:
     extrapolating_atoms: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     extrapolations: dict = field(default_factory=dict)
     descriptors: Optional[List[np.ndarray]] = None
+    # Committees: energy/forces/stress above are the committee means.
+    member_energies: Optional[np.ndarray] = None  # (M,)
+    member_forces: Optional[np.ndarray] = None    # (M, N, 3)
 
     @property
     def n_extrapolating(self) -> int:
         return int(np.count_nonzero(self.extrapolating_atoms))
+
+    @property
+    def energy_deviation(self) -> Optional[float]:
+        """Committee standard deviation of the total energy (population, 1/M)."""
+        return None if self.member_energies is None else float(np.std(self.member_energies))
+
+    @property
+    def force_deviation(self) -> Optional[np.ndarray]:
+        """Per atom sqrt(mean_m |F_m - F_mean|^2), the committee force disagreement (N,)."""
+        if self.member_forces is None:
+            return None
+        d = self.member_forces - self.member_forces.mean(axis=0)
+        return np.sqrt((d * d).sum(axis=2).mean(axis=0))
+
+    @property
+    def max_force_deviation(self) -> Optional[float]:
+        fd = self.force_deviation
+        return None if fd is None else float(fd.max(initial=0.0))
 
 
 _UNIT_DECL = re.compile(r"^\s*#\s*hdnnp:\s*(.*)$")
@@ -59,11 +80,13 @@ def _declared_units(directory: str):
 class Potential:
     """A loaded HDNNP (immutable, thread-safe; several can coexist)."""
 
+    _members = False  # Committee evaluates member forces
+
     def __init__(self, directory, length_unit: Optional[str] = None, energy_unit: Optional[str] = None,
                  threads: int = 0, warn: bool = True, weights: bool = True):
-        directory = os.fspath(directory)
-        self.model = _core.Model.load(directory, weights)
-        decl_l, decl_e = _declared_units(directory)
+        directory = directory if isinstance(directory, list) else os.fspath(directory)
+        self.model = self._load(directory, weights)
+        decl_l, decl_e = self._declared_units(directory)
         self.length_unit = length_unit or decl_l
         self.energy_unit = energy_unit or decl_e
         self._lf = length_factor(self.length_unit) if self.length_unit else None
@@ -73,6 +96,14 @@ class Potential:
         if warn:
             for w in self.model.warnings:
                 warnings.warn(w, stacklevel=2)
+
+    @staticmethod
+    def _load(directory, weights):
+        return _core.Model.load(directory, weights)
+
+    @staticmethod
+    def _declared_units(directory):
+        return _declared_units(directory)
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -144,13 +175,18 @@ class Potential:
             offsets, index, shift_id, shifts, _ = _core.neighbor_list(pos, cell, pbc, self.model.cutoff)
             out = self.model.compute(pos, species, n, offsets, index, shift_id, shifts,
                                      forces=want_forces or want_stress, virial=want_stress,
-                                     descriptors=want_descriptors, scaled=scaled, threads=self.threads)
+                                     descriptors=want_descriptors, scaled=scaled, threads=self.threads,
+                                     member_forces=self._members and want_forces)
         except _core.InputError as e:
             raise _core.InputError(f"{label}{e}") from None
         res = Result(energy=out["energy"] * ef, energies=out["atom_energies"] * ef,
                      extrapolating_atoms=out["extrapolating_atoms"], extrapolations=out["extrapolations"])
         if want_forces:
             res.forces = out["forces"] * (ef / lf)
+        if self._members:
+            res.member_energies = out["member_energies"] * ef
+            if "member_forces" in out:
+                res.member_forces = out["member_forces"] * (ef / lf)
         if want_stress:
             res.virial = out["virial"] * ef
             if all(pbc):
@@ -194,11 +230,54 @@ class Potential:
         return HDNNPCalculator(self, **kwargs)
 
 
+class Committee(Potential):
+    """Several potentials with the same elements and symmetry functions, evaluated together.
+
+    Neighbours and symmetry functions are computed once; energies, forces and stress are the
+    committee means, and each Result also carries ``member_energies``, ``member_forces`` and
+    the derived ``energy_deviation``, ``force_deviation`` (per atom) and ``max_force_deviation``
+    (the usual active-learning signal). Extrapolation counts a value outside any member's range.
+    """
+
+    _members = True
+
+    def __init__(self, directories: Sequence, length_unit: Optional[str] = None,
+                 energy_unit: Optional[str] = None, threads: int = 0, warn: bool = True):
+        dirs = [os.fspath(d) for d in directories]
+        if not dirs:
+            raise ValueError("a committee needs at least one potential directory")
+        super().__init__(dirs, length_unit, energy_unit, threads, warn)
+        self.directories = dirs
+
+    @staticmethod
+    def _load(directories, weights):
+        return _core.Committee.load(directories)
+
+    @staticmethod
+    def _declared_units(directories):
+        decl = [_declared_units(d) for d in directories]
+        for d, u in zip(directories[1:], decl[1:]):
+            if u != decl[0]:
+                raise ValueError(f"committee member {d!r} declares units {u}, but {directories[0]!r} declares "
+                                 f"{decl[0]}; members must share their units")
+        return decl[0]
+
+    @property
+    def size(self) -> int:
+        return self.model.size
+
+    def __repr__(self):
+        return f"Committee({self.directories!r}, elements={self.elements}, cutoff={self.cutoff:g})"
+
+
 def load(directory, length_unit: Optional[str] = None, energy_unit: Optional[str] = None,
          threads: int = 0) -> Potential:
-    """Load an n2p2/RuNNer potential directory (input.nn, scaling.data, weights.ZZZ.data).
+    """Load an n2p2/RuNNer potential directory (input.nn, scaling.data, weights.ZZZ.data),
+    or a committee when given a list of directories.
 
     ``length_unit``/``energy_unit`` name the units the potential was trained in (n2p2 files
     do not record them), e.g. ``"Bohr", "Ha"`` or ``"Angstrom", "eV"``.
     """
+    if isinstance(directory, (list, tuple)):
+        return Committee(directory, length_unit, energy_unit, threads)
     return Potential(directory, length_unit, energy_unit, threads)

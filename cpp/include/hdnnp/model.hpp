@@ -47,6 +47,7 @@ struct ComputeOptions {
     bool descriptors = false;         ///< return G (raw, or scaled if scaled_descriptors)
     bool scaled_descriptors = false;
     bool atom_virial = false;         ///< per-centre virial (centre convention, see ComputeResult)
+    bool member_forces = false;       ///< committees: forces of every member (ComputeResult::member_forces)
     int threads = 0;                  ///< 0 = OpenMP default
     double min_distance = 1e-6;       ///< pairs closer than this (native units) are an error
 };
@@ -69,6 +70,9 @@ struct ComputeResult {
     std::vector<int64_t> extrapolating_atoms;  ///< per local atom: number of SFs out of range
     std::vector<double> descriptors;           ///< flattened, see descriptor_offsets
     std::vector<int64_t> descriptor_offsets;   ///< n_local + 1
+    // Committees (a single Model fills these as a committee of one):
+    std::vector<double> member_energies;       ///< per member
+    std::vector<double> member_forces;         ///< members x n_all x 3, with ComputeOptions::member_forces
 };
 
 class Model {
@@ -98,6 +102,12 @@ public:
     void compute(const AtomsView& atoms, const ComputeOptions& opt, ComputeResult& out) const;
 
 private:
+    friend class Committee;
+    /// The one compute path: a committee of `n` models with identical symmetry functions
+    /// (a single model is n = 1). Energies, forces and virials are the committee means.
+    static void compute_members(const Model* const* members, int n, const AtomsView& atoms,
+                                const ComputeOptions& opt, ComputeResult& out);
+
     std::string directory_;
     Settings settings_;
     std::vector<ElementModel> elements_;
@@ -109,6 +119,30 @@ private:
     double cutoff_alpha_ = 0.0;
     std::vector<std::string> warnings_;
     bool has_weights_ = true;
+};
+
+/// Several potentials with the same elements and symmetry functions (different weights,
+/// scaling, offsets or architectures), evaluated together: neighbours and descriptors are
+/// computed once, each member runs its own networks, and the energies, forces and virials
+/// are the committee means. With ComputeOptions::member_forces each member's forces are
+/// returned too (one gradient pass per member); otherwise the mean force costs one pass,
+/// because forces are linear in dE/dG. Extrapolation is judged against the narrowest
+/// range: a value outside any member's scaling.data range counts.
+class Committee {
+public:
+    explicit Committee(std::vector<std::shared_ptr<const Model>> members);
+    static std::shared_ptr<const Committee> load(const std::vector<std::string>& directories);
+
+    int size() const { return static_cast<int>(members_.size()); }
+    const Model& member(int k) const { return *members_.at(k); }
+    std::shared_ptr<const Model> member_ptr(int k) const { return members_.at(k); }
+    const Model& first() const { return *members_.front(); }
+
+    void compute(const AtomsView& atoms, const ComputeOptions& opt, ComputeResult& out) const;
+
+private:
+    std::vector<std::shared_ptr<const Model>> members_;
+    std::vector<const Model*> raw_;
 };
 
 }  // namespace hdnnp
