@@ -248,3 +248,87 @@ def test_extrapolation_log_stop_and_grade(tmp_path, plugin):
     assert "extrapolation_stop 3" in str(ei.value)
     written = hdnnp.read_input_data(frames)
     assert len(written) == 3 and len(written[0]) == len(atoms)
+
+
+def _committee(tmp_path):
+    types = [2, 3, 9]
+    return [write_potential(tmp_path / "m0", types=types, seed=1),
+            write_potential(tmp_path / "m1", types=types, seed=2, hidden=(4,), acts="t l"),
+            write_potential(tmp_path / "m2", types=types, seed=3, scaling="sigma")]
+
+
+def test_committee_mode(tmp_path, plugin):
+    """Committee mean forces, per-atom deviation (fix pair), max/mean/energy deviation (compute
+    pair), the deviation log and the high-deviation frames equal the Python committee's."""
+    dirs = _committee(tmp_path)
+    # small cell: most neighbours are ghosts, so members' ghost forces must be communicated back
+    atoms = random_cluster(n_h=4, n_o=2, box=(4.0, 4.2, 4.4), tilt=(0.3, -0.2, 0.25), seed=12, dmin=0.9)
+    com = hdnnp.Committee(dirs, length_unit="Angstrom", energy_unit="eV", warn=False)
+    ref = com.evaluate(atoms, extrapolation="ignore")
+    assert ref.max_force_deviation > 1e-3
+    log, frames = tmp_path / "dev.log", tmp_path / "dev.data"
+    lmp = new_lammps()
+    setup_atoms(lmp, atoms, {"H": 1, "O": 2})
+    lmp.commands_list(hl.pair_commands(dirs, ["H", "O"], "Angstrom", "eV",
+                                       extra=f"deviation_log {log} deviation_write {frames} "
+                                             f"deviation_threshold {0.5 * ref.max_force_deviation!r}"))
+    lmp.commands_list(["fix dev all pair 1 bpnn force_deviation 1", "compute pc all pair bpnn",
+                       "thermo_style custom step pe c_pc[2] c_pc[3] c_pc[4]", "run 0"])
+    n = len(atoms)
+    order = np.argsort(np.asarray(lmp.numpy.extract_atom("id"))[:n])
+    f = np.array(lmp.numpy.extract_atom("f"))[:n][order]
+    dev = np.array(lmp.numpy.extract_fix("dev", 1, 1))[:n][order]
+    pv = np.array(lmp.numpy.extract_compute("pc", 0, 1))  # a copy: lmp.close() frees it
+    e = lmp.get_thermo("pe")
+    lmp.close()
+    assert e == pytest.approx(ref.energy, rel=1e-10)
+    np.testing.assert_allclose(f, ref.forces, rtol=0, atol=1e-9 * np.abs(ref.forces).max())
+    np.testing.assert_allclose(dev, ref.force_deviation, rtol=1e-8, atol=1e-12)
+    assert pv[1] == pytest.approx(ref.max_force_deviation, rel=1e-8)
+    assert pv[2] == pytest.approx(ref.force_deviation.mean(), rel=1e-8)
+    assert pv[3] == pytest.approx(ref.energy_deviation, rel=1e-8)
+    rows = [l.split() for l in log.read_text().splitlines() if not l.startswith("#")]
+    assert len(rows) == 1 and float(rows[0][1]) == pytest.approx(ref.max_force_deviation, rel=1e-8)
+    written = hdnnp.read_input_data(frames)
+    assert len(written) == 1 and "committee force deviation" in written[0].info.get("comment", "")
+    np.testing.assert_allclose(written[0].positions, atoms.positions, atol=1e-9)
+
+
+def test_committee_mpi_equals_serial(tmp_path, plugin):
+    """Per-atom deviations and forces of a committee on 2 ranks equal the serial run."""
+    mpiexec = Path(sys.prefix) / "bin" / "mpiexec"
+    if not mpiexec.exists():
+        pytest.skip("mpiexec of the mpich wheel not installed")
+    from ase.io import write
+
+    dirs = _committee(tmp_path)
+    atoms = random_cluster(n_h=40, n_o=20, box=(10.0, 10.5, 11.0), tilt=(0.0, 0.0, 0.0), seed=11, dmin=1.0)
+    runs = {}
+    for name, cmd in [("serial", [_lmp_exe()]), ("mpi2", [str(mpiexec), "-n", "2", _lmp_exe()])]:
+        wd = tmp_path / name
+        wd.mkdir()
+        write(wd / "system.data", atoms, format="lammps-data", specorder=["H", "O"], masses=True)
+        (wd / "in.md").write_text(f"""units metal
+atom_style atomic
+atom_modify map array
+read_data {wd}/system.data
+plugin load {plugin}
+pair_style bpnn length_factor 1.0 energy_factor 1.0 deviation_every 5 deviation_log {wd}/dev.log
+pair_coeff * * {' '.join(map(str, dirs))} H O
+fix dev all pair 10 bpnn force_deviation 1
+velocity all create 300 42 loop geom
+timestep 0.0002
+fix 1 all nve
+dump d all custom 10 {wd}/final.dump id x y z fx fy fz f_dev
+dump_modify d sort id format float %.15g
+run 10
+""")
+        r = subprocess.run(cmd + ["-in", "in.md", "-log", "log.lammps"], capture_output=True, text=True,
+                           cwd=wd, timeout=300)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        runs[name] = (read_final(wd), np.loadtxt(wd / "dev.log"))
+    assert "with 2 MPI tasks" in (tmp_path / "mpi2" / "log.lammps").read_text()
+    assert (runs["serial"][0][:, 7] > 0).all()
+    np.testing.assert_allclose(runs["mpi2"][0], runs["serial"][0], rtol=0, atol=1e-9)
+    assert runs["serial"][1].shape == (3, 5)  # steps 0, 5, 10
+    np.testing.assert_allclose(runs["mpi2"][1], runs["serial"][1], rtol=1e-9)

@@ -52,13 +52,17 @@ PairBPNN::PairBPNN(LAMMPS* lmp) : Pair(lmp) {
     manybody_flag = 1;
     no_virial_fdotr_compute = 1;  // the core returns the virial (sum over pairs)
     centroidstressflag = CENTROID_NOTAVAIL;
-    nextra = 1;
+    // compute pair: [0] extrapolating atoms, [1] max, [2] mean committee force deviation,
+    // [3] committee energy deviation (the last values computed).
+    nextra = 4;
     pvector = new double[nextra];
+    for (int k = 0; k < nextra; ++k) pvector[k] = 0.0;
 }
 
 PairBPNN::~PairBPNN() {
     delete[] pvector;
     memory->destroy(ext_grade_);
+    memory->destroy(dev_atom_);
     if (allocated) {
         memory->destroy(setflag);
         memory->destroy(cutsq);
@@ -83,9 +87,22 @@ void PairBPNN::settings(int narg, char** arg) {
             need(1); ext_stop_ = utils::inumeric(FLERR, arg[++i], false, lmp);
         } else if (k == "extrapolation_write") {
             need(1); ext_file_ = arg[++i];
+        } else if (k == "deviation_every") {
+            need(1); dev_every_ = utils::inumeric(FLERR, arg[++i], false, lmp);
+            if (dev_every_ < 0) error->all(FLERR, "pair_style bpnn: deviation_every must be >= 0");
+        } else if (k == "deviation_threshold") {
+            need(1); dev_lo_ = utils::numeric(FLERR, arg[++i], false, lmp);
+        } else if (k == "deviation_max") {
+            need(1); dev_hi_ = utils::numeric(FLERR, arg[++i], false, lmp);
+        } else if (k == "deviation_write") {
+            need(1); dev_write_ = arg[++i];
+        } else if (k == "deviation_log") {
+            need(1); dev_log_ = arg[++i];
         } else {
             error->all(FLERR, "pair_style bpnn: unknown keyword '{}' (known: threads, length_factor, "
-                              "energy_factor, extrapolation_every, extrapolation_stop, extrapolation_write)", k);
+                              "energy_factor, extrapolation_every, extrapolation_stop, extrapolation_write, "
+                              "deviation_every, deviation_threshold, deviation_max, deviation_write, "
+                              "deviation_log)", k);
         }
     }
     if (explicit_units_ && !(length_factor_ > 0.0 && energy_factor_ > 0.0))
@@ -93,8 +110,23 @@ void PairBPNN::settings(int narg, char** arg) {
 }
 
 void PairBPNN::read_units_from_potential() {
+    native_length_.clear();
+    native_energy_.clear();
+    for (int k = 0; k < model_->size(); ++k) {
+        std::string l, e;
+        read_declared_units(model_->member(k).directory(), l, e);
+        if (k == 0) { native_length_ = l; native_energy_ = e; continue; }
+        if (l != native_length_ || e != native_energy_)
+            error->all(FLERR, "pair bpnn: committee member '{}' declares units '{}'/'{}' but '{}' declares "
+                              "'{}'/'{}'", model_->member(k).directory(), l, e, directory_, native_length_,
+                       native_energy_);
+    }
+}
+
+void PairBPNN::read_declared_units(const std::string& dir, std::string& native_length,
+                                   std::string& native_energy) {
     // The declaration written by hdnnp: a line "# hdnnp: length_unit=Bohr energy_unit=Ha".
-    const std::string path = directory_ + "/input.nn";
+    const std::string path = dir + "/input.nn";
     std::ifstream in(path);
     std::string line;
     while (std::getline(in, line)) {
@@ -105,25 +137,29 @@ void PairBPNN::read_units_from_potential() {
         while (ss >> kv) {
             const auto eq = kv.find('=');
             if (eq == std::string::npos) continue;
-            if (kv.substr(0, eq) == "length_unit") native_length_ = kv.substr(eq + 1);
-            if (kv.substr(0, eq) == "energy_unit") native_energy_ = kv.substr(eq + 1);
+            if (kv.substr(0, eq) == "length_unit") native_length = kv.substr(eq + 1);
+            if (kv.substr(0, eq) == "energy_unit") native_energy = kv.substr(eq + 1);
         }
     }
 }
 
 void PairBPNN::coeff(int narg, char** arg) {
     const int ntypes = atom->ntypes;
-    if (narg != 3 + ntypes)
-        error->all(FLERR, "pair_coeff for bpnn: expected '* * <potential dir> <element or NULL per type>' "
-                          "with {} element(s), got {} argument(s)", ntypes, narg);
+    if (narg < 3 + ntypes)
+        error->all(FLERR, "pair_coeff for bpnn: expected '* * <potential dir> [<more dirs> (committee)] "
+                          "<element or NULL per type>' with {} element(s), got {} argument(s)", ntypes, narg);
     if (std::strcmp(arg[0], "*") != 0 || std::strcmp(arg[1], "*") != 0)
         error->all(FLERR, "pair_coeff for bpnn: the first two arguments must be '* *'");
-    directory_ = arg[2];
+    // The last ntypes arguments are elements; everything before them is a potential directory.
+    std::vector<std::string> dirs(arg + 2, arg + narg - ntypes);
+    directory_ = dirs.front();
     try {
-        model_ = hdnnp::Model::load(directory_);
+        model_ = hdnnp::Committee::load(dirs);
     } catch (const std::exception& e) {
-        error->all(FLERR, "pair bpnn: cannot load potential '{}': {}", directory_, e.what());
+        error->all(FLERR, "pair bpnn: cannot load potential '{}': {}", dirs.size() == 1 ? directory_ :
+                   "committee", e.what());
     }
+    comm_reverse = model_->size() > 1 ? 3 * model_->size() : 0;
     if (!allocated) {
         allocated = 1;
         memory->create(setflag, ntypes + 1, ntypes + 1, "pair:setflag");
@@ -131,11 +167,11 @@ void PairBPNN::coeff(int narg, char** arg) {
     }
     type_map_.assign(ntypes + 1, -1);
     std::string known;
-    for (const auto& s : model_->element_symbols()) known += (known.empty() ? "" : " ") + s;
+    for (const auto& s : model_->first().element_symbols()) known += (known.empty() ? "" : " ") + s;
     for (int t = 1; t <= ntypes; ++t) {
-        const std::string el = arg[2 + t];
+        const std::string el = arg[narg - ntypes + t - 1];
         if (el == "NULL") continue;
-        const int e = model_->element_index(el);
+        const int e = model_->first().element_index(el);
         if (e < 0)
             error->all(FLERR, "pair bpnn: element '{}' (atom type {}) is not in potential '{}' (elements: {})",
                        el, t, directory_, known);
@@ -170,7 +206,7 @@ void PairBPNN::init_style() {
     neighbor->add_request(this, NeighConst::REQ_FULL);
 }
 
-double PairBPNN::init_one(int, int) { return model_->cutoff() * length_factor_; }
+double PairBPNN::init_one(int, int) { return model_->first().cutoff() * length_factor_; }
 
 void PairBPNN::compute(int eflag, int vflag) {
     ev_init(eflag, vflag);
@@ -199,6 +235,8 @@ void PairBPNN::compute(int eflag, int vflag) {
     opt.virial = vflag_global != 0;
     opt.atom_virial = vflag_atom != 0;
     opt.threads = threads_;
+    dev_now_ = dev_trigger_ || (dev_every_ > 0 && update->ntimestep % dev_every_ == 0);
+    opt.member_forces = dev_now_;
     try {
         model_->compute(A, opt, res_);
     } catch (const std::exception& e) {
@@ -218,16 +256,98 @@ void PairBPNN::compute(int eflag, int vflag) {
     if (vflag_atom)
         for (int i = 0; i < nlocal; ++i)
             for (int k = 0; k < 6; ++k) vatom[i][k] += res_.atom_virials[9 * i + vi[k]] * ef;
-    handle_extrapolation();
-}
-
-void PairBPNN::handle_extrapolation() {
-    const int nlocal = atom->nlocal;
     if (atom->nmax > nmax_) {
         nmax_ = atom->nmax;
         memory->destroy(ext_grade_);
         memory->create(ext_grade_, nmax_, "pair:bpnn:extrapolation");
+        memory->destroy(dev_atom_);
+        memory->create(dev_atom_, nmax_, "pair:bpnn:force_deviation");
+        std::fill(dev_atom_, dev_atom_ + nmax_, 0.0);
     }
+    if (dev_now_) handle_deviation();
+    handle_extrapolation();
+}
+
+int PairBPNN::pack_reverse_comm(int n, int first, double* buf) {
+    // Members' forces on ghost atoms go to their owners, like the forces themselves.
+    const int M = model_->size();
+    const size_t na = res_.member_forces.size() / (3 * static_cast<size_t>(M));
+    int k = 0;
+    for (int i = first; i < first + n; ++i)
+        for (int m = 0; m < M; ++m)
+            for (int c = 0; c < 3; ++c) buf[k++] = res_.member_forces[(m * na + i) * 3 + c];
+    return k;
+}
+
+void PairBPNN::unpack_reverse_comm(int n, int* list, double* buf) {
+    const int M = model_->size();
+    const size_t na = res_.member_forces.size() / (3 * static_cast<size_t>(M));
+    int k = 0;
+    for (int ii = 0; ii < n; ++ii) {
+        const int i = list[ii];
+        for (int m = 0; m < M; ++m)
+            for (int c = 0; c < 3; ++c) res_.member_forces[(m * na + i) * 3 + c] += buf[k++];
+    }
+}
+
+void PairBPNN::handle_deviation() {
+    // Per-atom deviation sqrt(mean_m |F_m - F_mean|^2) of the complete (reverse-communicated)
+    // member forces of the owned atoms; the global max/mean and the energy deviation.
+    const int nlocal = atom->nlocal, M = model_->size();
+    const double ef = energy_factor_;
+    double local_max = 0.0, local_sum = 0.0;
+    if (M > 1) {
+        comm->reverse_comm(this);
+        const size_t na = res_.member_forces.size() / (3 * static_cast<size_t>(M));
+        for (int i = 0; i < nlocal; ++i) {
+            double mean[3] = {0, 0, 0}, sq = 0.0;
+            for (int m = 0; m < M; ++m)
+                for (int c = 0; c < 3; ++c) mean[c] += res_.member_forces[(m * na + i) * 3 + c] / M;
+            for (int m = 0; m < M; ++m)
+                for (int c = 0; c < 3; ++c) {
+                    const double d = res_.member_forces[(m * na + i) * 3 + c] - mean[c];
+                    sq += d * d;
+                }
+            dev_atom_[i] = std::sqrt(sq / M) * ef;
+            local_max = std::max(local_max, dev_atom_[i]);
+            local_sum += dev_atom_[i];
+        }
+    } else {
+        std::fill(dev_atom_, dev_atom_ + nlocal, 0.0);
+    }
+    double gmax = 0.0, gmin = 0.0, gsum = 0.0;
+    double local_min = nlocal ? *std::min_element(dev_atom_, dev_atom_ + nlocal) : 1e300;
+    MPI_Allreduce(&local_max, &gmax, 1, MPI_DOUBLE, MPI_MAX, world);
+    MPI_Allreduce(&local_min, &gmin, 1, MPI_DOUBLE, MPI_MIN, world);
+    MPI_Allreduce(&local_sum, &gsum, 1, MPI_DOUBLE, MPI_SUM, world);
+    std::vector<double> e_local(res_.member_energies), e_all(M, 0.0);
+    MPI_Allreduce(e_local.data(), e_all.data(), M, MPI_DOUBLE, MPI_SUM, world);
+    double e_mean = 0.0, e_var = 0.0;
+    for (double e : e_all) e_mean += e / M;
+    for (double e : e_all) e_var += (e - e_mean) * (e - e_mean) / M;
+    const double e_std = std::sqrt(e_var) * ef;
+    const double gmean = atom->natoms > 0 ? gsum / static_cast<double>(atom->natoms) : 0.0;
+    // compute pair sums pvector over the ranks: global values live on rank 0 only.
+    const bool root = comm->me == 0;
+    pvector[1] = root ? gmax : 0.0;
+    pvector[2] = root ? gmean : 0.0;
+    pvector[3] = root ? e_std : 0.0;
+    const bigint step = update->ntimestep;
+    if (!dev_log_.empty() && root) {
+        FILE* fp = std::fopen(dev_log_.c_str(), "a");
+        if (!fp) error->one(FLERR, "pair bpnn: cannot open '{}' for writing", dev_log_);
+        if (std::ftell(fp) == 0)
+            std::fprintf(fp, "# step max_force_dev min_force_dev mean_force_dev energy_dev "
+                             "(LAMMPS force and energy units; committee of %d)\n", M);
+        std::fprintf(fp, "%lld %.10g %.10g %.10g %.10g\n", static_cast<long long>(step), gmax, gmin, gmean, e_std);
+        std::fclose(fp);
+    }
+    if (!dev_write_.empty() && gmax > dev_lo_ && (dev_hi_ <= 0.0 || gmax < dev_hi_))
+        write_configuration(dev_write_, fmt::format("committee force deviation {:.6g}", gmax));
+}
+
+void PairBPNN::handle_extrapolation() {
+    const int nlocal = atom->nlocal;
     std::fill(ext_grade_, ext_grade_ + nlocal, 0.0);
     // grade = how far outside the scaling.data range, in units of that range (max over SFs)
     for (const auto& x : res_.extrapolations) {
@@ -255,24 +375,26 @@ void PairBPNN::handle_extrapolation() {
         ext_since_line_ = 0;
         ext_max_atoms_ = 0;
     }
-    if (!ext_file_.empty()) write_configuration("extrapolation");
+    if (!ext_file_.empty()) write_configuration(ext_file_, "extrapolation");
     if (ext_stop_ > 0 && ext_steps_ >= ext_stop_)
         error->all(FLERR, "pair bpnn: stopping at step {}: {} step(s) with extrapolating atoms "
                           "(extrapolation_stop {})", step, ext_steps_, ext_stop_);
 }
 
-void PairBPNN::write_configuration(const char* reason) {
-    // Gather (tag, type, x, f) of all local atoms to rank 0 and append one n2p2 input.data
-    // frame (LAMMPS units), written with a single write so that no frame is half-written.
+void PairBPNN::write_configuration(const std::string& path, const std::string& reason) {
+    // Gather (tag, type, x) of all local atoms to rank 0 and append one n2p2 input.data frame
+    // (LAMMPS units), written with a single write so that no frame is half-written. Energy
+    // and forces are placeholders (0): the frame is meant for labelling by the reference method.
     const int nlocal = atom->nlocal;
-    std::vector<double> mine(8 * static_cast<size_t>(nlocal));
+    constexpr int R = 5;
+    std::vector<double> mine(R * static_cast<size_t>(nlocal));
     for (int i = 0; i < nlocal; ++i) {
-        double* r = &mine[8 * static_cast<size_t>(i)];
+        double* r = &mine[R * static_cast<size_t>(i)];
         r[0] = static_cast<double>(atom->tag[i]);
         r[1] = atom->type[i];
-        for (int c = 0; c < 3; ++c) { r[2 + c] = atom->x[i][c]; r[5 + c] = atom->f[i][c]; }
+        for (int c = 0; c < 3; ++c) r[2 + c] = atom->x[i][c];
     }
-    int n = 8 * nlocal;
+    int n = R * nlocal;
     std::vector<int> counts(comm->nprocs), displs(comm->nprocs, 0);
     MPI_Gather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, world);
     std::vector<double> all;
@@ -282,15 +404,15 @@ void PairBPNN::write_configuration(const char* reason) {
     }
     MPI_Gatherv(mine.data(), n, MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE, 0, world);
     if (comm->me != 0) return;
-    const size_t na = all.size() / 8;
+    const size_t na = all.size() / R;
     std::vector<size_t> order(na);
     for (size_t k = 0; k < na; ++k) order[k] = k;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return all[8 * a] < all[8 * b]; });
-    const auto symbols = model_->element_symbols();
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return all[R * a] < all[R * b]; });
+    const auto symbols = model_->first().element_symbols();
     std::ostringstream os;
     os.precision(12);
     os << "begin\ncomment " << reason << " at step " << update->ntimestep
-       << " (pair bpnn; LAMMPS units, forces from the potential)\n";
+       << " (pair bpnn; LAMMPS units; energy and forces are placeholders, to be labelled)\n";
     if (domain->xperiodic || domain->yperiodic || domain->zperiodic) {
         const double* h = domain->h;  // xx yy zz yz xz xy
         os << "lattice " << h[0] << " 0 0\n";
@@ -298,29 +420,35 @@ void PairBPNN::write_configuration(const char* reason) {
         os << "lattice " << h[4] << " " << h[3] << " " << h[2] << "\n";
     }
     for (size_t k : order) {
-        const double* r = &all[8 * k];
+        const double* r = &all[R * k];
         const int e = type_map_[static_cast<int>(r[1])];
         os << "atom " << r[2] << " " << r[3] << " " << r[4] << " " << (e >= 0 ? symbols[e] : "X")
-           << " 0 0 " << r[5] << " " << r[6] << " " << r[7] << "\n";
+           << " 0 0 0 0 0\n";
     }
     os << "energy 0\ncharge 0\nend\n";
     const std::string s = os.str();
-    FILE* fp = std::fopen(ext_file_.c_str(), "a");
-    if (!fp) error->one(FLERR, "pair bpnn: cannot open '{}' for writing", ext_file_);
+    FILE* fp = std::fopen(path.c_str(), "a");
+    if (!fp) error->one(FLERR, "pair bpnn: cannot open '{}' for writing", path);
     const size_t w = std::fwrite(s.data(), 1, s.size(), fp);
     std::fclose(fp);
-    if (w != s.size()) error->one(FLERR, "pair bpnn: short write to '{}'", ext_file_);
+    if (w != s.size()) error->one(FLERR, "pair bpnn: short write to '{}'", path);
 }
 
 void* PairBPNN::extract_peratom(const char* name, int& ncol) {
-    if (std::strcmp(name, "extrapolation") == 0) {
-        ncol = 0;
-        return ext_grade_;
-    }
+    ncol = 0;
+    if (std::strcmp(name, "extrapolation") == 0) return ext_grade_;
+    if (std::strcmp(name, "force_deviation") == 0) return dev_atom_;
+    return nullptr;
+}
+
+void* PairBPNN::extract(const char* name, int& dim) {
+    // `fix ID all pair N bpnn force_deviation 1` sets this on its steps.
+    dim = 0;
+    if (std::strcmp(name, "force_deviation_flag") == 0) return &dev_trigger_;
     return nullptr;
 }
 
 double PairBPNN::memory_usage() {
-    return static_cast<double>(nmax_) * sizeof(double) + species_.capacity() * sizeof(int32_t) +
+    return 2.0 * static_cast<double>(nmax_) * sizeof(double) + res_.member_forces.capacity() * sizeof(double) + species_.capacity() * sizeof(int32_t) +
            offsets_.capacity() * sizeof(int64_t) + res_.forces.capacity() * sizeof(double);
 }

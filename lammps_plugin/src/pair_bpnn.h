@@ -19,12 +19,16 @@ public:
     void coeff(int, char**) override;
     void init_style() override;
     double init_one(int, int) override;
+    void* extract(const char*, int&) override;
     void* extract_peratom(const char*, int&) override;
+    int pack_reverse_comm(int, int, double*) override;
+    void unpack_reverse_comm(int, int*, double*) override;
     double memory_usage() override;
 
 private:
-    std::shared_ptr<const hdnnp::Model> model_;
-    std::string directory_;
+    // A committee of one or more potentials (one directory = a single potential).
+    std::shared_ptr<const hdnnp::Committee> model_;
+    std::string directory_;            // the first member's
     std::vector<int> type_map_;        // LAMMPS type -> element index, -1 = NULL
     // Units: Angstrom-like LAMMPS length per native length and LAMMPS energy per native
     // energy; from `length_factor`/`energy_factor`, or from the potential's declaration.
@@ -41,6 +45,14 @@ private:
     long ext_since_line_ = 0;         // steps with extrapolation since then
     bigint ext_max_atoms_ = 0;        // most atoms extrapolating in one step since then
     double* ext_grade_ = nullptr;     // per local atom, for fix pair
+    // Committee force deviation (computed on triggered steps only).
+    int dev_every_ = 0;               // member forces every this many steps (0: when triggered)
+    int dev_trigger_ = 0;             // set by `fix pair ... force_deviation 1`
+    double dev_lo_ = 0.0, dev_hi_ = 0.0;  // write frames with lo < max deviation (< hi if hi > 0)
+    std::string dev_write_;           // frames with high deviation (n2p2 input.data)
+    std::string dev_log_;             // one line per deviation step: step max min mean e_std
+    double* dev_atom_ = nullptr;      // per local atom, LAMMPS force units
+    bool dev_now_ = false;
     int nmax_ = 0;
     // Scratch (no copy of the neighbour list itself).
     std::vector<int32_t> species_;
@@ -48,8 +60,10 @@ private:
     hdnnp::ComputeResult res_;
 
     void read_units_from_potential();
+    static void read_declared_units(const std::string& dir, std::string& length, std::string& energy);
     void handle_extrapolation();
-    void write_configuration(const char* reason);
+    void handle_deviation();
+    void write_configuration(const std::string& path, const std::string& reason);
 };
 
 }  // namespace LAMMPS_NS

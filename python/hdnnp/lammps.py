@@ -154,25 +154,31 @@ def plugin_path(build: bool = True) -> Path:
     return build_plugin()
 
 
-def pair_commands(potential_dir: str | os.PathLike, elements, length_unit: str | None = None,
+def pair_commands(potential_dir, elements, length_unit: str | None = None,
                   energy_unit: str | None = None, lammps_units: str = "metal", extra: str = "") -> list[str]:
     """LAMMPS commands that load the plugin and set up ``pair_style bpnn``.
 
-    `elements`: one symbol (or "NULL") per LAMMPS atom type. With `length_unit` and
-    `energy_unit` (the potential's units), explicit conversion factors are written (the same
-    constants as the Python API); without them the potential must declare its units.
+    `potential_dir`: one directory, or a list of them for a committee. `elements`: one
+    symbol (or "NULL") per LAMMPS atom type. With `length_unit` and `energy_unit` (the
+    potential's units), explicit conversion factors are written (the same constants as the
+    Python API); without them the potential must declare its units.
     """
     style = "pair_style bpnn"
     if (length_unit is None) != (energy_unit is None):
         raise ValueError("give both length_unit and energy_unit, or neither")
     if length_unit is not None:
-        per_ev = {"metal": 1.0, "real": units.energy_factor("kcal/mol")}[lammps_units]
+        known = {"metal": 1.0, "real": units.energy_factor("kcal/mol")}
+        if lammps_units not in known:
+            raise ValueError(f"lammps_units must be one of {sorted(known)} for automatic factors, "
+                             f"not {lammps_units!r}")
+        per_ev = known[lammps_units]
         style += (f" length_factor {units.length_factor(length_unit)!r}"
                   f" energy_factor {units.energy_factor(energy_unit) / per_ev!r}")
     if extra:
         style += " " + extra
+    dirs = potential_dir if isinstance(potential_dir, (list, tuple)) else [potential_dir]
     return [f"plugin load {plugin_path()}", style,
-            f"pair_coeff * * {Path(potential_dir).resolve()} {' '.join(elements)}"]
+            f"pair_coeff * * {' '.join(str(Path(d).resolve()) for d in dirs)} {' '.join(elements)}"]
 
 
 def main(argv=None) -> int:
