@@ -619,14 +619,15 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
             const double* __restrict as = a + static_cast<size_t>(s) * st;
             const double* __restrict das = da + static_cast<size_t>(s) * st;
             const double aj = as[p], daj = das[p];
+            // r_jk factors of the lanes: the gradient pass reads the value pass's cache in place.
+            const double* __restrict ek = ajk;
+            const double* __restrict dek = dajk;
             if (NARROW && GRAD) {
-                const double* __restrict ce = cp;
-                const double* __restrict cde = cp + nq;
+                ek = cp - qa;
+                dek = cp + nq - qa;
 #pragma omp simd
                 for (int q = qa; q < st; ++q) {
-                    const double e = ce[q - qa];
-                    R[q] = aj * as[q] * e;
-                    ajk[q] = e; dajk[q] = cde[q - qa];
+                    R[q] = aj * as[q] * ek[q];
                     sang[q] = 0.0; sdang[q] = 0.0;
                 }
                 cp += 2 * nq;
@@ -706,9 +707,9 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
 #pragma omp simd
                     for (int v = 0; v < W; ++v) {
                         const int q = b + v;
-                        A[q] += sang[q] * daj * as[q] * ajk[q];
-                        B[q] += sang[q] * aj * das[q] * ajk[q];
-                        C[q] += sang[q] * aj * as[q] * dajk[q];
+                        A[q] += sang[q] * daj * as[q] * ek[q];
+                        B[q] += sang[q] * aj * das[q] * ek[q];
+                        C[q] += sang[q] * aj * as[q] * dek[q];
                         D[q] += sdang[q] * R[q];
                     }
                 }
