@@ -15,9 +15,10 @@ add_library(hdnnp_core STATIC
 set_target_properties(hdnnp_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_compile_features(hdnnp_core PUBLIC cxx_std_17)
 target_include_directories(hdnnp_core PUBLIC ${HDNNP_SOURCE_DIR}/cpp/include)
-# -fno-math-errno: lets sqrt vectorise (errno is never read); -fopenmp-simd: the
+# -fno-math-errno: lets sqrt vectorise (errno is never read); -fno-trapping-math: lets
+# masked lanes compute speculatively (FP exception flags are never read); -fopenmp-simd: the
 # `omp simd` loops of the kernels, also without OpenMP threads.
-target_compile_options(hdnnp_core PRIVATE -Wall -Wextra -O3 -fopenmp-simd -fno-math-errno)
+target_compile_options(hdnnp_core PRIVATE -Wall -Wextra -O3 -fopenmp-simd -fno-math-errno -fno-trapping-math)
 if(HDNNP_NATIVE)
   include(CheckCXXCompilerFlag)
   check_cxx_compiler_flag(-march=native HDNNP_HAS_MARCH_NATIVE)

@@ -516,7 +516,7 @@ void radial_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& 
 // so there are no remainder loops.
 constexpr int W = 8;
 
-// NARROW: the value pass records 1/r_jk and the r_jk factors e, de/dr_jk of every lane in
+// NARROW: the value pass records the r_jk factors e and (de/dr_jk) / r_jk of every lane in
 // `cache`; the gradient pass of the same atom replays them instead of recomputing the
 // square roots, cutoffs and exponentials.
 template <bool NARROW, bool GRAD>
@@ -573,7 +573,7 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
     if (NARROW && !GRAD) {
         size_t lanes = 0;
         for (int p = 0; p < pend; ++p) lanes += st - (same ? p + 1 : split) / W * W;
-        const size_t size = lanes * (1 + 2 * nsub);
+        const size_t size = lanes * 2 * nsub;
         if (cache.size() < size) cache.resize(size);
     }
     double* cp = cache.data();
@@ -583,11 +583,9 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
         const int nq = st - qa;
         const double ux = x[p], uy = y[p], uz = z[p], irj = ir[p], zj = zk[p];
         if (NARROW && GRAD) {
-            // c only; 1/r_jk and the r_jk factors come from the cache
+            // c only; the r_jk factors come from the cache
 #pragma omp simd
             for (int q = qa; q < st; ++q) c[q] = (ux * x[q] + uy * y[q] + uz * z[q]) * irj * ir[q];
-            for (int q = qa; q < st; ++q) irjk[q] = cp[q - qa];
-            cp += nq;
         } else for (int b = qa; b < st; b += W) {
 #pragma omp simd
             for (int v = 0; v < W; ++v) {
@@ -608,8 +606,6 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
         }
         if (NARROW && !GRAD) {
             g.fc.fdf_batch(rjk + qa, fjk + qa, dfjk + qa, nq);
-            for (int q = qa; q < st; ++q) cp[q - qa] = irjk[q];
-            cp += nq;
         }
         if (GRAD)
             for (int q = qa; q < st; ++q) { A[q] = 0.0; B[q] = 0.0; C[q] = 0.0; D[q] = 0.0; }
@@ -648,7 +644,8 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
                         sang[q] = 0.0; sdang[q] = 0.0;
                     } else {
                         R[q] = aj * as[q] * e * zk[q];
-                        if (NARROW) { cp[q - qa] = e; cp[nq + q - qa] = de; }
+                        // the gradient needs (de/dr_jk) / r_jk
+                        if (NARROW) { cp[q - qa] = e; cp[nq + q - qa] = de * irjk[q]; }
                     }
                 }
             }
@@ -727,7 +724,7 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
                     const double dij = Dq * irj * irk;
                     const double cu = Aq * irj - Dq * c[q] * irj * irj;
                     const double cv = Bq * irk - Dq * c[q] * irk * irk;
-                    const double ct = NARROW ? C[q] * zz * irjk[q] : 0.0;
+                    const double ct = NARROW ? C[q] * zz : 0.0;  // C holds (de/dr_jk) / r_jk
                     const double tx = x[q] - ux, ty = y[q] - uy, tz = z[q] - uz;
                     fx[v] += cu * ux + dij * x[q] - ct * tx;
                     fy[v] += cu * uy + dij * y[q] - ct * ty;
