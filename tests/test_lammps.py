@@ -158,14 +158,15 @@ def read_final(path):
     return np.array([[float(x) for x in l.split()] for l in lines[i + 1:]])
 
 
-def test_mpi_two_ranks_equal_serial(tmp_path, plugin):
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_mpi_ranks_equal_serial(tmp_path, plugin, ranks):
     mpiexec = Path(sys.prefix) / "bin" / "mpiexec"
     if not mpiexec.exists():
         pytest.skip("mpiexec of the mpich wheel not installed")
     d = write_potential(tmp_path / "pot", types=[2, 3])
     atoms = random_cluster(n_h=40, n_o=20, box=(10.0, 10.5, 11.0), tilt=(0.0, 0.0, 0.0), seed=11, dmin=1.0)
     runs = {}
-    for name, cmd in [("serial", [_lmp_exe()]), ("mpi2", [str(mpiexec), "-n", "2", _lmp_exe()])]:
+    for name, cmd in [("serial", [_lmp_exe()]), ("mpi", [str(mpiexec), "-n", str(ranks), _lmp_exe()])]:
         wd = tmp_path / name
         wd.mkdir()
         inp = write_md_input(wd, plugin, d, atoms, steps=30)
@@ -173,8 +174,8 @@ def test_mpi_two_ranks_equal_serial(tmp_path, plugin):
                            cwd=wd, timeout=300)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         runs[name] = read_final(wd)
-    assert "with 2 MPI tasks" in (tmp_path / "mpi2" / "log.lammps").read_text()
-    np.testing.assert_allclose(runs["mpi2"], runs["serial"], rtol=0, atol=1e-9)
+    assert f"with {ranks} MPI tasks" in (tmp_path / "mpi" / "log.lammps").read_text()
+    np.testing.assert_allclose(runs["mpi"], runs["serial"], rtol=0, atol=1e-9)
 
 
 def test_errors_are_clear(tmp_path, plugin):
