@@ -2,7 +2,8 @@
 // structure of an input.data file, optionally replicates it, and reports the time of
 // each stage, atom-steps/s and memory. Run it on a cluster node to size a simulation.
 //
-//   hdnnp-bench POTENTIAL_DIR INPUT.data [--rep NX NY NZ] [--steps N] [--threads T]
+//   hdnnp-bench POTENTIAL_DIR INPUT.data [--rep NX NY NZ] [--steps N] [--threads T] [--no-sort]
+// (--no-sort: compute in the input atom order instead of the neighbour list's spatial order)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -37,10 +38,11 @@ static long peak_rss_kb() {
 
 int main(int argc, char** argv) {
     if (argc < 3) {
-        std::fprintf(stderr, "usage: %s POTENTIAL_DIR INPUT.data [--rep NX NY NZ] [--steps N] [--threads T]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s POTENTIAL_DIR INPUT.data [--rep NX NY NZ] [--steps N] [--threads T] [--no-sort]\n", argv[0]);
         return 2;
     }
     int rep[3] = {1, 1, 1}, steps = 5, threads = 0;
+    bool sort = true;
     for (int a = 3; a < argc; ++a) {
         if (!std::strcmp(argv[a], "--rep") && a + 3 < argc) {
             for (int k = 0; k < 3; ++k) rep[k] = std::atoi(argv[++a]);
@@ -48,6 +50,8 @@ int main(int argc, char** argv) {
             steps = std::atoi(argv[++a]);
         } else if (!std::strcmp(argv[a], "--threads") && a + 1 < argc) {
             threads = std::atoi(argv[++a]);
+        } else if (!std::strcmp(argv[a], "--no-sort")) {
+            sort = false;
         } else {
             std::fprintf(stderr, "unknown argument %s\n", argv[a]);
             return 2;
@@ -88,13 +92,26 @@ int main(int argc, char** argv) {
         double t_nl = 0, t_e = 0, t_ef = 0;
         ComputeResult r;
         NeighborList nl;
+        std::vector<double> spos;
+        std::vector<int32_t> sspecies;
         int64_t pairs = 0;
         for (int step = 0; step < steps + 1; ++step) {  // step 0 is a warm-up
             auto t0 = Clock::now();
-            nl = build_neighbor_list(pos.data(), n, s.periodic ? cell : nullptr, pbc, model->cutoff(), 1e-6);
+            nl = build_neighbor_list(pos.data(), n, s.periodic ? cell : nullptr, pbc, model->cutoff(), 1e-6, sort);
+            if (sort) {  // atoms in the list's spatial order (as the Python API does)
+                spos.resize(3 * n);
+                sspecies.resize(n);
+                for (int64_t c = 0; c < n; ++c) {
+                    const int64_t a = nl.order[c];
+                    for (int k = 0; k < 3; ++k) spos[3 * c + k] = pos[3 * a + k];
+                    sspecies[c] = species[a];
+                }
+            }
             auto t1 = Clock::now();
             AtomsView A;
-            A.n_local = n; A.n_all = n; A.positions = pos.data(); A.species = species.data();
+            A.n_local = n; A.n_all = n;
+            A.positions = sort ? spos.data() : pos.data();
+            A.species = sort ? sspecies.data() : species.data();
             A.neighbors = nl.view();
             ComputeOptions eo;
             eo.forces = false; eo.virial = false; eo.threads = threads;

@@ -129,3 +129,39 @@ def test_cli_matches_n2p2_output_data(fixtures, tmp_path):
     for a, b in zip(ours, ref):
         assert a.info["energy"] == pytest.approx(b.info["energy"], rel=1e-10)
         assert np.abs(a.arrays["ref_forces"] - b.arrays["ref_forces"]).max() < 1e-8
+
+
+def test_spatial_order_is_invisible(tmp_path, monkeypatch):
+    """Large structures are computed in the neighbour list's spatial order and mapped back:
+    results equal the input-order computation (forces, per-atom energies, descriptors,
+    extrapolation records, committee member forces)."""
+    import hdnnp.potential as hp
+
+    d = write_potential(tmp_path / "pot", types=[2, 3], seed=3)
+    d2 = write_potential(tmp_path / "pot2", types=[2, 3], seed=4)
+    path = tmp_path / "pot" / "scaling.data"
+    lines = path.read_text().splitlines()
+    cols = lines[1].split()
+    cols[3] = "0.5"  # H's first SF extrapolates for some atoms
+    lines[1] = " ".join(cols)
+    path.write_text("\n".join(lines) + "\n")
+    atoms = random_cluster(n_h=6, n_o=4, box=(5.5, 6.0, 6.5), seed=2).repeat((5, 5, 5))
+    atoms.rattle(0.05, seed=1)
+    assert len(atoms) >= hp.SPATIAL_ORDER_MIN_ATOMS
+    com = hdnnp.Committee([d, d2], warn=False)
+    kw = dict(native=True, extrapolation="ignore", descriptors=True)
+    sorted_r = com.evaluate(atoms, **kw)
+    monkeypatch.setattr(hp, "SPATIAL_ORDER_MIN_ATOMS", 10**9)
+    plain = com.evaluate(atoms, **kw)
+    scale = np.abs(plain.forces).max()
+    np.testing.assert_allclose(sorted_r.forces, plain.forces, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(sorted_r.member_forces, plain.member_forces, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(sorted_r.energies, plain.energies, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sorted_r.stress, plain.stress, rtol=1e-10, atol=1e-12)
+    for a, b in zip(sorted_r.descriptors, plain.descriptors):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert 0 < plain.n_extrapolating < len(atoms)
+    np.testing.assert_array_equal(sorted_r.extrapolating_atoms, plain.extrapolating_atoms)
+    for key in ("atom", "sf"):
+        np.testing.assert_array_equal(sorted_r.extrapolations[key], plain.extrapolations[key])
+    np.testing.assert_allclose(sorted_r.extrapolations["value"], plain.extrapolations["value"], rtol=1e-12)

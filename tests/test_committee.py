@@ -55,7 +55,7 @@ def test_mean_force_without_member_forces(members):
     pos = np.ascontiguousarray(atoms.positions)
     species = com._species(atoms.get_chemical_symbols(), "")
     nl = _core.neighbor_list(pos, np.ascontiguousarray(atoms.cell[:]), [True] * 3, com.cutoff)
-    out = com.model.compute(pos, species, len(atoms), *nl[:4], member_forces=False)
+    out = com.model.compute(pos, species, len(atoms), *nl[:4], member_forces=False)  # input order
     assert "member_forces" not in out
     np.testing.assert_allclose(out["forces"], full.forces, rtol=0, atol=1e-12 * np.abs(full.forces).max())
     np.testing.assert_allclose(out["virial"], full.virial, rtol=0, atol=1e-12 * np.abs(full.virial).max())

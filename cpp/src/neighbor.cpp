@@ -34,7 +34,7 @@ inline int64_t floor_div(int64_t a, int64_t b) {
 }  // namespace
 
 NeighborList build_neighbor_list(const double* x, int64_t n, const double* cell_in, const bool pbc[3],
-                                 double cutoff, double min_distance) {
+                                 double cutoff, double min_distance, bool spatial_order) {
     for (int64_t a = 0; a < n; ++a)
         for (int c = 0; c < 3; ++c)
             if (!std::isfinite(x[3 * a + c])) {
@@ -132,6 +132,14 @@ NeighborList build_neighbor_list(const double* x, int64_t n, const double* cell_
     const double rc2 = cutoff * cutoff;
     const double min2 = min_distance * min_distance;
     NeighborList out;
+    // Spatial order: centres (and neighbour indices) numbered in bin order; new index of
+    // atom a is rank[a], and order[rank[a]] = a.
+    std::vector<int64_t> rank;
+    if (spatial_order) {
+        out.order = bin_atoms;
+        rank.resize(n);
+        for (int64_t t = 0; t < n; ++t) rank[bin_atoms[t]] = t;
+    }
     out.offsets.assign(n + 1, 0);
     std::map<std::tuple<int, int, int>, int32_t> shift_ids;
     std::vector<std::vector<std::pair<int32_t, std::tuple<int, int, int>>>> per_atom;
@@ -174,7 +182,8 @@ NeighborList build_neighbor_list(const double* x, int64_t n, const double* cell_
     std::vector<int64_t> bad(2, -1);
     double bad_d = 0.0;
 #pragma omp parallel for schedule(dynamic, 64)
-    for (int64_t a = 0; a < n; ++a) {
+    for (int64_t c = 0; c < n; ++c) {
+        const int64_t a = spatial_order ? bin_atoms[c] : c;
         int64_t cnt = 0;
         visit(a, [&](int64_t j, int64_t, int64_t, int64_t, double d2) {
             ++cnt;
@@ -183,7 +192,7 @@ NeighborList build_neighbor_list(const double* x, int64_t n, const double* cell_
                 if (bad[0] < 0 || a < bad[0]) { bad[0] = a; bad[1] = j; bad_d = std::sqrt(d2); }
             }
         });
-        out.offsets[a + 1] = cnt;
+        out.offsets[c + 1] = cnt;
     }
     if (bad[0] >= 0) {
         std::ostringstream os;
@@ -196,10 +205,11 @@ NeighborList build_neighbor_list(const double* x, int64_t n, const double* cell_
     out.index.resize(npairs);
     std::vector<int32_t> img(3 * npairs);
 #pragma omp parallel for schedule(dynamic, 64)
-    for (int64_t a = 0; a < n; ++a) {
-        int64_t p = out.offsets[a];
+    for (int64_t c = 0; c < n; ++c) {
+        const int64_t a = spatial_order ? bin_atoms[c] : c;
+        int64_t p = out.offsets[c];
         visit(a, [&](int64_t j, int64_t i0, int64_t i1, int64_t i2, double) {
-            out.index[p] = static_cast<int32_t>(j);
+            out.index[p] = static_cast<int32_t>(spatial_order ? rank[j] : j);
             // Shift for the original (unwrapped) coordinates: n - n0_j + n0_i.
             img[3 * p] = static_cast<int32_t>(i0 - n0[3 * j] + n0[3 * a]);
             img[3 * p + 1] = static_cast<int32_t>(i1 - n0[3 * j + 1] + n0[3 * a + 1]);

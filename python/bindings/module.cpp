@@ -236,23 +236,26 @@ PYBIND11_MODULE(_core, m) {
         py::arg("min_distance") = 1e-6, py::arg("member_forces") = false);
 
     m.def("neighbor_list", [](py::array_t<double, py::array::c_style> pos, std::optional<CArrD> cell,
-                              std::array<bool, 3> pbc, double cutoff, double min_distance) {
+                              std::array<bool, 3> pbc, double cutoff, double min_distance, bool spatial_order) {
         if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
         if (cell && cell->size() != 9) throw std::invalid_argument("cell must be 3x3");
         const bool p[3] = {pbc[0], pbc[1], pbc[2]};
         NeighborList nl;
         {
             py::gil_scoped_release release;
-            nl = build_neighbor_list(pos.data(), pos.shape(0), cell ? cell->data() : nullptr, p, cutoff, min_distance);
+            nl = build_neighbor_list(pos.data(), pos.shape(0), cell ? cell->data() : nullptr, p, cutoff, min_distance,
+                                     spatial_order);
         }
         const auto np = static_cast<py::ssize_t>(nl.index.size());
         const auto ns = static_cast<py::ssize_t>(nl.shifts.size() / 3);
         const auto no = static_cast<py::ssize_t>(nl.offsets.size());
         return py::make_tuple(to_numpy(std::move(nl.offsets), {no}), to_numpy(std::move(nl.index), {np}),
                               to_numpy(std::move(nl.shift_id), {np}), to_numpy(std::move(nl.shifts), {ns, 3}),
-                              to_numpy(std::move(nl.images), {ns, 3}));
+                              to_numpy(std::move(nl.images), {ns, 3}),
+                              spatial_order ? py::object(to_numpy(std::move(nl.order), {static_cast<py::ssize_t>(nl.order.size())}))
+                                            : py::object(py::none()));
     }, py::arg("positions").noconvert(), py::arg("cell").noconvert(), py::arg("pbc"), py::arg("cutoff"),
-       py::arg("min_distance") = 1e-6);
+       py::arg("min_distance") = 1e-6, py::arg("spatial_order") = false);
 
     m.def("read_input_data", [](const std::string& path) {
         std::vector<Structure> v;

@@ -77,6 +77,42 @@ def _declared_units(directory: str):
     return found.get("length_unit"), found.get("energy_unit")
 
 
+SPATIAL_ORDER_MIN_ATOMS = 1024
+
+
+def _unsort(out: dict, order: np.ndarray) -> dict:
+    """Map the results of a computation on atoms[order] back to the input atom order."""
+    def back(a, axis=0):
+        b = np.empty_like(a)
+        if axis == 0:
+            b[order] = a
+        else:
+            b[:, order] = a
+        return b
+
+    out = dict(out)
+    for key in ("atom_energies", "forces", "extrapolating_atoms"):
+        if key in out:
+            out[key] = back(out[key])
+    if "member_forces" in out:
+        out["member_forces"] = back(out["member_forces"], axis=1)
+    ex = dict(out["extrapolations"])
+    if len(ex["atom"]):
+        ex["atom"] = order[ex["atom"]]
+        k = np.lexsort((ex["sf"], ex["atom"]))
+        ex = {key: v[k] for key, v in ex.items()}
+    out["extrapolations"] = ex
+    if "descriptors" in out:
+        d, o = out["descriptors"], out["descriptor_offsets"]
+        parts = [None] * len(order)
+        for c, a in enumerate(order):
+            parts[a] = d[o[c]:o[c + 1]]
+        sizes = np.array([len(p) for p in parts], dtype=np.int64)
+        out["descriptor_offsets"] = np.concatenate([[0], np.cumsum(sizes)])
+        out["descriptors"] = np.concatenate(parts) if parts else d
+    return out
+
+
 class Potential:
     """A loaded HDNNP (immutable, thread-safe; several can coexist)."""
 
@@ -171,14 +207,22 @@ class Potential:
             raise _core.InputError(f"{label}atom {i} ({atoms[i].symbol}) has a non-finite position {atoms.positions[i]}")
         pbc = [bool(p) for p in atoms.pbc]
         cell = np.ascontiguousarray(atoms.cell[:], dtype=np.float64) / lf if any(pbc) else None
+        # Large structures are computed in cell-list order (atoms close in space close in
+        # memory) and mapped back: the cost per atom then stays flat with N.
+        sort = n >= SPATIAL_ORDER_MIN_ATOMS
         try:
-            offsets, index, shift_id, shifts, _ = _core.neighbor_list(pos, cell, pbc, self.model.cutoff)
+            offsets, index, shift_id, shifts, _, order = _core.neighbor_list(pos, cell, pbc, self.model.cutoff,
+                                                                             spatial_order=sort)
+            if sort:
+                pos, species = np.ascontiguousarray(pos[order]), np.ascontiguousarray(species[order])
             out = self.model.compute(pos, species, n, offsets, index, shift_id, shifts,
                                      forces=want_forces or want_stress, virial=want_stress,
                                      descriptors=want_descriptors, scaled=scaled, threads=self.threads,
                                      member_forces=self._members and want_forces)
         except _core.InputError as e:
             raise _core.InputError(f"{label}{e}") from None
+        if sort:
+            out = _unsort(out, order)
         res = Result(energy=out["energy"] * ef, energies=out["atom_energies"] * ef,
                      extrapolating_atoms=out["extrapolating_atoms"], extrapolations=out["extrapolations"])
         if want_forces:

@@ -36,6 +36,7 @@ struct NeighborList {
     std::vector<int32_t> shift_id;
     std::vector<double> shifts;      ///< cartesian shift vectors, 3 per id
     std::vector<int32_t> images;     ///< integer cell images, 3 per id
+    std::vector<int64_t> order;      ///< spatial order: centre c is input atom order[c] (else empty)
     NeighborView view() const {
         NeighborView v;
         v.n_centers = static_cast<int64_t>(offsets.size()) - 1;
@@ -50,8 +51,13 @@ struct NeighborList {
 /// Build the full list of pairs closer than `cutoff`.
 /// `cell` holds the lattice vectors as rows (row-major 3x3) and may be null when no
 /// direction is periodic. Throws InputError for NaN/inf positions, a singular cell, or
-/// two atoms closer than `min_distance` (naming both atoms).
+/// two atoms closer than `min_distance` (naming both atoms, by input index).
+/// With `spatial_order`, atoms are renumbered in cell-list order (`order`; all indices of
+/// the list refer to the renumbered atoms): the caller computes on positions[order] and maps
+/// results back. Atoms close in space are then close in memory, which keeps the cost per
+/// atom constant for large structures (the force scatter stays in cache).
 NeighborList build_neighbor_list(const double* positions, int64_t n, const double* cell,
-                                 const bool pbc[3], double cutoff, double min_distance);
+                                 const bool pbc[3], double cutoff, double min_distance,
+                                 bool spatial_order = false);
 
 }  // namespace hdnnp
