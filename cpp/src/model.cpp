@@ -411,7 +411,10 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
     // depend on the number of threads (each thread owns a range of atoms and scans the
     // chunk's pairs in order). Memory: one chunk of pairs, not the whole neighbour list.
     // Member m's pair gradients (per_member) follow at offset (m + 1) * stride.
-    constexpr int64_t chunk = 1024;
+    // Chunk size: about 8 chunks per call (each ends in a barrier, which costs when the
+    // machine is oversubscribed), at least 256 centres, at most 2,048 (the buffer is
+    // ~2.3 KB per centre for ~100 neighbours).
+    const int64_t chunk = std::clamp<int64_t>((nc + 7) / 8, 256, 2048);
     int64_t max_chunk_pairs = 0;
     for (int64_t c0 = 0; c0 < nc; c0 += chunk)
         max_chunk_pairs = std::max(max_chunk_pairs, NB.offsets[std::min(nc, c0 + chunk)] - NB.offsets[c0]);
