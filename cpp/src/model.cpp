@@ -371,6 +371,64 @@ struct ThreadScratch {
     std::vector<int> count;
 };
 
+/// Neighbours of centre ci (atom i) inside r_c, in internal units, bucketed by element
+/// into ts.nb. Returns the first pair closer than sqrt(min2) (skipped), if any.
+struct Overlap { int64_t j = -1; double r = 0.0; };
+Overlap gather(const Model& M0, const AtomsView& A, int64_t ci, int64_t i, double Lx, double rc, double min2,
+               ThreadScratch& ts) {
+    const NeighborView& NB = A.neighbors;
+    const int ne = M0.n_elements();
+    const int64_t p0 = NB.offsets[ci], p1 = NB.offsets[ci + 1];
+    const double rc2 = rc * rc;
+    const int64_t m = p1 - p0;
+    if (static_cast<int64_t>(ts.tdx.size()) < m) {
+        ts.tdx.resize(m); ts.tdy.resize(m); ts.tdz.resize(m); ts.tr.resize(m);
+        ts.tel.resize(m); ts.tpair.resize(m);
+    }
+    if (static_cast<int64_t>(ts.nb.dx.size()) < m) ts.nb.reserve(static_cast<int>(m));
+    ts.count.assign(ne + 1, 0);
+    const double* xi = &A.positions[3 * i];
+    Overlap ov;
+    int n = 0;
+    for (int64_t p = p0; p < p1; ++p) {
+        const int32_t j = NB.neighbor(ci, p);
+        if (A.species[j] < 0) continue;
+        const double* xj = &A.positions[3 * j];
+        double sx = 0, sy = 0, sz = 0;
+        if (NB.shift_id) {
+            const double* sh = &NB.shifts[3 * NB.shift_id[p]];
+            sx = sh[0]; sy = sh[1]; sz = sh[2];
+        }
+        const double dx = (xj[0] + sx - xi[0]) * Lx;
+        const double dy = (xj[1] + sy - xi[1]) * Lx;
+        const double dz = (xj[2] + sz - xi[2]) * Lx;
+        const double r2 = dx * dx + dy * dy + dz * dz;
+        if (r2 >= rc2) continue;
+        if (r2 < min2) {
+            if (ov.j < 0) { ov.j = j; ov.r = std::sqrt(r2); }
+            continue;
+        }
+        ts.tdx[n] = dx; ts.tdy[n] = dy; ts.tdz[n] = dz; ts.tr[n] = std::sqrt(r2);
+        ts.tel[n] = A.species[j]; ts.tpair[n] = p;
+        ++ts.count[A.species[j] + 1];
+        ++n;
+    }
+    // Bucket neighbours by element (stable counting sort).
+    NeighborScratch& nb = ts.nb;
+    nb.n = n;
+    nb.bucket.assign(ne + 1, 0);
+    for (int e = 0; e < ne; ++e) nb.bucket[e + 1] = nb.bucket[e] + ts.count[e + 1];
+    std::vector<int>& fill = ts.count;
+    for (int e = 0; e < ne; ++e) fill[e] = nb.bucket[e];
+    for (int t = 0; t < n; ++t) {
+        const int e = ts.tel[t];
+        const int s = fill[e]++;
+        nb.dx[s] = ts.tdx[t]; nb.dy[s] = ts.tdy[t]; nb.dz[s] = ts.tdz[t]; nb.r[s] = ts.tr[t];
+        nb.elem[s] = e; nb.zw[s] = M0.elements()[e].z; nb.pair[s] = ts.tpair[t];
+    }
+    return ov;
+}
+
 bool same_definition(const SymFuncDef& a, const SymFuncDef& b) {
     return a.type == b.type && a.ec == b.ec && a.e1 == b.e1 && a.e2 == b.e2 && a.eta == b.eta &&
            a.rs == b.rs && a.rc == b.rc && a.lambda == b.lambda && a.zeta == b.zeta && a.rl == b.rl &&
@@ -455,7 +513,6 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
         tid = omp_get_thread_num();
 #endif
         ThreadScratch ts;
-        ts.count.assign(ne + 1, 0);
         auto& extra = extra_per_thread[tid];
         int nthr = 1;
 #ifdef _OPENMP
@@ -476,60 +533,19 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
             if (A.species[i] < 0) continue;
             is_centre[i] = 1;
             const ElementModel& em = M0.elements_[A.species[i]];
-            const double rc = em.descriptor.cutoff();
-            const double rc2 = rc * rc;
             const double min2 = opt.min_distance * opt.min_distance * L * L;
-            const int64_t m = p1 - p0;
-            if (static_cast<int64_t>(ts.tdx.size()) < m) {
-                ts.tdx.resize(m); ts.tdy.resize(m); ts.tdz.resize(m); ts.tr.resize(m);
-                ts.tel.resize(m); ts.tpair.resize(m);
-            }
-            if (static_cast<int64_t>(ts.nb.dx.size()) < m) ts.nb.reserve(static_cast<int>(m));
-            const double* xi = &A.positions[3 * i];
-            std::fill(ts.count.begin(), ts.count.end(), 0);
-            int n = 0;
-            for (int64_t p = p0; p < p1; ++p) {
-                const int32_t j = NB.neighbor(ci, p);
-                if (A.species[j] < 0) continue;
-                const double* xj = &A.positions[3 * j];
-                double sx = 0, sy = 0, sz = 0;
-                if (NB.shift_id) {
-                    const double* sh = &NB.shifts[3 * NB.shift_id[p]];
-                    sx = sh[0]; sy = sh[1]; sz = sh[2];
-                }
-                const double dx = (xj[0] + sx - xi[0]) * Lx;
-                const double dy = (xj[1] + sy - xi[1]) * Lx;
-                const double dz = (xj[2] + sz - xi[2]) * Lx;
-                const double r2 = dx * dx + dy * dy + dz * dz;
-                if (r2 >= rc2) continue;
-                if (r2 < min2) {
-#pragma omp critical(hdnnp_compute_error)
-                    if (error_atom < 0 || i < error_atom) {
-                        error_atom = i;
-                        std::ostringstream os;
-                        os << "atoms " << i << " and " << j << " overlap (distance " << std::sqrt(r2) / Lx << ")";
-                        error = os.str();
-                    }
-                    continue;
-                }
-                ts.tdx[n] = dx; ts.tdy[n] = dy; ts.tdz[n] = dz; ts.tr[n] = std::sqrt(r2);
-                ts.tel[n] = A.species[j]; ts.tpair[n] = p;
-                ++ts.count[A.species[j] + 1];
-                ++n;
-            }
-            // Bucket neighbours by element (stable counting sort).
             NeighborScratch& nb = ts.nb;
-            nb.n = n;
-            nb.bucket.assign(ne + 1, 0);
-            for (int e = 0; e < ne; ++e) nb.bucket[e + 1] = nb.bucket[e] + ts.count[e + 1];
-            std::vector<int>& fill = ts.count;
-            for (int e = 0; e < ne; ++e) fill[e] = nb.bucket[e];
-            for (int t = 0; t < n; ++t) {
-                const int e = ts.tel[t];
-                const int s = fill[e]++;
-                nb.dx[s] = ts.tdx[t]; nb.dy[s] = ts.tdy[t]; nb.dz[s] = ts.tdz[t]; nb.r[s] = ts.tr[t];
-                nb.elem[s] = e; nb.zw[s] = M0.elements_[e].z; nb.pair[s] = ts.tpair[t];
+            const Overlap ov = gather(M0, A, ci, i, Lx, em.descriptor.cutoff(), min2, ts);
+            if (ov.j >= 0) {
+#pragma omp critical(hdnnp_compute_error)
+                if (error_atom < 0 || i < error_atom) {
+                    error_atom = i;
+                    std::ostringstream os;
+                    os << "atoms " << i << " and " << ov.j << " overlap (distance " << ov.r / Lx << ")";
+                    error = os.str();
+                }
             }
+            const int n = nb.n;
             // Symmetry functions (once for the committee), extrapolation check against the
             // narrowest member range.
             const int K = em.descriptor.size();
@@ -660,6 +676,100 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
     if (opt.atom_virial) out.atom_virials = std::move(centre_virial);
     for (auto& f : out.forces) f *= Lx;
     for (auto& f : out.member_forces) f *= Lx;
+}
+
+void Model::descriptor_jacobian(const AtomsView& A, DescriptorJacobian& out, int threads,
+                                double min_distance) const {
+    const int64_t nl = A.n_local;
+    const NeighborView& NB = A.neighbors;
+    if (NB.centers || NB.n_centers != nl) throw std::invalid_argument("descriptor_jacobian needs one centre per local atom");
+    for (int64_t a = 0; a < A.n_all; ++a) {
+        if (A.species[a] < -1 || A.species[a] >= n_elements())
+            throw InputError("atom " + std::to_string(a) + " has an element index outside the potential's elements");
+        for (int c = 0; c < 3; ++c)
+            if (!std::isfinite(A.positions[3 * a + c]))
+                throw InputError("atom " + std::to_string(a) + " has a non-finite coordinate");
+    }
+    const double L = conv_length_, Lx = L * A.length_factor;
+    // Pass 1 (parallel): per centre its G, its pairs inside r_c and their K x 3 blocks, kept
+    // per centre; pass 2: concatenated in atom order (independent of the thread count).
+    std::vector<std::vector<double>> G(nl), D(nl), J(nl);
+    std::vector<std::vector<int32_t>> P(nl);
+    std::string error;
+    int64_t error_atom = -1;
+    int nthreads = 1;
+#ifdef _OPENMP
+    nthreads = threads > 0 ? threads : omp_get_max_threads();
+#endif
+    (void)nthreads;
+#pragma omp parallel num_threads(nthreads)
+    {
+        ThreadScratch ts;
+        std::vector<double> unit, g3;
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t i = 0; i < nl; ++i) {
+            if (A.species[i] < 0) continue;
+            const ElementModel& em = elements_[A.species[i]];
+            const Overlap ov = gather(*this, A, i, i, Lx, em.descriptor.cutoff(), min_distance * min_distance * L * L, ts);
+            if (ov.j >= 0) {
+#pragma omp critical(hdnnp_jacobian_error)
+                if (error_atom < 0 || i < error_atom) {
+                    error_atom = i;
+                    std::ostringstream os;
+                    os << "atoms " << i << " and " << ov.j << " overlap (distance " << ov.r / Lx << ")";
+                    error = os.str();
+                }
+                continue;
+            }
+            const NeighborScratch& nb = ts.nb;
+            const int K = em.descriptor.size(), n = nb.n;
+            G[i].assign(K, 0.0);
+            em.descriptor.values(nb, ts.dws, G[i].data());
+            // One gradient pass per SF (w = unit vector): simple and exact; the kernels
+            // contract over SFs, so a dedicated Jacobian kernel would be faster.
+            J[i].assign(static_cast<size_t>(n) * K * 3, 0.0);
+            unit.assign(K, 0.0);
+            for (int k = 0; k < K; ++k) {
+                unit[k] = 1.0;
+                g3.assign(3 * static_cast<size_t>(n), 0.0);
+                em.descriptor.gradient(nb, ts.dws, unit.data(), g3.data());
+                unit[k] = 0.0;
+                for (int s2 = 0; s2 < n; ++s2)
+                    for (int c = 0; c < 3; ++c) J[i][(static_cast<size_t>(s2) * K + k) * 3 + c] = g3[3 * s2 + c] * Lx;
+            }
+            P[i].resize(n);
+            D[i].resize(3 * static_cast<size_t>(n));
+            for (int s2 = 0; s2 < n; ++s2) {
+                P[i][s2] = NB.neighbor(i, nb.pair[s2]);
+                D[i][3 * s2] = nb.dx[s2] / Lx;
+                D[i][3 * s2 + 1] = nb.dy[s2] / Lx;
+                D[i][3 * s2 + 2] = nb.dz[s2] / Lx;
+            }
+        }
+    }
+    if (!error.empty()) throw InputError(error);
+    out.g_offsets.assign(nl + 1, 0);
+    out.pair_offsets.assign(nl + 1, 0);
+    for (int64_t i = 0; i < nl; ++i) {
+        out.g_offsets[i + 1] = out.g_offsets[i] + static_cast<int64_t>(G[i].size());
+        out.pair_offsets[i + 1] = out.pair_offsets[i] + static_cast<int64_t>(P[i].size());
+    }
+    const int64_t np = out.pair_offsets[nl];
+    out.G.clear(); out.G.reserve(out.g_offsets[nl]);
+    out.pair_atom.clear(); out.pair_atom.reserve(np);
+    out.pair_d.clear(); out.pair_d.reserve(3 * np);
+    out.dG.clear();
+    out.dg_offsets.assign(np + 1, 0);
+    int64_t q = 0;
+    for (int64_t i = 0; i < nl; ++i) {
+        out.G.insert(out.G.end(), G[i].begin(), G[i].end());
+        out.pair_atom.insert(out.pair_atom.end(), P[i].begin(), P[i].end());
+        out.pair_d.insert(out.pair_d.end(), D[i].begin(), D[i].end());
+        out.dG.insert(out.dG.end(), J[i].begin(), J[i].end());
+        const int64_t K = static_cast<int64_t>(G[i].size());
+        for (size_t s2 = 0; s2 < P[i].size(); ++s2, ++q) out.dg_offsets[q + 1] = out.dg_offsets[q] + 3 * K;
+        std::vector<double>().swap(J[i]);
+    }
 }
 
 Committee::Committee(std::vector<std::shared_ptr<const Model>> members) : members_(std::move(members)) {

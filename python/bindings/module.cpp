@@ -174,6 +174,11 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("conv_energy", &Model::conv_energy)
         .def_property_readonly("conv_length", &Model::conv_length)
         .def_property_readonly("scaling_mode", [](const Model& mo) { return static_cast<int>(mo.scaling_mode()); })
+        .def_property_readonly("scale_min", &Model::scale_min)
+        .def_property_readonly("scale_max", &Model::scale_max)
+        .def_property_readonly("normalize_nodes", [](const Model& mo) {
+            return !mo.elements().empty() && mo.elements().front().network.normalize();
+        })
         .def_property_readonly("cutoff_type", [](const Model& mo) { return static_cast<int>(mo.cutoff_type()); })
         .def_property_readonly("cutoff_alpha", &Model::cutoff_alpha)
         .def_property_readonly("warnings", &Model::warnings)
@@ -200,6 +205,38 @@ PYBIND11_MODULE(_core, m) {
             for (const auto& L : nn.layers()) acts += activation_letter(L.act);
             return py::make_tuple(nn.sizes(), acts, nn.n_weights());
         }, py::arg("element"))
+        .def("descriptor_jacobian", [](const Model& mo, py::array_t<double, py::array::c_style> pos,
+                                       py::array_t<int32_t, py::array::c_style> species, CArrI64 offsets,
+                                       CArrI32 index, std::optional<CArrI32> shift_id, std::optional<CArrD> shifts,
+                                       int threads) {
+            const int64_t na = pos.shape(0);
+            if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
+            if (species.shape(0) != na || offsets.shape(0) != na + 1) throw std::invalid_argument("size mismatch");
+            const int64_t np = offsets.at(na);
+            for (int64_t p = 0; p < np; ++p)
+                if (index.data()[p] < 0 || index.data()[p] >= na) throw std::invalid_argument("neighbour index out of range");
+            AtomsView A;
+            A.n_local = na; A.n_all = na; A.positions = pos.data(); A.species = species.data();
+            A.neighbors.n_centers = na; A.neighbors.offsets = offsets.data(); A.neighbors.index = index.data();
+            if (shift_id && shifts) { A.neighbors.shift_id = shift_id->data(); A.neighbors.shifts = shifts->data(); }
+            DescriptorJacobian J;
+            {
+                py::gil_scoped_release release;
+                mo.descriptor_jacobian(A, J, threads);
+            }
+            const auto npair = static_cast<py::ssize_t>(J.pair_atom.size());
+            py::dict d;
+            d["G"] = to_numpy(std::move(J.G), {static_cast<py::ssize_t>(J.G.size())});
+            d["g_offsets"] = to_numpy(std::move(J.g_offsets), {na + 1});
+            d["pair_offsets"] = to_numpy(std::move(J.pair_offsets), {na + 1});
+            d["pair_atom"] = to_numpy(std::move(J.pair_atom), {npair});
+            d["pair_d"] = to_numpy(std::move(J.pair_d), {npair, 3});
+            d["dG"] = to_numpy(std::move(J.dG), {static_cast<py::ssize_t>(J.dG.size())});
+            d["dg_offsets"] = to_numpy(std::move(J.dg_offsets), {npair + 1});
+            return d;
+        }, py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("offsets").noconvert(),
+           py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),
+           py::arg("shifts").noconvert() = py::none(), py::arg("threads") = 0)
         .def("compute", &compute_py<Model>,
         py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("n_local"),
         py::arg("offsets").noconvert(), py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),

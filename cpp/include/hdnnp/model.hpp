@@ -75,6 +75,20 @@ struct ComputeResult {
     std::vector<double> member_forces;         ///< members x n_all x 3, with ComputeOptions::member_forces
 };
 
+/// Symmetry functions and their full derivatives, for training (forces, stress): per centre
+/// the raw G and, per neighbour pair within the centre's cutoff, dG/d(r_j + shift - r_i).
+/// Energies of a network on G then give forces F_a = -sum_pairs (delta_{a j} - delta_{a i})
+/// J_p^T dE_i/dG_i and the virial W = -sum_pairs d_p (x) J_p^T dE_i/dG_i.
+struct DescriptorJacobian {
+    std::vector<double> G;                ///< raw G, atoms concatenated (g_offsets)
+    std::vector<int64_t> g_offsets;       ///< n_local + 1
+    std::vector<int64_t> pair_offsets;    ///< n_local + 1; pairs of centre i
+    std::vector<int32_t> pair_atom;       ///< neighbour atom j of each pair
+    std::vector<double> pair_d;           ///< 3 per pair: r_j + shift - r_i (input length units)
+    std::vector<double> dG;               ///< per pair K_i x 3, row-major: dG_k / d(d_c) per input length
+    std::vector<int64_t> dg_offsets;      ///< pairs + 1: start of each pair's block in dG
+};
+
 class Model {
 public:
     /// Load an n2p2/RuNNer potential directory (input.nn, scaling.data, weights.ZZZ.data).
@@ -93,6 +107,8 @@ public:
     double conv_energy() const { return conv_energy_; }
     double conv_length() const { return conv_length_; }
     ScalingMode scaling_mode() const { return scaling_mode_; }
+    double scale_min() const { return s_min_; }   ///< scale_min_short
+    double scale_max() const { return s_max_; }   ///< scale_max_short
     CutoffType cutoff_type() const { return cutoff_type_; }
     double cutoff_alpha() const { return cutoff_alpha_; }
     const std::vector<std::string>& warnings() const { return warnings_; }
@@ -100,6 +116,10 @@ public:
     const Settings& settings() const { return settings_; }
 
     void compute(const AtomsView& atoms, const ComputeOptions& opt, ComputeResult& out) const;
+
+    /// G and dG/dr of every centre (see DescriptorJacobian); memory ~ 24 K bytes per pair.
+    void descriptor_jacobian(const AtomsView& atoms, DescriptorJacobian& out, int threads = 0,
+                             double min_distance = 1e-6) const;
 
 private:
     friend class Committee;

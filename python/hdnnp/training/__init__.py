@@ -1,0 +1,1 @@
+"""Training of HDNNPs (2G): data, scaling, networks, optimisers."""

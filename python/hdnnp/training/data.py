@@ -1,0 +1,145 @@
+"""Training data: reference structures, their symmetry functions and derivatives.
+
+Structures are ``ase.Atoms`` in the potential's own units (n2p2 ``input.data`` files are read
+as they are); reference energies in ``atoms.info['energy']`` and forces in
+``atoms.arrays['ref_forces']`` (``hdnnp.read_input_data``'s convention), or from an ASE
+calculator's results with ``from_ase``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .. import _core
+
+
+class DataError(ValueError):
+    """Unusable training data (names the structure and what is wrong)."""
+
+
+@dataclass
+class Prepared:
+    """One structure, ready for training: per element, its atoms' raw G and the derivative
+    blocks of the pairs centred on them."""
+
+    n_atoms: int
+    energy: float
+    forces: np.ndarray                      # (n, 3) reference
+    counts: np.ndarray                      # atoms per element
+    rows: Dict[int, np.ndarray]             # element -> atom indices (n_e,)
+    G: Dict[int, np.ndarray]                # element -> (n_e, K_e) raw symmetry functions
+    prow: Dict[int, np.ndarray]             # element -> pair centre, as row of G[e]
+    pi: Dict[int, np.ndarray]               # element -> pair centre atom
+    pj: Dict[int, np.ndarray]               # element -> pair neighbour atom
+    J: Dict[int, np.ndarray]                # element -> (P_e, K_e, 3) dG/d(r_j - r_i), raw
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in self.J.values()) + sum(a.nbytes for a in self.G.values()))
+
+
+def species_of(atoms, elements: Sequence[str], label: str) -> np.ndarray:
+    index = {s: i for i, s in enumerate(elements)}
+    out = np.empty(len(atoms), dtype=np.int32)
+    for i, s in enumerate(atoms.get_chemical_symbols()):
+        if s not in index:
+            raise DataError(f"{label}: atom {i} is {s}, an element the potential does not have "
+                            f"(elements: {' '.join(elements)})")
+        out[i] = index[s]
+    return out
+
+
+def check_reference(atoms, label: str, need_forces: bool):
+    e = atoms.info.get("energy")
+    if e is None or not np.isfinite(e):
+        raise DataError(f"{label}: {'no' if e is None else 'non-finite'} reference energy")
+    if need_forces:
+        f = atoms.arrays.get("ref_forces")
+        if f is None:
+            raise DataError(f"{label}: no reference forces (atoms.arrays['ref_forces'])")
+        if not np.isfinite(f).all():
+            i = int(np.flatnonzero(~np.isfinite(f).all(axis=1))[0])
+            raise DataError(f"{label}: atom {i} has a non-finite reference force")
+    if not np.isfinite(atoms.positions).all():
+        raise DataError(f"{label}: non-finite coordinates")
+
+
+def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threads: int = 0) -> Prepared:
+    """Symmetry functions (and, with ``jacobian``, their derivatives) of one structure."""
+    elements = list(model.elements)
+    species = species_of(atoms, elements, label)
+    pos = np.ascontiguousarray(atoms.positions, dtype=np.float64)
+    pbc = [bool(p) for p in atoms.pbc]
+    cell = np.ascontiguousarray(atoms.cell[:], dtype=np.float64) if any(pbc) else None
+    try:
+        offsets, index, shift_id, shifts, _, _ = _core.neighbor_list(pos, cell, pbc, model.cutoff)
+        if jacobian:
+            d = model.descriptor_jacobian(pos, species, offsets, index, shift_id, shifts, threads=threads)
+        else:
+            out = model.compute(pos, species, len(atoms), offsets, index, shift_id, shifts, forces=False,
+                                virial=False, descriptors=True, threads=threads)
+            d = {"G": out["descriptors"], "g_offsets": out["descriptor_offsets"]}
+    except _core.InputError as e:
+        raise DataError(f"{label}: {e}") from None
+    n = len(atoms)
+    counts = np.bincount(species, minlength=len(elements))
+    rows, G, prow, pi, pj, J = {}, {}, {}, {}, {}, {}
+    go = d["g_offsets"]
+    row_of = np.empty(n, dtype=np.int64)
+    for e in range(len(elements)):
+        idx = np.flatnonzero(species == e)
+        rows[e] = idx
+        row_of[idx] = np.arange(len(idx))
+        K = int(go[idx[0] + 1] - go[idx[0]]) if len(idx) else 0
+        G[e] = np.stack([d["G"][go[i]:go[i + 1]] for i in idx]) if len(idx) else np.zeros((0, K))
+    if jacobian:
+        po = d["pair_offsets"]
+        centre = np.repeat(np.arange(n), np.diff(po))
+        pair_species = species[centre]
+        for e in range(len(elements)):
+            sel = np.flatnonzero(pair_species == e)
+            K = G[e].shape[1]
+            pi[e] = centre[sel]
+            pj[e] = d["pair_atom"][sel].astype(np.int64)
+            prow[e] = row_of[pi[e]]
+            if len(sel):
+                starts = d["dg_offsets"][sel]
+                J[e] = d["dG"][(starts[:, None] + np.arange(3 * K)[None, :])].reshape(len(sel), K, 3)
+            else:
+                J[e] = np.zeros((0, K, 3))
+    f = atoms.arrays.get("ref_forces")
+    return Prepared(n_atoms=n, energy=float(atoms.info.get("energy", np.nan)),
+                    forces=np.zeros((n, 3)) if f is None else np.asarray(f, dtype=float), counts=counts,
+                    rows=rows, G=G, prow=prow, pi=pi, pj=pj, J=J)
+
+
+def split(n: int, test_fraction: float, seed: int, tags: Optional[Sequence[str]] = None):
+    """Train/test indices: from ``set=train|test`` tags when every structure has one, else random."""
+    if tags is not None and all(t in ("train", "test") for t in tags) and len(tags) == n:
+        tags = np.asarray(tags)
+        return np.flatnonzero(tags == "train"), np.flatnonzero(tags == "test")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    n_test = int(round(test_fraction * n))
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def from_ase(structures: Sequence, energy_factor: float = 1.0, length_factor: float = 1.0) -> List:
+    """Copies of ASE structures with calculator results as references, converted to the
+    potential's units (``energy_factor``/``length_factor``: potential units per ASE unit)."""
+    out = []
+    for k, a in enumerate(structures):
+        b = a.copy()
+        b.positions = a.positions * length_factor
+        if a.cell.rank:
+            b.set_cell(a.cell[:] * length_factor, scale_atoms=False)
+        calc = a.calc
+        if calc is None or "energy" not in calc.results:
+            raise DataError(f"structure {k}: no calculator results (label it first)")
+        b.info["energy"] = calc.results["energy"] * energy_factor
+        if "forces" in calc.results:
+            b.arrays["ref_forces"] = calc.results["forces"] * energy_factor / length_factor
+        out.append(b)
+    return out

@@ -1,0 +1,352 @@
+"""2G training driven from Python over the C++ descriptors: scaling, Adam, learning curves,
+early stopping, potential files n2p2 reads."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .. import _core
+from .data import DataError, Prepared, check_reference, prepare, split
+from .network import ElementNetwork, initialise
+
+SCALING_NONE, SCALING_SCALE, SCALING_CENTER, SCALING_SCALE_CENTER, SCALING_SIGMA = range(5)
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 20
+    learning_rate: float = 1e-3         # Adam step size (n2p2: gradient_adam_eta)
+    learning_rate_decay: float = 1.0    # multiplied into the step size after every epoch
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    batch_size: int = 1                 # structures per update
+    energy_weight: float = 1.0          # loss: w_E mean((dE/N)^2) + w_F mean(dF^2)
+    force_weight: float = 1.0
+    use_forces: bool = True
+    test_fraction: float = 0.1
+    seed: int = 1234567
+    init: str = "nguyen-widrow"         # uniform | glorot | nguyen-widrow
+    weights_min: float = -1.0           # for init = uniform
+    weights_max: float = 1.0
+    patience: Optional[int] = None      # early stopping: epochs without a better test error
+    memory_budget_mb: float = 4096.0    # descriptor derivatives kept in memory up to this
+    threads: int = 0
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    rmse_energy_train: float            # per atom
+    rmse_energy_test: float
+    rmse_force_train: float
+    rmse_force_test: float
+    mae_energy_train: float
+    mae_energy_test: float
+    mae_force_train: float
+    mae_force_test: float
+    seconds: float = 0.0
+
+
+def scaling_statistics(preps: Sequence[Prepared], n_elements: int):
+    """min, max, mean, sigma (population) of each raw SF over all atoms (n2p2's nnp-scaling)."""
+    stats = []
+    for e in range(n_elements):
+        rows = [p.G[e] for p in preps if len(p.G[e])]
+        if not rows:
+            raise DataError(f"the data set has no atom of element index {e}; cannot compute its scaling")
+        G = np.concatenate(rows)
+        stats.append({"min": G.min(axis=0), "max": G.max(axis=0), "mean": G.mean(axis=0), "sigma": G.std(axis=0)})
+    return stats
+
+
+def scaling_transform(stats, mode: int, smin: float, smax: float):
+    """(offset, factor, shift) with scaled G = offset + factor (G - shift), as the core does."""
+    out = []
+    for st in stats:
+        K = len(st["min"])
+        factor, shift, offset = np.ones(K), np.zeros(K), 0.0
+        if mode == SCALING_CENTER:
+            shift = st["mean"].copy()
+        elif mode in (SCALING_SCALE, SCALING_SCALE_CENTER):
+            shift = (st["min"] if mode == SCALING_SCALE else st["mean"]).copy()
+            rng = st["max"] - st["min"]
+            factor = np.where(rng > 0, (smax - smin) / np.where(rng > 0, rng, 1.0), 0.0)
+            offset = smin
+        elif mode == SCALING_SIGMA:
+            shift = st["mean"].copy()
+            factor = np.where(st["sigma"] > 0, (smax - smin) / np.where(st["sigma"] > 0, st["sigma"], 1.0), 0.0)
+            offset = smin
+        out.append((offset, factor, shift))
+    return out
+
+
+def format_scaling(stats) -> str:
+    lines = ["#" * 80, "# Symmetry function scaling data (written by hdnnp).", "#" * 80,
+             "#  e_index   sf_index                   sf_min                   sf_max                  sf_mean"
+             "                 sf_sigma"]
+    for e, st in enumerate(stats):
+        for k in range(len(st["min"])):
+            lines.append(f"{e + 1:10d} {k + 1:10d} {st['min'][k]:24.16E} {st['max'][k]:24.16E} "
+                         f"{st['mean'][k]:24.16E} {st['sigma'][k]:24.16E}")
+    return "\n".join(lines) + "\n"
+
+
+def format_weights(net: ElementNetwork) -> str:
+    """n2p2 weights file (column 1 is read; the rest documents each connection)."""
+    lines = ["#" * 80, "# Neural network connection values (weights and biases), written by hdnnp.", "#" * 80,
+             "#             connection t     index   l_s   n_s   l_e   n_e"]
+    p = net.get_parameters()
+    k = 0
+    for l, (i, o) in enumerate(zip(net.sizes[:-1], net.sizes[1:])):
+        for s in range(i):
+            for t in range(o):
+                lines.append(f"{p[k]:24.16E} a {k + 1:9d} {l:5d} {s + 1:5d} {l + 1:5d} {t + 1:5d}")
+                k += 1
+        for t in range(o):
+            lines.append(f"{p[k]:24.16E} b {k + 1:9d} {l + 1:5d} {t + 1:5d}")
+            k += 1
+    return "\n".join(lines) + "\n"
+
+
+class Trainer:
+    """Train the element networks of the potential set up in ``settings_dir/input.nn``.
+
+    ``structures``: ``ase.Atoms`` in the potential's units with references (see data.py);
+    ``atoms.info['set']`` = 'train'/'test' on every structure selects the split, otherwise a
+    random split with ``config.test_fraction`` and ``config.seed``. An existing
+    ``scaling.data`` in ``settings_dir`` is used, otherwise it is computed from all structures.
+    """
+
+    def __init__(self, settings_dir, structures: Sequence, config: Optional[TrainingConfig] = None):
+        self.config = config or TrainingConfig()
+        self.settings_dir = os.fspath(settings_dir)
+        self.model = _core.Model.load(self.settings_dir, False)
+        self.elements = list(self.model.elements)
+        self.structures = list(structures)
+        if not self.structures:
+            raise DataError("no training structures")
+        for k, a in enumerate(self.structures):
+            check_reference(a, f"structure {k}", self.config.use_forces)
+        tags = [a.info.get("set") for a in self.structures]
+        self.train_idx, self.test_idx = split(len(self.structures), self.config.test_fraction, self.config.seed, tags)
+        if len(self.train_idx) == 0:
+            raise DataError("the training set is empty (test_fraction too large or all structures tagged test)")
+        self.ce = self.model.conv_energy
+        self.me = self.model.mean_energy
+        self.offsets = np.array(self.model.atom_energies)
+        self.nets: List[ElementNetwork] = []
+        for e in range(len(self.elements)):
+            sizes, acts, _ = self.model.architecture(e)
+            self.nets.append(ElementNetwork(list(sizes), acts, self.model.normalize_nodes))
+        self.rng = np.random.default_rng(self.config.seed)
+        for net in self.nets:
+            initialise(net, self.rng, self.config.init, self.config.weights_min, self.config.weights_max)
+        self._prep: Dict[int, Prepared] = {}
+        self._budget_left = self.config.memory_budget_mb * 2 ** 20
+        self.stats = None
+        self.history: List[EpochStats] = []
+        self.best_parameters = None
+        self.best_epoch = -1
+
+    # -- data ----------------------------------------------------------------------------------
+    def prepared(self, k: int) -> Prepared:
+        p = self._prep.get(k)
+        if p is not None:
+            return p
+        p = prepare(self.model, self.structures[k], f"structure {k}", jacobian=self.config.use_forces,
+                    threads=self.config.threads)
+        if p.nbytes <= self._budget_left:  # keep it; otherwise recomputed on every use
+            self._prep[k] = p
+            self._budget_left -= p.nbytes
+        return p
+
+    def compute_scaling(self):
+        path = os.path.join(self.settings_dir, "scaling.data")
+        if self.model.scaling_mode != SCALING_NONE and os.path.exists(path):
+            m = _core.Model.load(self.settings_dir, False)
+            self.stats = [dict(zip(("min", "max", "mean", "sigma"), map(np.asarray, (
+                m.scaling(e)["min"], m.scaling(e)["max"], m.scaling(e)["mean"], m.scaling(e)["sigma"]))))
+                for e in range(len(self.elements))]
+        else:
+            self.stats = scaling_statistics([self.prepared(k) for k in range(len(self.structures))],
+                                            len(self.elements))
+        self.transform = scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
+                                           self.model.scale_max)
+        return self.stats
+
+    # -- model evaluation ----------------------------------------------------------------------
+    def _batch(self, ks: Sequence[int], want_grad: bool):
+        """Energies and forces of structures ks; with want_grad also the loss gradient."""
+        cfg = self.config
+        preps = [self.prepared(k) for k in ks]
+        nat = np.array([p.n_atoms for p in preps])
+        aoff = np.concatenate([[0], np.cumsum(nat)])
+        ntot = int(aoff[-1])
+        E = np.array([self.me * p.n_atoms + p.counts @ self.offsets for p in preps])
+        F = np.zeros((ntot, 3))
+        per_el = []
+        for e, net in enumerate(self.nets):
+            off, factor, shift = self.transform[e]
+            X = [p.G[e] for p in preps]
+            n_e = [len(x) for x in X]
+            if sum(n_e) == 0:
+                per_el.append(None)
+                continue
+            Xs = off + factor * (np.concatenate(X) - shift)
+            struct_of_row = np.repeat(np.arange(len(preps)), n_e)
+            Ei, g, cache = net.forward(Xs, want_input_gradient=cfg.use_forces)
+            E += np.bincount(struct_of_row, Ei, minlength=len(preps)) / self.ce
+            pairs = None
+            if cfg.use_forces:
+                roff = np.concatenate([[0], np.cumsum(n_e)])
+                J = np.concatenate([p.J[e] for p in preps]) * factor[None, :, None]
+                prow = np.concatenate([p.prow[e] + roff[s] for s, p in enumerate(preps)])
+                pi = np.concatenate([p.pi[e] + aoff[s] for s, p in enumerate(preps)])
+                pj = np.concatenate([p.pj[e] + aoff[s] for s, p in enumerate(preps)])
+                t = np.einsum("pkc,pk->pc", J, g[prow]) / self.ce   # dE/d(r_j - r_i) per pair
+                for c in range(3):
+                    F[:, c] += np.bincount(pi, t[:, c], minlength=ntot) - np.bincount(pj, t[:, c], minlength=ntot)
+                pairs = (J, prow, pi, pj)
+            per_el.append((cache, struct_of_row, pairs, len(Xs)))
+        Fref = np.concatenate([p.forces for p in preps]) if cfg.use_forces else None
+        Eref = np.array([p.energy for p in preps])
+        if not want_grad:
+            return E, F, Eref, Fref, nat, None
+        # loss = w_E mean_s ((E_s - Eref_s)/N_s)^2 + w_F mean_components (F - Fref)^2
+        dE = (E - Eref) / nat
+        loss = cfg.energy_weight * np.mean(dE ** 2)
+        a_struct = 2.0 * cfg.energy_weight * dE / nat / len(preps)
+        lam = None
+        if cfg.use_forces:
+            dF = F - Fref
+            loss += cfg.force_weight * np.mean(dF ** 2)
+            lam = 2.0 * cfg.force_weight * dF / dF.size
+        grads = []
+        for e, net in enumerate(self.nets):
+            if per_el[e] is None:
+                grads.append(np.zeros(net.n_parameters))
+                continue
+            cache, struct_of_row, pairs, nrow = per_el[e]
+            a = a_struct[struct_of_row] / self.ce
+            V = None
+            if pairs is not None:
+                J, prow, pi, pj = pairs
+                u = lam[pi] - lam[pj]                            # dL/dt_p
+                contrib = np.einsum("pkc,pc->pk", J, u) / self.ce
+                V = np.zeros((nrow, J.shape[1]))
+                np.add.at(V, prow, contrib)
+            grads.append(net.loss_gradient(cache, a, V))
+        return E, F, Eref, Fref, nat, (loss, grads)
+
+    def errors(self, ks: Sequence[int], chunk: int = 16):
+        """RMSE and MAE of energies per atom and of force components over structures ks."""
+        if len(ks) == 0:
+            return (np.nan,) * 4
+        de, df = [], []
+        for s in range(0, len(ks), chunk):
+            E, F, Eref, Fref, nat, _ = self._batch(ks[s:s + chunk], False)
+            de.append((E - Eref) / nat)
+            if self.config.use_forces:
+                df.append((F - Fref).ravel())
+        de = np.concatenate(de)
+        df = np.concatenate(df) if df else np.array([np.nan])
+        return (float(np.sqrt(np.mean(de ** 2))), float(np.mean(np.abs(de))),
+                float(np.sqrt(np.mean(df ** 2))), float(np.mean(np.abs(df))))
+
+    def parameters(self) -> List[np.ndarray]:
+        return [n.get_parameters() for n in self.nets]
+
+    def set_parameters(self, ps: Sequence[np.ndarray]):
+        for n, p in zip(self.nets, ps):
+            n.set_parameters(p)
+
+    # -- training ------------------------------------------------------------------------------
+    def train(self, output_dir=None, progress: bool = True, log=print) -> List[EpochStats]:
+        import time
+
+        cfg = self.config
+        if self.stats is None:
+            self.compute_scaling()
+        m = [np.zeros(n.n_parameters) for n in self.nets]
+        v = [np.zeros(n.n_parameters) for n in self.nets]
+        step = 0
+        lr = cfg.learning_rate
+        best = np.inf
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.epochs, desc="train", unit="epoch")
+        self._record(0, 0.0, log)
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            order = self.rng.permutation(self.train_idx)
+            for s in range(0, len(order), cfg.batch_size):
+                _, _, _, _, _, (loss, grads) = self._batch(order[s:s + cfg.batch_size], True)
+                step += 1
+                for e, net in enumerate(self.nets):
+                    g = grads[e]
+                    m[e] = cfg.beta1 * m[e] + (1 - cfg.beta1) * g
+                    v[e] = cfg.beta2 * v[e] + (1 - cfg.beta2) * g * g
+                    mh = m[e] / (1 - cfg.beta1 ** step)
+                    vh = v[e] / (1 - cfg.beta2 ** step)
+                    net.set_parameters(net.get_parameters() - lr * mh / (np.sqrt(vh) + cfg.epsilon))
+            lr *= cfg.learning_rate_decay
+            st = self._record(epoch, time.perf_counter() - t0, log)
+            score = st.rmse_energy_test if len(self.test_idx) else st.rmse_energy_train
+            if cfg.use_forces:
+                score = (st.rmse_force_test if len(self.test_idx) else st.rmse_force_train)
+            if score < best:
+                best = score
+                self.best_parameters = self.parameters()
+                self.best_epoch = epoch
+            if bar:
+                bar.update(1)
+                bar.set_postfix(E=f"{st.rmse_energy_test:.3g}", F=f"{st.rmse_force_test:.3g}")
+            if output_dir is not None:
+                self.write_learning_curve(os.path.join(output_dir, "learning-curve.out"))
+            if cfg.patience is not None and epoch - self.best_epoch >= cfg.patience:
+                log(f"early stopping at epoch {epoch}: no better test error since epoch {self.best_epoch}")
+                break
+        if bar:
+            bar.close()
+        if self.best_parameters is not None:
+            self.set_parameters(self.best_parameters)
+        if output_dir is not None:
+            self.write(output_dir)
+        return self.history
+
+    def _record(self, epoch, seconds, log):
+        tr = self.errors(self.train_idx)
+        te = self.errors(self.test_idx)
+        st = EpochStats(epoch, tr[0], te[0], tr[2], te[2], tr[1], te[1], tr[3], te[3], seconds)
+        self.history.append(st)
+        return st
+
+    # -- output --------------------------------------------------------------------------------
+    def write_learning_curve(self, path):
+        cols = list(asdict(self.history[0]).keys())
+        lines = ["# " + " ".join(cols) + "  (energies per atom, force components; potential units)"]
+        for st in self.history:
+            d = asdict(st)
+            lines.append(" ".join(f"{d[c]:d}" if c == "epoch" else f"{d[c]:.10e}" for c in cols))
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        _core.write_file_atomic(os.fspath(path), "\n".join(lines) + "\n")
+
+    def write(self, output_dir):
+        """input.nn (copied), scaling.data, weights.ZZZ.data: a potential n2p2 and hdnnp load."""
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(self.settings_dir, "input.nn")) as fh:
+            text = fh.read()
+        _core.write_file_atomic(os.path.join(output_dir, "input.nn"), text)
+        _core.write_file_atomic(os.path.join(output_dir, "scaling.data"), format_scaling(self.stats))
+        for z, net in zip(self.model.atomic_numbers, self.nets):
+            _core.write_file_atomic(os.path.join(output_dir, f"weights.{z:03d}.data"), format_weights(net))
+        info = {"best_epoch": self.best_epoch, "config": asdict(self.config),
+                "final": asdict(self.history[-1]) if self.history else None}
+        _core.write_file_atomic(os.path.join(output_dir, "training.json"), json.dumps(info, indent=1) + "\n")

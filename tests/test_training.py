@@ -1,0 +1,126 @@
+"""Training: loss gradients against finite differences, forces equal the core's, Adam reduces the
+error, written potentials reload and reproduce the reported errors, bad data is refused."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hdnnp
+from hdnnp.training.data import DataError
+from hdnnp.training.trainer import Trainer, TrainingConfig
+from synth import random_cluster, write_potential
+
+
+def reference_data(tmp_path, n=8, seed=5, types=(2, 3, 9)):
+    ref = write_potential(tmp_path / "ref", types=list(types), seed=seed, hidden=(5,), acts="t l")
+    pot = hdnnp.Potential(ref, warn=False)
+    structs = []
+    for k in range(n):
+        a = random_cluster(n_h=5, n_o=3, seed=100 + k)
+        r = pot.evaluate(a, native=True, extrapolation="ignore")
+        a.info["energy"] = r.energy
+        a.arrays["ref_forces"] = r.forces
+        structs.append(a)
+    settings = tmp_path / "settings"
+    settings.mkdir()
+    shutil.copy(Path(ref) / "input.nn", settings / "input.nn")
+    return settings, structs
+
+
+def test_loss_gradient_matches_finite_differences(tmp_path):
+    settings, structs = reference_data(tmp_path, n=3, types=(2, 3, 9, 20, 21))
+    # energy weight and force weight both active; normalisation and offsets off (synthetic)
+    tr = Trainer(settings, structs, TrainingConfig(test_fraction=0.0, init="uniform", weights_min=-0.5,
+                                                   weights_max=0.5, energy_weight=0.7, force_weight=1.3))
+    tr.compute_scaling()
+    ks = [0, 1, 2]
+    *_, (loss, grads) = tr._batch(ks, True)
+    p0 = tr.parameters()
+    h = 1e-6
+    for e in range(len(p0)):
+        fd = np.zeros_like(p0[e])
+        for k in range(len(p0[e])):
+            for sgn in (1, -1):
+                ps = [p.copy() for p in p0]
+                ps[e][k] += sgn * h
+                tr.set_parameters(ps)
+                fd[k] += sgn * tr._batch(ks, True)[5][0] / (2 * h)
+        tr.set_parameters(p0)
+        np.testing.assert_allclose(grads[e], fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("ew,fw", [(1.0, 0.0), (0.0, 1.0)])
+def test_energy_and_force_gradients_separately(tmp_path, ew, fw):
+    settings, structs = reference_data(tmp_path, n=2, types=(2, 3))
+    tr = Trainer(settings, structs, TrainingConfig(test_fraction=0.0, energy_weight=ew, force_weight=fw))
+    tr.compute_scaling()
+    *_, (loss, grads) = tr._batch([0, 1], True)
+    p0 = tr.parameters()
+    e, k, h = 1, 3, 1e-6
+    vals = []
+    for sgn in (1, -1):
+        ps = [p.copy() for p in p0]
+        ps[e][k] += sgn * h
+        tr.set_parameters(ps)
+        vals.append(tr._batch([0, 1], True)[5][0])
+    assert grads[e][k] == pytest.approx((vals[0] - vals[1]) / (2 * h), rel=1e-5, abs=1e-9)
+
+
+def test_trainer_predictions_equal_core(tmp_path):
+    settings, structs = reference_data(tmp_path, n=3)
+    tr = Trainer(settings, structs, TrainingConfig(test_fraction=0.0))
+    tr.compute_scaling()
+    tr.history = []
+    tr.write(tmp_path / "pot")
+    pot = hdnnp.Potential(tmp_path / "pot", warn=False)
+    E, F, *_ = tr._batch([0, 1, 2], False)
+    for k in range(3):
+        r = pot.evaluate(structs[k], native=True, extrapolation="ignore")
+        assert E[k] == pytest.approx(r.energy, rel=1e-12, abs=1e-12)
+    Fc = np.concatenate([pot.evaluate(structs[k], native=True, extrapolation="ignore").forces for k in range(3)])
+    np.testing.assert_allclose(F, Fc, rtol=0, atol=1e-12 * np.abs(Fc).max())
+    # scaling.data written from the data: the core reads back the same statistics
+    for e in range(2):
+        sc = pot.model.scaling(e)
+        np.testing.assert_allclose(sc["min"], tr.stats[e]["min"], rtol=1e-15)
+        np.testing.assert_allclose(sc["sigma"], tr.stats[e]["sigma"], rtol=1e-15)
+
+
+def test_adam_training_reduces_errors_and_reloads(tmp_path):
+    settings, structs = reference_data(tmp_path, n=12)
+    cfg = TrainingConfig(epochs=25, learning_rate=3e-3, batch_size=2, test_fraction=0.25, seed=1)
+    tr = Trainer(settings, structs, cfg)
+    out = tmp_path / "out"
+    hist = tr.train(out, progress=False)
+    first, best = hist[0], hist[tr.best_epoch]
+    assert best.rmse_force_train < 0.5 * first.rmse_force_train
+    assert best.rmse_energy_train < 0.5 * first.rmse_energy_train
+    # the written potential (best epoch) reproduces the recorded test errors
+    pot = hdnnp.Potential(out, warn=False)
+    de, df = [], []
+    for k in tr.test_idx:
+        r = pot.evaluate(structs[k], native=True, extrapolation="ignore")
+        de.append((r.energy - structs[k].info["energy"]) / len(structs[k]))
+        df.append((r.forces - structs[k].arrays["ref_forces"]).ravel())
+    assert np.sqrt(np.mean(np.square(de))) == pytest.approx(best.rmse_energy_test, rel=1e-9)
+    assert np.sqrt(np.mean(np.square(np.concatenate(df)))) == pytest.approx(best.rmse_force_test, rel=1e-9)
+    curve = np.loadtxt(out / "learning-curve.out")
+    assert curve.shape[0] == len(hist) and curve[-1, 0] == hist[-1].epoch
+
+
+def test_bad_data_is_refused(tmp_path):
+    settings, structs = reference_data(tmp_path, n=3)
+    bad = [s.copy() for s in structs]
+    del bad[1].arrays["ref_forces"]
+    with pytest.raises(DataError, match="structure 1: no reference forces"):
+        Trainer(settings, bad, TrainingConfig())
+    bad = [s.copy() for s in structs]
+    bad[2].info["energy"] = float("nan")
+    with pytest.raises(DataError, match="structure 2: non-finite reference energy"):
+        Trainer(settings, bad, TrainingConfig())
+    bad = [s.copy() for s in structs]
+    bad[0].symbols[0] = "C"
+    tr = Trainer(settings, bad, TrainingConfig())
+    with pytest.raises(DataError, match="structure 0: atom 0 is C"):
+        tr.compute_scaling()
