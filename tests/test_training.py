@@ -124,3 +124,67 @@ def test_bad_data_is_refused(tmp_path):
     tr = Trainer(settings, bad, TrainingConfig())
     with pytest.raises(DataError, match="structure 0: atom 0 is C"):
         tr.compute_scaling()
+
+
+@pytest.mark.parametrize("ktype", [0, 1])
+def test_kalman_update_by_hand(ktype):
+    """Two updates of a 4-weight filter against the formulas of THEORY.md B.8 with dense P."""
+    from hdnnp.training.kalman import KalmanFilter, KalmanSettings
+
+    st = KalmanSettings(kalman_type=ktype, epsilon=0.5, q0=0.02, qtau=0.3, qmin=0.015, eta=0.1, etatau=0.4,
+                        etamax=0.12, lambda_=0.9, nu=0.99)
+    kf = KalmanFilter(4, st, updates_per_epoch=2)
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=4)
+    P, q, eta, lam = np.eye(4) / 0.5, 0.02, 0.1, 0.9
+    wr = w.copy()
+    for _ in range(2):
+        H, xi = rng.normal(size=4), rng.normal()
+        w = kf.update(w, H, xi)
+        if ktype == 0:
+            eta = min(eta * np.exp(0.4 / 2), 0.12)
+        X = P @ H
+        a = H @ X + (1 / eta if ktype == 0 else lam)
+        K = X / a
+        P = P - np.outer(K, X)
+        if ktype == 1:
+            P = P / lam
+            lam = 0.99 * lam + 0.01
+        P = P + q * np.eye(4)
+        q = max(q * np.exp(-0.3 / 2), 0.015)
+        wr = wr + K * xi
+        np.testing.assert_allclose(w, wr, rtol=1e-13)
+        np.testing.assert_allclose(np.triu(kf.P), np.triu(P), rtol=1e-13, atol=1e-15)
+    assert kf.q == pytest.approx(q) and kf.eta == pytest.approx(eta if ktype == 0 else 0.1)
+
+
+def test_kalman_observation_jacobians(tmp_path):
+    """Kalman Jacobians (energy and one force component) against finite differences."""
+    settings, structs = reference_data(tmp_path, n=2, types=(2, 3))
+    tr = Trainer(settings, structs, TrainingConfig(test_fraction=0.0))
+    tr.compute_scaling()
+    p0 = np.concatenate(tr.parameters())
+    sizes = np.cumsum([n.n_parameters for n in tr.nets])[:-1]
+    for atom in (None, 3):
+        xi, H = tr._observation(1, atom, 2)
+        for k in (0, 7, len(p0) - 1):
+            vals = []
+            for sgn in (1, -1):
+                p = p0.copy()
+                p[k] += sgn * 1e-6
+                tr.set_parameters(np.split(p, sizes))
+                vals.append(tr._observation(1, atom, 2)[0])
+            tr.set_parameters(np.split(p0, sizes))
+            # xi = y_ref - y, so dy/dw = -dxi/dw
+            assert H[k] == pytest.approx(-(vals[0] - vals[1]) / 2e-6, rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.parametrize("selection", ["random", "threshold", "sort"])
+def test_kalman_training_reduces_errors(tmp_path, selection):
+    settings, structs = reference_data(tmp_path, n=10)
+    cfg = TrainingConfig(optimizer="kalman", epochs=6, test_fraction=0.2, seed=2, force_fraction=0.1,
+                         force_weight=3.0, selection=selection)
+    tr = Trainer(settings, structs, cfg)
+    hist = tr.train(None, progress=False)
+    assert hist[-1].rmse_force_train < 0.5 * hist[0].rmse_force_train
+    assert hist[-1].rmse_energy_train < 0.5 * hist[0].rmse_energy_train

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import _core
 from .data import DataError, Prepared, check_reference, prepare, split
+from .kalman import KalmanFilter, KalmanSettings
 from .network import ElementNetwork, initialise
 
 SCALING_NONE, SCALING_SCALE, SCALING_CENTER, SCALING_SCALE_CENTER, SCALING_SIGMA = range(5)
@@ -19,6 +20,7 @@ SCALING_NONE, SCALING_SCALE, SCALING_CENTER, SCALING_SCALE_CENTER, SCALING_SIGMA
 @dataclass
 class TrainingConfig:
     epochs: int = 20
+    optimizer: str = "adam"             # adam | kalman
     learning_rate: float = 1e-3         # Adam step size (n2p2: gradient_adam_eta)
     learning_rate_decay: float = 1.0    # multiplied into the step size after every epoch
     beta1: float = 0.9
@@ -36,6 +38,15 @@ class TrainingConfig:
     patience: Optional[int] = None      # early stopping: epochs without a better test error
     memory_budget_mb: float = 4096.0    # descriptor derivatives kept in memory up to this
     threads: int = 0
+    # Kalman filter (n2p2 semantics): updates per epoch = energy_fraction x training structures
+    # + force_fraction x training force components; force errors and Jacobians x force_weight.
+    kalman: KalmanSettings = field(default_factory=KalmanSettings)
+    energy_fraction: float = 1.0
+    force_fraction: float = 0.02
+    selection: str = "random"           # random | sort | threshold
+    energy_threshold: float = 0.0       # threshold selection: |error| / train RMSE above this
+    force_threshold: float = 1.0
+    threshold_trials: int = 3
 
 
 @dataclass
@@ -137,6 +148,7 @@ class Trainer:
         if len(self.train_idx) == 0:
             raise DataError("the training set is empty (test_fraction too large or all structures tagged test)")
         self.ce = self.model.conv_energy
+        self.cl = self.model.conv_length
         self.me = self.model.mean_energy
         self.offsets = np.array(self.model.atom_energies)
         self.nets: List[ElementNetwork] = []
@@ -180,8 +192,8 @@ class Trainer:
         return self.stats
 
     # -- model evaluation ----------------------------------------------------------------------
-    def _batch(self, ks: Sequence[int], want_grad: bool):
-        """Energies and forces of structures ks; with want_grad also the loss gradient."""
+    def _forward(self, ks: Sequence[int]):
+        """Energies and forces of structures ks (physical units) and what gradients need."""
         cfg = self.config
         preps = [self.prepared(k) for k in ks]
         nat = np.array([p.n_atoms for p in preps])
@@ -215,33 +227,56 @@ class Trainer:
             per_el.append((cache, struct_of_row, pairs, len(Xs)))
         Fref = np.concatenate([p.forces for p in preps]) if cfg.use_forces else None
         Eref = np.array([p.energy for p in preps])
+        return E, F, Eref, Fref, nat, per_el
+
+    def _batch(self, ks: Sequence[int], want_grad: bool):
+        """Energies and forces of structures ks; with want_grad also the loss and its gradient."""
+        cfg = self.config
+        E, F, Eref, Fref, nat, per_el = self._forward(ks)
         if not want_grad:
             return E, F, Eref, Fref, nat, None
         # loss = w_E mean_s ((E_s - Eref_s)/N_s)^2 + w_F mean_components (F - Fref)^2
         dE = (E - Eref) / nat
         loss = cfg.energy_weight * np.mean(dE ** 2)
-        a_struct = 2.0 * cfg.energy_weight * dE / nat / len(preps)
+        a_struct = 2.0 * cfg.energy_weight * dE / nat / len(ks)
         lam = None
         if cfg.use_forces:
             dF = F - Fref
             loss += cfg.force_weight * np.mean(dF ** 2)
             lam = 2.0 * cfg.force_weight * dF / dF.size
+        return E, F, Eref, Fref, nat, (loss, self._gradient(per_el, a_struct, lam))
+
+    def _gradient(self, per_el, a_struct, lam):
+        """d/dw of sum_s a_s E_s + sum lam . F (physical units), per element in n2p2 order."""
         grads = []
         for e, net in enumerate(self.nets):
             if per_el[e] is None:
                 grads.append(np.zeros(net.n_parameters))
                 continue
             cache, struct_of_row, pairs, nrow = per_el[e]
-            a = a_struct[struct_of_row] / self.ce
+            a = None if a_struct is None else a_struct[struct_of_row] / self.ce
             V = None
-            if pairs is not None:
+            if pairs is not None and lam is not None:
                 J, prow, pi, pj = pairs
                 u = lam[pi] - lam[pj]                            # dL/dt_p
                 contrib = np.einsum("pkc,pc->pk", J, u) / self.ce
                 V = np.zeros((nrow, J.shape[1]))
                 np.add.at(V, prow, contrib)
             grads.append(net.loss_gradient(cache, a, V))
-        return E, F, Eref, Fref, nat, (loss, grads)
+        return grads
+
+    def _observation(self, k: int, atom: Optional[int] = None, comp: int = 0):
+        """Kalman observation in n2p2's internal units: error y_ref - y and Jacobian dy/dw of
+        the energy of structure k, or of force component (atom, comp)."""
+        E, F, Eref, Fref, nat, per_el = self._forward([k])
+        if atom is None:
+            H = self._gradient(per_el, np.ones(1), None)
+            return (Eref[0] - E[0]) * self.ce, np.concatenate(H) * self.ce
+        lam = np.zeros_like(F)
+        lam[atom, comp] = 1.0
+        H = self._gradient(per_el, None, lam)
+        f = self.ce / self.cl
+        return (Fref[atom, comp] - F[atom, comp]) * f, np.concatenate(H) * f
 
     def errors(self, ks: Sequence[int], chunk: int = 16):
         """RMSE and MAE of energies per atom and of force components over structures ks."""
@@ -272,10 +307,14 @@ class Trainer:
         cfg = self.config
         if self.stats is None:
             self.compute_scaling()
-        m = [np.zeros(n.n_parameters) for n in self.nets]
-        v = [np.zeros(n.n_parameters) for n in self.nets]
-        step = 0
-        lr = cfg.learning_rate
+        if cfg.optimizer not in ("adam", "kalman"):
+            raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam, kalman)")
+        self._adam = {"m": [np.zeros(n.n_parameters) for n in self.nets],
+                      "v": [np.zeros(n.n_parameters) for n in self.nets], "step": 0, "lr": cfg.learning_rate}
+        self._kf = None
+        if cfg.optimizer == "kalman":
+            n_e, n_f = self._kalman_counts()
+            self._kf = KalmanFilter(sum(n.n_parameters for n in self.nets), cfg.kalman, n_e + n_f)
         best = np.inf
         bar = None
         if progress:
@@ -285,18 +324,10 @@ class Trainer:
         self._record(0, 0.0, log)
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            order = self.rng.permutation(self.train_idx)
-            for s in range(0, len(order), cfg.batch_size):
-                _, _, _, _, _, (loss, grads) = self._batch(order[s:s + cfg.batch_size], True)
-                step += 1
-                for e, net in enumerate(self.nets):
-                    g = grads[e]
-                    m[e] = cfg.beta1 * m[e] + (1 - cfg.beta1) * g
-                    v[e] = cfg.beta2 * v[e] + (1 - cfg.beta2) * g * g
-                    mh = m[e] / (1 - cfg.beta1 ** step)
-                    vh = v[e] / (1 - cfg.beta2 ** step)
-                    net.set_parameters(net.get_parameters() - lr * mh / (np.sqrt(vh) + cfg.epsilon))
-            lr *= cfg.learning_rate_decay
+            if cfg.optimizer == "adam":
+                self._epoch_adam()
+            else:
+                self._epoch_kalman()
             st = self._record(epoch, time.perf_counter() - t0, log)
             score = st.rmse_energy_test if len(self.test_idx) else st.rmse_energy_train
             if cfg.use_forces:
@@ -320,6 +351,89 @@ class Trainer:
         if output_dir is not None:
             self.write(output_dir)
         return self.history
+
+    def _epoch_adam(self):
+        cfg, A = self.config, self._adam
+        order = self.rng.permutation(self.train_idx)
+        for s in range(0, len(order), cfg.batch_size):
+            _, _, _, _, _, (loss, grads) = self._batch(order[s:s + cfg.batch_size], True)
+            A["step"] += 1
+            t = A["step"]
+            for e, net in enumerate(self.nets):
+                g = grads[e]
+                A["m"][e] = cfg.beta1 * A["m"][e] + (1 - cfg.beta1) * g
+                A["v"][e] = cfg.beta2 * A["v"][e] + (1 - cfg.beta2) * g * g
+                mh = A["m"][e] / (1 - cfg.beta1 ** t)
+                vh = A["v"][e] / (1 - cfg.beta2 ** t)
+                net.set_parameters(net.get_parameters() - A["lr"] * mh / (np.sqrt(vh) + cfg.epsilon))
+        A["lr"] *= cfg.learning_rate_decay
+
+    def _kalman_counts(self):
+        cfg = self.config
+        n_e = int(round(cfg.energy_fraction * len(self.train_idx)))
+        n_f = 0
+        if cfg.use_forces:
+            comps = 3 * sum(len(self.structures[k]) for k in self.train_idx)
+            n_f = int(round(cfg.force_fraction * comps))
+        return n_e, n_f
+
+    def _epoch_kalman(self):
+        """One epoch of per-observation Kalman updates, energies and force components mixed at
+        random in the ratio of their counts (n2p2's combined update strategy)."""
+        cfg = self.config
+        n_e, n_f = self._kalman_counts()
+        kinds = np.array([0] * n_e + [1] * n_f)
+        self.rng.shuffle(kinds)
+        e_cand = list(self.rng.permutation(self.train_idx))
+        f_cand = [(k, a, c) for k in self.train_idx for a in range(len(self.structures[k])) for c in range(3)]
+        f_order = list(self.rng.permutation(len(f_cand))) if cfg.use_forces else []
+        if cfg.selection == "sort":
+            e_cand = self._sorted_energy_candidates(e_cand)
+            f_order = self._sorted_force_candidates(f_cand, f_order)
+        elif cfg.selection not in ("random", "threshold"):
+            raise ValueError(f"unknown selection {cfg.selection!r} (random, sort, threshold)")
+        last = self.history[-1]
+        pos = {0: 0, 1: 0}
+        w = np.concatenate(self.parameters())
+        sizes = np.cumsum([n.n_parameters for n in self.nets])[:-1]
+        for kind in kinds:
+            trials = cfg.threshold_trials if cfg.selection == "threshold" else 1
+            best = None
+            for _ in range(trials):
+                if kind == 0:
+                    k = e_cand[pos[0] % len(e_cand)]
+                    obs = self._observation(k)
+                    frac = abs(obs[0] / self.ce) / (len(self.structures[k]) * max(last.rmse_energy_train, 1e-300))
+                    thr = cfg.energy_threshold
+                else:
+                    k, a, c = f_cand[f_order[pos[1] % len(f_order)]]
+                    obs = self._observation(k, a, c)
+                    frac = abs(obs[0] * self.cl / self.ce) / max(last.rmse_force_train, 1e-300)
+                    thr = cfg.force_threshold
+                pos[kind] += 1
+                if best is None or frac > best[0]:
+                    best = (frac, obs)
+                if cfg.selection != "threshold" or frac > thr:
+                    break
+            xi, H = best[1]
+            if kind == 1:
+                xi, H = xi * cfg.force_weight, H * cfg.force_weight
+            w = self._kf.update(w, H, xi)
+            self.set_parameters(np.split(w, sizes))
+
+    def _sorted_energy_candidates(self, cand):
+        E, _, Eref, _, nat, _ = self._forward(cand)
+        return [cand[i] for i in np.argsort(-np.abs((E - Eref) / nat))]
+
+    def _sorted_force_candidates(self, f_cand, f_order):
+        err = np.empty(len(f_cand))
+        offs, i = {}, 0
+        for k in self.train_idx:
+            _, F, _, Fref, _, _ = self._forward([k])
+            offs[k] = np.abs(F - Fref)
+        for t, (k, a, c) in enumerate(f_cand):
+            err[t] = offs[k][a, c]
+        return list(np.argsort(-err))
 
     def _record(self, epoch, seconds, log):
         tr = self.errors(self.train_idx)

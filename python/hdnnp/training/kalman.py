@@ -1,0 +1,77 @@
+"""Global extended Kalman filter with n2p2's semantics (KalmanFilter.cpp, THEORY.md B.8).
+
+State w (n), covariance P (n x n, P0 = I/epsilon), one observation per update (an energy or
+one force component): H = dy/dw (n), error xi = y_ref - y.
+
+standard (type 0):   X = P H;  a = H.X + 1/eta;  K = X/a;  P <- P - K X^T + q I;  w <- w + K xi
+                     eta <- min(eta e^{etatau}, etamax) before, q <- max(q e^{-qtau}, qmin) after
+fading memory (1):   a = H.X + lambda;  P <- (P - K X^T)/lambda + q I;  lambda <- nu lambda + 1 - nu
+
+etatau and qtau are per epoch and divided by the number of updates per epoch, as n2p2 does.
+P is kept symmetric and updated in place with BLAS (symv, syr): O(n^2) per update.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import blas
+
+
+@dataclass
+class KalmanSettings:
+    kalman_type: int = 0
+    epsilon: float = 1e-2
+    q0: float = 0.01
+    qtau: float = 2.302
+    qmin: float = 1e-6
+    eta: float = 0.01
+    etatau: float = 2.302
+    etamax: float = 1.0
+    lambda_: float = 0.96
+    nu: float = 0.9995
+
+
+class KalmanFilter:
+    def __init__(self, n: int, settings: KalmanSettings, updates_per_epoch: int):
+        self.s = settings
+        self.n = n
+        self.P = np.asfortranarray(np.eye(n) / settings.epsilon)
+        self.q = settings.q0
+        self.eta = settings.eta
+        self.lam = settings.lambda_
+        u = max(int(updates_per_epoch), 1)
+        self.qdecay = np.exp(-settings.qtau / u)
+        self.etagrow = np.exp(settings.etatau / u)
+        self.count = 0
+
+    def update(self, w: np.ndarray, H: np.ndarray, xi: float) -> np.ndarray:
+        """New weights after one observation with Jacobian H and error xi (w is not modified)."""
+        s = self.s
+        H = np.ascontiguousarray(H, dtype=float)
+        if s.kalman_type == 0:
+            self.eta = min(self.eta * self.etagrow, s.etamax)
+        X = blas.dsymv(1.0, self.P, H, lower=0)
+        a = float(H @ X) + (1.0 / self.eta if s.kalman_type == 0 else self.lam)
+        K = X / a
+        # P - K X^T = P - X X^T / a (symmetric): rank-1 update of the upper triangle in place
+        self.P = blas.dsyr(-1.0 / a, X, a=self.P, lower=0, overwrite_a=1)
+        if s.kalman_type == 1:
+            self.P /= self.lam
+            self.lam = s.nu * self.lam + 1.0 - s.nu
+        if self.q > 0.0:
+            self.P[np.diag_indices(self.n)] += self.q
+        if s.kalman_type == 0:
+            self.q = max(self.q * self.qdecay, s.qmin)
+        else:
+            self.q = max(self.q * self.qdecay, s.qmin)
+        self.count += 1
+        return w + K * xi
+
+    def state(self) -> dict:
+        return {"P": np.triu(self.P), "q": self.q, "eta": self.eta, "lam": self.lam, "count": self.count}
+
+    def load_state(self, st: dict):
+        P = np.asarray(st["P"])
+        self.P = np.asfortranarray(np.triu(P))
+        self.q, self.eta, self.lam, self.count = float(st["q"]), float(st["eta"]), float(st["lam"]), int(st["count"])
