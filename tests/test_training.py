@@ -188,3 +188,72 @@ def test_kalman_training_reduces_errors(tmp_path, selection):
     hist = tr.train(None, progress=False)
     assert hist[-1].rmse_force_train < 0.5 * hist[0].rmse_force_train
     assert hist[-1].rmse_energy_train < 0.5 * hist[0].rmse_energy_train
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "kalman"])
+def test_resume_equals_uninterrupted(tmp_path, optimizer):
+    settings, structs = reference_data(tmp_path, n=6)
+    cfg = dict(optimizer=optimizer, epochs=4, test_fraction=0.2, seed=7, batch_size=2, force_fraction=0.05)
+    full = Trainer(settings, structs, TrainingConfig(**cfg))
+    full.train(tmp_path / "full", progress=False)
+    part = Trainer(settings, structs, TrainingConfig(**{**cfg, "epochs": 2}))
+    part.train(tmp_path / "part", progress=False)
+    resumed = Trainer(settings, structs, TrainingConfig(**cfg)).resume(tmp_path / "part" / "checkpoint.npz")
+    resumed.train(tmp_path / "resumed", progress=False)
+    for a, b in zip(full.parameters(), resumed.parameters()):
+        np.testing.assert_array_equal(a, b)
+    assert [h.rmse_force_test for h in full.history] == [h.rmse_force_test for h in resumed.history]
+
+
+def test_scaling_cli_reproduces_n2p2(fixtures, tmp_path):
+    """hdnnp scaling on n2p2's H2O training folder writes n2p2's scaling.data (min, max, mean
+    and the sample standard deviation) to round-off."""
+    import subprocess
+    import sys
+
+    src = fixtures / "n2p2_H2O_RPBE-D3_2G" / "train"
+    for f in ("input.nn", "input.data"):
+        shutil.copy(src / f, tmp_path / f)
+    r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "scaling", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ours, ref = np.loadtxt(tmp_path / "scaling.data"), np.loadtxt(src / "scaling.data")
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-15)
+
+
+def test_train_cli_with_n2p2_keywords_and_resume(tmp_path):
+    """nnp-train style folder: input.nn with n2p2 training keywords + input.data."""
+    import subprocess
+    import sys
+
+    settings, structs = reference_data(tmp_path, n=6)
+    for k, a in enumerate(structs):
+        a.info["set"] = "test" if k == 0 else "train"
+    hdnnp.write_input_data(settings / "input.data", structs)
+    with open(settings / "input.nn", "a") as fh:
+        fh.write("\nuse_short_forces\nupdater_type 1\nkalman_type 0\nkalman_epsilon 1.0E-2\nkalman_q0 0.01\n"
+                 "kalman_qtau 2.302\nkalman_qmin 1.0E-6\nkalman_eta 0.01\nkalman_etatau 2.302\nkalman_etamax 1.0\n"
+                 "epochs 2\nrandom_seed 12\nforce_weight 2.0\nshort_energy_fraction 1.0\nshort_force_fraction 0.05\n"
+                 "selection_mode 2\nshort_energy_error_threshold 0.0\nshort_force_error_threshold 1.0\n"
+                 "rmse_threshold_trials 3\nweights_min -1.0\nweights_max 1.0\nparallel_mode 0\n")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "hdnnp.cli", "train", str(settings), "-q", *a],
+                                    capture_output=True, text=True)
+    r = run()
+    assert r.returncode == 0, r.stderr
+    assert "parallel_mode has no effect" in r.stderr
+    out = settings / "potential"
+    curve = np.loadtxt(out / "learning-curve.out")
+    assert curve.shape[0] == 3
+    import json
+
+    best = json.loads((out / "training.json").read_text())["best_epoch"]
+    pot = hdnnp.Potential(out, warn=False)  # the best epoch's weights: reproduces its test error
+    r0 = pot.evaluate(structs[0], native=True, extrapolation="ignore")
+    assert abs(r0.energy - structs[0].info["energy"]) / len(structs[0]) == pytest.approx(curve[best, 2], rel=1e-8)
+    r = run("--resume", "--epochs", "4")
+    assert r.returncode == 0, r.stderr
+    assert "resuming after epoch 2" in r.stdout
+    assert np.loadtxt(out / "learning-curve.out").shape[0] == 5
+    (settings / "input.data").write_text("begin\natom 0 0 0 H 0 0 0 0 0\nenergy nan\nend\n")
+    r = run()
+    assert r.returncode == 1 and "non-finite reference energy" in r.stderr

@@ -1,4 +1,5 @@
-"""Command line: ``hdnnp predict POTENTIAL_DIR INPUT.data -o OUTPUT.data``."""
+"""Command line: ``hdnnp predict POTENTIAL_DIR INPUT.data -o OUTPUT.data``, ``hdnnp scaling [DIR]``,
+``hdnnp train [DIR]`` (n2p2's nnp-scaling / nnp-train workflow in a folder with input.nn and input.data)."""
 from __future__ import annotations
 
 import argparse
@@ -63,6 +64,63 @@ def _predict(args) -> int:
     return 0
 
 
+def _load_data(directory):
+    from .io import read_input_data
+
+    path = os.path.join(directory, "input.data")
+    if not os.path.exists(path):
+        raise OSError(f"{path} not found (the training structures, n2p2 input.data)")
+    return read_input_data(path)
+
+
+def _scaling(args) -> int:
+    from . import _core
+    from .training.data import prepare
+    from .training.trainer import format_scaling, scaling_statistics
+
+    structs = _load_data(args.directory)
+    model = _core.Model.load(args.directory, False)
+    preps = [prepare(model, a, f"{args.directory}/input.data: structure {k}", jacobian=False)
+             for k, a in enumerate(structs)]
+    stats = scaling_statistics(preps, len(model.elements))
+    out = os.path.join(args.directory, "scaling.data")
+    _core.write_file_atomic(out, format_scaling(stats))
+    for e, st in zip(model.elements, stats):
+        tiny = [k + 1 for k in range(len(st["min"])) if st["max"][k] - st["min"][k] <= 1e-10 * max(abs(st["max"][k]), 1e-300)]
+        if tiny:
+            print(f"warning: {e}: symmetry function(s) {tiny} have (almost) no range in the data "
+                  f"(never fire or constant); consider removing them", file=sys.stderr)
+    print(f"scaling data of {len(structs)} structure(s) -> {out}")
+    return 0
+
+
+def _train(args) -> int:
+    from .training.n2p2 import config_from_input_nn
+    from .training.trainer import Trainer
+
+    structs = _load_data(args.directory)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = config_from_input_nn(args.directory, epochs=args.epochs, optimizer=args.optimizer,
+                                   threads=args.threads)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    out = args.output or os.path.join(args.directory, "potential")
+    tr = Trainer(args.directory, structs, cfg)
+    if args.resume:
+        ck = os.path.join(out, "checkpoint.npz")
+        if not os.path.exists(ck):
+            raise OSError(f"--resume: no checkpoint at {ck}")
+        tr.resume(ck)
+        print(f"resuming after epoch {tr.epoch}")
+    hist = tr.train(out, progress=not args.quiet)
+    best = hist[tr.best_epoch] if tr.best_epoch >= 0 else hist[-1]
+    print(f"best epoch {tr.best_epoch}: energy RMSE {best.rmse_energy_train:.4e} / {best.rmse_energy_test:.4e} "
+          f"(train / test, per atom), force RMSE {best.rmse_force_train:.4e} / {best.rmse_force_test:.4e}")
+    print(f"potential -> {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="hdnnp", description="High-dimensional neural network potentials")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,13 +131,28 @@ def main(argv=None) -> int:
     p.add_argument("--report", default=None, help="extrapolation report (default: OUTPUT.extrapolation)")
     p.add_argument("--threads", type=int, default=0, help="OpenMP threads (0: all)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p = sub.add_parser("scaling", help="write scaling.data from input.nn and input.data (like nnp-scaling)")
+    p.add_argument("directory", nargs="?", default=".")
+    p = sub.add_parser("train", help="train from input.nn (n2p2 training keywords) and input.data (like nnp-train)")
+    p.add_argument("directory", nargs="?", default=".")
+    p.add_argument("-o", "--output", default=None, help="output folder (default DIRECTORY/potential)")
+    p.add_argument("--epochs", type=int, default=None, help="override input.nn's epochs")
+    p.add_argument("--optimizer", choices=["adam", "kalman"], default=None, help="override updater_type")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.npz")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     from . import _core
+    from .training.data import DataError
 
     try:
         if args.command == "predict":
             return _predict(args)
-    except (_core.Error, OSError) as e:
+        if args.command == "scaling":
+            return _scaling(args)
+        if args.command == "train":
+            return _train(args)
+    except (_core.Error, OSError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 2

@@ -64,14 +64,15 @@ class EpochStats:
 
 
 def scaling_statistics(preps: Sequence[Prepared], n_elements: int):
-    """min, max, mean, sigma (population) of each raw SF over all atoms (n2p2's nnp-scaling)."""
+    """min, max, mean, sigma (sample standard deviation, as n2p2's nnp-scaling) of each raw SF
+    over all atoms."""
     stats = []
     for e in range(n_elements):
         rows = [p.G[e] for p in preps if len(p.G[e])]
         if not rows:
             raise DataError(f"the data set has no atom of element index {e}; cannot compute its scaling")
         G = np.concatenate(rows)
-        stats.append({"min": G.min(axis=0), "max": G.max(axis=0), "mean": G.mean(axis=0), "sigma": G.std(axis=0)})
+        stats.append({"min": G.min(axis=0), "max": G.max(axis=0), "mean": G.mean(axis=0), "sigma": G.std(axis=0, ddof=1) if len(G) > 1 else np.zeros(G.shape[1])})
     return stats
 
 
@@ -164,6 +165,9 @@ class Trainer:
         self.history: List[EpochStats] = []
         self.best_parameters = None
         self.best_epoch = -1
+        self.best_score = np.inf
+        self.epoch = 0
+        self._resume_state = None
 
     # -- data ----------------------------------------------------------------------------------
     def prepared(self, k: int) -> Prepared:
@@ -315,14 +319,17 @@ class Trainer:
         if cfg.optimizer == "kalman":
             n_e, n_f = self._kalman_counts()
             self._kf = KalmanFilter(sum(n.n_parameters for n in self.nets), cfg.kalman, n_e + n_f)
-        best = np.inf
+        if self._resume_state is not None:
+            self._restore_optimizer(self._resume_state)
+            self._resume_state = None
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=cfg.epochs, desc="train", unit="epoch")
-        self._record(0, 0.0, log)
-        for epoch in range(1, cfg.epochs + 1):
+            bar = tqdm(total=cfg.epochs, initial=self.epoch, desc="train", unit="epoch")
+        if not self.history:
+            self._record(0, 0.0, log)
+        for epoch in range(self.epoch + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             if cfg.optimizer == "adam":
                 self._epoch_adam()
@@ -332,15 +339,17 @@ class Trainer:
             score = st.rmse_energy_test if len(self.test_idx) else st.rmse_energy_train
             if cfg.use_forces:
                 score = (st.rmse_force_test if len(self.test_idx) else st.rmse_force_train)
-            if score < best:
-                best = score
+            if score < self.best_score:
+                self.best_score = score
                 self.best_parameters = self.parameters()
                 self.best_epoch = epoch
+            self.epoch = epoch
             if bar:
                 bar.update(1)
                 bar.set_postfix(E=f"{st.rmse_energy_test:.3g}", F=f"{st.rmse_force_test:.3g}")
             if output_dir is not None:
                 self.write_learning_curve(os.path.join(output_dir, "learning-curve.out"))
+                self.checkpoint(os.path.join(output_dir, "checkpoint.npz"))
             if cfg.patience is not None and epoch - self.best_epoch >= cfg.patience:
                 log(f"early stopping at epoch {epoch}: no better test error since epoch {self.best_epoch}")
                 break
@@ -441,6 +450,61 @@ class Trainer:
         st = EpochStats(epoch, tr[0], te[0], tr[2], te[2], tr[1], te[1], tr[3], te[3], seconds)
         self.history.append(st)
         return st
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def checkpoint(self, path):
+        """Everything needed to continue exactly as if uninterrupted (written atomically)."""
+        state = {
+            "epoch": np.array(self.epoch), "best_epoch": np.array(self.best_epoch),
+            "best_score": np.array(self.best_score),
+            "history": np.array(json.dumps([asdict(h) for h in self.history])),
+            "rng": np.array(json.dumps(self.rng.bit_generator.state)),
+            "train_idx": self.train_idx, "test_idx": self.test_idx,
+            "adam_step": np.array(self._adam["step"]), "adam_lr": np.array(self._adam["lr"]),
+        }
+        for e in range(len(self.nets)):
+            state[f"w{e}"] = self.nets[e].get_parameters()
+            state[f"best{e}"] = self.best_parameters[e] if self.best_parameters is not None else np.zeros(0)
+            state[f"adam_m{e}"] = self._adam["m"][e]
+            state[f"adam_v{e}"] = self._adam["v"][e]
+        for e, st in enumerate(self.stats):
+            for key, v in st.items():
+                state[f"scaling_{key}{e}"] = v
+        if self._kf is not None:
+            for key, v in self._kf.state().items():
+                state[f"kf_{key}"] = np.asarray(v)
+        tmp = os.fspath(path) + ".tmp.npz"
+        np.savez(tmp, **state)
+        os.replace(tmp, path)
+
+    def resume(self, path):
+        """Load a checkpoint written by ``train``; the next ``train`` call continues from it."""
+        with np.load(path) as z:
+            st = {k: z[k] for k in z.files}
+        self.epoch = int(st["epoch"])
+        self.best_epoch = int(st["best_epoch"])
+        self.best_score = float(st["best_score"])
+        self.history = [EpochStats(**h) for h in json.loads(str(st["history"]))]
+        self.rng.bit_generator.state = json.loads(str(st["rng"]))
+        if not (np.array_equal(st["train_idx"], self.train_idx) and np.array_equal(st["test_idx"], self.test_idx)):
+            raise DataError(f"{path}: the checkpoint's train/test split does not match these structures")
+        self.set_parameters([st[f"w{e}"] for e in range(len(self.nets))])
+        self.best_parameters = ([st[f"best{e}"] for e in range(len(self.nets))]
+                                if st["best0"].size else None)
+        self.stats = [{k: st[f"scaling_{k}{e}"] for k in ("min", "max", "mean", "sigma")}
+                      for e in range(len(self.nets))]
+        self.transform = scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
+                                           self.model.scale_max)
+        self._resume_state = st
+        return self
+
+    def _restore_optimizer(self, st):
+        self._adam["step"] = int(st["adam_step"])
+        self._adam["lr"] = float(st["adam_lr"])
+        self._adam["m"] = [st[f"adam_m{e}"] for e in range(len(self.nets))]
+        self._adam["v"] = [st[f"adam_v{e}"] for e in range(len(self.nets))]
+        if self._kf is not None:
+            self._kf.load_state({k[3:]: st[k] for k in st if k.startswith("kf_")})
 
     # -- output --------------------------------------------------------------------------------
     def write_learning_curve(self, path):

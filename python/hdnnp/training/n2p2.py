@@ -1,0 +1,110 @@
+"""n2p2's training keywords in input.nn -> TrainingConfig, so an n2p2 set-up runs unchanged."""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Dict, List, Tuple
+
+from .kalman import KalmanSettings
+from .trainer import TrainingConfig
+
+# keyword -> (TrainingConfig attribute or "kalman.<attr>", type)
+_MAP = {
+    "epochs": ("epochs", int),
+    "random_seed": ("seed", int),
+    "test_fraction": ("test_fraction", float),
+    "force_weight": ("force_weight", float),
+    "short_energy_fraction": ("energy_fraction", float),
+    "short_force_fraction": ("force_fraction", float),
+    "short_energy_error_threshold": ("energy_threshold", float),
+    "short_force_error_threshold": ("force_threshold", float),
+    "rmse_threshold_trials": ("threshold_trials", int),
+    "weights_min": ("weights_min", float),
+    "weights_max": ("weights_max", float),
+    "gradient_adam_eta": ("learning_rate", float),
+    "gradient_adam_beta1": ("beta1", float),
+    "gradient_adam_beta2": ("beta2", float),
+    "gradient_adam_epsilon": ("epsilon", float),
+    "kalman_type": ("kalman.kalman_type", int),
+    "kalman_epsilon": ("kalman.epsilon", float),
+    "kalman_q0": ("kalman.q0", float),
+    "kalman_qtau": ("kalman.qtau", float),
+    "kalman_qmin": ("kalman.qmin", float),
+    "kalman_eta": ("kalman.eta", float),
+    "kalman_etatau": ("kalman.etatau", float),
+    "kalman_etamax": ("kalman.etamax", float),
+    "kalman_lambda_short": ("kalman.lambda_", float),
+    "kalman_nue_short": ("kalman.nu", float),
+}
+# Accepted with no effect here (parallelisation and output details of n2p2's implementation).
+_IGNORED = {
+    "parallel_mode", "jacobian_mode", "update_strategy", "task_batch_size_energy", "task_batch_size_force",
+    "memorize_symfunc_results", "write_trainpoints", "write_trainforces", "write_weights_epoch",
+    "write_neuronstats", "write_trainlog", "main_error_metric", "repeated_energy_update", "gradient_eta",
+    "precondition_weights", "force_energy_ratio", "use_old_weights_short", "write_traincharges",
+}
+
+
+def read_keywords(path: str) -> Dict[str, Tuple[int, List[str]]]:
+    """keyword -> (line, arguments) of an input.nn (comments after # or ! removed)."""
+    out = {}
+    with open(path) as fh:
+        for no, line in enumerate(fh, 1):
+            for c in "#!":
+                line = line.split(c, 1)[0]
+            tok = line.split()
+            if tok:
+                out.setdefault(tok[0], (no, tok[1:]))
+    return out
+
+
+def config_from_input_nn(directory: str, **overrides) -> TrainingConfig:
+    path = os.path.join(directory, "input.nn")
+    kw = read_keywords(path)
+    cfg = TrainingConfig()
+    kal = KalmanSettings()
+    for key, (attr, typ) in _MAP.items():
+        if key not in kw:
+            continue
+        no, args = kw[key]
+        if not args:
+            raise ValueError(f"{path}:{no}: keyword {key} needs a value")
+        try:
+            val = typ(float(args[0])) if typ is int else typ(args[0])
+        except ValueError:
+            raise ValueError(f"{path}:{no}: cannot read {args[0]!r} as the value of {key}") from None
+        if attr.startswith("kalman."):
+            setattr(kal, attr.split(".", 1)[1], val)
+        else:
+            setattr(cfg, attr, val)
+    cfg.kalman = kal
+    if "updater_type" in kw:
+        no, args = kw["updater_type"]
+        ut = int(args[0])
+        if ut == 1:
+            cfg.optimizer = "kalman"
+        elif ut == 0:
+            gt = int(kw.get("gradient_type", (0, ["1"]))[1][0])
+            if gt != 1:
+                raise ValueError(f"{path}:{kw['gradient_type'][0]}: gradient_type {gt} (fixed-step gradient "
+                                 f"descent) is not supported; use gradient_type 1 (Adam)")
+            cfg.optimizer = "adam"
+        else:
+            raise ValueError(f"{path}:{no}: updater_type must be 0 (gradient descent) or 1 (Kalman filter)")
+    if "selection_mode" in kw:
+        no, args = kw["selection_mode"]
+        modes = {"0": "random", "1": "sort", "2": "threshold"}
+        if args[0] not in modes:
+            raise ValueError(f"{path}:{no}: selection_mode must be 0, 1 or 2")
+        cfg.selection = modes[args[0]]
+    cfg.use_forces = "use_short_forces" in kw
+    if "nguyen_widrow_weights_short" in kw:
+        cfg.init = "nguyen-widrow"
+    elif "weights_min" in kw or "weights_max" in kw:
+        cfg.init = "uniform"
+    for key in sorted(set(kw) & _IGNORED):
+        warnings.warn(f"{path}:{kw[key][0]}: {key} has no effect in hdnnp's trainer", stacklevel=2)
+    for k, v in overrides.items():
+        if v is not None:
+            setattr(cfg, k, v)
+    return cfg
