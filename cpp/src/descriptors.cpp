@@ -750,9 +750,10 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
 
 template <bool GRAD>
 void run_groups(const std::vector<Group>& groups, const NeighborScratch& nb,
-                DescriptorWorkspace& ws, const double* w, double* G, double* grad) {
+                DescriptorWorkspace& ws, const double* w, double* G, double* grad, int only = -1) {
     if (ws.jk.size() < groups.size()) ws.jk.resize(groups.size());
     for (size_t gi = 0; gi < groups.size(); ++gi) {
+        if (only >= 0 && static_cast<int>(gi) != only) continue;
         const Group& g = groups[gi];
         auto& c = ws.jk[gi];
         switch (g.kind) {
@@ -777,6 +778,23 @@ void ElementDescriptor::values(const NeighborScratch& nb, DescriptorWorkspace& w
 void ElementDescriptor::gradient(const NeighborScratch& nb, DescriptorWorkspace& ws,
                                  const double* w, double* grad) const {
     run_groups<true>(groups_, nb, ws, w, nullptr, grad);
+}
+
+void ElementDescriptor::gradient_group(const NeighborScratch& nb, DescriptorWorkspace& ws, const double* w,
+                                       double* grad, int group) const {
+    run_groups<true>(groups_, nb, ws, w, nullptr, grad, group);
+}
+
+std::vector<std::vector<int>> ElementDescriptor::group_members() const {
+    std::vector<std::vector<int>> out;
+    for (const Group& g : groups_) {
+        std::vector<int> idx;
+        for (const Member& m : g.members) idx.push_back(m.idx);
+        for (const Sub& sb : g.subs)
+            for (const Member& m : sb.members) idx.push_back(m.idx);
+        out.push_back(std::move(idx));
+    }
+    return out;
 }
 
 }  // namespace hdnnp

@@ -725,18 +725,21 @@ void Model::descriptor_jacobian(const AtomsView& A, DescriptorJacobian& out, int
             const int K = em.descriptor.size(), n = nb.n;
             G[i].assign(K, 0.0);
             em.descriptor.values(nb, ts.dws, G[i].data());
-            // One gradient pass per SF (w = unit vector): simple and exact; the kernels
-            // contract over SFs, so a dedicated Jacobian kernel would be faster.
+            // One gradient pass of its own group per SF (w = unit vector): exact, reuses the
+            // kernels; they contract over SFs, so a dedicated Jacobian kernel would be faster.
             J[i].assign(static_cast<size_t>(n) * K * 3, 0.0);
             unit.assign(K, 0.0);
-            for (int k = 0; k < K; ++k) {
-                unit[k] = 1.0;
-                g3.assign(3 * static_cast<size_t>(n), 0.0);
-                em.descriptor.gradient(nb, ts.dws, unit.data(), g3.data());
-                unit[k] = 0.0;
-                for (int s2 = 0; s2 < n; ++s2)
-                    for (int c = 0; c < 3; ++c) J[i][(static_cast<size_t>(s2) * K + k) * 3 + c] = g3[3 * s2 + c] * Lx;
-            }
+            const auto groups = em.descriptor.group_members();
+            for (size_t gi = 0; gi < groups.size(); ++gi)
+                for (int k : groups[gi]) {
+                    unit[k] = 1.0;
+                    g3.assign(3 * static_cast<size_t>(n), 0.0);
+                    em.descriptor.gradient_group(nb, ts.dws, unit.data(), g3.data(), static_cast<int>(gi));
+                    unit[k] = 0.0;
+                    for (int s2 = 0; s2 < n; ++s2)
+                        for (int c = 0; c < 3; ++c)
+                            J[i][(static_cast<size_t>(s2) * K + k) * 3 + c] = g3[3 * s2 + c] * Lx;
+                }
             P[i].resize(n);
             D[i].resize(3 * static_cast<size_t>(n));
             for (int s2 = 0; s2 < n; ++s2) {

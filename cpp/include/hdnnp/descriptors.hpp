@@ -102,6 +102,11 @@ public:
     /// values() of the same atom with the same workspace (it replays cached r_jk factors).
     void gradient(const NeighborScratch& nb, DescriptorWorkspace& ws, const double* w,
                   double* grad) const;
+    /// gradient() restricted to one group (only its SFs' weights matter).
+    void gradient_group(const NeighborScratch& nb, DescriptorWorkspace& ws, const double* w,
+                        double* grad, int group) const;
+    /// SF indices of each group.
+    std::vector<std::vector<int>> group_members() const;
 
     enum class Kind { ExpRad, CompRad, ExpAngN, ExpAngW, CompAngN, CompAngW, AniAng };
 

@@ -34,6 +34,17 @@ class Prepared:
     pi: Dict[int, np.ndarray]               # element -> pair centre atom
     pj: Dict[int, np.ndarray]               # element -> pair neighbour atom
     J: Dict[int, np.ndarray]                # element -> (P_e, K_e, 3) dG/d(r_j - r_i), raw
+    scaled: bool = False                    # G and J hold the scaled network inputs instead
+
+    def scale(self, transform):
+        """Replace raw G and dG by the network inputs offset + factor (G - shift) (in place)."""
+        if self.scaled:
+            return
+        for e, (off, factor, shift) in enumerate(transform):
+            self.G[e] = off + factor * (self.G[e] - shift)
+            if e in self.J:
+                self.J[e] *= factor[None, :, None]
+        self.scaled = True
 
     @property
     def nbytes(self) -> int:

@@ -69,9 +69,9 @@ class KalmanFilter:
         return w + K * xi
 
     def state(self) -> dict:
-        return {"P": np.triu(self.P), "q": self.q, "eta": self.eta, "lam": self.lam, "count": self.count}
+        # only the upper triangle of P is meaningful (symv/syr with lower=0 never read the rest)
+        return {"P": self.P, "q": self.q, "eta": self.eta, "lam": self.lam, "count": self.count}
 
     def load_state(self, st: dict):
-        P = np.asarray(st["P"])
-        self.P = np.asfortranarray(np.triu(P))
+        self.P = np.asfortranarray(st["P"])
         self.q, self.eta, self.lam, self.count = float(st["q"]), float(st["eta"]), float(st["lam"]), int(st["count"])

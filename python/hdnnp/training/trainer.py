@@ -176,6 +176,8 @@ class Trainer:
             return p
         p = prepare(self.model, self.structures[k], f"structure {k}", jacobian=self.config.use_forces,
                     threads=self.config.threads)
+        if getattr(self, "transform", None) is not None:
+            p.scale(self.transform)
         if p.nbytes <= self._budget_left:  # keep it; otherwise recomputed on every use
             self._prep[k] = p
             self._budget_left -= p.nbytes
@@ -193,6 +195,8 @@ class Trainer:
                                             len(self.elements))
         self.transform = scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
                                            self.model.scale_max)
+        for p in self._prep.values():
+            p.scale(self.transform)
         return self.stats
 
     # -- model evaluation ----------------------------------------------------------------------
@@ -200,31 +204,35 @@ class Trainer:
         """Energies and forces of structures ks (physical units) and what gradients need."""
         cfg = self.config
         preps = [self.prepared(k) for k in ks]
+        for p in preps:
+            p.scale(self.transform)
         nat = np.array([p.n_atoms for p in preps])
         aoff = np.concatenate([[0], np.cumsum(nat)])
         ntot = int(aoff[-1])
         E = np.array([self.me * p.n_atoms + p.counts @ self.offsets for p in preps])
         F = np.zeros((ntot, 3))
         per_el = []
+        one = len(preps) == 1
+        cat = (lambda arrays: arrays[0]) if one else np.concatenate
         for e, net in enumerate(self.nets):
-            off, factor, shift = self.transform[e]
             X = [p.G[e] for p in preps]
             n_e = [len(x) for x in X]
             if sum(n_e) == 0:
                 per_el.append(None)
                 continue
-            Xs = off + factor * (np.concatenate(X) - shift)
+            Xs = cat(X)
             struct_of_row = np.repeat(np.arange(len(preps)), n_e)
             Ei, g, cache = net.forward(Xs, want_input_gradient=cfg.use_forces)
             E += np.bincount(struct_of_row, Ei, minlength=len(preps)) / self.ce
             pairs = None
             if cfg.use_forces:
                 roff = np.concatenate([[0], np.cumsum(n_e)])
-                J = np.concatenate([p.J[e] for p in preps]) * factor[None, :, None]
-                prow = np.concatenate([p.prow[e] + roff[s] for s, p in enumerate(preps)])
-                pi = np.concatenate([p.pi[e] + aoff[s] for s, p in enumerate(preps)])
-                pj = np.concatenate([p.pj[e] + aoff[s] for s, p in enumerate(preps)])
-                t = np.einsum("pkc,pk->pc", J, g[prow]) / self.ce   # dE/d(r_j - r_i) per pair
+                J = cat([p.J[e] for p in preps])
+                prow = cat([p.prow[e] + roff[s] for s, p in enumerate(preps)])
+                pi = cat([p.pi[e] + aoff[s] for s, p in enumerate(preps)])
+                pj = cat([p.pj[e] + aoff[s] for s, p in enumerate(preps)])
+                # dE/d(r_j - r_i) per pair: J_p^T g_i (batched matmul beats einsum here)
+                t = np.matmul(g[prow][:, None, :], J)[:, 0, :] / self.ce
                 for c in range(3):
                     F[:, c] += np.bincount(pi, t[:, c], minlength=ntot) - np.bincount(pj, t[:, c], minlength=ntot)
                 pairs = (J, prow, pi, pj)
@@ -263,9 +271,11 @@ class Trainer:
             if pairs is not None and lam is not None:
                 J, prow, pi, pj = pairs
                 u = lam[pi] - lam[pj]                            # dL/dt_p
-                contrib = np.einsum("pkc,pc->pk", J, u) / self.ce
+                contrib = np.matmul(J, u[:, :, None])[:, :, 0] / self.ce
                 V = np.zeros((nrow, J.shape[1]))
-                np.add.at(V, prow, contrib)
+                if len(prow):  # pairs are sorted by centre row: sum each row's run
+                    starts = np.flatnonzero(np.r_[True, prow[1:] != prow[:-1]])
+                    V[prow[starts]] = np.add.reduceat(contrib, starts, axis=0)
             grads.append(net.loss_gradient(cache, a, V))
         return grads
 
