@@ -257,3 +257,17 @@ def test_train_cli_with_n2p2_keywords_and_resume(tmp_path):
     (settings / "input.data").write_text("begin\natom 0 0 0 H 0 0 0 0 0\nenergy nan\nend\n")
     r = run()
     assert r.returncode == 1 and "non-finite reference energy" in r.stderr
+
+
+def test_memory_budget_streams_with_same_results(tmp_path):
+    """With no memory budget the descriptor derivatives are recomputed on every use (nothing
+    cached) and training gives the same weights as with everything cached."""
+    settings, structs = reference_data(tmp_path, n=5)
+    cfg = dict(epochs=2, test_fraction=0.2, seed=3, batch_size=2)
+    cached = Trainer(settings, structs, TrainingConfig(**cfg))
+    cached.train(None, progress=False)
+    streamed = Trainer(settings, structs, TrainingConfig(**cfg, memory_budget_mb=0.0))
+    streamed.train(None, progress=False)
+    assert len(cached._prep) == 5 and len(streamed._prep) == 0
+    for a, b in zip(cached.parameters(), streamed.parameters()):
+        np.testing.assert_array_equal(a, b)
