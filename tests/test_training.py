@@ -107,6 +107,12 @@ def test_adam_training_reduces_errors_and_reloads(tmp_path):
     assert np.sqrt(np.mean(np.square(np.concatenate(df)))) == pytest.approx(best.rmse_force_test, rel=1e-9)
     curve = np.loadtxt(out / "learning-curve.out")
     assert curve.shape[0] == len(hist) and curve[-1, 0] == hist[-1].epoch
+    from PIL import Image
+
+    for name in ("learning-curve.png", "parity-energy.png", "parity-forces.png"):
+        with Image.open(out / name) as im:
+            im.verify()
+            assert im.format == "PNG" and im.size[0] > 200
 
 
 def test_bad_data_is_refused(tmp_path):

@@ -526,6 +526,38 @@ class Trainer:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         _core.write_file_atomic(os.fspath(path), "\n".join(lines) + "\n")
 
+    def predictions(self):
+        """Reference and predicted energies per atom and force components, with their set."""
+        rows = {"E_ref": [], "E": [], "E_set": [], "F_ref": [], "F": [], "F_set": []}
+        for name, idx in (("train", self.train_idx), ("test", self.test_idx)):
+            for k in idx:
+                E, F, Eref, Fref, nat, _ = self._forward([k])
+                rows["E_ref"].append(Eref / nat)
+                rows["E"].append(E / nat)
+                rows["E_set"].append([name])
+                if self.config.use_forces:
+                    rows["F_ref"].append(Fref.ravel())
+                    rows["F"].append(F.ravel())
+                    rows["F_set"].append([name] * F.size)
+        return {k: np.concatenate(v) if v else np.zeros(0) for k, v in rows.items()}
+
+    def write_plots(self, output_dir):
+        """learning-curve.png and parity plots, when matplotlib is installed (hdnnp[plot])."""
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return
+        from . import plots
+
+        if self.history:
+            plots.learning_curve(self.history, os.path.join(output_dir, "learning-curve.png"))
+        pr = self.predictions()
+        plots.parity(pr["E_ref"], pr["E"], os.path.join(output_dir, "parity-energy.png"), "energy per atom",
+                     pr["E_set"])
+        if self.config.use_forces:
+            plots.parity(pr["F_ref"], pr["F"], os.path.join(output_dir, "parity-forces.png"), "force component",
+                         pr["F_set"])
+
     def write(self, output_dir):
         """input.nn (copied), scaling.data, weights.ZZZ.data: a potential n2p2 and hdnnp load."""
         os.makedirs(output_dir, exist_ok=True)
@@ -535,6 +567,7 @@ class Trainer:
         _core.write_file_atomic(os.path.join(output_dir, "scaling.data"), format_scaling(self.stats))
         for z, net in zip(self.model.atomic_numbers, self.nets):
             _core.write_file_atomic(os.path.join(output_dir, f"weights.{z:03d}.data"), format_weights(net))
+        self.write_plots(output_dir)
         info = {"best_epoch": self.best_epoch, "config": asdict(self.config),
                 "final": asdict(self.history[-1]) if self.history else None}
         _core.write_file_atomic(os.path.join(output_dir, "training.json"), json.dumps(info, indent=1) + "\n")
