@@ -277,3 +277,27 @@ def test_memory_budget_streams_with_same_results(tmp_path):
     assert len(cached._prep) == 5 and len(streamed._prep) == 0
     for a, b in zip(cached.parameters(), streamed.parameters()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fitted_offsets_written_and_reloaded(tmp_path):
+    settings, _ = reference_data(tmp_path, n=1)
+    ref = hdnnp.Potential(tmp_path / "ref", warn=False)
+    shift = {"H": -13.6, "O": -2041.0}
+    structs = []
+    for k, n_o in enumerate((1, 2, 3, 4, 2, 3)):  # varied composition: both offsets identifiable
+        a = random_cluster(n_h=5, n_o=n_o, seed=200 + k)
+        r = ref.evaluate(a, native=True, extrapolation="ignore")
+        a.info["energy"] = r.energy + sum(shift[s] for s in a.get_chemical_symbols())
+        a.arrays["ref_forces"] = r.forces
+        structs.append(a)
+    from hdnnp.training.trainer import fit_atomic_energies
+
+    x = fit_atomic_energies(structs, ["H", "O"])
+    assert x[1] == pytest.approx(-2041.0, abs=5.0) and x[0] == pytest.approx(-13.6, abs=5.0)
+    tr = Trainer(settings, structs, TrainingConfig(epochs=1, test_fraction=0.0, fit_offsets=True))
+    tr.train(tmp_path / "out", progress=False)
+    text = (tmp_path / "out" / "input.nn").read_text()
+    assert "atom_energy H" in text and "atom_energy O" in text
+    pot = hdnnp.Potential(tmp_path / "out", warn=False)
+    E, *_ = tr._forward([0])
+    assert pot.evaluate(structs[0], native=True, extrapolation="ignore").energy == pytest.approx(E[0], rel=1e-12)

@@ -37,6 +37,7 @@ class TrainingConfig:
     weights_max: float = 1.0
     patience: Optional[int] = None      # early stopping: epochs without a better test error
     memory_budget_mb: float = 4096.0    # descriptor derivatives kept in memory up to this
+    fit_offsets: bool = False           # atom_energy per element by a linear fit to the training energies
     threads: int = 0
     # Kalman filter (n2p2 semantics): updates per epoch = energy_fraction x training structures
     # + force_fraction x training force components; force errors and Jacobians x force_weight.
@@ -97,6 +98,19 @@ def scaling_transform(stats, mode: int, smin: float, smax: float):
     return out
 
 
+def fit_atomic_energies(structures: Sequence, elements: Sequence[str]) -> np.ndarray:
+    """Per-element energies minimising sum_s (E_s - sum_e n_se x_e)^2 (least squares; an
+    element whose count is the same multiple in every structure is not identifiable and gets
+    the minimum-norm share)."""
+    index = {e: i for i, e in enumerate(elements)}
+    A = np.zeros((len(structures), len(elements)))
+    for s, a in enumerate(structures):
+        for sym in a.get_chemical_symbols():
+            A[s, index[sym]] += 1
+    E = np.array([a.info["energy"] for a in structures])
+    return np.linalg.lstsq(A, E, rcond=None)[0]
+
+
 def format_scaling(stats) -> str:
     lines = ["#" * 80, "# Symmetry function scaling data (written by hdnnp).", "#" * 80,
              "#  e_index   sf_index                   sf_min                   sf_max                  sf_mean"
@@ -152,6 +166,11 @@ class Trainer:
         self.cl = self.model.conv_length
         self.me = self.model.mean_energy
         self.offsets = np.array(self.model.atom_energies)
+        if self.config.fit_offsets:
+            if np.any(self.offsets != 0.0):
+                raise DataError(f"{self.settings_dir}/input.nn already has atom_energy lines; fit_offsets "
+                                f"would replace them (remove them or do not fit)")
+            self.offsets = fit_atomic_energies([self.structures[k] for k in self.train_idx], self.elements)
         self.nets: List[ElementNetwork] = []
         for e in range(len(self.elements)):
             sizes, acts, _ = self.model.architecture(e)
@@ -563,6 +582,9 @@ class Trainer:
         os.makedirs(output_dir, exist_ok=True)
         with open(os.path.join(self.settings_dir, "input.nn")) as fh:
             text = fh.read()
+        if self.config.fit_offsets:
+            text += "\n# atomic energy offsets fitted to the training energies (hdnnp)\n" + "".join(
+                f"atom_energy {e} {x:.16e}\n" for e, x in zip(self.elements, self.offsets))
         _core.write_file_atomic(os.path.join(output_dir, "input.nn"), text)
         _core.write_file_atomic(os.path.join(output_dir, "scaling.data"), format_scaling(self.stats))
         for z, net in zip(self.model.atomic_numbers, self.nets):
