@@ -429,6 +429,22 @@ Overlap gather(const Model& M0, const AtomsView& A, int64_t ci, int64_t i, doubl
     return ov;
 }
 
+/// The overlap error reported by a parallel loop: the one of the lowest centre index, so the
+/// message does not depend on the thread schedule.
+struct FirstOverlap {
+    std::string message;
+    int64_t atom = -1;
+    void record(int64_t i, const Overlap& ov, double Lx) {
+#pragma omp critical(hdnnp_first_overlap)
+        if (atom < 0 || i < atom) {
+            atom = i;
+            std::ostringstream os;
+            os << "atoms " << i << " and " << ov.j << " overlap (distance " << ov.r / Lx << ")";
+            message = os.str();
+        }
+    }
+};
+
 bool same_definition(const SymFuncDef& a, const SymFuncDef& b) {
     return a.type == b.type && a.ec == b.ec && a.e1 == b.e1 && a.e2 == b.e2 && a.eta == b.eta &&
            a.rs == b.rs && a.rc == b.rc && a.lambda == b.lambda && a.zeta == b.zeta && a.rl == b.rl &&
@@ -497,8 +513,7 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
     // Energies in physical (not normalised) units, per member and atom.
     std::vector<double> atom_e(static_cast<size_t>(M) * nl, 0.0);
     std::vector<char> is_centre(nl, 0);
-    std::string error;
-    int64_t error_atom = -1;
+    FirstOverlap overlap;
     std::vector<std::vector<Extrapolation>> extra_per_thread;
     int nthreads = 1;
 #ifdef _OPENMP
@@ -536,15 +551,7 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
             const double min2 = opt.min_distance * opt.min_distance * L * L;
             NeighborScratch& nb = ts.nb;
             const Overlap ov = gather(M0, A, ci, i, Lx, em.descriptor.cutoff(), min2, ts);
-            if (ov.j >= 0) {
-#pragma omp critical(hdnnp_compute_error)
-                if (error_atom < 0 || i < error_atom) {
-                    error_atom = i;
-                    std::ostringstream os;
-                    os << "atoms " << i << " and " << ov.j << " overlap (distance " << ov.r / Lx << ")";
-                    error = os.str();
-                }
-            }
+            if (ov.j >= 0) overlap.record(i, ov, Lx);
             const int n = nb.n;
             // Symmetry functions (once for the committee), extrapolation check against the
             // narrowest member range.
@@ -625,7 +632,7 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
                 std::copy(Wi, Wi + 9, &centre_virial[9 * i]);
             }
         }  // implicit barrier: the chunk's pair gradients are complete
-        if (need_grad && error.empty()) {
+        if (need_grad && overlap.atom < 0) {  // read after the loop's barrier
             for (int64_t ci = c0; ci < c1; ++ci) {
                 const int64_t i = NB.center(ci);
                 const bool own_i = i >= f0 && i < f1;
@@ -647,7 +654,7 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
 #pragma omp barrier
         }
     }
-    if (!error.empty()) throw InputError(error);
+    if (overlap.atom >= 0) throw InputError(overlap.message);
 
     // Deterministic reductions (independent of the number of threads).
     out.energy = 0.0;
@@ -695,8 +702,7 @@ void Model::descriptor_jacobian(const AtomsView& A, DescriptorJacobian& out, int
     // per centre; pass 2: concatenated in atom order (independent of the thread count).
     std::vector<std::vector<double>> G(nl), D(nl), J(nl);
     std::vector<std::vector<int32_t>> P(nl);
-    std::string error;
-    int64_t error_atom = -1;
+    FirstOverlap overlap;
     int nthreads = 1;
 #ifdef _OPENMP
     nthreads = threads > 0 ? threads : omp_get_max_threads();
@@ -712,13 +718,7 @@ void Model::descriptor_jacobian(const AtomsView& A, DescriptorJacobian& out, int
             const ElementModel& em = elements_[A.species[i]];
             const Overlap ov = gather(*this, A, i, i, Lx, em.descriptor.cutoff(), min_distance * min_distance * L * L, ts);
             if (ov.j >= 0) {
-#pragma omp critical(hdnnp_jacobian_error)
-                if (error_atom < 0 || i < error_atom) {
-                    error_atom = i;
-                    std::ostringstream os;
-                    os << "atoms " << i << " and " << ov.j << " overlap (distance " << ov.r / Lx << ")";
-                    error = os.str();
-                }
+                overlap.record(i, ov, Lx);
                 continue;
             }
             const NeighborScratch& nb = ts.nb;
@@ -750,7 +750,7 @@ void Model::descriptor_jacobian(const AtomsView& A, DescriptorJacobian& out, int
             }
         }
     }
-    if (!error.empty()) throw InputError(error);
+    if (overlap.atom >= 0) throw InputError(overlap.message);
     out.g_offsets.assign(nl + 1, 0);
     out.pair_offsets.assign(nl + 1, 0);
     for (int64_t i = 0; i < nl; ++i) {

@@ -148,6 +148,17 @@ py::dict compute_py(const Potential& mo, py::array_t<double, py::array::c_style>
     return d;
 }
 
+/// The same `compute` for a Model and a Committee.
+template <class Potential>
+void def_compute(py::class_<Potential, std::shared_ptr<Potential>>& cls) {
+    cls.def("compute", &compute_py<Potential>,
+            py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("n_local"),
+            py::arg("offsets").noconvert(), py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),
+            py::arg("shifts").noconvert() = py::none(), py::arg("forces") = true, py::arg("virial") = true,
+            py::arg("descriptors") = false, py::arg("scaled") = false, py::arg("threads") = 0,
+            py::arg("min_distance") = 1e-6, py::arg("member_forces") = false);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -158,7 +169,8 @@ PYBIND11_MODULE(_core, m) {
     py::register_exception<InputError>(m, "InputError", PyExc_ValueError);
     py::register_exception<ExtrapolationError>(m, "ExtrapolationError", base.ptr());
 
-    py::class_<Model, std::shared_ptr<Model>>(m, "Model")
+    py::class_<Model, std::shared_ptr<Model>> model_class(m, "Model");
+    model_class
         .def_static("load", [](const std::string& dir, bool weights) {
             return std::const_pointer_cast<Model>(Model::load(dir, weights));
         }, py::arg("directory"), py::arg("weights") = true, py::call_guard<py::gil_scoped_release>())
@@ -236,15 +248,11 @@ PYBIND11_MODULE(_core, m) {
             return d;
         }, py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("offsets").noconvert(),
            py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),
-           py::arg("shifts").noconvert() = py::none(), py::arg("threads") = 0)
-        .def("compute", &compute_py<Model>,
-        py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("n_local"),
-        py::arg("offsets").noconvert(), py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),
-        py::arg("shifts").noconvert() = py::none(), py::arg("forces") = true, py::arg("virial") = true,
-        py::arg("descriptors") = false, py::arg("scaled") = false, py::arg("threads") = 0,
-        py::arg("min_distance") = 1e-6, py::arg("member_forces") = false);
+           py::arg("shifts").noconvert() = py::none(), py::arg("threads") = 0);
+    def_compute(model_class);
 
-    py::class_<Committee, std::shared_ptr<Committee>>(m, "Committee")
+    py::class_<Committee, std::shared_ptr<Committee>> committee_class(m, "Committee");
+    committee_class
         .def_static("load", [](const std::vector<std::string>& dirs) {
             return std::const_pointer_cast<Committee>(Committee::load(dirs));
         }, py::arg("directories"), py::call_guard<py::gil_scoped_release>())
@@ -264,13 +272,8 @@ PYBIND11_MODULE(_core, m) {
             for (int k = 0; k < c.size(); ++k)
                 for (const auto& s : c.member(k).warnings()) w.push_back(s);
             return w;
-        })
-        .def("compute", &compute_py<Committee>,
-        py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("n_local"),
-        py::arg("offsets").noconvert(), py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),
-        py::arg("shifts").noconvert() = py::none(), py::arg("forces") = true, py::arg("virial") = true,
-        py::arg("descriptors") = false, py::arg("scaled") = false, py::arg("threads") = 0,
-        py::arg("min_distance") = 1e-6, py::arg("member_forces") = false);
+        });
+    def_compute(committee_class);
 
     m.def("neighbor_list", [](py::array_t<double, py::array::c_style> pos, std::optional<CArrD> cell,
                               std::array<bool, 3> pbc, double cutoff, double min_distance, bool spatial_order) {
