@@ -1,5 +1,6 @@
 """Command line: ``hdnnp predict POTENTIAL_DIR INPUT.data -o OUTPUT.data``, ``hdnnp scaling [DIR]``,
-``hdnnp train [DIR]`` (n2p2's nnp-scaling / nnp-train workflow in a folder with input.nn and input.data)."""
+``hdnnp train [DIR]`` (n2p2's nnp-scaling / nnp-train workflow in a folder with input.nn and input.data),
+``hdnnp sfgen`` (symmetry-function lines)."""
 from __future__ import annotations
 
 import argparse
@@ -121,6 +122,18 @@ def _train(args) -> int:
     return 0
 
 
+def _sfgen(args) -> int:
+    from .training.sfgen import generate
+
+    lines = generate(args.elements, args.cutoff, args.kinds, radial_points=args.radial_points,
+                     angular_points=args.angular_points, zetas=args.zetas, mode=args.mode, r_lower=args.r_lower)
+    print(f"# {len(lines)} symmetry functions: {' '.join(args.kinds)}, {args.mode} grid, r_c {args.cutoff:g} "
+          f"(hdnnp sfgen)")
+    for line in lines:
+        print(f"symfunction_short {line}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="hdnnp", description="High-dimensional neural network potentials")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +154,16 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.npz")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p = sub.add_parser("sfgen", help="print symfunction_short lines for input.nn (radial/angular grids)")
+    p.add_argument("--elements", nargs="+", required=True)
+    p.add_argument("--cutoff", type=float, required=True, help="cutoff radius (the potential's length unit)")
+    p.add_argument("--kinds", nargs="+", default=["radial", "narrow"],
+                   choices=["radial", "narrow", "wide", "weighted", "polynomial", "ani"])
+    p.add_argument("--mode", choices=["shift", "center"], default="shift")
+    p.add_argument("--radial-points", type=int, default=8)
+    p.add_argument("--angular-points", type=int, default=3)
+    p.add_argument("--zetas", type=float, nargs="+", default=[1.0, 4.0])
+    p.add_argument("--r-lower", type=float, default=None)
     args = parser.parse_args(argv)
     from . import _core
     from .training.data import DataError
@@ -152,6 +175,8 @@ def main(argv=None) -> int:
             return _scaling(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "sfgen":
+            return _sfgen(args)
     except (_core.Error, OSError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
