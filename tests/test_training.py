@@ -301,3 +301,48 @@ def test_fitted_offsets_written_and_reloaded(tmp_path):
     pot = hdnnp.Potential(tmp_path / "out", warn=False)
     E, *_ = tr._forward([0])
     assert pot.evaluate(structs[0], native=True, extrapolation="ignore").energy == pytest.approx(E[0], rel=1e-12)
+
+
+def stress_data(tmp_path, n=3):
+    settings, structs = reference_data(tmp_path, n=n, types=(2, 3))
+    ref = hdnnp.Potential(tmp_path / "ref", warn=False)
+    for a in structs:
+        a.info["stress"] = ref.evaluate(a, native=True, extrapolation="ignore").stress
+    return settings, structs
+
+
+def test_stress_prediction_and_loss_gradient(tmp_path):
+    settings, structs = stress_data(tmp_path)
+    tr = Trainer(settings, structs, TrainingConfig(test_fraction=0.0, energy_weight=0.0, force_weight=0.0,
+                                                   stress_weight=1.0))
+    tr.compute_scaling()
+    tr.history = []
+    tr.write(tmp_path / "pot")
+    pot = hdnnp.Potential(tmp_path / "pot", warn=False)
+    *_, state = tr._batch([0, 1, 2], False)
+    pred, ref, idx = tr.stress_of(state)
+    core = np.array([pot.evaluate(structs[k], native=True, extrapolation="ignore").stress for k in idx])
+    np.testing.assert_allclose(pred, core, rtol=0, atol=1e-12 * np.abs(core).max())
+    *_, (loss, grads) = tr._batch([0, 1, 2], True)
+    p0 = tr.parameters()
+    for e, k in ((0, 2), (1, 5), (1, len(p0[1]) - 3)):
+        vals = []
+        for sgn in (1, -1):
+            ps = [p.copy() for p in p0]
+            ps[e][k] += sgn * 1e-6
+            tr.set_parameters(ps)
+            vals.append(tr._batch([0, 1, 2], True)[5][0])
+        tr.set_parameters(p0)
+        assert grads[e][k] == pytest.approx((vals[0] - vals[1]) / 2e-6, rel=1e-5, abs=1e-10)
+
+
+def test_training_with_stress_reduces_stress_error(tmp_path):
+    settings, structs = stress_data(tmp_path, n=8)
+    cfg = TrainingConfig(epochs=15, learning_rate=3e-3, test_fraction=0.25, seed=4, stress_weight=10.0)
+    tr = Trainer(settings, structs, cfg)
+    hist = tr.train(None, progress=False)
+    assert hist[-1].rmse_stress_train < 0.5 * hist[0].rmse_stress_train
+    with pytest.raises(DataError, match="reference stress must be 6 finite numbers"):
+        bad = [s.copy() for s in structs]
+        bad[0].info["stress"] = np.array([1.0, 2.0])
+        Trainer(settings, bad, cfg)

@@ -34,6 +34,9 @@ class Prepared:
     pi: Dict[int, np.ndarray]               # element -> pair centre atom
     pj: Dict[int, np.ndarray]               # element -> pair neighbour atom
     J: Dict[int, np.ndarray]                # element -> (P_e, K_e, 3) dG/d(r_j - r_i), raw
+    pd: Dict[int, np.ndarray] = None        # element -> (P_e, 3) r_j + shift - r_i
+    stress: Optional[np.ndarray] = None     # reference stress, ASE Voigt order (xx yy zz yz xz xy)
+    volume: float = 0.0                     # cell volume (periodic structures), for the stress
     scaled: bool = False                    # G and J hold the scaled network inputs instead
 
     def scale(self, transform):
@@ -75,6 +78,10 @@ def check_reference(atoms, label: str, need_forces: bool):
             raise DataError(f"{label}: atom {i} has a non-finite reference force")
     if not np.isfinite(atoms.positions).all():
         raise DataError(f"{label}: non-finite coordinates")
+    st = atoms.info.get("stress")
+    if st is not None and (np.size(st) != 6 or not np.isfinite(st).all() or not all(atoms.pbc)):
+        raise DataError(f"{label}: a reference stress must be 6 finite numbers (Voigt xx yy zz yz xz xy) "
+                        f"of a structure periodic in 3 directions")
 
 
 def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threads: int = 0) -> Prepared:
@@ -96,7 +103,7 @@ def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threa
         raise DataError(f"{label}: {e}") from None
     n = len(atoms)
     counts = np.bincount(species, minlength=len(elements))
-    rows, G, prow, pi, pj, J = {}, {}, {}, {}, {}, {}
+    rows, G, prow, pi, pj, J, pd = {}, {}, {}, {}, {}, {}, {}
     go = d["g_offsets"]
     row_of = np.empty(n, dtype=np.int64)
     for e in range(len(elements)):
@@ -115,13 +122,17 @@ def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threa
             pi[e] = centre[sel]
             pj[e] = d["pair_atom"][sel].astype(np.int64)
             prow[e] = row_of[pi[e]]
+            pd[e] = np.asarray(d["pair_d"])[sel]
             if len(sel):
                 starts = d["dg_offsets"][sel]
                 J[e] = d["dG"][(starts[:, None] + np.arange(3 * K)[None, :])].reshape(len(sel), K, 3)
             else:
                 J[e] = np.zeros((0, K, 3))
     f = atoms.arrays.get("ref_forces")
-    return Prepared(n_atoms=n, energy=float(atoms.info.get("energy", np.nan)),
+    st = atoms.info.get("stress")
+    return Prepared(pd=pd, stress=None if st is None else np.asarray(st, dtype=float).reshape(6),
+                    volume=float(abs(np.linalg.det(atoms.cell[:]))) if all(pbc) else 0.0,
+                    n_atoms=n, energy=float(atoms.info.get("energy", np.nan)),
                     forces=np.zeros((n, 3)) if f is None else np.asarray(f, dtype=float), counts=counts,
                     rows=rows, G=G, prow=prow, pi=pi, pj=pj, J=J)
 
@@ -152,5 +163,7 @@ def from_ase(structures: Sequence, energy_factor: float = 1.0, length_factor: fl
         b.info["energy"] = calc.results["energy"] * energy_factor
         if "forces" in calc.results:
             b.arrays["ref_forces"] = calc.results["forces"] * energy_factor / length_factor
+        if "stress" in calc.results and all(a.pbc):
+            b.info["stress"] = np.asarray(calc.results["stress"]) * energy_factor / length_factor ** 3
         out.append(b)
     return out

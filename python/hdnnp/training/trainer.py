@@ -29,6 +29,7 @@ class TrainingConfig:
     batch_size: int = 1                 # structures per update
     energy_weight: float = 1.0          # loss: w_E mean((dE/N)^2) + w_F mean(dF^2)
     force_weight: float = 1.0
+    stress_weight: float = 0.0          # + w_S mean over structures with a reference stress of dsigma^2
     use_forces: bool = True
     test_fraction: float = 0.1
     seed: int = 1234567
@@ -62,6 +63,8 @@ class EpochStats:
     mae_force_train: float
     mae_force_test: float
     seconds: float = 0.0
+    rmse_stress_train: float = float("nan")   # structures with a reference stress only
+    rmse_stress_test: float = float("nan")
 
 
 def scaling_statistics(preps: Sequence[Prepared], n_elements: int):
@@ -230,6 +233,8 @@ class Trainer:
         ntot = int(aoff[-1])
         E = np.array([self.me * p.n_atoms + p.counts @ self.offsets for p in preps])
         F = np.zeros((ntot, 3))
+        want_w = cfg.use_forces and any(p.stress is not None for p in preps)
+        W = np.zeros((len(preps), 3, 3)) if want_w else None   # virial, -sum_p d_p (x) dE/dd_p
         per_el = []
         one = len(preps) == 1
         cat = (lambda arrays: arrays[0]) if one else np.concatenate
@@ -250,22 +255,43 @@ class Trainer:
                 prow = cat([p.prow[e] + roff[s] for s, p in enumerate(preps)])
                 pi = cat([p.pi[e] + aoff[s] for s, p in enumerate(preps)])
                 pj = cat([p.pj[e] + aoff[s] for s, p in enumerate(preps)])
+                pd = cat([p.pd[e] for p in preps]) if want_w else None
+                ps = np.repeat(np.arange(len(preps)), [len(p.pi[e]) for p in preps]) if want_w else None
                 # dE/d(r_j - r_i) per pair: J_p^T g_i (batched matmul beats einsum here)
                 t = np.matmul(g[prow][:, None, :], J)[:, 0, :] / self.ce
                 for c in range(3):
                     F[:, c] += np.bincount(pi, t[:, c], minlength=ntot) - np.bincount(pj, t[:, c], minlength=ntot)
-                pairs = (J, prow, pi, pj)
+                if want_w:
+                    for a_ in range(3):
+                        for b_ in range(3):
+                            W[:, a_, b_] -= np.bincount(ps, pd[:, a_] * t[:, b_], minlength=len(preps))
+                pairs = (J, prow, pi, pj, pd, ps)
             per_el.append((cache, struct_of_row, pairs, len(Xs)))
         Fref = np.concatenate([p.forces for p in preps]) if cfg.use_forces else None
         Eref = np.array([p.energy for p in preps])
-        return E, F, Eref, Fref, nat, per_el
+        state = {"el": per_el, "W": W, "preps": preps}
+        return E, F, Eref, Fref, nat, state
+
+    @staticmethod
+    def stress_of(state):
+        """Predicted and reference stress (Voigt, energy/length^3) of the structures that have a
+        reference stress, as two (n, 6) arrays, and their indices in the batch."""
+        W = state["W"]
+        idx = [s for s, p in enumerate(state["preps"]) if p.stress is not None]
+        if W is None or not idx:
+            return np.zeros((0, 6)), np.zeros((0, 6)), idx
+        pred = []
+        for s in idx:
+            sym = 0.5 * (W[s] + W[s].T) / state["preps"][s].volume
+            pred.append(-np.array([sym[0, 0], sym[1, 1], sym[2, 2], sym[1, 2], sym[0, 2], sym[0, 1]]))
+        return np.array(pred), np.array([state["preps"][s].stress for s in idx]), idx
 
     def _batch(self, ks: Sequence[int], want_grad: bool):
         """Energies and forces of structures ks; with want_grad also the loss and its gradient."""
         cfg = self.config
-        E, F, Eref, Fref, nat, per_el = self._forward(ks)
+        E, F, Eref, Fref, nat, state = self._forward(ks)
         if not want_grad:
-            return E, F, Eref, Fref, nat, None
+            return E, F, Eref, Fref, nat, state
         # loss = w_E mean_s ((E_s - Eref_s)/N_s)^2 + w_F mean_components (F - Fref)^2
         dE = (E - Eref) / nat
         loss = cfg.energy_weight * np.mean(dE ** 2)
@@ -275,10 +301,25 @@ class Trainer:
             dF = F - Fref
             loss += cfg.force_weight * np.mean(dF ** 2)
             lam = 2.0 * cfg.force_weight * dF / dF.size
-        return E, F, Eref, Fref, nat, (loss, self._gradient(per_el, a_struct, lam))
+        M = None  # dL/dW per structure
+        if cfg.stress_weight > 0.0:
+            pred, ref, idx = self.stress_of(state)
+            if len(idx):
+                dS = pred - ref
+                loss += cfg.stress_weight * np.mean(dS ** 2)
+                g = 2.0 * cfg.stress_weight * dS / dS.size      # dL/dsigma (Voigt)
+                M = np.zeros((len(ks), 3, 3))
+                for r, s in enumerate(idx):
+                    G = np.array([[g[r, 0], g[r, 5], g[r, 4]], [g[r, 5], g[r, 1], g[r, 3]],
+                                  [g[r, 4], g[r, 3], g[r, 2]]])
+                    # sigma_ab = -(W_ab + W_ba) / (2V); off-diagonal Voigt entries appear once
+                    M[s] = -G * np.where(np.eye(3, dtype=bool), 1.0, 0.5) / state["preps"][s].volume
+        return E, F, Eref, Fref, nat, (loss, self._gradient(state, a_struct, lam, M))
 
-    def _gradient(self, per_el, a_struct, lam):
-        """d/dw of sum_s a_s E_s + sum lam . F (physical units), per element in n2p2 order."""
+    def _gradient(self, state, a_struct, lam, M=None):
+        """d/dw of sum_s a_s E_s + sum lam . F + sum_s M_s : W_s (physical units), per element in
+        n2p2 order."""
+        per_el = state["el"]
         grads = []
         for e, net in enumerate(self.nets):
             if per_el[e] is None:
@@ -287,9 +328,11 @@ class Trainer:
             cache, struct_of_row, pairs, nrow = per_el[e]
             a = None if a_struct is None else a_struct[struct_of_row] / self.ce
             V = None
-            if pairs is not None and lam is not None:
-                J, prow, pi, pj = pairs
-                u = lam[pi] - lam[pj]                            # dL/dt_p
+            if pairs is not None and (lam is not None or M is not None):
+                J, prow, pi, pj, pd, ps = pairs
+                u = lam[pi] - lam[pj] if lam is not None else np.zeros((len(pi), 3))   # dL/dt_p
+                if M is not None:  # W_s = -sum_p d_p (x) t_p
+                    u = u - np.einsum("pab,pa->pb", M[ps], pd)
                 contrib = np.matmul(J, u[:, :, None])[:, :, 0] / self.ce
                 V = np.zeros((nrow, J.shape[1]))
                 if len(prow):  # pairs are sorted by centre row: sum each row's run
@@ -301,30 +344,34 @@ class Trainer:
     def _observation(self, k: int, atom: Optional[int] = None, comp: int = 0):
         """Kalman observation in n2p2's internal units: error y_ref - y and Jacobian dy/dw of
         the energy of structure k, or of force component (atom, comp)."""
-        E, F, Eref, Fref, nat, per_el = self._forward([k])
+        E, F, Eref, Fref, nat, state = self._forward([k])
         if atom is None:
-            H = self._gradient(per_el, np.ones(1), None)
+            H = self._gradient(state, np.ones(1), None)
             return (Eref[0] - E[0]) * self.ce, np.concatenate(H) * self.ce
         lam = np.zeros_like(F)
         lam[atom, comp] = 1.0
-        H = self._gradient(per_el, None, lam)
+        H = self._gradient(state, None, lam)
         f = self.ce / self.cl
         return (Fref[atom, comp] - F[atom, comp]) * f, np.concatenate(H) * f
 
     def errors(self, ks: Sequence[int], chunk: int = 16):
         """RMSE and MAE of energies per atom and of force components over structures ks."""
         if len(ks) == 0:
-            return (np.nan,) * 4
-        de, df = [], []
+            return (np.nan,) * 5
+        de, df, ds = [], [], []
         for s in range(0, len(ks), chunk):
-            E, F, Eref, Fref, nat, _ = self._batch(ks[s:s + chunk], False)
+            E, F, Eref, Fref, nat, state = self._batch(ks[s:s + chunk], False)
             de.append((E - Eref) / nat)
             if self.config.use_forces:
                 df.append((F - Fref).ravel())
+                pred, ref, _ = self.stress_of(state)
+                ds.append((pred - ref).ravel())
         de = np.concatenate(de)
         df = np.concatenate(df) if df else np.array([np.nan])
+        ds = np.concatenate(ds) if ds else np.zeros(0)
         return (float(np.sqrt(np.mean(de ** 2))), float(np.mean(np.abs(de))),
-                float(np.sqrt(np.mean(df ** 2))), float(np.mean(np.abs(df))))
+                float(np.sqrt(np.mean(df ** 2))), float(np.mean(np.abs(df))),
+                float(np.sqrt(np.mean(ds ** 2))) if len(ds) else float("nan"))
 
     def parameters(self) -> List[np.ndarray]:
         return [n.get_parameters() for n in self.nets]
@@ -476,7 +523,7 @@ class Trainer:
     def _record(self, epoch, seconds, log):
         tr = self.errors(self.train_idx)
         te = self.errors(self.test_idx)
-        st = EpochStats(epoch, tr[0], te[0], tr[2], te[2], tr[1], te[1], tr[3], te[3], seconds)
+        st = EpochStats(epoch, tr[0], te[0], tr[2], te[2], tr[1], te[1], tr[3], te[3], seconds, tr[4], te[4])
         self.history.append(st)
         return st
 
