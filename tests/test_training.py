@@ -346,3 +346,45 @@ def test_training_with_stress_reduces_stress_error(tmp_path):
         bad = [s.copy() for s in structs]
         bad[0].info["stress"] = np.array([1.0, 2.0])
         Trainer(settings, bad, cfg)
+
+
+def test_train_cli_from_extxyz_with_unit_conversion(tmp_path):
+    """ASE data (eV, Angstrom) for a potential declared in Bohr/Ha: converted on reading."""
+    import subprocess
+    import sys
+
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+    from ase.units import Bohr, Hartree
+
+    settings, structs = reference_data(tmp_path, n=4)
+    text = (settings / "input.nn").read_text()
+    (settings / "input.nn").write_text("# hdnnp: length_unit=Bohr energy_unit=Ha\n" + text + "\nuse_short_forces\n"
+                                       "epochs 1\nupdater_type 0\ngradient_type 1\n")
+    ase_structs = []
+    for a in structs:  # the same structures in eV / Angstrom
+        b = a.copy()
+        b.info.pop("energy")
+        del b.arrays["ref_forces"]
+        b.set_cell(a.cell[:] * Bohr, scale_atoms=True)
+        b.calc = SinglePointCalculator(b, energy=a.info["energy"] * Hartree,
+                                       forces=a.arrays["ref_forces"] * Hartree / Bohr)
+        ase_structs.append(b)
+    write(tmp_path / "data.extxyz", ase_structs)
+    r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "train", str(settings), "--data",
+                        str(tmp_path / "data.extxyz"), "-q", "-o", str(tmp_path / "out")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from hdnnp.io import read_input_data  # noqa: F401
+    from hdnnp.training.data import from_ase
+    from ase.io import read
+
+    back = from_ase(read(tmp_path / "data.extxyz", ":"), energy_factor=1 / Hartree, length_factor=1 / Bohr)
+    for a, b in zip(structs, back):  # extxyz stores positions and forces with 8 decimals
+        np.testing.assert_allclose(b.positions, a.positions, rtol=0, atol=1e-7)
+        assert b.info["energy"] == pytest.approx(a.info["energy"], rel=1e-10)
+        np.testing.assert_allclose(b.arrays["ref_forces"], a.arrays["ref_forces"], rtol=0, atol=1e-7)
+    (settings / "input.nn").write_text(text + "\nuse_short_forces\nepochs 1\n")
+    r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "train", str(settings), "--data",
+                        str(tmp_path / "data.extxyz"), "-q"], capture_output=True, text=True)
+    assert r.returncode == 1 and "the potential's units are needed" in r.stderr

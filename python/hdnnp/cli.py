@@ -65,13 +65,31 @@ def _predict(args) -> int:
     return 0
 
 
-def _load_data(directory):
+def _load_data(directory, data=None, length_unit=None, energy_unit=None):
+    """The training structures: DIRECTORY/input.data (n2p2, the potential's units), or DATA:
+    another input.data, or anything ASE reads (extxyz, ASE db, OUTCAR...) with calculator
+    results in eV/Angstrom, converted to the units the potential declares (or the given ones)."""
     from .io import read_input_data
 
-    path = os.path.join(directory, "input.data")
+    path = data or os.path.join(directory, "input.data")
     if not os.path.exists(path):
-        raise OSError(f"{path} not found (the training structures, n2p2 input.data)")
-    return read_input_data(path)
+        raise OSError(f"{path} not found (the training structures: n2p2 input.data, or --data FILE)")
+    if os.path.basename(path).endswith(".data") and not path.endswith(".lammps-data"):
+        return read_input_data(path)
+    import ase.io
+
+    from .potential import _declared_units
+    from .training.data import from_ase
+    from .units import energy_factor, length_factor
+
+    decl_l, decl_e = _declared_units(directory)
+    lu, eu = length_unit or decl_l, energy_unit or decl_e
+    if not lu or not eu:
+        raise OSError(f"{path}: ASE data are in eV/Angstrom; the potential's units are needed to convert "
+                      f"them: declare them in input.nn ('# hdnnp: length_unit=... energy_unit=...') or pass "
+                      f"--length-unit/--energy-unit")
+    structures = ase.io.read(path, index=":")
+    return from_ase(structures, energy_factor=1.0 / energy_factor(eu), length_factor=1.0 / length_factor(lu))
 
 
 def _scaling(args) -> int:
@@ -99,7 +117,7 @@ def _train(args) -> int:
     from .training.n2p2 import config_from_input_nn
     from .training.trainer import Trainer
 
-    structs = _load_data(args.directory)
+    structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cfg = config_from_input_nn(args.directory, epochs=args.epochs, optimizer=args.optimizer,
@@ -152,6 +170,10 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="override input.nn's epochs")
     p.add_argument("--optimizer", choices=["adam", "kalman"], default=None, help="override updater_type")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.npz")
+    p.add_argument("--data", default=None, help="training structures instead of DIRECTORY/input.data: an n2p2 "
+                   "*.data file or anything ASE reads with energies/forces (extxyz, ASE db, OUTCAR...)")
+    p.add_argument("--length-unit", default=None, help="the potential's length unit (for ASE data)")
+    p.add_argument("--energy-unit", default=None, help="the potential's energy unit (for ASE data)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p = sub.add_parser("sfgen", help="print symfunction_short lines for input.nn (radial/angular grids)")

@@ -160,6 +160,7 @@ def from_ase(structures: Sequence, energy_factor: float = 1.0, length_factor: fl
         calc = a.calc
         if calc is None or "energy" not in calc.results:
             raise DataError(f"structure {k}: no calculator results (label it first)")
+        b.calc = None
         b.info["energy"] = calc.results["energy"] * energy_factor
         if "forces" in calc.results:
             b.arrays["ref_forces"] = calc.results["forces"] * energy_factor / length_factor
