@@ -388,3 +388,41 @@ def test_train_cli_from_extxyz_with_unit_conversion(tmp_path):
     r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "train", str(settings), "--data",
                         str(tmp_path / "data.extxyz"), "-q"], capture_output=True, text=True)
     assert r.returncode == 1 and "the potential's units are needed" in r.stderr
+
+
+def _fixture_trainer(fixtures, tmp_path, name, **overrides):
+    import warnings
+
+    from hdnnp.training.n2p2 import config_from_input_nn
+
+    src = fixtures / name / "train"
+    for f in ("input.nn", "input.data", "scaling.data"):
+        shutil.copy(src / f, tmp_path / f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = config_from_input_nn(tmp_path, **overrides)
+    return Trainer(tmp_path, hdnnp.read_input_data(tmp_path / "input.data"), cfg)
+
+
+def test_lj_dimer_reaches_stated_error(fixtures, tmp_path):
+    """n2p2's LJ example with its own settings (Kalman, threshold selection, 10 epochs): n2p2
+    reports test RMSE 1.2e-3 (energy per atom) and 0.225 (forces). The result depends on the
+    random initial weights (3 tanh neurons; seed 1234567 lands in a plateau at 0.05), so the
+    bound is on the median over four seeds: energy < 4e-3, forces < 0.1."""
+    res = []
+    for seed in (1, 2, 3, 4):
+        tr = _fixture_trainer(fixtures, tmp_path, "n2p2_LJ_dimer", seed=seed)
+        tr.train(None, progress=False)
+        best = tr.history[tr.best_epoch]
+        res.append((best.rmse_energy_test, best.rmse_force_test))
+    med = np.median(np.array(res), axis=0)
+    assert med[0] < 4e-3 and med[1] < 0.1, res
+
+
+def test_cu2s_two_epochs_reach_stated_error(fixtures, tmp_path):
+    """n2p2's Cu2S example (20 structures, 144 atoms each) with its settings: two Kalman epochs
+    take the test errors from 1.4e-2 / 0.38 to below 1e-2 Ha/atom and 0.15 Ha/Bohr."""
+    tr = _fixture_trainer(fixtures, tmp_path, "n2p2_Cu2S_PBE_2G", epochs=2)
+    hist = tr.train(None, progress=False)
+    assert hist[-1].rmse_energy_test < 1e-2 and hist[-1].rmse_force_test < 0.15
+    assert hist[-1].rmse_force_test < 0.5 * hist[0].rmse_force_test

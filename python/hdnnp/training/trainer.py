@@ -341,18 +341,27 @@ class Trainer:
             grads.append(net.loss_gradient(cache, a, V))
         return grads
 
-    def _observation(self, k: int, atom: Optional[int] = None, comp: int = 0):
-        """Kalman observation in n2p2's internal units: error y_ref - y and Jacobian dy/dw of
-        the energy of structure k, or of force component (atom, comp)."""
-        E, F, Eref, Fref, nat, state = self._forward([k])
+    def _observation(self, k: int, atom: Optional[int] = None, comp: int = 0, jacobian: bool = True,
+                     memo: Optional[dict] = None):
+        """Kalman observation in n2p2's internal units: error y_ref - y and (with `jacobian`)
+        dy/dw of the energy of structure k, or of force component (atom, comp). `memo` keeps
+        forward passes for as long as the weights do not change (threshold trials)."""
+        fw = memo.get(k) if memo is not None else None
+        if fw is None:
+            fw = self._forward([k])
+            if memo is not None:
+                memo[k] = fw
+        E, F, Eref, Fref, nat, state = fw
         if atom is None:
-            H = self._gradient(state, np.ones(1), None)
-            return (Eref[0] - E[0]) * self.ce, np.concatenate(H) * self.ce
+            xi = (Eref[0] - E[0]) * self.ce
+            return xi, (np.concatenate(self._gradient(state, np.ones(1), None)) * self.ce if jacobian else None)
+        f = self.ce / self.cl
+        xi = (Fref[atom, comp] - F[atom, comp]) * f
+        if not jacobian:
+            return xi, None
         lam = np.zeros_like(F)
         lam[atom, comp] = 1.0
-        H = self._gradient(state, None, lam)
-        f = self.ce / self.cl
-        return (Fref[atom, comp] - F[atom, comp]) * f, np.concatenate(H) * f
+        return xi, np.concatenate(self._gradient(state, None, lam)) * f
 
     def errors(self, ks: Sequence[int], chunk: int = 16):
         """RMSE and MAE of energies per atom and of force components over structures ks."""
@@ -484,23 +493,24 @@ class Trainer:
         for kind in kinds:
             trials = cfg.threshold_trials if cfg.selection == "threshold" else 1
             best = None
+            memo = {}  # forward passes at the current weights
             for _ in range(trials):
                 if kind == 0:
-                    k = e_cand[pos[0] % len(e_cand)]
-                    obs = self._observation(k)
-                    frac = abs(obs[0] / self.ce) / (len(self.structures[k]) * max(last.rmse_energy_train, 1e-300))
+                    cand = (e_cand[pos[0] % len(e_cand)], None, 0)
+                    xi, _ = self._observation(*cand, jacobian=False, memo=memo)
+                    frac = abs(xi / self.ce) / (len(self.structures[cand[0]]) * max(last.rmse_energy_train, 1e-300))
                     thr = cfg.energy_threshold
                 else:
-                    k, a, c = f_cand[f_order[pos[1] % len(f_order)]]
-                    obs = self._observation(k, a, c)
-                    frac = abs(obs[0] * self.cl / self.ce) / max(last.rmse_force_train, 1e-300)
+                    cand = f_cand[f_order[pos[1] % len(f_order)]]
+                    xi, _ = self._observation(*cand, jacobian=False, memo=memo)
+                    frac = abs(xi * self.cl / self.ce) / max(last.rmse_force_train, 1e-300)
                     thr = cfg.force_threshold
                 pos[kind] += 1
                 if best is None or frac > best[0]:
-                    best = (frac, obs)
+                    best = (frac, cand)
                 if cfg.selection != "threshold" or frac > thr:
                     break
-            xi, H = best[1]
+            xi, H = self._observation(*best[1], memo=memo)
             if kind == 1:
                 xi, H = xi * cfg.force_weight, H * cfg.force_weight
             w = self._kf.update(w, H, xi)
