@@ -25,10 +25,14 @@ def main(argv=None) -> int:
     ap.add_argument("--fixtures", default=os.environ.get("HDNNP_FIXTURES", "../shared/fixtures"))
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--optimizers", nargs="*", default=["kalman", "adam"])
-    ap.add_argument("--adam-lr", type=float, default=3e-3)
+    ap.add_argument("--adam-lr", type=float, default=1e-2)
+    ap.add_argument("--adam-decay", type=float, default=0.95, help="Adam step size factor per epoch")
     ap.add_argument("--adam-force-weight", type=float, default=0.01,
                     help="Adam loss: w_F (energy per atom weight 1); input.nn's force_weight is a Kalman setting")
-    ap.add_argument("--adam-epochs", type=int, default=None)
+    ap.add_argument("--adam-epochs", type=int, default=40)
+    ap.add_argument("--target", type=float, nargs=2, default=[1.4e-4, 1.1e-2],
+                    help="test RMSE targets (energy per atom, force): n2p2's after 10 epochs")
+    ap.add_argument("--plot", help="PNG of test RMSE against wall time (time-to-accuracy)")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     import hdnnp
@@ -47,6 +51,7 @@ def main(argv=None) -> int:
                 cfg = config_from_input_nn(tmp, epochs=a.epochs, optimizer=opt, threads=1)
             if opt == "adam":
                 cfg.learning_rate, cfg.batch_size, cfg.force_weight = a.adam_lr, 1, a.adam_force_weight
+                cfg.learning_rate_decay = a.adam_decay
                 cfg.epochs = a.adam_epochs or a.epochs
             t0 = time.perf_counter()
             tr = Trainer(tmp, structs, cfg)
@@ -55,17 +60,47 @@ def main(argv=None) -> int:
                 tr.prepared(k)
             t_prep = time.perf_counter() - t0
             t1 = time.perf_counter()
-            hist = tr.train(None, progress=False)
+            stamps = []
+            hist = tr.train(None, progress=False, log=lambda *_: None)
             t_train = time.perf_counter() - t1
+            # wall time at the end of each epoch: preparation + updates + error evaluations
+            per_epoch = (t_train - sum(h.seconds for h in hist[1:])) / max(len(hist), 1)
+            clock = t_prep + per_epoch
+            for h in hist:
+                clock += h.seconds + (per_epoch if h.epoch else 0.0)
+                stamps.append(clock)
+            hit = next((k for k, h in enumerate(hist)
+                        if h.rmse_energy_test <= a.target[0] and h.rmse_force_test <= a.target[1]), None)
             upd = [h.seconds for h in hist[1:]]
             print(f"{opt}: descriptor derivatives {t_prep:.2f} s, training {t_train:.2f} s for {len(upd)} epochs "
                   f"(updates {sum(upd) / len(upd):.3f} s/epoch, everything {(t_prep + t_train) / len(upd):.3f} s/epoch)")
-            for h in hist:
-                print(f"  epoch {h.epoch:3d}  E {h.rmse_energy_train:.3e} / {h.rmse_energy_test:.3e} Ha/atom  "
+            for h, t in zip(hist, stamps):
+                print(f"  epoch {h.epoch:3d} {t:6.2f} s  E {h.rmse_energy_train:.3e} / {h.rmse_energy_test:.3e} Ha/atom  "
                       f"F {h.rmse_force_train:.3e} / {h.rmse_force_test:.3e} Ha/Bohr  (train / test)")
-            out[opt] = {"prep_s": t_prep, "train_s": t_train, "history": [h.__dict__ for h in hist]}
+            print(f"  test errors <= {a.target[0]:g} / {a.target[1]:g}: " +
+                  (f"epoch {hist[hit].epoch}, {stamps[hit]:.2f} s" if hit is not None else "not reached"))
+            out[opt] = {"prep_s": t_prep, "train_s": t_train, "clock_s": stamps,
+                        "target_epoch": None if hit is None else hist[hit].epoch,
+                        "history": [h.__dict__ for h in hist]}
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1))
+    if a.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(1, 2, figsize=(9, 3.6))
+        for opt, r in out.items():
+            ax[0].semilogy(r["clock_s"], [h["rmse_energy_test"] for h in r["history"]], "o-", ms=3, label=opt)
+            ax[1].semilogy(r["clock_s"], [h["rmse_force_test"] for h in r["history"]], "o-", ms=3, label=opt)
+        for k, (x, lab) in enumerate(zip(a.target, ("energy RMSE (Ha/atom)", "force RMSE (Ha/Bohr)"))):
+            ax[k].axhline(x, color="k", lw=0.8, ls="--", label="n2p2 after 10 epochs (~16.5 s)")
+            ax[k].set_xlabel("wall time (s, 1 core)")
+            ax[k].set_ylabel(f"test {lab}")
+            ax[k].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(a.plot, dpi=120)
     return 0
 
 
