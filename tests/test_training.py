@@ -225,6 +225,13 @@ def test_scaling_cli_reproduces_n2p2(fixtures, tmp_path):
     ours, ref = np.loadtxt(tmp_path / "scaling.data"), np.loadtxt(src / "scaling.data")
     assert ours.shape == ref.shape
     np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-15)
+    # neighbour and SF statistics: every H and O atom of the 20 structures counted
+    nb = {l.split()[0]: l.split()[1:] for l in (tmp_path / "neighbors.out").read_text().splitlines()
+          if not l.startswith("#")}
+    assert int(nb["H"][0]) == 1376 and int(nb["O"][0]) == 688
+    sf = np.loadtxt(tmp_path / "sf-statistics.out", usecols=(2, 3, 4, 5, 6))
+    np.testing.assert_allclose(sf[:, :4], ours[:, 2:6], rtol=1e-6)
+    assert ((sf[:, 4] > 0) & (sf[:, 4] <= 1)).all()
 
 
 def test_train_cli_with_n2p2_keywords_and_resume(tmp_path):

@@ -93,6 +93,8 @@ def _load_data(directory, data=None, length_unit=None, energy_unit=None):
 
 
 def _scaling(args) -> int:
+    import numpy as np
+
     from . import _core
     from .training.data import prepare
     from .training.trainer import format_scaling, scaling_statistics
@@ -104,12 +106,39 @@ def _scaling(args) -> int:
     stats = scaling_statistics(preps, len(model.elements))
     out = os.path.join(args.directory, "scaling.data")
     _core.write_file_atomic(out, format_scaling(stats))
-    for e, st in zip(model.elements, stats):
-        tiny = [k + 1 for k in range(len(st["min"])) if st["max"][k] - st["min"][k] <= 1e-10 * max(abs(st["max"][k]), 1e-300)]
+    # Neighbour statistics (within the largest SF cutoff) and per-SF statistics, as n2p2's
+    # neighbors.out / function.data give them.
+    counts = {e: [] for e in model.elements}
+    for a in structs:
+        pbc = [bool(p) for p in a.pbc]
+        cell = np.ascontiguousarray(a.cell[:], dtype=float) if any(pbc) else None
+        offsets = _core.neighbor_list(np.ascontiguousarray(a.positions, dtype=float), cell, pbc, model.cutoff)[0]
+        for sym, c in zip(a.get_chemical_symbols(), np.diff(offsets)):
+            counts[sym].append(int(c))
+    lines = [f"# neighbours within r_c = {model.cutoff:g} (the potential's length unit) per element",
+             "# element  atoms  min  mean  max"]
+    for e, c in counts.items():
+        if c:
+            lines.append(f"{e:>3s} {len(c):8d} {min(c):5d} {np.mean(c):9.3f} {max(c):5d}")
+            print(f"{e}: {len(c)} atoms, {min(c)}-{max(c)} neighbours (mean {np.mean(c):.1f})")
+    _core.write_file_atomic(os.path.join(args.directory, "neighbors.out"), "\n".join(lines) + "\n")
+    sf = ["# element  sf (n2p2 order)  min  max  mean  sigma  fraction of atoms where it is nonzero  input.nn line"]
+    for e, st in enumerate(stats):
+        G = np.concatenate([p.G[e] for p in preps if len(p.G[e])])
+        fires = (np.abs(G) > 0).mean(axis=0)
+        defs = model.symmetry_functions(e)
+        tiny = []
+        for k in range(len(st["min"])):
+            sf.append(f"{model.elements[e]:>3s} {k + 1:4d} {st['min'][k]: .6e} {st['max'][k]: .6e} {st['mean'][k]: .6e} "
+                      f"{st['sigma'][k]: .6e} {fires[k]:.4f} {defs[k][0]}")
+            if st["max"][k] - st["min"][k] <= 1e-10 * max(abs(st["max"][k]), 1e-300) or fires[k] == 0.0:
+                tiny.append(f"{k + 1} (line {defs[k][0]})")
         if tiny:
-            print(f"warning: {e}: symmetry function(s) {tiny} have (almost) no range in the data "
-                  f"(never fire or constant); consider removing them", file=sys.stderr)
-    print(f"scaling data of {len(structs)} structure(s) -> {out}")
+            print(f"warning: {model.elements[e]}: symmetry function(s) {', '.join(tiny)} never fire or are "
+                  f"constant on the data; consider removing them (hdnnp.training.sfgen.prune_input_nn)",
+                  file=sys.stderr)
+    _core.write_file_atomic(os.path.join(args.directory, "sf-statistics.out"), "\n".join(sf) + "\n")
+    print(f"scaling data of {len(structs)} structure(s) -> {out} (and neighbors.out, sf-statistics.out)")
     return 0
 
 
