@@ -433,3 +433,32 @@ def test_cu2s_two_epochs_reach_stated_error(fixtures, tmp_path):
     hist = tr.train(None, progress=False)
     assert hist[-1].rmse_energy_test < 1e-2 and hist[-1].rmse_force_test < 0.15
     assert hist[-1].rmse_force_test < 0.5 * hist[0].rmse_force_test
+
+
+def test_early_stopping_keeps_best_weights(tmp_path):
+    settings, structs = reference_data(tmp_path, n=5)
+    tr = Trainer(settings, structs, TrainingConfig(epochs=10, patience=2, learning_rate=0.0, test_fraction=0.2))
+    p0 = [p.copy() for p in tr.parameters()]
+    logs = []
+    hist = tr.train(None, progress=False, log=logs.append)
+    assert [h.epoch for h in hist] == [0, 1, 2, 3] and tr.best_epoch == 1
+    assert any("early stopping at epoch 3" in l for l in logs)
+    for a, b in zip(p0, tr.parameters()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_structures_with_different_elements(tmp_path):
+    """Some structures contain only H: batches without O atoms, per-element scaling over all."""
+    settings, structs = reference_data(tmp_path, n=6)
+    ref = hdnnp.Potential(tmp_path / "ref", warn=False)
+    for k in range(3):
+        a = random_cluster(n_h=6, n_o=0, seed=300 + k)
+        r = ref.evaluate(a, native=True, extrapolation="ignore")
+        a.info["energy"], a.arrays["ref_forces"] = r.energy, r.forces
+        structs.append(a)
+    tr = Trainer(settings, structs, TrainingConfig(epochs=3, batch_size=1, test_fraction=0.2, seed=5))
+    hist = tr.train(tmp_path / "out", progress=False)
+    assert np.isfinite([h.rmse_force_train for h in hist]).all() and hist[-1].rmse_force_train < hist[0].rmse_force_train
+    E, F, *_ = tr._forward([6])
+    r = hdnnp.Potential(tmp_path / "out", warn=False).evaluate(structs[6], native=True, extrapolation="ignore")
+    assert r.energy == pytest.approx(E[0], rel=1e-12)

@@ -150,7 +150,7 @@ def _train(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cfg = config_from_input_nn(args.directory, epochs=args.epochs, optimizer=args.optimizer,
-                                   threads=args.threads)
+                                   threads=args.threads, patience=args.patience)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     out = args.output or os.path.join(args.directory, "potential")
@@ -199,6 +199,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="override input.nn's epochs")
     p.add_argument("--optimizer", choices=["adam", "kalman"], default=None, help="override updater_type")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.npz")
+    p.add_argument("--patience", type=int, default=None,
+                   help="early stopping: stop after this many epochs without a better test error")
     p.add_argument("--data", default=None, help="training structures instead of DIRECTORY/input.data: an n2p2 "
                    "*.data file or anything ASE reads with energies/forces (extxyz, ASE db, OUTCAR...)")
     p.add_argument("--length-unit", default=None, help="the potential's length unit (for ASE data)")

@@ -110,7 +110,7 @@ def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threa
         idx = np.flatnonzero(species == e)
         rows[e] = idx
         row_of[idx] = np.arange(len(idx))
-        K = int(go[idx[0] + 1] - go[idx[0]]) if len(idx) else 0
+        K = int(model.architecture(e)[0][0])  # number of SFs (network inputs) of element e
         G[e] = np.stack([d["G"][go[i]:go[i + 1]] for i in idx]) if len(idx) else np.zeros((0, K))
     if jacobian:
         po = d["pair_offsets"]
