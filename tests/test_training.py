@@ -462,3 +462,36 @@ def test_structures_with_different_elements(tmp_path):
     E, F, *_ = tr._forward([6])
     r = hdnnp.Potential(tmp_path / "out", warn=False).evaluate(structs[6], native=True, extrapolation="ignore")
     assert r.energy == pytest.approx(E[0], rel=1e-12)
+
+
+def test_normalised_training_matches_core(tmp_path):
+    """nnp-norm style normalisation written into input.nn; training in internal units; the
+    written potential (normalised) predicts what the trainer predicts."""
+    from hdnnp.training.trainer import normalization_from_data, normalize_input_nn
+
+    settings, structs = reference_data(tmp_path, n=6)
+    me, ce, cl = normalize_input_nn(settings, structs)
+    e = np.array([a.info["energy"] / len(a) for a in structs])
+    f = np.concatenate([a.arrays["ref_forces"].ravel() for a in structs])
+    assert me == pytest.approx(e.mean()) and ce == pytest.approx(1 / e.std(ddof=1))
+    assert cl == pytest.approx(f.std(ddof=1) / e.std(ddof=1))
+    assert (me, ce, cl) == pytest.approx(normalization_from_data(structs))
+    import subprocess
+    import sys
+
+    hdnnp.write_input_data(settings / "input.data", structs)
+    with open(settings / "input.nn", "a") as fh:
+        fh.write("use_short_forces\n")
+    r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "norm", str(settings)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    text = (settings / "input.nn").read_text()
+    assert text.count("conv_energy") == 1 and f"conv_length {cl:.16e}" in text
+    tr = Trainer(settings, structs, TrainingConfig(epochs=2, optimizer="kalman", test_fraction=0.2, seed=3))
+    assert tr.ce == pytest.approx(ce) and tr.cl == pytest.approx(cl)
+    hist = tr.train(tmp_path / "out", progress=False)
+    assert hist[-1].rmse_force_train < hist[0].rmse_force_train
+    pot = hdnnp.Potential(tmp_path / "out", warn=False)
+    E, F, *_ = tr._forward([1])
+    r = pot.evaluate(structs[1], native=True, extrapolation="ignore")
+    assert r.energy == pytest.approx(E[0], rel=1e-12)
+    np.testing.assert_allclose(r.forces, F, rtol=0, atol=1e-10 * np.abs(F).max())

@@ -142,6 +142,18 @@ def _scaling(args) -> int:
     return 0
 
 
+def _norm(args) -> int:
+    from .training.n2p2 import read_keywords
+    from .training.trainer import normalize_input_nn
+
+    structs = _load_data(args.directory)
+    use_forces = "use_short_forces" in read_keywords(os.path.join(args.directory, "input.nn"))
+    me, ce, cl = normalize_input_nn(args.directory, structs, use_forces)
+    print(f"mean_energy {me:.10e}, conv_energy {ce:.10e}, conv_length {cl:.10e} -> "
+          f"{os.path.join(args.directory, 'input.nn')}")
+    return 0
+
+
 def _train(args) -> int:
     from .training.n2p2 import config_from_input_nn
     from .training.trainer import Trainer
@@ -193,6 +205,9 @@ def main(argv=None) -> int:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p = sub.add_parser("scaling", help="write scaling.data from input.nn and input.data (like nnp-scaling)")
     p.add_argument("directory", nargs="?", default=".")
+    p = sub.add_parser("norm", help="write mean_energy/conv_energy/conv_length from input.data into input.nn "
+                       "(like nnp-norm)")
+    p.add_argument("directory", nargs="?", default=".")
     p = sub.add_parser("train", help="train from input.nn (n2p2 training keywords) and input.data (like nnp-train)")
     p.add_argument("directory", nargs="?", default=".")
     p.add_argument("-o", "--output", default=None, help="output folder (default DIRECTORY/potential)")
@@ -226,6 +241,8 @@ def main(argv=None) -> int:
             return _predict(args)
         if args.command == "scaling":
             return _scaling(args)
+        if args.command == "norm":
+            return _norm(args)
         if args.command == "train":
             return _train(args)
         if args.command == "sfgen":

@@ -650,3 +650,35 @@ class Trainer:
         info = {"best_epoch": self.best_epoch, "config": asdict(self.config),
                 "final": asdict(self.history[-1]) if self.history else None}
         _core.write_file_atomic(os.path.join(output_dir, "training.json"), json.dumps(info, indent=1) + "\n")
+
+
+def normalization_from_data(structures: Sequence, use_forces: bool = True):
+    """(mean_energy, conv_energy, conv_length) as n2p2's nnp-norm computes them: the mean and
+    sample standard deviation of the energy per atom, the standard deviation of the force
+    components, conv_energy = 1/sigma_E, conv_length = sigma_F/sigma_E (1 without forces)."""
+    e = np.array([a.info["energy"] / len(a) for a in structures])
+    if len(e) < 2:
+        raise DataError("normalisation needs at least two structures")
+    sigma_e = float(np.std(e, ddof=1))
+    if not sigma_e > 0:
+        raise DataError("the energies per atom are all equal: no energy scale to normalise with")
+    conv_length = 1.0
+    if use_forces:
+        f = np.concatenate([np.asarray(a.arrays["ref_forces"]).ravel() for a in structures])
+        conv_length = float(np.std(f, ddof=1)) / sigma_e
+    return float(e.mean()), 1.0 / sigma_e, conv_length
+
+
+def normalize_input_nn(settings_dir, structures: Sequence, use_forces: bool = True):
+    """Write mean_energy, conv_energy and conv_length computed from `structures` into
+    settings_dir/input.nn (replacing earlier ones; atomically). Training then runs in these
+    normalised internal units; the written potential converts back by itself."""
+    path = os.path.join(os.fspath(settings_dir), "input.nn")
+    me, ce, cl = normalization_from_data(structures, use_forces)
+    with open(path) as fh:
+        lines = [l for l in fh.read().splitlines()
+                 if not (l.split()[:1] and l.split()[0] in ("mean_energy", "conv_energy", "conv_length"))]
+    head = ["# normalisation from the training data (hdnnp, as nnp-norm)", f"mean_energy {me:.16e}",
+            f"conv_energy {ce:.16e}", f"conv_length {cl:.16e}"]
+    _core.write_file_atomic(path, "\n".join(head + lines) + "\n")
+    return me, ce, cl
