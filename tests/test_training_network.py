@@ -76,3 +76,18 @@ def test_parameters_match_core_order(tmp_path):
     E, _, _ = net.forward(h_rows)
     ref = pot.evaluate(atoms, native=True, extrapolation="ignore", forces=False, stress=False).energies
     np.testing.assert_allclose(E, ref[np.array(atoms.get_chemical_symbols()) == "H"], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("acts,normalize", [("tsl", False), ("pgl", True), ("cSh", False), ("tel", True), ("rll", False)])
+def test_core_network_equals_numpy_reference(acts, normalize):
+    """The C++ batched forward/gradient equal the independent numpy implementation."""
+    rng = np.random.default_rng(2)
+    net = make(acts, normalize, seed=4)
+    X, a, V = rng.normal(size=(7, 5)), rng.normal(size=7), rng.normal(size=(7, 5))
+    E, g, cache = net.forward(X)
+    Er, gr, cr = net.forward_reference(X)
+    np.testing.assert_allclose(E, Er, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(g, gr, rtol=1e-12, atol=1e-14)
+    for seeds in ((a, V), (a, None), (None, V)):
+        np.testing.assert_allclose(net.loss_gradient(cache, *seeds), net.loss_gradient_reference(cr, *seeds),
+                                   rtol=1e-11, atol=1e-13)

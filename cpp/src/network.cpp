@@ -37,6 +37,22 @@ inline void activate(Activation a, double x, double& f, double& df) {
         case Activation::Harmonic: f = x * x; df = 2.0 * x; return;
     }
 }
+/// f, f' and f'' (training needs the second derivative for force losses).
+inline void activate2(Activation a, double x, double& f, double& df, double& d2f) {
+    activate(a, x, f, df);
+    switch (a) {
+        case Activation::Identity: case Activation::Relu: d2f = 0.0; return;
+        case Activation::Tanh: d2f = -2.0 * f * df; return;
+        case Activation::Logistic: d2f = df * (1.0 - 2.0 * f); return;
+        case Activation::Softplus: d2f = df * (1.0 - df); return;  // df is the logistic here
+        case Activation::Gaussian: d2f = (x * x - 1.0) * f; return;
+        case Activation::Cos: d2f = -f; return;
+        case Activation::RevLogistic: d2f = df * (1.0 - 2.0 * (1.0 - f)); return;  // s = 1 - f
+        case Activation::Exp: d2f = f; return;
+        case Activation::Harmonic: d2f = 2.0; return;
+    }
+    d2f = 0.0;
+}
 }  // namespace
 
 Activation activation_from_letter(const std::string& l, const std::string& where) {
@@ -156,6 +172,145 @@ double NeuralNetwork::evaluate(const double* x, double* dx, NetworkWorkspace& ws
     }
     for (int s = 0; s < layers_[0].n_in; ++s) dx[s] = delta[s];
     return out;
+}
+
+void NeuralNetwork::forward_batch(const double* X, int n, double* E, double* g, BatchCache& c) const {
+    const size_t L = layers_.size();
+    c.n = n;
+    c.y.resize(L + 1);
+    c.d1.resize(L + 1);
+    c.d2.resize(L + 1);
+    c.y[0].assign(X, X + static_cast<size_t>(n) * n_inputs());
+    for (size_t l = 0; l < L; ++l) {
+        const Layer& Ly = layers_[l];
+        const double inv = normalize_ ? 1.0 / Ly.n_in : 1.0;
+        auto& y = c.y[l + 1];
+        auto& d1 = c.d1[l + 1];
+        auto& d2 = c.d2[l + 1];
+        y.resize(static_cast<size_t>(n) * Ly.n_out);
+        d1.resize(y.size());
+        d2.resize(y.size());
+        const double* in = c.y[l].data();
+        for (int i = 0; i < n; ++i) {
+            const double* x = in + static_cast<size_t>(i) * Ly.n_in;
+            for (int e = 0; e < Ly.n_out; ++e) {
+                const double* w = &Ly.W[static_cast<size_t>(e) * Ly.n_in];
+                double u = Ly.b[e];
+                for (int s = 0; s < Ly.n_in; ++s) u += w[s] * x[s];
+                double f, df, ddf;
+                activate2(Ly.act, u * inv, f, df, ddf);
+                const size_t k = static_cast<size_t>(i) * Ly.n_out + e;
+                y[k] = f;
+                d1[k] = df * inv;
+                d2[k] = ddf * inv * inv;
+            }
+        }
+    }
+    for (int i = 0; i < n; ++i) E[i] = c.y[L][i];
+    if (!g) return;
+    // dE/du of the last layer, then back through the layers
+    std::vector<double> delta(c.d1[L]), prev;
+    for (size_t l = L; l-- > 0;) {
+        const Layer& Ly = layers_[l];
+        prev.assign(static_cast<size_t>(n) * Ly.n_in, 0.0);
+        for (int i = 0; i < n; ++i)
+            for (int e = 0; e < Ly.n_out; ++e) {
+                const double d = delta[static_cast<size_t>(i) * Ly.n_out + e];
+                const double* w = &Ly.W[static_cast<size_t>(e) * Ly.n_in];
+                double* p = &prev[static_cast<size_t>(i) * Ly.n_in];
+                for (int s = 0; s < Ly.n_in; ++s) p[s] += d * w[s];
+            }
+        if (l > 0)
+            for (size_t k = 0; k < prev.size(); ++k) prev[k] *= c.d1[l][k];
+        delta.swap(prev);
+    }
+    std::copy(delta.begin(), delta.end(), g);
+}
+
+void NeuralNetwork::loss_gradient(const BatchCache& c, const double* a, const double* V, double* grad) const {
+    const size_t L = layers_.size();
+    const int n = c.n;
+    // offsets of each layer's block in n2p2 order
+    std::vector<size_t> off(L + 1, 0);
+    for (size_t l = 0; l < L; ++l) off[l + 1] = off[l] + static_cast<size_t>(layers_[l].n_out) * (layers_[l].n_in + 1);
+    std::fill(grad, grad + off[L], 0.0);
+    // forward-mode tangent along V: udot_l and ydot_l (ydot_0 = V)
+    std::vector<std::vector<double>> ydot(L + 1), udot(L + 1);
+    if (V) {
+        ydot[0].assign(V, V + static_cast<size_t>(n) * n_inputs());
+        for (size_t l = 0; l < L; ++l) {
+            const Layer& Ly = layers_[l];
+            udot[l + 1].assign(static_cast<size_t>(n) * Ly.n_out, 0.0);
+            ydot[l + 1].resize(udot[l + 1].size());
+            for (int i = 0; i < n; ++i) {
+                const double* x = &ydot[l][static_cast<size_t>(i) * Ly.n_in];
+                for (int e = 0; e < Ly.n_out; ++e) {
+                    const double* w = &Ly.W[static_cast<size_t>(e) * Ly.n_in];
+                    double u = 0.0;
+                    for (int s = 0; s < Ly.n_in; ++s) u += w[s] * x[s];
+                    const size_t k = static_cast<size_t>(i) * Ly.n_out + e;
+                    udot[l + 1][k] = u;
+                    ydot[l + 1][k] = c.d1[l + 1][k] * u;
+                }
+            }
+        }
+    }
+    // reverse pass: ybar = dObj/dy_l, ydotbar = dObj/dydot_l
+    std::vector<double> ybar(static_cast<size_t>(n), 0.0), ydotbar, ubar, udotbar, next;
+    if (a) std::copy(a, a + n, ybar.begin());
+    if (V) ydotbar.assign(static_cast<size_t>(n), 1.0);
+    for (size_t l = L; l-- > 0;) {
+        const Layer& Ly = layers_[l];
+        const size_t no = Ly.n_out, ni = Ly.n_in;
+        const auto& d1 = c.d1[l + 1];
+        const auto& d2 = c.d2[l + 1];
+        ubar.resize(static_cast<size_t>(n) * no);
+        for (size_t k = 0; k < ubar.size(); ++k) ubar[k] = d1[k] * ybar[k];
+        double* gW = grad + off[l];           // gW[s * no + e]
+        double* gb = grad + off[l] + no * ni;
+        if (V) {
+            udotbar.resize(ubar.size());
+            for (size_t k = 0; k < ubar.size(); ++k) {
+                udotbar[k] = d1[k] * ydotbar[k];
+                ubar[k] += d2[k] * udot[l + 1][k] * ydotbar[k];
+            }
+            for (int i = 0; i < n; ++i) {
+                const double* x = &ydot[l][static_cast<size_t>(i) * ni];
+                const double* ub = &udotbar[static_cast<size_t>(i) * no];
+                for (size_t s = 0; s < ni; ++s)
+                    for (size_t e = 0; e < no; ++e) gW[s * no + e] += ub[e] * x[s];
+            }
+            if (l > 0) {
+                next.assign(static_cast<size_t>(n) * ni, 0.0);
+                for (int i = 0; i < n; ++i)
+                    for (size_t e = 0; e < no; ++e) {
+                        const double d = udotbar[static_cast<size_t>(i) * no + e];
+                        const double* w = &Ly.W[e * ni];
+                        double* p = &next[static_cast<size_t>(i) * ni];
+                        for (size_t s = 0; s < ni; ++s) p[s] += d * w[s];
+                    }
+                ydotbar.swap(next);
+            }
+        }
+        for (int i = 0; i < n; ++i) {
+            const double* x = &c.y[l][static_cast<size_t>(i) * ni];
+            const double* ub = &ubar[static_cast<size_t>(i) * no];
+            for (size_t s = 0; s < ni; ++s)
+                for (size_t e = 0; e < no; ++e) gW[s * no + e] += ub[e] * x[s];
+            for (size_t e = 0; e < no; ++e) gb[e] += ub[e];
+        }
+        if (l > 0) {
+            next.assign(static_cast<size_t>(n) * ni, 0.0);
+            for (int i = 0; i < n; ++i)
+                for (size_t e = 0; e < no; ++e) {
+                    const double d = ubar[static_cast<size_t>(i) * no + e];
+                    const double* w = &Ly.W[e * ni];
+                    double* p = &next[static_cast<size_t>(i) * ni];
+                    for (size_t s = 0; s < ni; ++s) p[s] += d * w[s];
+                }
+            ybar.swap(next);
+        }
+    }
 }
 
 }  // namespace hdnnp

@@ -10,6 +10,7 @@
 
 #include "hdnnp/errors.hpp"
 #include "hdnnp/model.hpp"
+#include "hdnnp/network.hpp"
 #include "hdnnp/neighbor.hpp"
 #include "hdnnp/structure_io.hpp"
 
@@ -274,6 +275,53 @@ PYBIND11_MODULE(_core, m) {
             return w;
         });
     def_compute(committee_class);
+
+    // Element networks for training (batched; exact loss gradients incl. force terms).
+    py::class_<BatchCache>(m, "NetworkCache");
+    py::class_<NeuralNetwork>(m, "Network")
+        .def(py::init([](const std::vector<int>& sizes, const std::string& acts, bool normalize) {
+            if (sizes.size() < 2 || acts.size() != sizes.size() - 1)
+                throw std::invalid_argument("one activation letter per non-input layer");
+            std::vector<Activation> av;
+            for (char ch : acts) av.push_back(activation_from_letter(std::string(1, ch), "network"));
+            return NeuralNetwork(sizes, av, normalize);
+        }), py::arg("sizes"), py::arg("activations"), py::arg("normalize") = false)
+        .def_property_readonly("n_parameters", &NeuralNetwork::n_weights)
+        .def("set_parameters", [](NeuralNetwork& nn, CArrD p) {
+            nn.set_parameters(std::vector<double>(p.data(), p.data() + p.size()));
+        })
+        .def("parameters", [](const NeuralNetwork& nn) {
+            auto p = nn.parameters();
+            const auto k = static_cast<py::ssize_t>(p.size());
+            return to_numpy(std::move(p), {k});
+        })
+        .def("forward", [](const NeuralNetwork& nn, CArrD X, bool input_gradient) {
+            if (X.ndim() != 2 || X.shape(1) != nn.n_inputs())
+                throw std::invalid_argument("inputs must be (n, " + std::to_string(nn.n_inputs()) + ")");
+            const auto n = static_cast<int>(X.shape(0));
+            std::vector<double> E(n), g(input_gradient ? static_cast<size_t>(n) * nn.n_inputs() : 0);
+            BatchCache c;
+            {
+                py::gil_scoped_release release;
+                nn.forward_batch(X.data(), n, E.data(), input_gradient ? g.data() : nullptr, c);
+            }
+            py::object gp = py::none();
+            if (input_gradient) gp = to_numpy(std::move(g), {n, nn.n_inputs()});
+            return py::make_tuple(to_numpy(std::move(E), {n}), gp, std::move(c));
+        }, py::arg("X").noconvert(), py::arg("input_gradient") = true)
+        .def("loss_gradient", [](const NeuralNetwork& nn, const BatchCache& c, std::optional<CArrD> a,
+                                 std::optional<CArrD> V) {
+            if (a && a->size() != c.n) throw std::invalid_argument("a must have one value per input row");
+            if (V && V->size() != static_cast<py::ssize_t>(c.n) * nn.n_inputs())
+                throw std::invalid_argument("V must be (n, n_inputs)");
+            std::vector<double> g(nn.n_weights());
+            {
+                py::gil_scoped_release release;
+                nn.loss_gradient(c, a ? a->data() : nullptr, V ? V->data() : nullptr, g.data());
+            }
+            const auto k = static_cast<py::ssize_t>(g.size());
+            return to_numpy(std::move(g), {k});
+        }, py::arg("cache"), py::arg("a") = py::none(), py::arg("V") = py::none());
 
     m.def("neighbor_list", [](py::array_t<double, py::array::c_style> pos, std::optional<CArrD> cell,
                               std::array<bool, 3> pbc, double cutoff, double min_distance, bool spatial_order) {

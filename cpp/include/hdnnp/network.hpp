@@ -28,6 +28,13 @@ struct NetworkWorkspace {
     std::vector<double> delta, delta2;
 };
 
+/// Values of a batched evaluation kept for NeuralNetwork::loss_gradient (training).
+struct BatchCache {
+    int n = 0;
+    std::vector<std::vector<double>> y;        ///< layer l = 0..L: n x size_l (y[0] = inputs)
+    std::vector<std::vector<double>> d1, d2;   ///< layer l = 1..L: f' and f'' w.r.t. b + W y
+};
+
 class NeuralNetwork {
 public:
     NeuralNetwork() = default;
@@ -46,6 +53,14 @@ public:
 
     /// Output of the network; if dx != nullptr also d(output)/d(input) into dx.
     double evaluate(const double* x, double* dx, NetworkWorkspace& ws) const;
+
+    /// Training: outputs E (n) of n inputs X (n x n_inputs, row-major) and, if g is not null,
+    /// dE/dx (n x n_inputs); keeps what loss_gradient() needs in `cache`.
+    void forward_batch(const double* X, int n, double* E, double* g, BatchCache& cache) const;
+    /// grad (n_weights, n2p2 order) = d/dw [sum_i a_i E_i + sum_i (dE_i/dx_i) . V_i] for the
+    /// batch in `cache` (a: n or null, V: n x n_inputs or null): one reverse pass over the
+    /// forward and the forward-mode tangent along V, so force losses need no Jacobian rows.
+    void loss_gradient(const BatchCache& cache, const double* a, const double* V, double* grad) const;
 
 private:
     std::vector<Layer> layers_;

@@ -9,6 +9,10 @@ target neuron inner, then the biases).
 ``g_i = dE_i/dx_i`` is the input gradient that forces are made of), the exact gradient
 ``sum_i a_i dE_i/dw + sum_i d(g_i . v_i)/dw`` in one reverse pass over the primal and tangent
 (forward-mode along v) computations, so force losses never need per-component Jacobians.
+
+The C++ core does the work (``_core.Network``: NeuralNetwork::forward_batch/loss_gradient);
+``forward_reference``/``loss_gradient_reference`` are the same mathematics in numpy, kept as an
+independent check.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 import numpy as np
+
+from .. import _core
 
 
 def _logistic(x):
@@ -69,6 +75,8 @@ class ElementNetwork:
         if not self.W:
             self.W = [np.zeros((o, i)) for i, o in zip(self.sizes[:-1], self.sizes[1:])]
             self.b = [np.zeros(o) for o in self.sizes[1:]]
+        self._core = _core.Network(list(self.sizes), self.activations, self.normalize)
+        self._core.set_parameters(self.get_parameters())
 
     @property
     def n_parameters(self) -> int:
@@ -88,6 +96,7 @@ class ElementNetwork:
             k += i * o
             self.b[l] = p[k:k + o].copy()
             k += o
+        self._core.set_parameters(np.ascontiguousarray(p))
 
     def pack(self, W: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
         """Gradients shaped like (W, b) as one vector in n2p2 order."""
@@ -98,6 +107,17 @@ class ElementNetwork:
 
     # -- evaluation -----------------------------------------------------------------------------
     def forward(self, X: np.ndarray, want_input_gradient: bool = True):
+        """Energies E (N,), input gradients g = dE/dX (N, K) or None, and the cache for
+        loss_gradient (C++ core)."""
+        return self._core.forward(np.ascontiguousarray(X, dtype=np.float64), want_input_gradient)
+
+    def loss_gradient(self, cache, a: Optional[np.ndarray], V: Optional[np.ndarray]):
+        """Gradient (n2p2 order) of sum_i a_i E_i + sum_i g_i . V_i with respect to the parameters."""
+        a = None if a is None else np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
+        V = None if V is None else np.ascontiguousarray(V, dtype=np.float64)
+        return self._core.loss_gradient(cache, a, V)
+
+    def forward_reference(self, X: np.ndarray, want_input_gradient: bool = True):
         """Energies E (N,) and input gradients g = dE/dX (N, K); keeps what the gradient needs."""
         ys, d1s, d2s = [X], [], []
         y = X
@@ -120,8 +140,8 @@ class ElementNetwork:
                 return E, gy, cache
             delta = gy * d1s[l - 1]
 
-    def loss_gradient(self, cache, a: Optional[np.ndarray], V: Optional[np.ndarray]):
-        """Gradient (n2p2 order) of sum_i a_i E_i + sum_i g_i . V_i with respect to the parameters."""
+    def loss_gradient_reference(self, cache, a: Optional[np.ndarray], V: Optional[np.ndarray]):
+        """numpy version of loss_gradient, for a cache from forward_reference."""
         ys, d1s, d2s = cache
         N = ys[0].shape[0]
         L = len(self.W)
@@ -179,3 +199,4 @@ def initialise(net: ElementNetwork, rng: np.random.Generator, method: str = "ngu
             net.W[l] = W
         else:
             raise ValueError(f"unknown initialisation {method!r} (uniform, glorot, nguyen-widrow)")
+    net.set_parameters(net.get_parameters())  # the core's copy
