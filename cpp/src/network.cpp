@@ -53,6 +53,28 @@ inline void activate2(Activation a, double x, double& f, double& df, double& d2f
     }
     d2f = 0.0;
 }
+/// out (n x n_in) = delta (n x n_out) W: back through one layer's weights.
+void back_through(const Layer& Ly, const std::vector<double>& delta, int n, std::vector<double>& out) {
+    const size_t no = Ly.n_out, ni = Ly.n_in;
+    out.assign(static_cast<size_t>(n) * ni, 0.0);
+    for (int i = 0; i < n; ++i)
+        for (size_t e = 0; e < no; ++e) {
+            const double d = delta[static_cast<size_t>(i) * no + e];
+            const double* w = &Ly.W[e * ni];
+            double* p = &out[static_cast<size_t>(i) * ni];
+            for (size_t s = 0; s < ni; ++s) p[s] += d * w[s];
+        }
+}
+
+/// gW[s * n_out + e] += sum_i delta[i, e] x[i, s] (n2p2 order: source outer, target inner).
+void add_outer(double* gW, const std::vector<double>& delta, const double* x, int n, size_t no, size_t ni) {
+    for (int i = 0; i < n; ++i) {
+        const double* xi = x + static_cast<size_t>(i) * ni;
+        const double* di = &delta[static_cast<size_t>(i) * no];
+        for (size_t s = 0; s < ni; ++s)
+            for (size_t e = 0; e < no; ++e) gW[s * no + e] += di[e] * xi[s];
+    }
+}
 }  // namespace
 
 Activation activation_from_letter(const std::string& l, const std::string& where) {
@@ -211,15 +233,7 @@ void NeuralNetwork::forward_batch(const double* X, int n, double* E, double* g, 
     // dE/du of the last layer, then back through the layers
     std::vector<double> delta(c.d1[L]), prev;
     for (size_t l = L; l-- > 0;) {
-        const Layer& Ly = layers_[l];
-        prev.assign(static_cast<size_t>(n) * Ly.n_in, 0.0);
-        for (int i = 0; i < n; ++i)
-            for (int e = 0; e < Ly.n_out; ++e) {
-                const double d = delta[static_cast<size_t>(i) * Ly.n_out + e];
-                const double* w = &Ly.W[static_cast<size_t>(e) * Ly.n_in];
-                double* p = &prev[static_cast<size_t>(i) * Ly.n_in];
-                for (int s = 0; s < Ly.n_in; ++s) p[s] += d * w[s];
-            }
+        back_through(layers_[l], delta, n, prev);
         if (l > 0)
             for (size_t k = 0; k < prev.size(); ++k) prev[k] *= c.d1[l][k];
         delta.swap(prev);
@@ -274,40 +288,17 @@ void NeuralNetwork::loss_gradient(const BatchCache& c, const double* a, const do
                 udotbar[k] = d1[k] * ydotbar[k];
                 ubar[k] += d2[k] * udot[l + 1][k] * ydotbar[k];
             }
-            for (int i = 0; i < n; ++i) {
-                const double* x = &ydot[l][static_cast<size_t>(i) * ni];
-                const double* ub = &udotbar[static_cast<size_t>(i) * no];
-                for (size_t s = 0; s < ni; ++s)
-                    for (size_t e = 0; e < no; ++e) gW[s * no + e] += ub[e] * x[s];
-            }
+            add_outer(gW, udotbar, ydot[l].data(), n, no, ni);
             if (l > 0) {
-                next.assign(static_cast<size_t>(n) * ni, 0.0);
-                for (int i = 0; i < n; ++i)
-                    for (size_t e = 0; e < no; ++e) {
-                        const double d = udotbar[static_cast<size_t>(i) * no + e];
-                        const double* w = &Ly.W[e * ni];
-                        double* p = &next[static_cast<size_t>(i) * ni];
-                        for (size_t s = 0; s < ni; ++s) p[s] += d * w[s];
-                    }
+                back_through(Ly, udotbar, n, next);
                 ydotbar.swap(next);
             }
         }
-        for (int i = 0; i < n; ++i) {
-            const double* x = &c.y[l][static_cast<size_t>(i) * ni];
-            const double* ub = &ubar[static_cast<size_t>(i) * no];
-            for (size_t s = 0; s < ni; ++s)
-                for (size_t e = 0; e < no; ++e) gW[s * no + e] += ub[e] * x[s];
-            for (size_t e = 0; e < no; ++e) gb[e] += ub[e];
-        }
+        add_outer(gW, ubar, c.y[l].data(), n, no, ni);
+        for (int i = 0; i < n; ++i)
+            for (size_t e = 0; e < no; ++e) gb[e] += ubar[static_cast<size_t>(i) * no + e];
         if (l > 0) {
-            next.assign(static_cast<size_t>(n) * ni, 0.0);
-            for (int i = 0; i < n; ++i)
-                for (size_t e = 0; e < no; ++e) {
-                    const double d = ubar[static_cast<size_t>(i) * no + e];
-                    const double* w = &Ly.W[e * ni];
-                    double* p = &next[static_cast<size_t>(i) * ni];
-                    for (size_t s = 0; s < ni; ++s) p[s] += d * w[s];
-                }
+            back_through(Ly, ubar, n, next);
             ybar.swap(next);
         }
     }
