@@ -193,6 +193,39 @@ def _sfgen(args) -> int:
     return 0
 
 
+def _demo(args) -> int:
+    from .workflow.demo import run_demo
+
+    run_demo(args.output, quick=args.quick)
+    return 0
+
+
+def _active_learn(args) -> int:
+    import ase.io
+
+    from .workflow.active_learning import ActiveLearner, ActiveLearningConfig
+
+    calcs = {"emt": "ase.calculators.emt:EMT", "lj": "ase.calculators.lj:LennardJones"}
+    target = calcs.get(args.calculator, args.calculator)
+    if ":" not in target:
+        raise OSError(f"--calculator: 'emt', 'lj' or module:Class of an ASE calculator, not {args.calculator!r}")
+    import importlib
+
+    mod, cls = target.split(":")
+    reference = getattr(importlib.import_module(mod), cls)
+    structures = ase.io.read(args.structures, ":")
+    elements = args.elements or sorted({s for a in structures for s in a.get_chemical_symbols()})
+    cfg = ActiveLearningConfig(elements=elements, cutoff=args.cutoff, iterations=args.iterations,
+                               committee=args.committee, epochs=args.epochs, md_temperatures=args.temperatures,
+                               md_steps=args.md_steps, deviation_threshold=args.threshold,
+                               deviation_max=args.max_deviation)
+    starts = [structures[i % len(structures)] for i in range(len(cfg.md_temperatures))]
+    ActiveLearner(args.output, cfg, reference).run(structures, starts)
+    print(f"labelled data: {os.path.join(args.output, 'data.extxyz')}; per iteration: "
+          f"{os.path.join(args.output, 'iterations.json')}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="hdnnp", description="High-dimensional neural network potentials")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,6 +265,24 @@ def main(argv=None) -> int:
     p.add_argument("--angular-points", type=int, default=3)
     p.add_argument("--zetas", type=float, nargs="+", default=[1.0, 4.0])
     p.add_argument("--r-lower", type=float, default=None)
+    p = sub.add_parser("demo", help="the end-to-end workflow on Cu-Au with EMT as the reference (active "
+                       "learning with a committee, LAMMPS MD, validation, report)")
+    p.add_argument("-o", "--output", default="hdnnp-demo")
+    p.add_argument("--quick", action="store_true", help="small sizes (about 15 s)")
+    p = sub.add_parser("active-learn", help="active learning: committee training, LAMMPS committee MD, "
+                       "labelling of high-deviation frames, repeated")
+    p.add_argument("structures", help="initial structures (anything ASE reads)")
+    p.add_argument("-o", "--output", default="active-learning")
+    p.add_argument("--calculator", default="emt", help="reference: emt, lj or module:Class (an ASE calculator)")
+    p.add_argument("--elements", nargs="*", default=None)
+    p.add_argument("--cutoff", type=float, default=5.5, help="symmetry-function cutoff (Angstrom)")
+    p.add_argument("--iterations", type=int, default=2)
+    p.add_argument("--committee", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--temperatures", type=float, nargs="+", default=[600.0, 1000.0])
+    p.add_argument("--md-steps", type=int, default=400)
+    p.add_argument("--threshold", type=float, default=0.05, help="force deviation (eV/A) of candidate frames")
+    p.add_argument("--max-deviation", type=float, default=2.0)
     args = parser.parse_args(argv)
     from . import _core
     from .training.data import DataError
@@ -247,6 +298,10 @@ def main(argv=None) -> int:
             return _train(args)
         if args.command == "sfgen":
             return _sfgen(args)
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "active-learn":
+            return _active_learn(args)
     except (_core.Error, OSError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,1 @@
+"""End-to-end workflows: active learning, the demo."""

