@@ -60,3 +60,28 @@ def test_active_learning_with_lennard_jones(tmp_path):
     assert summaries[1]["structures"] == 4 + summaries[0]["new_structures"]
     assert len(learner.load_data()) == 4 + sum(s["new_structures"] for s in summaries)
     assert all(s["max_force_deviation"] > 0 for s in summaries)
+
+
+def test_active_learn_cli(tmp_path):
+    import subprocess
+    import sys
+
+    from ase.build import bulk
+    from ase.io import write
+
+    structs = []
+    for k, strain in enumerate((-0.02, 0.0, 0.02)):
+        a = bulk("Cu", "fcc", a=3.61 * (1 + strain), cubic=True).repeat((2, 2, 2))
+        a.rattle(0.05, seed=k)
+        structs.append(a)
+    write(tmp_path / "start.extxyz", structs)
+    r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "active-learn", str(tmp_path / "start.extxyz"),
+                        "-o", str(tmp_path / "al"), "--calculator", "emt", "--iterations", "1", "--committee", "2",
+                        "--epochs", "10", "--temperatures", "500", "--md-steps", "60", "--threshold", "0.0",
+                        "--max-deviation", "1e9"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    summary = json.loads((tmp_path / "al" / "iterations.json").read_text())
+    assert summary[0]["structures"] == 3 and summary[0]["new_structures"] >= 1
+    r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "active-learn", str(tmp_path / "start.extxyz"),
+                        "--calculator", "nope"], capture_output=True, text=True)
+    assert r.returncode == 1 and "--calculator" in r.stderr

@@ -44,6 +44,7 @@ class ActiveLearningConfig:
     deviation_max: float = 2.0                # ... and below this (unphysical otherwise)
     max_new_per_iteration: int = 12
     seed: int = 7
+    progress: bool = True                     # progress bars while training
 
 
 def _log(msg):
@@ -124,7 +125,7 @@ class ActiveLearner:
                                  test_fraction=c.test_fraction, seed=c.seed + 101 * m, fit_offsets=True,
                                  batch_size=c.batch_size)
             tr = Trainer(run_dir, data, cfg)
-            hist = tr.train(out, progress=False, log=lambda *_: None)
+            hist = tr.train(out, progress=c.progress, log=lambda *_: None)
             b = hist[tr.best_epoch]
             self.log(f"  member {m}: test RMSE {b.rmse_energy_test * 1e3:.1f} meV/atom, "
                      f"{b.rmse_force_test:.3f} eV/A (epoch {tr.best_epoch})")
@@ -143,8 +144,8 @@ class ActiveLearner:
         c = self.cfg
         els = list(c.elements)
         write(md / "start.data", start, format="lammps-data", specorder=els, masses=True)
-        dev_log, cand = md / "deviation.log", md / "candidates.data"
-        for f in (dev_log, cand):
+        dev_log, cand, extra = md / "deviation.log", md / "candidates.data", md / "extrapolating.data"
+        for f in (dev_log, cand, extra):
             if f.exists():
                 f.unlink()
         hl.preload_mpi()
@@ -158,7 +159,8 @@ class ActiveLearner:
                 *hl.pair_commands([os.fspath(m) for m in members], els,
                                   extra=f"deviation_every {c.deviation_every} deviation_log {dev_log} "
                                         f"deviation_write {cand} deviation_threshold {c.deviation_threshold} "
-                                        f"deviation_max {c.deviation_max} extrapolation_every 100000"),
+                                        f"deviation_max {c.deviation_max} extrapolation_every {c.deviation_every} "
+                                        f"extrapolation_write {extra}"),
                 "neighbor 1.0 bin",
                 f"velocity all create {temperature} {c.seed} loop geom mom yes",
                 f"fix 1 all langevin {temperature} {temperature} 0.1 {c.seed}", "fix 2 all nve",
@@ -168,7 +170,10 @@ class ActiveLearner:
             lmp.close()
         rows = np.loadtxt(dev_log, ndmin=2) if dev_log.exists() else np.zeros((0, 5))
         frames = read_input_data(cand) if cand.exists() else []
-        return rows, frames
+        # configurations whose symmetry functions left the training range are candidates too
+        # (every extrapolating step is written; keep one per deviation interval)
+        extrapolating = read_input_data(extra)[::max(c.deviation_every, 1)] if extra.exists() else []
+        return rows, frames, extrapolating
 
     def iterate(self, it: int, md_starts: Sequence) -> dict:
         it_dir = self.dir / f"iter_{it:02d}"
@@ -182,14 +187,16 @@ class ActiveLearner:
         members = self.train_committee(it_dir, data)
         errors = [json.loads((m / "training.json").read_text())["final"] for m in members]
         self.log("  committee MD in LAMMPS")
-        devs, cands = [], []
+        devs, cands, n_extra = [], [], 0
         for k, (T, start) in enumerate(zip(self.cfg.md_temperatures, md_starts)):
-            rows, frames = self.run_md(it_dir, members, start, T, f"{k}_{int(T)}K")
+            rows, frames, extrapolating = self.run_md(it_dir, members, start, T, f"{k}_{int(T)}K")
             devs.append(rows)
-            cands += frames
+            cands += frames + extrapolating
+            n_extra += len(extrapolating)
             if len(rows):
                 self.log(f"  {T:.0f} K: max force deviation {rows[:, 1].mean():.3f} eV/A on average "
-                         f"(max {rows[:, 1].max():.3f}), {len(frames)} candidate frame(s)")
+                         f"(max {rows[:, 1].max():.3f}), {len(frames)} high-deviation and "
+                         f"{len(extrapolating)} extrapolating candidate frame(s)")
         devs = np.concatenate(devs) if devs else np.zeros((0, 5))
         # label the candidates with the highest deviation, at most max_new_per_iteration
         rng = np.random.default_rng(self.cfg.seed + it)
@@ -198,6 +205,7 @@ class ActiveLearner:
         self.save_data(data + new)
         summary = {
             "iteration": it, "structures": len(data), "new_structures": len(new),
+            "extrapolating_candidates": n_extra,
             "mean_max_force_deviation": float(devs[:, 1].mean()) if len(devs) else None,
             "max_force_deviation": float(devs[:, 1].max()) if len(devs) else None,
             "test_rmse_energy_per_atom": float(np.mean([e["rmse_energy_test"] for e in errors])),

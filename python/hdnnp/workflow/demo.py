@@ -83,7 +83,7 @@ def run_demo(out_dir="hdnnp-demo", quick: bool = False, reference: Optional[Call
     cfg = ActiveLearningConfig(elements=["Cu", "Au"])
     if quick:
         cfg.epochs, cfg.committee, cfg.md_steps, cfg.hidden = 40, 2, 150, (10, 10)
-        cfg.radial_points, cfg.max_new_per_iteration = 5, 8
+        cfg.radial_points, cfg.max_new_per_iteration, cfg.progress = 5, 8, False
     log("== 1. sampling initial Cu-Au structures (crystals, strain, vacancies, alloys, short MD)")
     initial = sample_cu_au(rng, n_md=2 if quick else 4, size=2, md_reference=reference)
     # MD starting points: the ordered alloys
@@ -197,13 +197,13 @@ def write_report(out: Path, summary: dict):
     from .. import _core
 
     lines = ["# hdnnp demo: Cu-Au with EMT as the reference method", "",
-             "| iteration | structures | new | committee test RMSE E (meV/atom) | F (eV/A) | mean max force deviation in MD (eV/A) |",
-             "|---:|---:|---:|---:|---:|---:|"]
+             "| iteration | structures | new | committee test RMSE E (meV/atom) | F (eV/A) | mean max force deviation in MD (eV/A) | extrapolating candidates |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for s in summary["iterations"]:
         dev = s["mean_max_force_deviation"]
         lines.append(f"| {s['iteration']} | {s['structures']} | {s['new_structures']} | "
                      f"{s['test_rmse_energy_per_atom'] * 1e3:.2f} | {s['test_rmse_force']:.4f} | "
-                     f"{'n/a' if dev is None else f'{dev:.4f}'} |")
+                     f"{'n/a' if dev is None else f'{dev:.4f}'} | {s.get('extrapolating_candidates', 0)} |")
     f = summary["final"]
     lines += ["", f"Final committee ({f['structures']} structures): test RMSE "
               f"{f['test_rmse_energy_per_atom'] * 1e3:.2f} meV/atom (MAE {f['test_mae_energy_per_atom'] * 1e3:.2f}), "
