@@ -6,7 +6,7 @@ EMT (ASE's effective-medium calculator) stands in for DFT. To do real science, p
 ASE calculator factory as `reference` (a DFT code's ASE calculator): every stage is the same.
 Stages and their outputs (under the output folder; rerunning continues where it stopped):
   1. initial structures: fcc Cu/Au, L1_2 Cu3Au, L1_0 CuAu, strained, rattled, vacancies, random
-     alloys, short EMT MD; labelled with the reference method (active-learning/data.extxyz)
+     alloys, (111) surface slabs, short EMT MD; labelled with the reference method (active-learning/data.extxyz)
   2. two active-learning iterations (active-learning/iter_NN/): a committee of 3 HDNNPs with
      different seeds, MD in LAMMPS with the plugin's committee mode at 600 and 1000 K, frames
      with a high committee force deviation (or extrapolating symmetry functions) labelled and

@@ -22,7 +22,9 @@ def test_quick_demo_end_to_end(tmp_path):
     assert abs(summary["nve"]["drift_meV_per_atom_ps"]) < 1.0
     assert summary["nve"]["max_excursion_meV_per_atom"] < 5.0
     for f in ("summary.md", "summary.json", "active-learning/data.extxyz", "active-learning/iterations.json",
-              "final/force-errors-members.dat", "nve/energy.dat", "final/member0/weights.029.data"):
+              "final/force-errors-members.dat", "nve/energy.dat", "final/member0/weights.029.data",
+              "final/member0/parity-energy.dat", "final/member0/parity-forces.dat",
+              "final/member0/learning-curve.out"):
         assert (out / f).exists(), f
     for png in ("final/error-correlation.png", "final/member0/learning-curve.png", "final/member0/parity-energy.png",
                 "final/member0/parity-forces.png"):

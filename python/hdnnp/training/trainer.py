@@ -618,7 +618,15 @@ class Trainer:
         return {k: np.concatenate(v) if v else np.zeros(0) for k, v in rows.items()}
 
     def write_plots(self, output_dir):
-        """learning-curve.png and parity plots, when matplotlib is installed (hdnnp[plot])."""
+        """parity-*.dat (always) and learning-curve.png, parity-*.png when matplotlib is
+        installed (hdnnp[plot])."""
+        pr = self.predictions()
+        for key, unit in (("E", "energy per atom"), ("F", "force component")):
+            if len(pr[f"{key}_ref"]):
+                rows = "\n".join(f"{r:.10e} {p:.10e} {st}" for r, p, st in zip(pr[f"{key}_ref"], pr[key], pr[f"{key}_set"]))
+                name = "parity-energy.dat" if key == "E" else "parity-forces.dat"
+                _core.write_file_atomic(os.path.join(output_dir, name),
+                                        f"# reference  predicted  set ({unit}, the potential's units)\n" + rows + "\n")
         try:
             import matplotlib  # noqa: F401
         except ImportError:
@@ -627,7 +635,6 @@ class Trainer:
 
         if self.history:
             plots.learning_curve(self.history, os.path.join(output_dir, "learning-curve.png"))
-        pr = self.predictions()
         plots.parity(pr["E_ref"], pr["E"], os.path.join(output_dir, "parity-energy.png"), "energy per atom",
                      pr["E_set"])
         if self.config.use_forces:

@@ -2,7 +2,8 @@
 
 Stages (each written under the output folder; rerunning continues where it stopped):
  1. sample structures: fcc Cu and Au, L1_2 Cu3Au and L1_0 CuAu, strained, rattled, with a
-    vacancy, short EMT MD at several temperatures; label them with EMT;
+    vacancy, random alloys, (111) surface slabs, short EMT MD at several temperatures; label
+    them with EMT;
  2. active learning (workflow.active_learning): committee training, LAMMPS committee MD,
     high-deviation frames labelled and added, twice;
  3. final committee on all data; validation: test RMSE/MAE, parity plots, learning curve,
@@ -57,6 +58,17 @@ def sample_cu_au(rng: np.random.Generator, n_md: int = 4, size: int = 2, md_refe
         r.symbols = rng.choice(["Cu", "Au"], len(r))
         r.rattle(0.05, seed=int(rng.integers(1 << 30)))
         out.append(r)
+    # (111) surfaces: periodic slabs with 8 A of vacuum
+    from ase.build import fcc111
+
+    for sym, a0 in (("Cu", 3.61), ("Au", 4.08)):
+        for k in range(2):
+            slab = fcc111(sym, size=(2, 2, 4), a=a0, vacuum=4.0, periodic=True)
+            if k:  # a mixed surface layer
+                top = [i for i in range(len(slab)) if slab.positions[i, 2] > slab.positions[:, 2].max() - 0.5]
+                slab.symbols[top[:2]] = "Au" if sym == "Cu" else "Cu"
+            slab.rattle(0.05, seed=int(rng.integers(1 << 30)))
+            out.append(slab)
     if md_reference is not None:  # short MD snapshots with the reference method
         for T in (300, 900):
             a = protos[2].repeat((size, size, size))
