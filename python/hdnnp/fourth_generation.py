@@ -1,0 +1,155 @@
+"""4th-generation HDNNP prediction, first part: non-periodic energies and charges (numpy).
+
+THEORY.md B.0, B.1, B.3, B.5 (n2p2's Mode::evaluateNNP): electronegativity networks
+chi_i = NN_e(G_i) -> charge equilibration with Gaussian charges under the total charge (dense KKT
+solve) -> short networks on [G_i, Q_i] -> E = sum_i E_i^short + E_elec + offsets, with the
+screened electrostatic energy E_elec = sum_{i<j} Q_i Q_j erf(r_ij / (sqrt(2) gamma_ij)) f_s(r_ij)
+/ (4 pi eps0 r_ij). Symmetry functions come from the C++ core. Not yet: forces (adjoint
+solve), periodic systems (Ewald), normalised potentials, the C++ implementation; this module
+is the reference those will be checked against.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Dict, List, Optional
+
+import numpy as np
+from scipy.special import erf
+
+from . import _core
+from .training.network import ElementNetwork
+
+_Z = {"H": 1, "He": 2, "Li": 3, "Be": 4, "B": 5, "C": 6, "N": 7, "O": 8, "F": 9, "Ne": 10, "Na": 11, "Mg": 12,
+      "Al": 13, "Si": 14, "P": 15, "S": 16, "Cl": 17, "Ar": 18, "K": 19, "Ca": 20, "Ti": 22, "Fe": 26,
+      "Cu": 29, "Zn": 30, "Ag": 47, "Au": 79}
+_4G_ONLY = ("nnp_generation", "nnp_type", "global_hidden_layers_electrostatic", "global_nodes_electrostatic",
+            "global_activation_electrostatic", "initial_hardness", "fixed_gausswidth", "screen_electrostatics",
+            "ewald_truncation_error_method", "ewald_prec", "four_pi_epsilon")
+
+
+def _keywords(path: str) -> Dict[str, List[List[str]]]:
+    out: Dict[str, List[List[str]]] = {}
+    with open(path) as fh:
+        for line in fh:
+            tok = line.split("#", 1)[0].split("!", 1)[0].split()
+            if tok:
+                out.setdefault(tok[0], []).append(tok[1:])
+    return out
+
+
+def _column(path: str) -> np.ndarray:
+    rows = []
+    with open(path) as fh:
+        for no, line in enumerate(fh, 1):
+            tok = line.split("#", 1)[0].split()
+            if tok:
+                try:
+                    rows.append(float(tok[0]))
+                except ValueError:
+                    raise ValueError(f"{path}:{no}: not a number: {tok[0]!r}") from None
+    return np.array(rows)
+
+
+class FourthGeneration:
+    """A 4G potential directory (input.nn with nnp_generation 4, scaling.data, weights.ZZZ.data,
+    weightse.ZZZ.data, hardness.ZZZ.data), evaluated for non-periodic structures."""
+
+    def __init__(self, directory):
+        directory = os.fspath(directory)
+        path = os.path.join(directory, "input.nn")
+        kw = _keywords(path)
+        gen = (kw.get("nnp_generation") or kw.get("nnp_type") or [["2"]])[0][0]
+        if gen not in ("4", "4G-HDNNP"):
+            raise ValueError(f"{path}: not a 4G potential (nnp_generation {gen})")
+        # Descriptors: the core reads the same file without the 4G keywords (read at load time).
+        with open(path) as fh:
+            lines = [l for l in fh.read().splitlines() if not (l.split()[:1] and l.split()[0] in _4G_ONLY)]
+        with tempfile.TemporaryDirectory(prefix="hdnnp-4g-") as tmp:
+            with open(os.path.join(tmp, "input.nn"), "w") as fh:
+                fh.write("\n".join(lines) + "\n")
+            shutil.copy(os.path.join(directory, "scaling.data"), tmp)
+            self.model = _core.Model.load(tmp, False)
+        self.elements = list(self.model.elements)
+        if self.model.mean_energy != 0.0 or self.model.conv_energy != 1.0:
+            raise ValueError(f"{path}: normalised 4G potentials are not supported yet")
+        self.sigma = np.zeros(len(self.elements))
+        for el, s in (a[:2] for a in kw.get("fixed_gausswidth", [])):
+            self.sigma[self.elements.index(el)] = float(s)
+        if np.any(self.sigma <= 0):
+            raise ValueError(f"{path}: fixed_gausswidth must be given for every element")
+        screen = kw.get("screen_electrostatics")
+        self.r_in, self.r_out = (float(screen[0][0]), float(screen[0][1])) if screen else (-2.0, -1.0)
+        if screen and len(screen[0]) > 2 and screen[0][2] != "c":
+            raise ValueError(f"{path}: only the cosine screening core ('c') is supported yet")
+        self.four_pi_eps = float(kw["four_pi_epsilon"][0][0]) if "four_pi_epsilon" in kw else 1.0
+        self.offsets = np.array(self.model.atom_energies)
+
+        def arch(kind):
+            n = int(kw[f"global_hidden_layers_{kind}"][0][0])
+            nodes = [int(x) for x in kw[f"global_nodes_{kind}"][0][:n]]
+            acts = "".join(kw[f"global_activation_{kind}"][0][:n + 1])
+            return nodes, acts
+
+        def network(kind, n_in, fname):
+            nodes, acts = arch(kind)
+            net = ElementNetwork([n_in, *nodes, 1], acts)
+            p = _column(os.path.join(directory, fname))
+            if len(p) != net.n_parameters:
+                raise ValueError(f"{os.path.join(directory, fname)}: expected {net.n_parameters} weights for the "
+                                 f"declared architecture {'-'.join(map(str, net.sizes))}, found {len(p)}")
+            net.set_parameters(p)
+            return net
+
+        self.elec, self.short, self.hardness = [], [], np.zeros(len(self.elements))
+        for e, el in enumerate(self.elements):
+            K = int(self.model.architecture(e)[0][0])
+            z = _Z[el]
+            self.elec.append(network("electrostatic", K, f"weightse.{z:03d}.data"))
+            self.short.append(network("short", K + 1, f"weights.{z:03d}.data"))
+            self.hardness[e] = _column(os.path.join(directory, f"hardness.{z:03d}.data"))[0]
+
+    def screening(self, r):
+        if self.r_out <= 0:
+            return np.ones_like(r)
+        x = np.clip((r - self.r_in) / (self.r_out - self.r_in), 0.0, 1.0)
+        return 0.5 * (1.0 - np.cos(np.pi * x))
+
+    def evaluate(self, atoms, total_charge: Optional[float] = None):
+        """Energy (offsets included), atomic charges and atomic short-range energies of a
+        non-periodic structure, in the potential's units."""
+        if atoms.pbc.any():
+            raise ValueError("periodic 4G structures (Ewald) are not supported yet")
+        q_tot = float(atoms.info.get("charge", 0.0) if total_charge is None else total_charge)
+        index = {s: i for i, s in enumerate(self.elements)}
+        species = np.array([index[s] for s in atoms.get_chemical_symbols()], dtype=np.int32)
+        pos = np.ascontiguousarray(atoms.positions, dtype=float)
+        offs, idx, sid, sh, _, _ = _core.neighbor_list(pos, None, [False] * 3, self.model.cutoff)
+        out = self.model.compute(pos, species, len(atoms), offs, idx, sid, sh, forces=False, virial=False,
+                                 descriptors=True, scaled=True)
+        G = [out["descriptors"][out["descriptor_offsets"][i]:out["descriptor_offsets"][i + 1]]
+             for i in range(len(atoms))]
+        n = len(atoms)
+        chi = np.array([self.elec[species[i]].forward(G[i][None, :], False)[0][0] for i in range(n)])
+        sig = self.sigma[species]
+        d = pos[:, None, :] - pos[None, :, :]
+        r = np.linalg.norm(d, axis=2)
+        gam = np.sqrt(sig[:, None] ** 2 + sig[None, :] ** 2)
+        off = ~np.eye(n, dtype=bool)
+        A = np.zeros((n, n))
+        A[off] = erf(r[off] / (np.sqrt(2.0) * gam[off])) / r[off]
+        A[off] /= self.four_pi_eps
+        A[np.diag_indices(n)] = self.hardness[species] + 1.0 / (sig * np.sqrt(np.pi) * self.four_pi_eps)
+        K = np.zeros((n + 1, n + 1))
+        K[:n, :n] = A
+        K[n, :n] = K[:n, n] = 1.0
+        Q = np.linalg.solve(K, np.concatenate([-chi, [q_tot]]))[:n]
+        iu = np.triu_indices(n, 1)
+        e_elec = float(np.sum(Q[iu[0]] * Q[iu[1]] * erf(r[iu] / (np.sqrt(2.0) * gam[iu])) * self.screening(r[iu])
+                              / r[iu]) / self.four_pi_eps)
+        e_short = np.array([self.short[species[i]].forward(np.append(G[i], Q[i])[None, :], False)[0][0]
+                            for i in range(n)])
+        energy = float(e_short.sum() + e_elec + self.offsets[species].sum())
+        return {"energy": energy, "charges": Q, "atom_energies_short": e_short, "electrostatic_energy": e_elec,
+                "electronegativities": chi}
