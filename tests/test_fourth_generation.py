@@ -52,3 +52,25 @@ def test_periodic_refused_clearly(fixtures):
     atoms.pbc = True
     with pytest.raises(ValueError, match="periodic 4G structures"):
         pot.evaluate(atoms)
+
+
+def test_forces_equal_n2p2_and_finite_differences(fixtures):
+    pot = FourthGeneration(fixtures / CC / "potential")
+    atoms = hdnnp.read_input_data(fixtures / CC / "predict" / "input.data")[0]
+    r = pot.evaluate(atoms, forces=True)
+    ref = np.loadtxt(fixtures / CC / "reference" / "nnp-predict_C10H2" / "nnforces.out")
+    np.testing.assert_allclose(r["forces"], ref[:, 5:8], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(r["forces"].sum(axis=0), 0.0, atol=1e-13)
+    # a charged chain (+1) against central differences of the energy
+    structs = hdnnp.read_input_data(fixtures / CC / "train" / "input.data")
+    charged = next(a for a in structs if a.info.get("charge", 0.0) == 1.0)
+    r = pot.evaluate(charged, forces=True)
+    h = 1e-5
+    for i in (0, 5, len(charged) - 1):
+        for c in range(3):
+            b = charged.copy()
+            b.positions[i, c] += h
+            ep = pot.evaluate(b)["energy"]
+            b.positions[i, c] -= 2 * h
+            em = pot.evaluate(b)["energy"]
+            assert r["forces"][i, c] == pytest.approx(-(ep - em) / (2 * h), abs=1e-8)

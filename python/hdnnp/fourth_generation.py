@@ -1,12 +1,13 @@
-"""4th-generation HDNNP prediction, first part: non-periodic energies and charges (numpy).
+"""4th-generation HDNNP prediction, first part: non-periodic energies, charges and forces (numpy).
 
 THEORY.md B.0, B.1, B.3, B.5 (n2p2's Mode::evaluateNNP): electronegativity networks
 chi_i = NN_e(G_i) -> charge equilibration with Gaussian charges under the total charge (dense KKT
 solve) -> short networks on [G_i, Q_i] -> E = sum_i E_i^short + E_elec + offsets, with the
 screened electrostatic energy E_elec = sum_{i<j} Q_i Q_j erf(r_ij / (sqrt(2) gamma_ij)) f_s(r_ij)
-/ (4 pi eps0 r_ij). Symmetry functions come from the C++ core. Not yet: forces (adjoint
-solve), periodic systems (Ewald), normalised potentials, the C++ implementation; this module
-is the reference those will be checked against.
+/ (4 pi eps0 r_ij). Symmetry functions come from the C++ core. Not yet: stress,
+periodic systems (Ewald), normalised potentials, the C++ implementation; this module is the
+reference those will be checked against. Forces use one adjoint solve with the same LU
+factorisation as the charges.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import tempfile
 from typing import Dict, List, Optional
 
 import numpy as np
+import scipy.linalg
 from scipy.special import erf
 
 from . import _core
@@ -116,9 +118,18 @@ class FourthGeneration:
         x = np.clip((r - self.r_in) / (self.r_out - self.r_in), 0.0, 1.0)
         return 0.5 * (1.0 - np.cos(np.pi * x))
 
-    def evaluate(self, atoms, total_charge: Optional[float] = None):
+    def _scaling(self):
+        from .training.trainer import scaling_transform
+
+        stats = [{k: np.asarray(self.model.scaling(e)[k]) for k in ("min", "max", "mean", "sigma")}
+                 for e in range(len(self.elements))]
+        return scaling_transform(stats, self.model.scaling_mode, self.model.scale_min, self.model.scale_max)
+
+    def evaluate(self, atoms, total_charge: Optional[float] = None, forces: bool = False):
         """Energy (offsets included), atomic charges and atomic short-range energies of a
-        non-periodic structure, in the potential's units."""
+        non-periodic structure, in the potential's units; with `forces`, the forces from one
+        adjoint solve (THEORY B.4): F = -dE/dR|_Q - lambda^T [(dA/dR) Q + dchi/dR], with
+        K lambda = -[dE/dQ; 0]."""
         if atoms.pbc.any():
             raise ValueError("periodic 4G structures (Ewald) are not supported yet")
         q_tot = float(atoms.info.get("charge", 0.0) if total_charge is None else total_charge)
@@ -131,7 +142,8 @@ class FourthGeneration:
         G = [out["descriptors"][out["descriptor_offsets"][i]:out["descriptor_offsets"][i + 1]]
              for i in range(len(atoms))]
         n = len(atoms)
-        chi = np.array([self.elec[species[i]].forward(G[i][None, :], False)[0][0] for i in range(n)])
+        chi_out = [self.elec[species[i]].forward(G[i][None, :], True) for i in range(n)]
+        chi = np.array([c[0][0] for c in chi_out])
         sig = self.sigma[species]
         d = pos[:, None, :] - pos[None, :, :]
         r = np.linalg.norm(d, axis=2)
@@ -144,12 +156,53 @@ class FourthGeneration:
         K = np.zeros((n + 1, n + 1))
         K[:n, :n] = A
         K[n, :n] = K[:n, n] = 1.0
-        Q = np.linalg.solve(K, np.concatenate([-chi, [q_tot]]))[:n]
+        lu = scipy.linalg.lu_factor(K)  # factorised once: charges and the adjoint
+        Q = scipy.linalg.lu_solve(lu, np.concatenate([-chi, [q_tot]]))[:n]
         iu = np.triu_indices(n, 1)
-        e_elec = float(np.sum(Q[iu[0]] * Q[iu[1]] * erf(r[iu] / (np.sqrt(2.0) * gam[iu])) * self.screening(r[iu])
-                              / r[iu]) / self.four_pi_eps)
-        e_short = np.array([self.short[species[i]].forward(np.append(G[i], Q[i])[None, :], False)[0][0]
-                            for i in range(n)])
+        fs = np.zeros((n, n))
+        fs[off] = self.screening(r[off])
+        erfg = np.zeros((n, n))
+        erfg[off] = erf(r[off] / (np.sqrt(2.0) * gam[off]))
+        e_elec = float(np.sum(Q[iu[0]] * Q[iu[1]] * erfg[iu] * fs[iu] / r[iu]) / self.four_pi_eps)
+        short_out = [self.short[species[i]].forward(np.append(G[i], Q[i])[None, :], True) for i in range(n)]
+        e_short = np.array([s_[0][0] for s_ in short_out])
         energy = float(e_short.sum() + e_elec + self.offsets[species].sum())
-        return {"energy": energy, "charges": Q, "atom_energies_short": e_short, "electrostatic_energy": e_elec,
-                "electronegativities": chi}
+        res = {"energy": energy, "charges": Q, "atom_energies_short": e_short, "electrostatic_energy": e_elec,
+               "electronegativities": chi}
+        if not forces:
+            return res
+        # dE/dQ: electrostatics (screened) + the short networks' charge input
+        rinv = np.zeros((n, n))
+        rinv[off] = 1.0 / r[off]
+        W = erfg * fs * rinv / self.four_pi_eps                    # pair kernel of E_elec
+        dEdQ = W @ Q + np.array([s_[1][0, -1] for s_ in short_out])
+        lam = scipy.linalg.lu_solve(lu, np.concatenate([-dEdQ, [0.0]]))[:n]
+        # pair terms d/dR_i of kernels k(r_ij): k'(r) (R_i - R_j)/r
+        gauss = np.zeros((n, n))
+        gauss[off] = np.sqrt(2.0 / np.pi) / gam[off] * np.exp(-r[off] ** 2 / (2.0 * gam[off] ** 2))
+        dfs = np.zeros((n, n))
+        if self.r_out > 0:
+            x = (r - self.r_in) / (self.r_out - self.r_in)
+            inside = off & (x > 0) & (x < 1)
+            dfs[inside] = 0.5 * np.pi * np.sin(np.pi * x[inside]) / (self.r_out - self.r_in)
+        dA = (gauss - erfg * rinv) * rinv / self.four_pi_eps          # dA_ij/dr
+        dW = ((gauss - erfg * rinv) * fs + erfg * dfs) * rinv / self.four_pi_eps
+        # d/dR_i of E_elec = 1/2 sum_ij Q_i Q_j W_ij and of lambda^T A Q (A symmetric, i != j):
+        # sum_j [Q_i Q_j W'_ij + (lambda_i Q_j + Q_i lambda_j) A'_ij] (R_i - R_j)/r_ij
+        coef = Q[:, None] * Q[None, :] * dW + (lam[:, None] * Q[None, :] + Q[:, None] * lam[None, :]) * dA
+        F = -np.einsum("ij,ijc->ic", coef, d * rinv[:, :, None])
+        # network terms through the symmetry functions: w_i = dE_i/dG_i + lambda_i dchi_i/dG_i
+        tf = self._scaling()
+        jac = self.model.descriptor_jacobian(pos, species, offs, idx, sid, sh)
+        po = jac["pair_offsets"]
+        for i in range(n):
+            e = species[i]
+            w = short_out[i][1][0, :-1] + lam[i] * chi_out[i][1][0]
+            w = w * tf[e][1]                                          # d/dG raw
+            for p in range(po[i], po[i + 1]):
+                blk = jac["dG"][jac["dg_offsets"][p]:jac["dg_offsets"][p + 1]].reshape(-1, 3)
+                t = w @ blk                                           # dE/d(R_j - R_i)
+                F[jac["pair_atom"][p]] -= t
+                F[i] += t
+        res["forces"] = F
+        return res
