@@ -14,31 +14,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Optional
+from typing import Optional
 
 import numpy as np
 import scipy.linalg
 from scipy.special import erf
 
 from . import _core
+from .training.n2p2 import read_keyword_lines
 from .training.network import ElementNetwork
 
-_Z = {"H": 1, "He": 2, "Li": 3, "Be": 4, "B": 5, "C": 6, "N": 7, "O": 8, "F": 9, "Ne": 10, "Na": 11, "Mg": 12,
-      "Al": 13, "Si": 14, "P": 15, "S": 16, "Cl": 17, "Ar": 18, "K": 19, "Ca": 20, "Ti": 22, "Fe": 26,
-      "Cu": 29, "Zn": 30, "Ag": 47, "Au": 79}
 _4G_ONLY = ("nnp_generation", "nnp_type", "global_hidden_layers_electrostatic", "global_nodes_electrostatic",
             "global_activation_electrostatic", "initial_hardness", "fixed_gausswidth", "screen_electrostatics",
             "ewald_truncation_error_method", "ewald_prec", "four_pi_epsilon")
-
-
-def _keywords(path: str) -> Dict[str, List[List[str]]]:
-    out: Dict[str, List[List[str]]] = {}
-    with open(path) as fh:
-        for line in fh:
-            tok = line.split("#", 1)[0].split("!", 1)[0].split()
-            if tok:
-                out.setdefault(tok[0], []).append(tok[1:])
-    return out
 
 
 def _column(path: str) -> np.ndarray:
@@ -61,7 +49,7 @@ class FourthGeneration:
     def __init__(self, directory):
         directory = os.fspath(directory)
         path = os.path.join(directory, "input.nn")
-        kw = _keywords(path)
+        kw = {k: [args for _, args in v] for k, v in read_keyword_lines(path).items()}
         gen = (kw.get("nnp_generation") or kw.get("nnp_type") or [["2"]])[0][0]
         if gen not in ("4", "4G-HDNNP"):
             raise ValueError(f"{path}: not a 4G potential (nnp_generation {gen})")
@@ -87,6 +75,7 @@ class FourthGeneration:
             raise ValueError(f"{path}: only the cosine screening core ('c') is supported yet")
         self.four_pi_eps = float(kw["four_pi_epsilon"][0][0]) if "four_pi_epsilon" in kw else 1.0
         self.offsets = np.array(self.model.atom_energies)
+        self.transform = self._scaling()
 
         def arch(kind):
             n = int(kw[f"global_hidden_layers_{kind}"][0][0])
@@ -107,7 +96,7 @@ class FourthGeneration:
         self.elec, self.short, self.hardness = [], [], np.zeros(len(self.elements))
         for e, el in enumerate(self.elements):
             K = int(self.model.architecture(e)[0][0])
-            z = _Z[el]
+            z = self.model.atomic_numbers[e]
             self.elec.append(network("electrostatic", K, f"weightse.{z:03d}.data"))
             self.short.append(network("short", K + 1, f"weights.{z:03d}.data"))
             self.hardness[e] = _column(os.path.join(directory, f"hardness.{z:03d}.data"))[0]
@@ -192,7 +181,7 @@ class FourthGeneration:
         coef = Q[:, None] * Q[None, :] * dW + (lam[:, None] * Q[None, :] + Q[:, None] * lam[None, :]) * dA
         F = -np.einsum("ij,ijc->ic", coef, d * rinv[:, :, None])
         # network terms through the symmetry functions: w_i = dE_i/dG_i + lambda_i dchi_i/dG_i
-        tf = self._scaling()
+        tf = self.transform
         jac = self.model.descriptor_jacobian(pos, species, offs, idx, sid, sh)
         po = jac["pair_offsets"]
         for i in range(n):

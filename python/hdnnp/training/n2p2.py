@@ -45,17 +45,22 @@ _IGNORED = {
 }
 
 
-def read_keywords(path: str) -> Dict[str, Tuple[int, List[str]]]:
-    """keyword -> (line, arguments) of an input.nn (comments after # or ! removed)."""
-    out = {}
+def read_keyword_lines(path: str) -> Dict[str, List[Tuple[int, List[str]]]]:
+    """keyword -> every (line, arguments) of an input.nn (comments after # or ! removed)."""
+    out: Dict[str, List[Tuple[int, List[str]]]] = {}
     with open(path) as fh:
         for no, line in enumerate(fh, 1):
             for c in "#!":
                 line = line.split(c, 1)[0]
             tok = line.split()
             if tok:
-                out.setdefault(tok[0], (no, tok[1:]))
+                out.setdefault(tok[0], []).append((no, tok[1:]))
     return out
+
+
+def read_keywords(path: str) -> Dict[str, Tuple[int, List[str]]]:
+    """keyword -> (line, arguments) of its first occurrence."""
+    return {k: v[0] for k, v in read_keyword_lines(path).items()}
 
 
 def config_from_input_nn(directory: str, **overrides) -> TrainingConfig:

@@ -184,6 +184,7 @@ class Trainer:
         self._prep: Dict[int, Prepared] = {}
         self._budget_left = self.config.memory_budget_mb * 2 ** 20
         self.stats = None
+        self.transform = None       # set by compute_scaling / resume
         self.history: List[EpochStats] = []
         self.best_parameters = None
         self.best_epoch = -1
@@ -198,7 +199,7 @@ class Trainer:
             return p
         p = prepare(self.model, self.structures[k], f"structure {k}", jacobian=self.config.use_forces,
                     threads=self.config.threads)
-        if getattr(self, "transform", None) is not None:
+        if self.transform is not None:
             p.scale(self.transform)
         if p.nbytes <= self._budget_left:  # keep it; otherwise recomputed on every use
             self._prep[k] = p
