@@ -45,13 +45,18 @@ def test_mismatched_carbon_chain_file_refused(fixtures, tmp_path):
         FourthGeneration(d)
 
 
-def test_periodic_refused_clearly(fixtures):
+def test_mixed_periodicity_and_unknown_elements_refused(fixtures):
     pot = FourthGeneration(fixtures / CC / "potential")
     atoms = hdnnp.read_input_data(fixtures / CC / "predict" / "input.data")[0]
-    atoms.set_cell([30.0, 30.0, 30.0])
-    atoms.pbc = True
-    with pytest.raises(ValueError, match="periodic 4G structures"):
-        pot.evaluate(atoms)
+    a = atoms.copy()
+    a.set_cell([30.0, 30.0, 30.0])
+    a.pbc = [True, True, False]
+    with pytest.raises(ValueError, match="periodic in all three directions or in none"):
+        pot.evaluate(a)
+    a = atoms.copy()
+    a[3].symbol = "Fe"
+    with pytest.raises(ValueError, match="atom 3: element Fe is not in this potential"):
+        pot.evaluate(a)
 
 
 def test_forces_equal_n2p2_and_finite_differences(fixtures):
@@ -74,3 +79,159 @@ def test_forces_equal_n2p2_and_finite_differences(fixtures):
             b.positions[i, c] -= 2 * h
             em = pot.evaluate(b)["energy"]
             assert r["forces"][i, c] == pytest.approx(-(ep - em) / (2 * h), abs=1e-8)
+
+
+PERIODIC = [("n2p2_AlAuMgO_4G", "nnp-predict_110atoms", "nnp-dataset_trainset_18"),
+            ("n2p2_H2O_RPBE-D3_4G", "nnp-predict_384atoms", "nnp-dataset_trainset_20")]
+
+
+@pytest.mark.parametrize("name,predict,dataset", PERIODIC)
+def test_periodic_prediction_equals_n2p2(fixtures, name, predict, dataset):
+    """n2p2-identical Ewald mode (Kolafa-Perram parameters as n2p2 computes them): energy,
+    charges, short atomic energies and forces equal nnp-predict's."""
+    pot = FourthGeneration(fixtures / name / "potential")
+    atoms = hdnnp.read_input_data(fixtures / name / "predict" / "input.data")[0]
+    r = pot.evaluate(atoms, forces=True)
+    ref_dir = fixtures / name / "reference" / predict
+    e_ref = float([l.split() for l in open(ref_dir / "energy.out") if not l.startswith("#")][0][3])
+    assert r["energy"] == pytest.approx(e_ref, rel=1e-12)
+    at = np.loadtxt(ref_dir / "nnatoms.out")
+    np.testing.assert_allclose(r["charges"], at[:, 4], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(r["atom_energies_short"], at[:, 6], rtol=0, atol=1e-12)
+    f_ref = np.loadtxt(ref_dir / "nnforces.out")[:, 5:8]
+    np.testing.assert_allclose(r["forces"], f_ref, rtol=0, atol=1e-12 * max(1.0, np.abs(f_ref).max()))
+    assert abs(r["charges"].sum()) < 1e-12
+    assert r["ewald"]["method"] == "n2p2-kolafa-perram" and r["ewald"]["n_kvectors"] > 0
+
+
+@pytest.mark.parametrize("name,predict,dataset", PERIODIC)
+def test_periodic_datasets_equal_n2p2(fixtures, name, predict, dataset):
+    """Every structure of the training sets (nnp-dataset's output.data: NNP charges and forces
+    at full precision, energy.comp to 9 digits)."""
+    pot = FourthGeneration(fixtures / name / "potential")
+    structs = hdnnp.read_input_data(fixtures / name / "train" / "input.data")
+    out = hdnnp.read_input_data(fixtures / name / "reference" / dataset / "output.data")
+    comp = np.loadtxt(fixtures / name / "reference" / dataset / "energy.comp")
+    assert len(structs) == len(out) == len(comp)
+    for a, o, (k, _, _, e_ref) in zip(structs, out, comp):
+        r = pot.evaluate(a, forces=True)
+        assert r["energy"] == pytest.approx(e_ref, rel=1e-8)
+        assert r["energy"] == pytest.approx(o.info["energy"], rel=1e-12)
+        np.testing.assert_allclose(r["charges"], o.arrays["ref_charges"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(r["forces"], o.arrays["ref_forces"], rtol=0, atol=1e-10)
+
+
+def _water48(fixtures):
+    return hdnnp.read_input_data(fixtures / "n2p2_H2O_RPBE-D3_4G" / "train" / "input.data")[3]
+
+
+def test_periodic_forces_and_stress_equal_finite_differences(fixtures):
+    """Forces and virial (at fixed Ewald parameters) of a periodic water box against central
+    differences of the energy, neutral and charged (+1 with a neutralising background). Tight
+    Ewald parameters: with loose ones, pairs and k-vectors crossing the cutoffs under the strain
+    make the truncated energy jump by more than the differences resolve."""
+    water = _water48(fixtures)
+    for q in (0.0, 1.0):
+        pot = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential", ewald=1e-12)
+        fixed = pot.ewald_parameters(water)
+        pot.ewald_parameters = lambda atoms, p=fixed: p  # FD at fixed eta, r_cut, k_cut
+        r = pot.evaluate(water, total_charge=q, forces=True, stress=True)
+        h = 1e-4
+        for i, c in ((0, 0), (1, 2), (47, 1)):
+            b = water.copy()
+            b.positions[i, c] += h
+            ep = pot.evaluate(b, total_charge=q)["energy"]
+            b.positions[i, c] -= 2 * h
+            em = pot.evaluate(b, total_charge=q)["energy"]
+            assert r["forces"][i, c] == pytest.approx(-(ep - em) / (2 * h), abs=2e-9)
+        cell0 = np.array(water.cell)
+        h = 2e-5  # strain step: the O(h^2) error of the central difference is ~1e-7 at 1e-4
+        for a_, b_ in ((0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (0, 2)):
+            e = []
+            for sgn in (1, -1):
+                eps = np.zeros((3, 3))
+                eps[a_, b_] = eps[b_, a_] = sgn * h / 2 if a_ != b_ else sgn * h
+                t = np.eye(3) + eps
+                b = water.copy()
+                b.set_cell(cell0 @ t, scale_atoms=False)
+                b.positions = water.positions @ t
+                e.append(pot.evaluate(b, total_charge=q)["energy"])
+            dE = (e[0] - e[1]) / (2 * h)  # dE/d(eps_ab) (symmetric strain)
+            W = r["virial"]
+            w = 0.5 * (W[a_, b_] + W[b_, a_])
+            assert -dE == pytest.approx(w, abs=1e-7), (q, a_, b_)
+        np.testing.assert_allclose(r["virial"], r["virial"].T, atol=1e-9)
+        np.testing.assert_allclose(r["forces"].sum(axis=0), 0.0, atol=1e-10)
+        assert r["charges"].sum() == pytest.approx(q, abs=1e-12)
+
+
+def test_cg_solver_equals_dense_and_warm_starts(fixtures):
+    name = "n2p2_H2O_RPBE-D3_4G"
+    atoms = hdnnp.read_input_data(fixtures / name / "predict" / "input.data")[0]
+    dense = FourthGeneration(fixtures / name / "potential", solver="dense").evaluate(atoms, forces=True)
+    cg = FourthGeneration(fixtures / name / "potential", solver="cg", tolerance=1e-10)
+    r = cg.evaluate(atoms, forces=True)
+    assert r["solver"]["solver"] == "cg"
+    np.testing.assert_allclose(r["charges"], dense["charges"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(r["forces"], dense["forces"], rtol=0, atol=1e-9)
+    assert r["energy"] == pytest.approx(dense["energy"], rel=1e-13)
+    assert abs(r["charges"].sum()) < 1e-12  # the constraint holds exactly, not to the tolerance
+    # loose tolerance: charges to about that accuracy
+    loose = FourthGeneration(fixtures / name / "potential", solver="cg", tolerance=1e-5).evaluate(atoms)
+    err = np.abs(loose["charges"] - dense["charges"]).max()
+    assert 1e-12 < err < 1e-5
+    # warm starts from the previous charges and adjoint: none needed for the same structure,
+    # fewer after a small move
+    cold = r["solver"]["iterations"]
+    assert cg.evaluate(atoms, forces=True)["solver"]["iterations"] == [0, 0]
+    moved = atoms.copy()
+    moved.positions += np.random.default_rng(1).normal(0, 1e-3, moved.positions.shape)
+    warm = cg.evaluate(moved, forces=True)["solver"]["iterations"]
+    assert warm[0] < cold[0] and warm[1] < cold[1]
+
+
+def test_accuracy_controlled_ewald_energy_converges(fixtures):
+    """The accuracy-controlled mode keeps the *energy* error below the requested tolerance
+    (n2p2's Kolafa-Perram parameters control forces: for this cell its energy error is
+    ~8e-4 Ha); the converged energy does not depend on the splitting width."""
+    from hdnnp.electrostatics import accuracy_parameters
+
+    name = "n2p2_AlAuMgO_4G"
+    atoms = hdnnp.read_input_data(fixtures / name / "predict" / "input.data")[0]
+    ref = FourthGeneration(fixtures / name / "potential", ewald=1e-11).evaluate(atoms)["energy"]
+    pot = FourthGeneration(fixtures / name / "potential")
+    vol, n = atoms.get_volume(), len(atoms)
+    for rc in (20.0, 40.0):  # two splitting widths at 1e-11
+        p = accuracy_parameters(1e-11, vol, n, r_cut=rc, max_sigma=float(pot.sigma.max()))
+        pot.ewald_parameters = lambda a, p=p: p
+        assert pot.evaluate(atoms)["energy"] == pytest.approx(ref, abs=1e-9)
+    for tol in (1e-3, 1e-5, 1e-7):
+        r = FourthGeneration(fixtures / name / "potential", ewald=tol).evaluate(atoms)
+        assert abs(r["energy"] - ref) < tol, (tol, r["energy"] - ref, r["ewald"])
+    n2p2_err = abs(FourthGeneration(fixtures / name / "potential").evaluate(atoms)["energy"] - ref)
+    assert n2p2_err > 1e-4  # the force-based n2p2 choice is not an energy tolerance
+
+
+def test_charged_cell_and_supercell(fixtures):
+    """A periodic cell and its 2x1x1 supercell: same charges, twice the energy (accuracy mode,
+    both converged); a +1 cell's energy with the background term does not depend on eta."""
+    from hdnnp.electrostatics import accuracy_parameters
+
+    water = _water48(fixtures)
+    pot = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential", ewald=1e-10)
+    r1 = pot.evaluate(water, forces=True)
+    sup = water.repeat((2, 1, 1))
+    r2 = pot.evaluate(sup, forces=True)
+    assert r2["energy"] == pytest.approx(2 * r1["energy"], abs=5e-9)
+    np.testing.assert_allclose(r2["charges"], np.tile(r1["charges"], 2), atol=1e-9)
+    np.testing.assert_allclose(r2["forces"], np.tile(r1["forces"], (2, 1)), atol=1e-8)
+    # translation and rotation
+    moved = water.copy()
+    moved.positions += [0.3, -1.1, 2.0]
+    assert pot.evaluate(moved)["energy"] == pytest.approx(r1["energy"], abs=1e-9)
+    energies = []
+    for rc in (15.0, 30.0):
+        p = accuracy_parameters(1e-10, water.get_volume(), len(water), r_cut=rc, max_sigma=float(pot.sigma.max()))
+        pot.ewald_parameters = lambda a, p=p: p
+        energies.append(pot.evaluate(water, total_charge=1.0)["energy"])
+    assert energies[0] == pytest.approx(energies[1], abs=1e-8)

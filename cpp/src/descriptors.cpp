@@ -124,8 +124,10 @@ SymFuncDef parse_symfunction(const std::vector<std::string>& tok,
     if (d.e1 > d.e2 && d.e2 >= 0) std::swap(d.e1, d.e2);
     if (!(d.rc > 0.0)) throw ConfigError(where + ": cutoff radius must be positive");
     if (d.eta < 0.0) throw ConfigError(where + ": eta must not be negative");
-    if ((d.type == 3 || d.type == 9 || d.type == 13 || d.type == 90) && d.zeta < 1.0)
-        throw ConfigError(where + ": zeta must be >= 1");
+    // zeta < 1 is accepted as n2p2 does (its shipped AlAuMgO potential has zeta = -1, -2); the
+    // loader warns, since (1 + lambda cos)^zeta is then singular or not smooth at cos = -lambda.
+    if ((d.type == 3 || d.type == 9 || d.type == 13 || d.type == 90) && !(d.zeta == d.zeta && std::isfinite(d.zeta)))
+        throw ConfigError(where + ": zeta must be a finite number");
     if (d.compact()) {
         CoreType c; bool a;
         parse_subtype(d.subtype, c, a, where);

@@ -149,6 +149,9 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
         SymFuncDef d = parse_symfunction(split_ws(e.args), el, w);
         d.line = e.line;
         d.text = e.args;
+        if ((d.type == 3 || d.type == 9 || d.type == 13 || d.type == 90) && d.zeta < 1.0)
+            m->warnings_.push_back(w + ": zeta < 1: the angular term (1 + lambda cos theta)^zeta is singular "
+                                       "or not smooth where 1 + lambda cos theta = 0");
         defs[d.ec].push_back(d);
     }
 
@@ -479,7 +482,7 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
     const double L = M0.conv_length_;           // native length -> internal (same for all members)
     const double Lx = L * A.length_factor;      // input length -> internal
     const bool need_grad = opt.forces || opt.virial;
-    const bool per_member = need_grad && opt.member_forces && M > 1;
+    const bool per_member = need_grad && opt.member_forces && M > 1 && !opt.dEdG;
     // Centres are processed in chunks: the per-pair gradients dE_i/dr_j of one chunk live
     // in `pair_grad` until they are reduced into the forces, in a fixed order that does not
     // depend on the number of threads (each thread owns a range of atoms and scans the
@@ -509,6 +512,12 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
             out.descriptor_offsets[i + 1] = out.descriptor_offsets[i] +
                 (A.species[i] >= 0 ? M0.elements_[A.species[i]].descriptor.size() : 0);
         out.descriptors.assign(out.descriptor_offsets[nl], 0.0);
+    }
+    std::vector<int64_t> w_offsets;  // start of each centre's dE/dG in opt.dEdG
+    if (opt.dEdG) {
+        w_offsets.assign(nl + 1, 0);
+        for (int64_t i = 0; i < nl; ++i)
+            w_offsets[i + 1] = w_offsets[i] + (A.species[i] >= 0 ? M0.elements_[A.species[i]].descriptor.size() : 0);
     }
     // Energies in physical (not normalised) units, per member and atom.
     std::vector<double> atom_e(static_cast<size_t>(M) * nl, 0.0);
@@ -581,7 +590,10 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
             // Each member: scaling, network (E_i and dE_i/dG scaled), then w = dE/dG (raw,
             // physical energy units) for the gradient pass.
             if (need_grad && !per_member) std::fill(ts.w.begin(), ts.w.end(), 0.0);
-            for (int mm = 0; mm < M; ++mm) {
+            if (opt.dEdG) {
+                for (int k = 0; k < K; ++k) ts.w[k] = opt.dEdG[w_offsets[i] + k];
+            }
+            for (int mm = 0; mm < (opt.dEdG ? 0 : M); ++mm) {
                 const Model& mo = *members[mm];
                 const ElementModel& me = mo.elements_[A.species[i]];
                 const double smin = mo.scaling_mode_ == ScalingMode::None || mo.scaling_mode_ == ScalingMode::Center

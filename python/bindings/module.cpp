@@ -8,6 +8,7 @@
 #include <array>
 #include <optional>
 
+#include "hdnnp/electrostatics.hpp"
 #include "hdnnp/errors.hpp"
 #include "hdnnp/model.hpp"
 #include "hdnnp/network.hpp"
@@ -78,12 +79,16 @@ Structure dict_to_structure(const py::dict& d) {
     return s;
 }
 
+const Model& first_model(const Model& m) { return m; }
+const Model& first_model(const Committee& c) { return c.first(); }
+
 template <class Potential>
 py::dict compute_py(const Potential& mo, py::array_t<double, py::array::c_style> pos,
                     py::array_t<int32_t, py::array::c_style> species, int64_t n_local,
                     CArrI64 offsets, CArrI32 index, std::optional<CArrI32> shift_id,
                     std::optional<CArrD> shifts, bool forces, bool virial, bool descriptors,
-                    bool scaled, int threads, double min_distance, bool member_forces) {
+                    bool scaled, int threads, double min_distance, bool member_forces,
+                    std::optional<CArrD> dEdG) {
     if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
     const int64_t na = pos.shape(0);
     if (species.ndim() != 1 || species.shape(0) != na) throw std::invalid_argument("species must be (n,)");
@@ -112,6 +117,18 @@ py::dict compute_py(const Potential& mo, py::array_t<double, py::array::c_style>
     opt.forces = forces; opt.virial = virial; opt.descriptors = descriptors;
     opt.scaled_descriptors = scaled; opt.threads = threads; opt.min_distance = min_distance;
     opt.member_forces = member_forces;
+    if (dEdG) {
+        int64_t need = 0;
+        const auto& first = first_model(mo);
+        for (int64_t i = 0; i < n_local; ++i) {
+            const int32_t e = species.data()[i];
+            if (e >= first.n_elements()) throw std::invalid_argument("species index out of range");
+            if (e >= 0) need += first.elements()[e].descriptor.size();
+        }
+        if (dEdG->size() != need)
+            throw std::invalid_argument("dEdG must hold " + std::to_string(need) + " values (K per centre)");
+        opt.dEdG = dEdG->data();
+    }
     ComputeResult r;
     {
         py::gil_scoped_release release;
@@ -157,7 +174,7 @@ void def_compute(py::class_<Potential, std::shared_ptr<Potential>>& cls) {
             py::arg("offsets").noconvert(), py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),
             py::arg("shifts").noconvert() = py::none(), py::arg("forces") = true, py::arg("virial") = true,
             py::arg("descriptors") = false, py::arg("scaled") = false, py::arg("threads") = 0,
-            py::arg("min_distance") = 1e-6, py::arg("member_forces") = false);
+            py::arg("min_distance") = 1e-6, py::arg("member_forces") = false, py::arg("dEdG") = py::none());
 }
 
 }  // namespace
@@ -344,6 +361,74 @@ PYBIND11_MODULE(_core, m) {
                                             : py::object(py::none()));
     }, py::arg("positions").noconvert(), py::arg("cell").noconvert(), py::arg("pbc"), py::arg("cutoff"),
        py::arg("min_distance") = 1e-6, py::arg("spatial_order") = false);
+
+    py::class_<Electrostatics, std::shared_ptr<Electrostatics>>(m, "Electrostatics",
+        "Gaussian-charge electrostatics (THEORY B.1/B.2): the QEq matrix A0 without hardness, "
+        "matrix-free or dense, the screened energy and its position derivatives.")
+        .def(py::init([](CArrD pos, std::optional<CArrD> cell, CArrD sigma, double four_pi_eps, double eta,
+                         double r_cut, double k_cut, double r_in, double r_out, const std::string& core, int threads) {
+                 if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
+                 if (sigma.size() != pos.shape(0)) throw std::invalid_argument("sigma must have one value per atom");
+                 if (cell && cell->size() != 9) throw std::invalid_argument("cell must be 3x3");
+                 if (core.empty() || core.size() > 2) throw std::invalid_argument("bad screening core '" + core + "'");
+                 ElectrostaticsSetup s;
+                 s.n = pos.shape(0); s.positions = pos.data(); s.cell = cell ? cell->data() : nullptr;
+                 s.sigma = sigma.data(); s.four_pi_eps = four_pi_eps; s.eta = eta; s.r_cut = r_cut; s.k_cut = k_cut;
+                 s.screening.r_in = r_in; s.screening.r_out = r_out;
+                 s.screening.core = core.size() == 2 ? core[1] : core[0];  // "p1".."p4" -> '1'..'4'
+                 s.threads = threads;
+                 py::gil_scoped_release release;
+                 return std::make_shared<Electrostatics>(s);
+             }),
+             py::arg("positions"), py::arg("cell"), py::arg("sigma"), py::arg("four_pi_eps") = 1.0,
+             py::arg("eta") = 0.0, py::arg("r_cut") = 0.0, py::arg("k_cut") = 0.0, py::arg("r_in") = -2.0,
+             py::arg("r_out") = -1.0, py::arg("core") = "c", py::arg("threads") = 0)
+        .def_property_readonly("size", &Electrostatics::size)
+        .def_property_readonly("periodic", &Electrostatics::periodic)
+        .def_property_readonly("n_kvectors", &Electrostatics::n_kvectors)
+        .def_property_readonly("n_real_pairs", &Electrostatics::n_real_pairs)
+        .def("dense", [](const Electrostatics& e) {
+            std::vector<double> A(e.size() * e.size());
+            { py::gil_scoped_release release; e.dense(A.data()); }
+            return to_numpy(std::move(A), {e.size(), e.size()});
+        })
+        .def("apply", [](const Electrostatics& e, CArrD x) {
+            if (x.size() != e.size()) throw std::invalid_argument("x must have one value per atom");
+            std::vector<double> y(e.size());
+            { py::gil_scoped_release release; e.apply(x.data(), y.data()); }
+            return to_numpy(std::move(y), {e.size()});
+        })
+        .def("diagonal", [](const Electrostatics& e) {
+            std::vector<double> d(e.size());
+            e.diagonal(d.data());
+            return to_numpy(std::move(d), {e.size()});
+        })
+        .def("energy", [](const Electrostatics& e, CArrD Q) {
+            if (Q.size() != e.size()) throw std::invalid_argument("Q must have one value per atom");
+            std::vector<double> g(e.size());
+            double E;
+            { py::gil_scoped_release release; E = e.energy(Q.data(), g.data()); }
+            return py::make_tuple(E, to_numpy(std::move(g), {e.size()}));
+        }, "E_elec(Q) and dE_elec/dQ")
+        .def("derivatives", [](const Electrostatics& e, CArrD Q, CArrD lam) {
+            if (Q.size() != e.size() || lam.size() != e.size()) throw std::invalid_argument("Q and lam need one value per atom");
+            std::vector<double> F(3 * e.size(), 0.0), W(9, 0.0);
+            { py::gil_scoped_release release; e.add_derivatives(Q.data(), lam.data(), F.data(), W.data()); }
+            return py::make_tuple(to_numpy(std::move(F), {e.size(), py::ssize_t(3)}), to_numpy(std::move(W), {3, 3}));
+        }, "-d/dR [E_elec(Q) + lam^T A0 Q] (forces) and the virial, at fixed Q and lam");
+
+    m.def("solve_qeq_cg", [](const Electrostatics& e, CArrD J, CArrD b, double total, CArrD x0, double tol,
+                             int max_iterations) {
+        const auto n = e.size();
+        if (J.size() != n || b.size() != n || x0.size() != n) throw std::invalid_argument("J, b, x0 need one value per atom");
+        std::vector<double> x(x0.data(), x0.data() + n);
+        QEqSolution s;
+        { py::gil_scoped_release release; s = solve_qeq_cg(e, J.data(), b.data(), total, x.data(), tol, max_iterations); }
+        py::dict info;
+        info["iterations"] = s.iterations; info["residual"] = s.residual; info["lagrange"] = s.lagrange;
+        return py::make_tuple(to_numpy(std::move(x), {n}), info);
+    }, py::arg("op"), py::arg("hardness"), py::arg("b"), py::arg("total"), py::arg("x0"), py::arg("tol") = 1e-10,
+       py::arg("max_iterations") = 1000);
 
     m.def("read_input_data", [](const std::string& path) {
         std::vector<Structure> v;

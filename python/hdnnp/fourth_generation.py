@@ -1,13 +1,18 @@
-"""4th-generation HDNNP prediction, first part: non-periodic energies, charges and forces (numpy).
+"""4th-generation HDNNP prediction: energies, charges, forces and stress.
 
-THEORY.md B.0, B.1, B.3, B.5 (n2p2's Mode::evaluateNNP): electronegativity networks
-chi_i = NN_e(G_i) -> charge equilibration with Gaussian charges under the total charge (dense KKT
-solve) -> short networks on [G_i, Q_i] -> E = sum_i E_i^short + E_elec + offsets, with the
-screened electrostatic energy E_elec = sum_{i<j} Q_i Q_j erf(r_ij / (sqrt(2) gamma_ij)) f_s(r_ij)
-/ (4 pi eps0 r_ij). Symmetry functions come from the C++ core. Not yet: stress,
-periodic systems (Ewald), normalised potentials, the C++ implementation; this module is the
-reference those will be checked against. Forces use one adjoint solve with the same LU
-factorisation as the charges.
+THEORY.md B.0-B.5 (n2p2's Mode::evaluateNNP): electronegativity networks chi_i = NN_e(G_i) ->
+charge equilibration with Gaussian charges under the total charge -> short networks on
+[G_i, Q_i] -> E = sum_i E_i^short + E_elec + offsets, with n2p2's screened electrostatic energy
+(direct sum for molecules, Ewald for periodic cells).
+
+Python drives, the C++ core computes: symmetry functions and their gradient pass
+(`Model.compute(dEdG=...)`), the networks (`_core.Network`), and the electrostatics
+(`_core.Electrostatics`: the QEq matrix dense or matrix-free, the screened energy, its position
+derivatives and the virial; `_core.solve_qeq_cg`). Two solvers behind one interface: "dense"
+(the KKT matrix factorised once by LU, reused for the charges and the adjoint) and "cg"
+(matrix-free preconditioned conjugate gradients on sum(Q) = Q_tot, warm-started from the
+previous charges). Forces and stress cost one adjoint solve (THEORY B.4):
+F = -d/dR [E(R, Q) + lambda^T (A Q + chi)] at fixed Q and lambda, K lambda = -[dE/dQ; 0].
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import scipy.linalg
 from scipy.special import erf
 
 from . import _core
+from .electrostatics import EwaldParameters, accuracy_parameters, n2p2_parameters
 from .training.n2p2 import read_keyword_lines
 from .training.network import ElementNetwork
 
@@ -44,9 +50,15 @@ def _column(path: str) -> np.ndarray:
 
 class FourthGeneration:
     """A 4G potential directory (input.nn with nnp_generation 4, scaling.data, weights.ZZZ.data,
-    weightse.ZZZ.data, hardness.ZZZ.data), evaluated for non-periodic structures."""
+    weightse.ZZZ.data, hardness.ZZZ.data), in the potential's own units.
 
-    def __init__(self, directory):
+    `ewald`: "n2p2" (default: n2p2's parameters from ewald_truncation_error_method/ewald_prec, so
+    that results equal n2p2's) or an absolute energy tolerance (float) for the accuracy-controlled
+    mode (`hdnnp.electrostatics.accuracy_parameters`). `solver`: "dense", "cg" or "auto" (dense
+    up to `dense_max_atoms`). `tolerance`: relative residual of the CG solves."""
+
+    def __init__(self, directory, ewald="n2p2", solver: str = "auto", tolerance: float = 1e-10,
+                 dense_max_atoms: int = 3000, threads: int = 0):
         directory = os.fspath(directory)
         path = os.path.join(directory, "input.nn")
         kw = {k: [args for _, args in v] for k, v in read_keyword_lines(path).items()}
@@ -55,7 +67,8 @@ class FourthGeneration:
             raise ValueError(f"{path}: not a 4G potential (nnp_generation {gen})")
         # Descriptors: the core reads the same file without the 4G keywords (read at load time).
         with open(path) as fh:
-            lines = [l for l in fh.read().splitlines() if not (l.split()[:1] and l.split()[0] in _4G_ONLY)]
+            # (commented out rather than dropped, so that line numbers in errors stay true)
+            lines = [("#" + l if l.split()[:1] and l.split()[0] in _4G_ONLY else l) for l in fh.read().splitlines()]
         with tempfile.TemporaryDirectory(prefix="hdnnp-4g-") as tmp:
             with open(os.path.join(tmp, "input.nn"), "w") as fh:
                 fh.write("\n".join(lines) + "\n")
@@ -71,8 +84,16 @@ class FourthGeneration:
             raise ValueError(f"{path}: fixed_gausswidth must be given for every element")
         screen = kw.get("screen_electrostatics")
         self.r_in, self.r_out = (float(screen[0][0]), float(screen[0][1])) if screen else (-2.0, -1.0)
-        if screen and len(screen[0]) > 2 and screen[0][2] != "c":
-            raise ValueError(f"{path}: only the cosine screening core ('c') is supported yet")
+        self.screen_core = screen[0][2] if screen and len(screen[0]) > 2 else "c"
+        if self.screen_core not in ("c", "p1", "p2", "p3", "p4", "e"):
+            raise ValueError(f"{path}: screen_electrostatics: unknown core function {self.screen_core!r}")
+        self.ewald_method = int(kw.get("ewald_truncation_error_method", [["0"]])[0][0])
+        self.ewald_prec = [float(x) for x in kw.get("ewald_prec", [["1e-6"]])[0]]
+        if solver not in ("auto", "dense", "cg"):
+            raise ValueError(f"solver must be 'auto', 'dense' or 'cg', not {solver!r}")
+        self.ewald, self.solver, self.tolerance = ewald, solver, tolerance
+        self.dense_max_atoms, self.threads = dense_max_atoms, threads
+        self._previous = None  # (n, charges, adjoint) for warm starts of the CG solver
         self.four_pi_eps = float(kw["four_pi_epsilon"][0][0]) if "four_pi_epsilon" in kw else 1.0
         self.offsets = np.array(self.model.atom_energies)
         self.transform = self._scaling()
@@ -101,11 +122,16 @@ class FourthGeneration:
             self.short.append(network("short", K + 1, f"weights.{z:03d}.data"))
             self.hardness[e] = _column(os.path.join(directory, f"hardness.{z:03d}.data"))[0]
 
-    def screening(self, r):
-        if self.r_out <= 0:
-            return np.ones_like(r)
-        x = np.clip((r - self.r_in) / (self.r_out - self.r_in), 0.0, 1.0)
-        return 0.5 * (1.0 - np.cos(np.pi * x))
+    def ewald_parameters(self, atoms) -> EwaldParameters:
+        """The Ewald parameters used for a periodic structure (reported with every result)."""
+        volume = abs(np.linalg.det(np.asarray(atoms.cell, dtype=float)))
+        if isinstance(self.ewald, str):
+            if self.ewald != "n2p2":
+                raise ValueError(f"ewald must be 'n2p2' or an energy tolerance, not {self.ewald!r}")
+            return n2p2_parameters(self.ewald_method, self.ewald_prec, volume, len(atoms), self.four_pi_eps,
+                                   float(self.sigma.max()))
+        return accuracy_parameters(float(self.ewald), volume, len(atoms), q_max=1.0, four_pi_eps=self.four_pi_eps,
+                                   max_sigma=float(self.sigma.max()))
 
     def _scaling(self):
         from .training.trainer import scaling_transform
@@ -114,84 +140,132 @@ class FourthGeneration:
                  for e in range(len(self.elements))]
         return scaling_transform(stats, self.model.scaling_mode, self.model.scale_min, self.model.scale_max)
 
-    def evaluate(self, atoms, total_charge: Optional[float] = None, forces: bool = False):
-        """Energy (offsets included), atomic charges and atomic short-range energies of a
-        non-periodic structure, in the potential's units; with `forces`, the forces from one
-        adjoint solve (THEORY B.4): F = -dE/dR|_Q - lambda^T [(dA/dR) Q + dchi/dR], with
-        K lambda = -[dE/dQ; 0]."""
-        if atoms.pbc.any():
-            raise ValueError("periodic 4G structures (Ewald) are not supported yet")
-        q_tot = float(atoms.info.get("charge", 0.0) if total_charge is None else total_charge)
+    def _species(self, atoms):
         index = {s: i for i, s in enumerate(self.elements)}
-        species = np.array([index[s] for s in atoms.get_chemical_symbols()], dtype=np.int32)
-        pos = np.ascontiguousarray(atoms.positions, dtype=float)
-        offs, idx, sid, sh, _, _ = _core.neighbor_list(pos, None, [False] * 3, self.model.cutoff)
-        out = self.model.compute(pos, species, len(atoms), offs, idx, sid, sh, forces=False, virial=False,
-                                 descriptors=True, scaled=True)
-        G = [out["descriptors"][out["descriptor_offsets"][i]:out["descriptor_offsets"][i + 1]]
-             for i in range(len(atoms))]
+        out = np.empty(len(atoms), dtype=np.int32)
+        for a, s in enumerate(atoms.get_chemical_symbols()):
+            if s not in index:
+                raise ValueError(f"atom {a}: element {s} is not in this potential ({', '.join(self.elements)})")
+            out[a] = index[s]
+        return out
+
+    def evaluate(self, atoms, total_charge: Optional[float] = None, forces: bool = False, stress: bool = False,
+                 solver: Optional[str] = None):
+        """Energy (offsets included), charges, atomic short-range energies, electronegativities,
+        electrostatic energy; with `forces` the forces, with `stress` the virial and stress
+        (periodic: at fixed Ewald parameters) -- all in the potential's units. The total charge
+        is `total_charge`, else atoms.info["charge"], else 0; a charged periodic cell is
+        neutralised by a uniform background (its energy -pi eta^2 Q^2 / (V 4 pi eps0) included)."""
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        if pbc.any() and not pbc.all():
+            raise ValueError("4G structures must be periodic in all three directions or in none "
+                             f"(pbc = {pbc.tolist()})")
+        periodic = bool(pbc.all())
         n = len(atoms)
-        chi_out = [self.elec[species[i]].forward(G[i][None, :], True) for i in range(n)]
-        chi = np.array([c[0][0] for c in chi_out])
+        if n == 0:
+            raise ValueError("the structure has no atoms")
+        q_tot = float(atoms.info.get("charge", 0.0) if total_charge is None else total_charge)
+        species = self._species(atoms)
+        pos = np.ascontiguousarray(atoms.positions, dtype=float)
+        if not np.isfinite(pos).all():
+            bad = int(np.where(~np.isfinite(pos).all(axis=1))[0][0])
+            raise ValueError(f"atom {bad} has a non-finite coordinate")
+        cell = np.ascontiguousarray(np.asarray(atoms.cell, dtype=float)) if periodic else None
+        offs, idx, sid, sh, _, _ = _core.neighbor_list(pos, cell, [periodic] * 3, self.model.cutoff)
+        out = self.model.compute(pos, species, n, offs, idx, sid, sh, forces=False, virial=False,
+                                 descriptors=True, scaled=True, threads=self.threads)
+        K = [int(self.model.architecture(e)[0][0]) for e in range(len(self.elements))]
+        G = out["descriptors"].reshape(-1)
+        dof = out["descriptor_offsets"]
+        groups = [np.where(species == e)[0] for e in range(len(self.elements))]
+        rows = [dof[g][:, None] + np.arange(K[e])[None, :] for e, g in enumerate(groups)]
+
+        # electronegativities (batched per element)
+        chi = np.zeros(n)
+        dchi = [None] * len(groups)
+        for e, g in enumerate(groups):
+            if len(g):
+                E, dchi[e], _ = self.elec[e].forward(G[rows[e]], True)
+                chi[g] = E
+
+        # charge equilibration
         sig = self.sigma[species]
-        d = pos[:, None, :] - pos[None, :, :]
-        r = np.linalg.norm(d, axis=2)
-        gam = np.sqrt(sig[:, None] ** 2 + sig[None, :] ** 2)
-        off = ~np.eye(n, dtype=bool)
-        A = np.zeros((n, n))
-        A[off] = erf(r[off] / (np.sqrt(2.0) * gam[off])) / r[off]
-        A[off] /= self.four_pi_eps
-        A[np.diag_indices(n)] = self.hardness[species] + 1.0 / (sig * np.sqrt(np.pi) * self.four_pi_eps)
-        K = np.zeros((n + 1, n + 1))
-        K[:n, :n] = A
-        K[n, :n] = K[:n, n] = 1.0
-        lu = scipy.linalg.lu_factor(K)  # factorised once: charges and the adjoint
-        Q = scipy.linalg.lu_solve(lu, np.concatenate([-chi, [q_tot]]))[:n]
-        iu = np.triu_indices(n, 1)
-        fs = np.zeros((n, n))
-        fs[off] = self.screening(r[off])
-        erfg = np.zeros((n, n))
-        erfg[off] = erf(r[off] / (np.sqrt(2.0) * gam[off]))
-        e_elec = float(np.sum(Q[iu[0]] * Q[iu[1]] * erfg[iu] * fs[iu] / r[iu]) / self.four_pi_eps)
-        short_out = [self.short[species[i]].forward(np.append(G[i], Q[i])[None, :], True) for i in range(n)]
-        e_short = np.array([s_[0][0] for s_ in short_out])
+        J = self.hardness[species]
+        params = self.ewald_parameters(atoms) if periodic else None
+        op = _core.Electrostatics(pos, cell, sig, self.four_pi_eps,
+                                  *((params.eta, params.r_cut, params.k_cut) if params else (0.0, 0.0, 0.0)),
+                                  self.r_in, self.r_out, self.screen_core, self.threads)
+        solver = solver or self.solver
+        if solver == "auto":
+            solver = "dense" if n <= self.dense_max_atoms else "cg"
+        info = {"solver": solver}
+        if solver == "dense":
+            Kmat = np.zeros((n + 1, n + 1))
+            Kmat[:n, :n] = op.dense()
+            Kmat[np.arange(n), np.arange(n)] += J
+            Kmat[n, :n] = Kmat[:n, n] = 1.0
+            lu = scipy.linalg.lu_factor(Kmat, overwrite_a=True, check_finite=False)
+            sol = scipy.linalg.lu_solve(lu, np.concatenate([-chi, [q_tot]]), check_finite=False)
+            Q = sol[:n]
+            solve = lambda rhs: scipy.linalg.lu_solve(lu, np.concatenate([rhs, [0.0]]), check_finite=False)[:n]
+        else:
+            warm = self._previous if self._previous is not None and self._previous[0] == n else None
+            x0 = warm[1] if warm else np.full(n, q_tot / n)
+            Q, cg = _core.solve_qeq_cg(op, J, -chi, q_tot, x0, self.tolerance)
+            info["iterations"] = [cg["iterations"]]
+
+            def solve(rhs):
+                x, r = _core.solve_qeq_cg(op, J, rhs, 0.0, warm[2] if warm else np.zeros(n), self.tolerance)
+                info["iterations"].append(r["iterations"])
+                return x
+
+        e_elec, dEelec_dQ = op.energy(Q)
+        if periodic and q_tot != 0.0:
+            e_elec += -np.pi * params.eta ** 2 * q_tot ** 2 / (np.linalg.det(cell) * self.four_pi_eps)
+
+        # short networks on [G, Q]
+        e_short = np.zeros(n)
+        dshort = [None] * len(groups)
+        for e, g in enumerate(groups):
+            if len(g):
+                X = np.concatenate([G[rows[e]], Q[g, None]], axis=1)
+                E, dshort[e], _ = self.short[e].forward(X, forces or stress)
+                e_short[g] = E
         energy = float(e_short.sum() + e_elec + self.offsets[species].sum())
-        res = {"energy": energy, "charges": Q, "atom_energies_short": e_short, "electrostatic_energy": e_elec,
-               "electronegativities": chi}
-        if not forces:
+        res = {"energy": energy, "charges": Q, "atom_energies_short": e_short, "electrostatic_energy": float(e_elec),
+               "electronegativities": chi, "solver": info}
+        if params is not None:
+            res["ewald"] = params.as_dict()
+            res["ewald"]["n_kvectors"] = op.n_kvectors
+        else:
+            res["dipole"] = Q @ pos
+        if not (forces or stress):
+            if solver == "cg":
+                self._previous = (n, Q.copy(), np.zeros(n))
             return res
-        # dE/dQ: electrostatics (screened) + the short networks' charge input
-        rinv = np.zeros((n, n))
-        rinv[off] = 1.0 / r[off]
-        W = erfg * fs * rinv / self.four_pi_eps                    # pair kernel of E_elec
-        dEdQ = W @ Q + np.array([s_[1][0, -1] for s_ in short_out])
-        lam = scipy.linalg.lu_solve(lu, np.concatenate([-dEdQ, [0.0]]))[:n]
-        # pair terms d/dR_i of kernels k(r_ij): k'(r) (R_i - R_j)/r
-        gauss = np.zeros((n, n))
-        gauss[off] = np.sqrt(2.0 / np.pi) / gam[off] * np.exp(-r[off] ** 2 / (2.0 * gam[off] ** 2))
-        dfs = np.zeros((n, n))
-        if self.r_out > 0:
-            x = (r - self.r_in) / (self.r_out - self.r_in)
-            inside = off & (x > 0) & (x < 1)
-            dfs[inside] = 0.5 * np.pi * np.sin(np.pi * x[inside]) / (self.r_out - self.r_in)
-        dA = (gauss - erfg * rinv) * rinv / self.four_pi_eps          # dA_ij/dr
-        dW = ((gauss - erfg * rinv) * fs + erfg * dfs) * rinv / self.four_pi_eps
-        # d/dR_i of E_elec = 1/2 sum_ij Q_i Q_j W_ij and of lambda^T A Q (A symmetric, i != j):
-        # sum_j [Q_i Q_j W'_ij + (lambda_i Q_j + Q_i lambda_j) A'_ij] (R_i - R_j)/r_ij
-        coef = Q[:, None] * Q[None, :] * dW + (lam[:, None] * Q[None, :] + Q[:, None] * lam[None, :]) * dA
-        F = -np.einsum("ij,ijc->ic", coef, d * rinv[:, :, None])
-        # network terms through the symmetry functions: w_i = dE_i/dG_i + lambda_i dchi_i/dG_i
-        tf = self.transform
-        jac = self.model.descriptor_jacobian(pos, species, offs, idx, sid, sh)
-        po = jac["pair_offsets"]
-        for i in range(n):
-            e = species[i]
-            w = short_out[i][1][0, :-1] + lam[i] * chi_out[i][1][0]
-            w = w * tf[e][1]                                          # d/dG raw
-            for p in range(po[i], po[i + 1]):
-                blk = jac["dG"][jac["dg_offsets"][p]:jac["dg_offsets"][p + 1]].reshape(-1, 3)
-                t = w @ blk                                           # dE/d(R_j - R_i)
-                F[jac["pair_atom"][p]] -= t
-                F[i] += t
+
+        dEdQ = dEelec_dQ.copy()
+        for e, g in enumerate(groups):
+            if len(g):
+                dEdQ[g] += dshort[e][:, -1]
+        lam = solve(-dEdQ)
+        if solver == "cg":
+            self._previous = (n, Q.copy(), lam.copy())
+        # symmetry-function part: dE/dG = dE_short/dG + lambda dchi/dG (raw G: chain rule of the scaling)
+        w = np.zeros_like(G)
+        for e, g in enumerate(groups):
+            if len(g):
+                w[rows[e]] = (dshort[e][:, :-1] + lam[g, None] * dchi[e]) * self.transform[e][1][None, :]
+        sf = self.model.compute(pos, species, n, offs, idx, sid, sh, forces=True, virial=True, dEdG=w,
+                                threads=self.threads)
+        F_el, W_el = op.derivatives(Q, lam)
+        F = sf["forces"] + F_el
+        W = sf["virial"] + W_el
+        if periodic and q_tot != 0.0:
+            W = W + np.eye(3) * (-np.pi * params.eta ** 2 * q_tot ** 2 / (np.linalg.det(cell) * self.four_pi_eps))
         res["forces"] = F
+        if stress:
+            res["virial"] = W
+            if periodic:
+                res["stress"] = -W / abs(np.linalg.det(cell))
         return res

@@ -50,6 +50,11 @@ struct ComputeOptions {
     bool member_forces = false;       ///< committees: forces of every member (ComputeResult::member_forces)
     int threads = 0;                  ///< 0 = OpenMP default
     double min_distance = 1e-6;       ///< pairs closer than this (native units) are an error
+    /// When set: dE/dG per centre (raw G, native energy units; centres concatenated in atom
+    /// order, K_i values each) replaces the networks. Forces and virial are then those of
+    /// E = sum_i dE/dG_i . G_i (used by 3G/4G, whose networks also see the charges); the
+    /// energies are zero. A committee uses its first member's symmetry functions.
+    const double* dEdG = nullptr;
 };
 
 /// One symmetry function value outside the [min, max] range of scaling.data.

@@ -1,0 +1,97 @@
+// Electrostatics of Gaussian charges for 4G (and 3G) potentials, THEORY.md B.1, B.2, B.4, B.5.
+//
+// The QEq matrix without hardness, A0 (A = A0 + diag(J)):
+//   non-periodic  A0_ii = 1/(sigma_i sqrt(pi)),   A0_ij = erf(r_ij / (sqrt2 gamma_ij)) / r_ij
+//   periodic      Ewald for Gaussian charges with the splitting width eta:
+//                 real space [erfc(r/(sqrt2 eta)) - erfc(r/(sqrt2 gamma))]/r over images r < r_cut,
+//                 reciprocal sum over the half sphere |k| < k_cut, self terms (tin-foil, no k = 0);
+// all divided by 4 pi eps0. The electrostatic energy that enters the total energy is n2p2's
+// screened one:
+//   E_elec(Q) = 1/2 Q^T A0 Q - sum_i Q_i^2 / (2 sigma_i sqrt(pi)) + sum_{pairs r < r_out} Q_i Q_j
+//               erf(r/(sqrt2 gamma)) (f_s(r) - 1) / r           (all / 4 pi eps0).
+// Periodic structures must be periodic in all three directions (the charge-neutral or
+// background-neutralised cell of the Ewald sum).
+//
+// The operator is matrix-free: real-space pair kernels come from a neighbour list and are
+// evaluated when applied, the reciprocal part through structure factors. dense() builds A0
+// for the direct solver. Units: the potential's own (positions in its length unit).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "hdnnp/neighbor.hpp"
+
+namespace hdnnp {
+
+/// Screening function f_s of n2p2 (`screen_electrostatics r_in r_out [core]`): 0 below
+/// r_in, 1 - core((r - r_in)/(r_out - r_in)) between, 1 above. Inactive (f_s = 1) when
+/// r_out <= 0.
+struct Screening {
+    double r_in = -2.0, r_out = -1.0;
+    char core = 'c';  ///< c (cosine), p1..p4 as '1'..'4', e (exponential)
+    bool active() const { return r_out > 0.0; }
+    void eval(double r, double& f, double& df) const;
+};
+
+struct ElectrostaticsSetup {
+    int64_t n = 0;
+    const double* positions = nullptr;  ///< n x 3
+    const double* cell = nullptr;       ///< lattice vectors as rows; null = non-periodic
+    const double* sigma = nullptr;      ///< Gaussian width per atom
+    double four_pi_eps = 1.0;
+    double eta = 0.0, r_cut = 0.0, k_cut = 0.0;  ///< Ewald parameters (periodic only)
+    Screening screening;
+    int threads = 0;
+};
+
+class Electrostatics {
+public:
+    explicit Electrostatics(const ElectrostaticsSetup& setup);
+
+    int64_t size() const { return n_; }
+    bool periodic() const { return periodic_; }
+    int64_t n_kvectors() const { return static_cast<int64_t>(kcoef_.size()); }
+    int64_t n_real_pairs() const { return static_cast<int64_t>(nl_.index.size()); }
+
+    /// A0 as a dense n x n row-major matrix.
+    void dense(double* A) const;
+    /// y = A0 x.
+    void apply(const double* x, double* y) const;
+    /// diag(A0).
+    void diagonal(double* d) const;
+    /// E_elec(Q) (screened, see above); dE_elec/dQ into dEdQ when not null.
+    double energy(const double* Q, double* dEdQ) const;
+    /// Adds -d/dR [E_elec(Q) + lam^T A0 Q] at fixed Q and lam to F (n x 3) and the virial
+    /// W = -dE/d(strain) (row-major 3 x 3; periodic structures: at fixed eta, r_cut, k_cut).
+    void add_derivatives(const double* Q, const double* lam, double* F, double* W) const;
+
+private:
+    void recip_sums(const double* x, std::vector<double>& sc, std::vector<double>& ss) const;
+    template <class PairFn> void for_pairs(PairFn&& fn) const;
+
+    int64_t n_ = 0;
+    bool periodic_ = false;
+    std::vector<double> pos_, sigma_;
+    double cell_[9] = {0};
+    double fpe_ = 1.0, eta_ = 0.0, r_cut_ = 0.0, k_cut_ = 0.0, volume_ = 0.0;
+    Screening scr_;
+    int threads_ = 0;
+    NeighborList nl_;                    ///< periodic: full list to max(r_cut, r_out)
+    std::vector<double> kvec_, kcoef_;   ///< half sphere: k (3 each), 2 c_k / (4 pi eps0)
+    std::vector<double> cos_, sin_;      ///< cos/sin(k . R_i), n x n_k, when they fit in memory
+};
+
+struct QEqSolution {
+    int iterations = 0;
+    double residual = 0.0;   ///< ||P(A x - b)|| / ||b|| (projected onto the constraint)
+    double lagrange = 0.0;   ///< the multiplier of sum(x) = total
+};
+
+/// Solves [A0 + diag(J)  1; 1^T 0] [x; mu] = [b; total] by preconditioned conjugate
+/// gradients on the affine subspace sum(x) = total (Jacobi preconditioner, projected in its
+/// metric). `x` holds the starting guess (shifted onto the constraint) and receives the
+/// solution. Converged when the relative projected residual is below `tol`.
+QEqSolution solve_qeq_cg(const Electrostatics& op, const double* hardness, const double* b, double total,
+                         double* x, double tol, int max_iterations);
+
+}  // namespace hdnnp
