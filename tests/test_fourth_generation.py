@@ -134,7 +134,7 @@ def test_periodic_forces_and_stress_equal_finite_differences(fixtures):
     for q in (0.0, 1.0):
         pot = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential", ewald=1e-12)
         fixed = pot.ewald_parameters(water)
-        pot.ewald_parameters = lambda atoms, p=fixed: p  # FD at fixed eta, r_cut, k_cut
+        pot.ewald_parameters = lambda atoms, solver=None, p=fixed: p  # FD at fixed eta, r_cut, k_cut
         r = pot.evaluate(water, total_charge=q, forces=True, stress=True)
         h = 1e-4
         for i, c in ((0, 0), (1, 2), (47, 1)):
@@ -203,7 +203,7 @@ def test_accuracy_controlled_ewald_energy_converges(fixtures):
     vol, n = atoms.get_volume(), len(atoms)
     for rc in (20.0, 40.0):  # two splitting widths at 1e-11
         p = accuracy_parameters(1e-11, vol, n, r_cut=rc, max_sigma=float(pot.sigma.max()))
-        pot.ewald_parameters = lambda a, p=p: p
+        pot.ewald_parameters = lambda a, solver=None, p=p: p
         assert pot.evaluate(atoms)["energy"] == pytest.approx(ref, abs=1e-9)
     for tol in (1e-3, 1e-5, 1e-7):
         r = FourthGeneration(fixtures / name / "potential", ewald=tol).evaluate(atoms)
@@ -232,6 +232,38 @@ def test_charged_cell_and_supercell(fixtures):
     energies = []
     for rc in (15.0, 30.0):
         p = accuracy_parameters(1e-10, water.get_volume(), len(water), r_cut=rc, max_sigma=float(pot.sigma.max()))
-        pot.ewald_parameters = lambda a, p=p: p
+        pot.ewald_parameters = lambda a, solver=None, p=p: p
         energies.append(pot.evaluate(water, total_charge=1.0)["energy"])
     assert energies[0] == pytest.approx(energies[1], abs=1e-8)
+
+
+def test_ase_calculator_charges_dipole_units(fixtures):
+    """The ASE calculator speaks eV and Angstrom: energy, forces and stress (numerical stress of
+    ASE), charges, and the dipole of a molecule; the total charge from atoms.info."""
+    from ase.units import Bohr, Hartree
+
+    pot = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential", ewald=1e-10)
+    water = _water48(fixtures)
+    ref = pot.evaluate(water, forces=True, stress=True)
+    a = water.copy()
+    a.positions *= Bohr
+    a.set_cell(np.asarray(water.cell) * Bohr, scale_atoms=False)
+    a.calc = pot.calculator(length_unit="Bohr", energy_unit="Ha")
+    assert a.get_potential_energy() == pytest.approx(ref["energy"] * Hartree, rel=1e-12)
+    np.testing.assert_allclose(a.get_forces(), ref["forces"] * Hartree / Bohr, atol=1e-10)
+    np.testing.assert_allclose(a.get_charges(), ref["charges"], atol=1e-12)
+    try:
+        from ase.calculators.fd import calculate_numerical_stress
+        num = calculate_numerical_stress(a, eps=1e-5)
+    except ImportError:  # ASE < 3.23
+        num = a.calc.calculate_numerical_stress(a, d=1e-5)
+    np.testing.assert_allclose(a.get_stress(), num, atol=2e-7)  # eV/A^3
+    chain = hdnnp.read_input_data(fixtures / CC / "train" / "input.data")
+    plus = next(s for s in chain if s.info.get("charge", 0.0) == 1.0).copy()
+    r = FourthGeneration(fixtures / CC / "potential").evaluate(plus)
+    plus.positions *= Bohr
+    plus.calc = FourthGeneration(fixtures / CC / "potential").calculator("Bohr", "Ha")
+    assert plus.get_charges().sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(plus.get_dipole_moment(), r["dipole"] * Bohr, atol=1e-10)
+    with pytest.raises(ValueError, match="units of this potential are not known"):
+        FourthGeneration(fixtures / CC / "potential").calculator()

@@ -19,6 +19,12 @@ const double kTwoOverSqrtPi = 2.0 / std::sqrt(kPi);
 // Structure-factor tables (cos and sin of k.R per atom and k-vector) are kept when they cost
 // at most this many k-vectors per atom (16 bytes each); otherwise they are recomputed.
 constexpr int64_t kMaxTabulatedK = 64;
+constexpr int64_t kDirectMaxAtoms = 4096;
+
+// erf(x) == 1 and exp(-x^2) < 3e-16 in double precision beyond x = 6: the Gaussian-width
+// terms of distant pairs are skipped (the Ewald terms in eta are not).
+inline double erf_fast(double x) { return x > 6.0 ? 1.0 : std::erf(x); }
+inline double gauss_fast(double x) { return x > 6.0 ? 0.0 : std::exp(-x * x); }
 
 int thread_count(int requested) {
 #ifdef _OPENMP
@@ -86,8 +92,39 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
     if (!(volume_ > 0.0)) throw InputError("the cell is singular");
     if (!(eta_ > 0.0) || !(r_cut_ > 0.0) || !(k_cut_ > 0.0))
         throw InputError("periodic electrostatics needs positive Ewald eta, r_cut and k_cut");
-    const bool pbc[3] = {true, true, true};
-    nl_ = build_neighbor_list(pos_.data(), n_, cell_, pbc, std::max(r_cut_, scr_.r_out), 1e-6);
+    const double r_max = std::max(r_cut_, scr_.r_out);
+    // Real space: up to kDirectMaxAtoms atoms every pair with the lattice translations that can
+    // bring it within r_max (no stored list: the Ewald cutoff of n2p2's parameters grows with
+    // the cell, to ~10^4 neighbours per atom); beyond, a neighbour list.
+    direct_ = n_ <= kDirectMaxAtoms;
+    {
+        // inverse of the cell (rows a, b, c): columns are (b x c, c x a, a x b) / det
+        const double det = dot3(cell_, bxc);
+        for (int r = 0; r < 3; ++r) {
+            inv_cell_[3 * r + 0] = bxc[r] / det;
+            inv_cell_[3 * r + 1] = cxa[r] / det;
+            inv_cell_[3 * r + 2] = axb[r] / det;
+        }
+    }
+    if (direct_) {
+        const double* nrm[3] = {bxc, cxa, axb};
+        int m[3];
+        for (int d = 0; d < 3; ++d) {
+            const double spacing = volume_ / std::sqrt(dot3(nrm[d], nrm[d]));
+            m[d] = static_cast<int>(std::floor(r_max / spacing + 0.5)) + 1;
+        }
+        for (int a = -m[0]; a <= m[0]; ++a)
+            for (int b = -m[1]; b <= m[1]; ++b)
+                for (int c = -m[2]; c <= m[2]; ++c)
+                    for (int k = 0; k < 3; ++k) trans_.push_back(a * cell_[k] + b * cell_[3 + k] + c * cell_[6 + k]);
+        if (scr_.active()) {
+            const bool pbc[3] = {true, true, true};
+            snl_ = build_neighbor_list(pos_.data(), n_, cell_, pbc, scr_.r_out, 1e-6);
+        }
+    } else {
+        const bool pbc[3] = {true, true, true};
+        nl_ = build_neighbor_list(pos_.data(), n_, cell_, pbc, r_max, 1e-6);
+    }
     // Reciprocal vectors and the half sphere |k| < k_cut (n2p2's KspaceGrid: the same index
     // ranges and strict inequality, so the same set of k-vectors).
     double kb[9];
@@ -128,33 +165,71 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
     }
 }
 
-/// fn(i, j, dx, dy, dz, r) for every ordered pair (i, j, image) of atom i: periodic, the
-/// neighbour-list entries of i (r < max(r_cut, r_out), self-images included); otherwise all
-/// j != i. Called inside a parallel loop over i.
+int Electrostatics::threads() const { return thread_count(threads_); }
+
 template <class PairFn>
-void Electrostatics::for_pairs(PairFn&& fn) const {
-    const int nthreads = thread_count(threads_);
-    (void)nthreads;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads)
-    for (int64_t i = 0; i < n_; ++i) {
-        const double* xi = &pos_[3 * i];
-        if (periodic_) {
-            for (int64_t p = nl_.offsets[i]; p < nl_.offsets[i + 1]; ++p) {
-                const int32_t j = nl_.index[p];
-                const double* sh = &nl_.shifts[3 * nl_.shift_id[p]];
-                const double dx = pos_[3 * j] + sh[0] - xi[0], dy = pos_[3 * j + 1] + sh[1] - xi[1],
-                             dz = pos_[3 * j + 2] + sh[2] - xi[2];
-                fn(i, static_cast<int64_t>(j), dx, dy, dz, std::sqrt(dx * dx + dy * dy + dz * dz));
-            }
-        } else {
-            for (int64_t j = 0; j < n_; ++j) {
-                if (j == i) continue;
-                const double dx = pos_[3 * j] - xi[0], dy = pos_[3 * j + 1] - xi[1], dz = pos_[3 * j + 2] - xi[2];
-                fn(i, j, dx, dy, dz, std::sqrt(dx * dx + dy * dy + dz * dz));
+int Electrostatics::for_half_pairs(PairFn&& fn, bool screening_only) const {
+    const NeighborList& list = direct_ && screening_only && !snl_.offsets.empty() ? snl_ : nl_;
+    const bool use_list = periodic_ && (!direct_ || &list == &snl_);
+    const int nthreads = threads();
+    const double r_max = periodic_ ? std::max(r_cut_, scr_.r_out) : 0.0, r2max = r_max * r_max;
+    const int64_t nt = static_cast<int64_t>(trans_.size() / 3);
+#pragma omp parallel num_threads(nthreads)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+#pragma omp for schedule(dynamic, 8)
+        for (int64_t i = 0; i < n_; ++i) {
+            const double* xi = &pos_[3 * i];
+            if (!periodic_) {
+                for (int64_t j = i + 1; j < n_; ++j) {
+                    const double dx = pos_[3 * j] - xi[0], dy = pos_[3 * j + 1] - xi[1], dz = pos_[3 * j + 2] - xi[2];
+                    fn(tid, i, j, dx, dy, dz, std::sqrt(dx * dx + dy * dy + dz * dz));
+                }
+            } else if (!use_list) {
+                for (int64_t j = i; j < n_; ++j) {
+                    // wrap the displacement into the cell around 0, then try the translations
+                    double d[3], f[3];
+                    for (int k = 0; k < 3; ++k) d[k] = pos_[3 * j + k] - xi[k];
+                    for (int k = 0; k < 3; ++k)
+                        f[k] = std::nearbyint(d[0] * inv_cell_[k] + d[1] * inv_cell_[3 + k] + d[2] * inv_cell_[6 + k]);
+                    for (int k = 0; k < 3; ++k) d[k] -= f[0] * cell_[k] + f[1] * cell_[3 + k] + f[2] * cell_[6 + k];
+                    for (int64_t t = 0; t < nt; ++t) {
+                        const double dx = d[0] + trans_[3 * t], dy = d[1] + trans_[3 * t + 1], dz = d[2] + trans_[3 * t + 2];
+                        const double r2 = dx * dx + dy * dy + dz * dz;
+                        if (r2 >= r2max || (j == i && r2 == 0.0)) continue;
+                        fn(tid, i, j, dx, dy, dz, std::sqrt(r2));
+                    }
+                }
+            } else {
+                for (int64_t p = list.offsets[i]; p < list.offsets[i + 1]; ++p) {
+                    const int32_t j = list.index[p];
+                    if (j < i) continue;
+                    const double* sh = &list.shifts[3 * list.shift_id[p]];
+                    const double dx = pos_[3 * j] + sh[0] - xi[0], dy = pos_[3 * j + 1] + sh[1] - xi[1],
+                                 dz = pos_[3 * j + 2] + sh[2] - xi[2];
+                    fn(tid, i, static_cast<int64_t>(j), dx, dy, dz, std::sqrt(dx * dx + dy * dy + dz * dz));
+                }
             }
         }
     }
+    return nthreads;
 }
+
+namespace {
+/// Per-thread accumulation buffers, reduced in thread order (deterministic for a given
+/// number of threads).
+struct ThreadBuffers {
+    std::vector<std::vector<double>> b;
+    ThreadBuffers(int threads, size_t size) : b(threads, std::vector<double>(size, 0.0)) {}
+    void reduce_into(double* out) const {
+        for (const auto& v : b)
+            for (size_t k = 0; k < v.size(); ++k) out[k] += v[k];
+    }
+};
+}  // namespace
 
 void Electrostatics::diagonal(double* d) const {
     const double sp = std::sqrt(kPi);
@@ -165,30 +240,28 @@ void Electrostatics::diagonal(double* d) const {
         if (periodic_) d[i] += -2.0 / (std::sqrt(2.0) * eta_ * sp * fpe_) + recip;
     }
     if (!periodic_) return;
-    const double rc = r_cut_, b = 1.0 / (std::sqrt(2.0) * eta_);
-    for (int64_t i = 0; i < n_; ++i)  // self-images
-        for (int64_t p = nl_.offsets[i]; p < nl_.offsets[i + 1]; ++p) {
-            if (nl_.index[p] != i) continue;
-            const double* sh = &nl_.shifts[3 * nl_.shift_id[p]];
-            const double r = std::sqrt(dot3(sh, sh));
-            if (r >= rc) continue;
-            const double a = 1.0 / (2.0 * sigma_[i]);  // 1/(sqrt2 gamma_ii), gamma_ii = sqrt2 sigma_i
-            d[i] += (std::erf(a * r) - std::erf(b * r)) / r / fpe_;
-        }
+    const double b = 1.0 / (std::sqrt(2.0) * eta_);
+    ThreadBuffers tb(threads(), n_);
+    for_half_pairs([&](int tid, int64_t i, int64_t j, double, double, double, double r) {
+        if (j != i || r >= r_cut_) return;  // self-images
+        const double a = 1.0 / (2.0 * sigma_[i]);  // 1/(sqrt2 gamma_ii), gamma_ii = sqrt2 sigma_i
+        tb.b[tid][i] += (erf_fast(a * r) - std::erf(b * r)) / r / fpe_;
+    });
+    tb.reduce_into(d);
 }
 
 void Electrostatics::dense(double* A) const {
     std::fill(A, A + n_ * n_, 0.0);
     const double b = periodic_ ? 1.0 / (std::sqrt(2.0) * eta_) : 0.0;
-    const double rc = r_cut_;
-    for_pairs([&](int64_t i, int64_t j, double, double, double, double r) {
+    const double rc = periodic_ ? r_cut_ : 1e300;
+    // upper triangle and diagonal (the thread of row i writes row i only), mirrored below
+    for_half_pairs([&](int, int64_t i, int64_t j, double, double, double, double r) {
+        if (r >= rc) return;
         const double a = 1.0 / std::sqrt(2.0 * (sigma_[i] * sigma_[i] + sigma_[j] * sigma_[j]));
-        if (periodic_) {
-            if (r < rc) A[i * n_ + j] += (std::erf(a * r) - std::erf(b * r)) / r / fpe_;
-        } else {
-            A[i * n_ + j] = std::erf(a * r) / r / fpe_;
-        }
+        A[i * n_ + j] += (periodic_ ? erf_fast(a * r) - std::erf(b * r) : erf_fast(a * r)) / r / fpe_;
     });
+    for (int64_t i = 0; i < n_; ++i)
+        for (int64_t j = i + 1; j < n_; ++j) A[j * n_ + i] = A[i * n_ + j];
     const double sp = std::sqrt(kPi);
     for (int64_t i = 0; i < n_; ++i) {
         A[i * n_ + i] += 1.0 / (sigma_[i] * sp * fpe_);
@@ -204,7 +277,7 @@ void Electrostatics::dense(double* A) const {
             cs[i * nk + k] = std::sqrt(kcoef_[k]) * std::cos(ph);
             sn[i * nk + k] = std::sqrt(kcoef_[k]) * std::sin(ph);
         }
-#pragma omp parallel for schedule(dynamic, 16) num_threads(thread_count(threads_))
+#pragma omp parallel for schedule(dynamic, 16) num_threads(threads())
     for (int64_t i = 0; i < n_; ++i)
         for (int64_t j = 0; j < n_; ++j) {
             double s = 0.0;
@@ -233,16 +306,18 @@ void Electrostatics::recip_sums(const double* x, std::vector<double>& sc, std::v
 
 void Electrostatics::apply(const double* x, double* y) const {
     const double b = periodic_ ? 1.0 / (std::sqrt(2.0) * eta_) : 0.0;
-    const double rc = r_cut_;
+    const double rc = periodic_ ? r_cut_ : 1e300;
     std::fill(y, y + n_, 0.0);
-    for_pairs([&](int64_t i, int64_t j, double, double, double, double r) {
+    ThreadBuffers tb(threads(), n_);
+    for_half_pairs([&](int tid, int64_t i, int64_t j, double, double, double, double r) {
+        if (r >= rc) return;
         const double a = 1.0 / std::sqrt(2.0 * (sigma_[i] * sigma_[i] + sigma_[j] * sigma_[j]));
-        if (periodic_) {
-            if (r < rc) y[i] += (std::erf(a * r) - std::erf(b * r)) / r / fpe_ * x[j];
-        } else {
-            y[i] += std::erf(a * r) / r / fpe_ * x[j];
-        }
+        const double k = (periodic_ ? erf_fast(a * r) - std::erf(b * r) : erf_fast(a * r)) / r / fpe_;
+        double* yt = tb.b[tid].data();
+        yt[i] += k * x[j];
+        if (j != i) yt[j] += k * x[i];
     });
+    tb.reduce_into(y);
     const double sp = std::sqrt(kPi);
     for (int64_t i = 0; i < n_; ++i) {
         double d = 1.0 / (sigma_[i] * sp * fpe_);
@@ -253,7 +328,7 @@ void Electrostatics::apply(const double* x, double* y) const {
     if (!nk) return;
     std::vector<double> sc, ss;
     recip_sums(x, sc, ss);
-#pragma omp parallel for schedule(static) num_threads(thread_count(threads_))
+#pragma omp parallel for schedule(static) num_threads(threads())
     for (int64_t i = 0; i < n_; ++i) {
         double s = 0.0;
         for (int64_t k = 0; k < nk; ++k) {
@@ -266,18 +341,24 @@ void Electrostatics::apply(const double* x, double* y) const {
     }
 }
 
-double Electrostatics::energy(const double* Q, double* dEdQ) const {
+double Electrostatics::energy(const double* Q, double* dEdQ, const double* AQ) const {
     std::vector<double> y(n_), scr(n_, 0.0);
-    apply(Q, y.data());
+    if (AQ) std::copy(AQ, AQ + n_, y.begin());
+    else apply(Q, y.data());
     const double sp = std::sqrt(kPi);
     if (scr_.active()) {
-        for_pairs([&](int64_t i, int64_t j, double, double, double, double r) {
+        ThreadBuffers tb(threads(), n_);
+        for_half_pairs([&](int tid, int64_t i, int64_t j, double, double, double, double r) {
             if (r >= scr_.r_out) return;
             const double a = 1.0 / std::sqrt(2.0 * (sigma_[i] * sigma_[i] + sigma_[j] * sigma_[j]));
             double f, df;
             scr_.eval(r, f, df);
-            scr[i] += Q[j] * std::erf(a * r) * (f - 1.0) / r / fpe_;
-        });
+            const double s = erf_fast(a * r) * (f - 1.0) / r / fpe_;
+            double* t = tb.b[tid].data();
+            t[i] += Q[j] * s;
+            if (j != i) t[j] += Q[i] * s;
+        }, true);
+        tb.reduce_into(scr.data());
     }
     double e = 0.0;
     for (int64_t i = 0; i < n_; ++i) {
@@ -295,11 +376,14 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
     for (int64_t i = 0; i < n_; ++i) u[i] = 0.5 * Q[i] + lam[i];
     const double b = periodic_ ? 1.0 / (std::sqrt(2.0) * eta_) : 0.0;
     const double rc = periodic_ ? r_cut_ : 1e300;
-    std::vector<double> Wat(9 * n_, 0.0);  // per-atom virial parts, summed in a fixed order
-    for_pairs([&](int64_t i, int64_t j, double dx, double dy, double dz, double r) {
+    ThreadBuffers tb(threads(), 3 * n_ + 9);  // forces, then the virial
+    for_half_pairs([&](int tid, int64_t i, int64_t j, double dx, double dy, double dz, double r) {
         const double a = 1.0 / std::sqrt(2.0 * (sigma_[i] * sigma_[i] + sigma_[j] * sigma_[j]));
-        double c = 0.0;  // d(pair energy)/dr, pair energy counted once per ordered entry
-        const double ea = std::exp(-a * a * r * r), erfa = std::erf(a * r);
+        // c = d(energy of this pair image)/dr; a self-image (j == i) is visited for T and -T
+        // and carries half of the pair energy u_i v_i k + Q_i^2 s / 2 ... of both together.
+        const bool self = j == i;
+        double c = 0.0;
+        const double ea = gauss_fast(a * r), erfa = erf_fast(a * r);
         if (r < rc) {
             double k, dk;
             if (periodic_) {
@@ -309,28 +393,37 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
                 k = erfa / r;
                 dk = (kTwoOverSqrtPi * a * ea - k) / r;
             }
-            c += (u[i] * Q[j] + u[j] * Q[i]) * dk / fpe_;
+            c += (self ? u[i] * Q[i] : u[i] * Q[j] + u[j] * Q[i]) * dk / fpe_;
         }
         if (scr_.active() && r < scr_.r_out) {
             double f, df;
             scr_.eval(r, f, df);
             const double s = erfa * (f - 1.0) / r;
             const double ds = (kTwoOverSqrtPi * a * ea * (f - 1.0) + erfa * df) / r - s / r;
-            c += Q[i] * Q[j] * ds / fpe_;
+            c += (self ? 0.5 : 1.0) * Q[i] * Q[j] * ds / fpe_;
         }
         if (c == 0.0) return;
-        // Entry (i, j) holds the whole pair's dependence on R_i; its partner (j, i) that on R_j.
         const double g = c / r;
-        F[3 * i] += g * dx; F[3 * i + 1] += g * dy; F[3 * i + 2] += g * dz;
+        double* t = tb.b[tid].data();
+        if (!self) {  // (the two self-image terms T, -T cancel in the forces)
+            t[3 * i] += g * dx; t[3 * i + 1] += g * dy; t[3 * i + 2] += g * dz;
+            t[3 * j] -= g * dx; t[3 * j + 1] -= g * dy; t[3 * j + 2] -= g * dz;
+        }
         const double d[3] = {dx, dy, dz};
+        double* w = t + 3 * n_;
         for (int p = 0; p < 3; ++p)
-            for (int q = 0; q < 3; ++q) Wat[9 * i + 3 * p + q] -= 0.5 * g * d[p] * d[q];
+            for (int q = 0; q < 3; ++q) w[3 * p + q] -= g * d[p] * d[q];
     });
+    std::vector<double> acc(3 * n_ + 9, 0.0);
+    tb.reduce_into(acc.data());
+    for (int64_t k = 0; k < 3 * n_; ++k) F[k] += acc[k];
+    for (int k = 0; k < 9; ++k) W[k] += acc[3 * n_ + k];
     const int64_t nk = n_kvectors();
     if (nk) {
         std::vector<double> uc, us, vc, vs;
         recip_sums(u.data(), uc, us);
         recip_sums(Q, vc, vs);
+#pragma omp parallel for schedule(static) num_threads(threads())
         for (int64_t i = 0; i < n_; ++i) {
             double f[3] = {0, 0, 0};
             for (int64_t k = 0; k < nk; ++k) {
@@ -351,8 +444,6 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
                 for (int q = 0; q < 3; ++q) W[3 * p + q] -= Bk * ((p == q ? -1.0 : 0.0) + h * kv[p] * kv[q]);
         }
     }
-    for (int64_t i = 0; i < n_; ++i)
-        for (int k = 0; k < 9; ++k) W[k] += Wat[9 * i + k];
 }
 
 QEqSolution solve_qeq_cg(const Electrostatics& op, const double* J, const double* b, double total, double* x,

@@ -403,13 +403,14 @@ PYBIND11_MODULE(_core, m) {
             e.diagonal(d.data());
             return to_numpy(std::move(d), {e.size()});
         })
-        .def("energy", [](const Electrostatics& e, CArrD Q) {
-            if (Q.size() != e.size()) throw std::invalid_argument("Q must have one value per atom");
+        .def("energy", [](const Electrostatics& e, CArrD Q, std::optional<CArrD> AQ) {
+            if (Q.size() != e.size() || (AQ && AQ->size() != e.size()))
+                throw std::invalid_argument("Q (and AQ) must have one value per atom");
             std::vector<double> g(e.size());
             double E;
-            { py::gil_scoped_release release; E = e.energy(Q.data(), g.data()); }
+            { py::gil_scoped_release release; E = e.energy(Q.data(), g.data(), AQ ? AQ->data() : nullptr); }
             return py::make_tuple(E, to_numpy(std::move(g), {e.size()}));
-        }, "E_elec(Q) and dE_elec/dQ")
+        }, py::arg("Q"), py::arg("AQ") = py::none(), "E_elec(Q) and dE_elec/dQ (AQ = A0 Q if known)")
         .def("derivatives", [](const Electrostatics& e, CArrD Q, CArrD lam) {
             if (Q.size() != e.size() || lam.size() != e.size()) throw std::invalid_argument("Q and lam need one value per atom");
             std::vector<double> F(3 * e.size(), 0.0), W(9, 0.0);

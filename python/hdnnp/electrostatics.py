@@ -117,7 +117,7 @@ def _solve_decreasing(f, target, lo, hi):
 
 def accuracy_parameters(energy_tolerance: float, volume: float, n_atoms: int, q_max: float = 1.0,
                         four_pi_eps: float = 1.0, r_cut: Optional[float] = None,
-                        max_sigma: float = 0.0) -> EwaldParameters:
+                        max_sigma: float = 0.0, per_particle: bool = False) -> EwaldParameters:
     """Cutoffs whose estimated energy truncation error is below `energy_tolerance` (absolute,
     the potential's energy unit, for the whole structure).
 
@@ -148,8 +148,10 @@ def accuracy_parameters(energy_tolerance: float, volume: float, n_atoms: int, q_
         alpha = _solve_decreasing(lambda a: real_error(a, r_cut), target, 1e-6 / r_cut, 1e3 / r_cut)
         eta = 1.0 / (math.sqrt(2) * alpha)
     if r_cut is None or eta < eta_min:  # then r_cut follows from eta (larger than requested)
-        eta = max((volume ** 2 / ((2 * math.pi) ** 3 * _TR_OVER_TK)) ** (1.0 / 6.0), eta_min) \
-            if r_cut is None else eta_min
+        # dense matrices cost n^2 (images + k-vectors): eta ~ V^(1/3); matrix-free products
+        # cost n (neighbours + k-vectors): eta ~ (V^2 / n)^(1/6), O(n^1.5) per product
+        v2 = volume ** 2 / n_atoms if per_particle else volume ** 2
+        eta = max((v2 / ((2 * math.pi) ** 3 * _TR_OVER_TK)) ** (1.0 / 6.0), eta_min) if r_cut is None else eta_min
         alpha = 1.0 / (math.sqrt(2) * eta)
         r_cut = _solve_decreasing(lambda rc: real_error(alpha, rc), target, 1e-3 * eta, 1e3 * eta)
 

@@ -25,10 +25,13 @@ import numpy as np
 import scipy.linalg
 from scipy.special import erf
 
+from ase.calculators.calculator import Calculator, all_changes
+
 from . import _core
 from .electrostatics import EwaldParameters, accuracy_parameters, n2p2_parameters
 from .training.n2p2 import read_keyword_lines
 from .training.network import ElementNetwork
+from .units import energy_factor, length_factor
 
 _4G_ONLY = ("nnp_generation", "nnp_type", "global_hidden_layers_electrostatic", "global_nodes_electrostatic",
             "global_activation_electrostatic", "initial_hardness", "fixed_gausswidth", "screen_electrostatics",
@@ -60,6 +63,7 @@ class FourthGeneration:
     def __init__(self, directory, ewald="n2p2", solver: str = "auto", tolerance: float = 1e-10,
                  dense_max_atoms: int = 3000, threads: int = 0):
         directory = os.fspath(directory)
+        self.directory = directory
         path = os.path.join(directory, "input.nn")
         kw = {k: [args for _, args in v] for k, v in read_keyword_lines(path).items()}
         gen = (kw.get("nnp_generation") or kw.get("nnp_type") or [["2"]])[0][0]
@@ -122,8 +126,9 @@ class FourthGeneration:
             self.short.append(network("short", K + 1, f"weights.{z:03d}.data"))
             self.hardness[e] = _column(os.path.join(directory, f"hardness.{z:03d}.data"))[0]
 
-    def ewald_parameters(self, atoms) -> EwaldParameters:
-        """The Ewald parameters used for a periodic structure (reported with every result)."""
+    def ewald_parameters(self, atoms, solver: str = "dense") -> EwaldParameters:
+        """The Ewald parameters used for a periodic structure (reported with every result). In the
+        accuracy mode they are balanced for the solver: dense matrices or matrix-free products."""
         volume = abs(np.linalg.det(np.asarray(atoms.cell, dtype=float)))
         if isinstance(self.ewald, str):
             if self.ewald != "n2p2":
@@ -131,7 +136,7 @@ class FourthGeneration:
             return n2p2_parameters(self.ewald_method, self.ewald_prec, volume, len(atoms), self.four_pi_eps,
                                    float(self.sigma.max()))
         return accuracy_parameters(float(self.ewald), volume, len(atoms), q_max=1.0, four_pi_eps=self.four_pi_eps,
-                                   max_sigma=float(self.sigma.max()))
+                                   max_sigma=float(self.sigma.max()), per_particle=solver == "cg")
 
     def _scaling(self):
         from .training.trainer import scaling_transform
@@ -191,17 +196,18 @@ class FourthGeneration:
         # charge equilibration
         sig = self.sigma[species]
         J = self.hardness[species]
-        params = self.ewald_parameters(atoms) if periodic else None
-        op = _core.Electrostatics(pos, cell, sig, self.four_pi_eps,
-                                  *((params.eta, params.r_cut, params.k_cut) if params else (0.0, 0.0, 0.0)),
-                                  self.r_in, self.r_out, self.screen_core, self.threads)
         solver = solver or self.solver
         if solver == "auto":
             solver = "dense" if n <= self.dense_max_atoms else "cg"
+        params = self.ewald_parameters(atoms, solver) if periodic else None
+        op = _core.Electrostatics(pos, cell, sig, self.four_pi_eps,
+                                  *((params.eta, params.r_cut, params.k_cut) if params else (0.0, 0.0, 0.0)),
+                                  self.r_in, self.r_out, self.screen_core, self.threads)
         info = {"solver": solver}
         if solver == "dense":
+            A0 = op.dense()
             Kmat = np.zeros((n + 1, n + 1))
-            Kmat[:n, :n] = op.dense()
+            Kmat[:n, :n] = A0
             Kmat[np.arange(n), np.arange(n)] += J
             Kmat[n, :n] = Kmat[:n, n] = 1.0
             lu = scipy.linalg.lu_factor(Kmat, overwrite_a=True, check_finite=False)
@@ -219,7 +225,7 @@ class FourthGeneration:
                 info["iterations"].append(r["iterations"])
                 return x
 
-        e_elec, dEelec_dQ = op.energy(Q)
+        e_elec, dEelec_dQ = op.energy(Q, A0 @ Q if solver == "dense" else None)
         if periodic and q_tot != 0.0:
             e_elec += -np.pi * params.eta ** 2 * q_tot ** 2 / (np.linalg.det(cell) * self.four_pi_eps)
 
@@ -269,3 +275,46 @@ class FourthGeneration:
             if periodic:
                 res["stress"] = -W / abs(np.linalg.det(cell))
         return res
+
+    def calculator(self, length_unit: Optional[str] = None, energy_unit: Optional[str] = None,
+                   total_charge: Optional[float] = None):
+        """ASE calculator (eV, Angstrom): energy, forces, stress (periodic), charges and, for
+        molecules, the dipole (e Angstrom). The potential's units come from the arguments or a
+        '# hdnnp: length_unit=... energy_unit=...' line in input.nn (n2p2's examples: Bohr, Ha)."""
+        from .potential import _declared_units
+
+        decl_l, decl_e = _declared_units(self.directory)
+        lu, eu = length_unit or decl_l, energy_unit or decl_e
+        if not lu or not eu:
+            raise ValueError("the units of this potential are not known: pass length_unit= and energy_unit= "
+                             "(e.g. 'Bohr', 'Ha' for n2p2's examples) or declare them in input.nn with a line "
+                             "'# hdnnp: length_unit=Bohr energy_unit=Ha'")
+        return FourthGenerationCalculator(self, length_factor(lu), energy_factor(eu), total_charge)
+
+
+class FourthGenerationCalculator(Calculator):
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "charges", "dipole"]
+
+    def __init__(self, potential: FourthGeneration, angstrom_per_unit: float, ev_per_unit: float,
+                 total_charge: Optional[float] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.potential, self.lf, self.ef, self.total_charge = potential, angstrom_per_unit, ev_per_unit, total_charge
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        Calculator.calculate(self, atoms, properties, system_changes)
+        a = self.atoms.copy()
+        a.positions = self.atoms.positions / self.lf
+        if self.atoms.pbc.any():
+            a.set_cell(np.asarray(self.atoms.cell) / self.lf, scale_atoms=False)
+        q = self.total_charge
+        if q is None:
+            q = float(self.atoms.info.get("charge", 0.0))
+        r = self.potential.evaluate(a, total_charge=q, forces=True, stress=bool(a.pbc.all()))
+        self.results["energy"] = self.results["free_energy"] = r["energy"] * self.ef
+        self.results["forces"] = r["forces"] * self.ef / self.lf
+        self.results["charges"] = r["charges"].copy()
+        if "stress" in r:
+            s = r["stress"] * self.ef / self.lf ** 3
+            self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+        if "dipole" in r:
+            self.results["dipole"] = r["dipole"] * self.lf

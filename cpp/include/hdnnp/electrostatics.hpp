@@ -59,15 +59,21 @@ public:
     void apply(const double* x, double* y) const;
     /// diag(A0).
     void diagonal(double* d) const;
-    /// E_elec(Q) (screened, see above); dE_elec/dQ into dEdQ when not null.
-    double energy(const double* Q, double* dEdQ) const;
+    /// E_elec(Q) (screened, see above); dE_elec/dQ into dEdQ when not null. `AQ` = A0 Q when
+    /// the caller has it (e.g. from the dense matrix), else computed.
+    double energy(const double* Q, double* dEdQ, const double* AQ = nullptr) const;
     /// Adds -d/dR [E_elec(Q) + lam^T A0 Q] at fixed Q and lam to F (n x 3) and the virial
     /// W = -dE/d(strain) (row-major 3 x 3; periodic structures: at fixed eta, r_cut, k_cut).
     void add_derivatives(const double* Q, const double* lam, double* F, double* W) const;
 
 private:
     void recip_sums(const double* x, std::vector<double>& sc, std::vector<double>& ss) const;
-    template <class PairFn> void for_pairs(PairFn&& fn) const;
+    /// fn(thread, i, j, dx, dy, dz, r) once per unordered pair image with i <= j, d = R_j + T - R_i,
+    /// r < max(r_cut, r_out) (periodic; all pairs otherwise). i == j: the self-images T != 0,
+    /// both T and -T. Runs in parallel over i; returns the number of threads used.
+    /// With `screening_only`, only pairs r < r_out are needed (a short list serves them).
+    template <class PairFn> int for_half_pairs(PairFn&& fn, bool screening_only = false) const;
+    int threads() const;
 
     int64_t n_ = 0;
     bool periodic_ = false;
@@ -76,7 +82,11 @@ private:
     double fpe_ = 1.0, eta_ = 0.0, r_cut_ = 0.0, k_cut_ = 0.0, volume_ = 0.0;
     Screening scr_;
     int threads_ = 0;
-    NeighborList nl_;                    ///< periodic: full list to max(r_cut, r_out)
+    bool direct_ = true;                 ///< periodic: pairs x lattice translations (no stored list)
+    std::vector<double> trans_;          ///< direct mode: lattice translations (3 each)
+    double inv_cell_[9] = {0};           ///< fractional = cartesian . inv_cell_
+    NeighborList nl_;                    ///< periodic, large n: full list to max(r_cut, r_out)
+    NeighborList snl_;                   ///< periodic, direct mode: full list to r_out
     std::vector<double> kvec_, kcoef_;   ///< half sphere: k (3 each), 2 c_k / (4 pi eps0)
     std::vector<double> cos_, sin_;      ///< cos/sin(k . R_i), n x n_k, when they fit in memory
 };
