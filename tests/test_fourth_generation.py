@@ -267,3 +267,36 @@ def test_ase_calculator_charges_dipole_units(fixtures):
     np.testing.assert_allclose(plus.get_dipole_moment(), r["dipole"] * Bohr, atol=1e-10)
     with pytest.raises(ValueError, match="units of this potential are not known"):
         FourthGeneration(fixtures / CC / "potential").calculator()
+
+
+def test_electrostatics_real_space_paths_agree(fixtures):
+    """The two real-space paths of the core (pairs x lattice translations; a stored neighbour
+    list, used above 4,096 atoms) and the tabulated / recomputed structure factors give the same
+    matrix, products, energy, forces and virial; the screening cores are all accepted."""
+    from hdnnp import _core
+    from hdnnp.electrostatics import accuracy_parameters
+
+    water = _water48(fixtures)
+    n = len(water)
+    rng = np.random.default_rng(3)
+    Q = rng.normal(0, 0.2, n)
+    Q -= Q.mean()
+    lam = rng.normal(0, 0.2, n)
+    sig = np.where(np.array(water.get_chemical_symbols()) == "H", 0.586, 1.249)
+    pos, cell = np.ascontiguousarray(water.positions), np.ascontiguousarray(np.array(water.cell))
+    for tol in (1e-4, 1e-10):  # few k-vectors (tabulated) and many (recomputed)
+        p = accuracy_parameters(tol, water.get_volume(), n, max_sigma=sig.max())
+        for core in ("c", "p2", "e"):
+            ops = [_core.Electrostatics(pos, cell, sig, 1.0, p.eta, p.r_cut, p.k_cut, 4.8, 12.0, core, 0, nl)
+                   for nl in (False, True)]
+            A = [o.dense() for o in ops]
+            np.testing.assert_allclose(A[0], A[1], rtol=0, atol=1e-13)
+            np.testing.assert_allclose(ops[1].apply(Q), A[0] @ Q, rtol=0, atol=1e-13)
+            np.testing.assert_allclose(ops[1].diagonal(), np.diag(A[0]), rtol=0, atol=1e-13)
+            e = [o.energy(Q) for o in ops]
+            assert e[0][0] == pytest.approx(e[1][0], abs=1e-12)
+            np.testing.assert_allclose(e[0][1], e[1][1], atol=1e-12)
+            d = [o.derivatives(Q, lam) for o in ops]
+            np.testing.assert_allclose(d[0][0], d[1][0], atol=1e-12)
+            np.testing.assert_allclose(d[0][1], d[1][1], atol=1e-11)
+        assert (ops[0].n_kvectors > 64) == (tol == 1e-10)

@@ -96,7 +96,7 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
     // Real space: up to kDirectMaxAtoms atoms every pair with the lattice translations that can
     // bring it within r_max (no stored list: the Ewald cutoff of n2p2's parameters grows with
     // the cell, to ~10^4 neighbours per atom); beyond, a neighbour list.
-    direct_ = n_ <= kDirectMaxAtoms;
+    direct_ = n_ <= kDirectMaxAtoms && !s.neighbor_list;
     {
         // inverse of the cell (rows a, b, c): columns are (b x c, c x a, a x b) / det
         const double det = dot3(cell_, bxc);
@@ -296,8 +296,7 @@ void Electrostatics::recip_sums(const double* x, std::vector<double>& sc, std::v
         if (x[i] == 0.0) continue;
         for (int64_t k = 0; k < nk; ++k) {
             double c, s;
-            if (!cos_.empty()) { c = cos_[i * nk + k]; s = sin_[i * nk + k]; }
-            else { const double ph = dot3(&kvec_[3 * k], &pos_[3 * i]); c = std::cos(ph); s = std::sin(ph); }
+            phase(i, k, c, s);
             sc[k] += x[i] * c;
             ss[k] += x[i] * s;
         }
@@ -333,8 +332,7 @@ void Electrostatics::apply(const double* x, double* y) const {
         double s = 0.0;
         for (int64_t k = 0; k < nk; ++k) {
             double c, sn;
-            if (!cos_.empty()) { c = cos_[i * nk + k]; sn = sin_[i * nk + k]; }
-            else { const double ph = dot3(&kvec_[3 * k], &pos_[3 * i]); c = std::cos(ph); sn = std::sin(ph); }
+            phase(i, k, c, sn);
             s += kcoef_[k] * (c * sc[k] + sn * ss[k]);
         }
         y[i] += s;
@@ -428,8 +426,7 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
             double f[3] = {0, 0, 0};
             for (int64_t k = 0; k < nk; ++k) {
                 double c, s;
-                if (!cos_.empty()) { c = cos_[i * nk + k]; s = sin_[i * nk + k]; }
-                else { const double ph = dot3(&kvec_[3 * k], &pos_[3 * i]); c = std::cos(ph); s = std::sin(ph); }
+                phase(i, k, c, s);
                 const double t = kcoef_[k] * (u[i] * (-s * vc[k] + c * vs[k]) + Q[i] * (-s * uc[k] + c * us[k]));
                 for (int p = 0; p < 3; ++p) f[p] -= t * kvec_[3 * k + p];
             }

@@ -16,6 +16,7 @@
 // evaluated when applied, the reciprocal part through structure factors. dense() builds A0
 // for the direct solver. Units: the potential's own (positions in its length unit).
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -42,6 +43,9 @@ struct ElectrostaticsSetup {
     double eta = 0.0, r_cut = 0.0, k_cut = 0.0;  ///< Ewald parameters (periodic only)
     Screening screening;
     int threads = 0;
+    /// Periodic real space from a stored neighbour list even for small n (the default above
+    /// 4,096 atoms); otherwise every pair with the lattice translations that reach r_cut.
+    bool neighbor_list = false;
 };
 
 class Electrostatics {
@@ -74,6 +78,19 @@ private:
     /// With `screening_only`, only pairs r < r_out are needed (a short list serves them).
     template <class PairFn> int for_half_pairs(PairFn&& fn, bool screening_only = false) const;
     int threads() const;
+    /// cos and sin of k . R_i (tabulated when small enough, else computed).
+    void phase(int64_t i, int64_t k, double& c, double& s) const {
+        if (!cos_.empty()) {
+            c = cos_[i * n_kvectors() + k];
+            s = sin_[i * n_kvectors() + k];
+        } else {
+            const double* kv = &kvec_[3 * k];
+            const double* x = &pos_[3 * i];
+            const double ph = kv[0] * x[0] + kv[1] * x[1] + kv[2] * x[2];
+            c = std::cos(ph);
+            s = std::sin(ph);
+        }
+    }
 
     int64_t n_ = 0;
     bool periodic_ = false;
