@@ -231,20 +231,21 @@ struct ThreadBuffers {
 };
 }  // namespace
 
-void Electrostatics::diagonal(double* d) const {
+double Electrostatics::self_term(int64_t i) const {
     const double sp = std::sqrt(kPi);
+    return (1.0 / (sigma_[i] * sp) - (periodic_ ? 2.0 / (std::sqrt(2.0) * eta_ * sp) : 0.0)) / fpe_;
+}
+
+void Electrostatics::diagonal(double* d) const {
     double recip = 0.0;
     for (double c : kcoef_) recip += c;
-    for (int64_t i = 0; i < n_; ++i) {
-        d[i] = 1.0 / (sigma_[i] * sp * fpe_);
-        if (periodic_) d[i] += -2.0 / (std::sqrt(2.0) * eta_ * sp * fpe_) + recip;
-    }
+    for (int64_t i = 0; i < n_; ++i) d[i] = self_term(i) + recip;
     if (!periodic_) return;
     const double b = 1.0 / (std::sqrt(2.0) * eta_);
     ThreadBuffers tb(threads(), n_);
     for_half_pairs([&](int tid, int64_t i, int64_t j, double, double, double, double r) {
         if (j != i || r >= r_cut_) return;  // self-images
-        const double a = 1.0 / (2.0 * sigma_[i]);  // 1/(sqrt2 gamma_ii), gamma_ii = sqrt2 sigma_i
+        const double a = inv_sqrt2_gamma(i, i);
         tb.b[tid][i] += (erf_fast(a * r) - std::erf(b * r)) / r / fpe_;
     });
     tb.reduce_into(d);
@@ -257,16 +258,12 @@ void Electrostatics::dense(double* A) const {
     // upper triangle and diagonal (the thread of row i writes row i only), mirrored below
     for_half_pairs([&](int, int64_t i, int64_t j, double, double, double, double r) {
         if (r >= rc) return;
-        const double a = 1.0 / std::sqrt(2.0 * (sigma_[i] * sigma_[i] + sigma_[j] * sigma_[j]));
+        const double a = inv_sqrt2_gamma(i, j);
         A[i * n_ + j] += (periodic_ ? erf_fast(a * r) - std::erf(b * r) : erf_fast(a * r)) / r / fpe_;
     });
     for (int64_t i = 0; i < n_; ++i)
         for (int64_t j = i + 1; j < n_; ++j) A[j * n_ + i] = A[i * n_ + j];
-    const double sp = std::sqrt(kPi);
-    for (int64_t i = 0; i < n_; ++i) {
-        A[i * n_ + i] += 1.0 / (sigma_[i] * sp * fpe_);
-        if (periodic_) A[i * n_ + i] -= 2.0 / (std::sqrt(2.0) * eta_ * sp * fpe_);
-    }
+    for (int64_t i = 0; i < n_; ++i) A[i * n_ + i] += self_term(i);
     const int64_t nk = n_kvectors();
     if (!nk) return;
     // Reciprocal part: A_ij += sum_k c_k (cos_i cos_j + sin_i sin_j).
@@ -310,19 +307,14 @@ void Electrostatics::apply(const double* x, double* y) const {
     ThreadBuffers tb(threads(), n_);
     for_half_pairs([&](int tid, int64_t i, int64_t j, double, double, double, double r) {
         if (r >= rc) return;
-        const double a = 1.0 / std::sqrt(2.0 * (sigma_[i] * sigma_[i] + sigma_[j] * sigma_[j]));
+        const double a = inv_sqrt2_gamma(i, j);
         const double k = (periodic_ ? erf_fast(a * r) - std::erf(b * r) : erf_fast(a * r)) / r / fpe_;
         double* yt = tb.b[tid].data();
         yt[i] += k * x[j];
         if (j != i) yt[j] += k * x[i];
     });
     tb.reduce_into(y);
-    const double sp = std::sqrt(kPi);
-    for (int64_t i = 0; i < n_; ++i) {
-        double d = 1.0 / (sigma_[i] * sp * fpe_);
-        if (periodic_) d -= 2.0 / (std::sqrt(2.0) * eta_ * sp * fpe_);
-        y[i] += d * x[i];
-    }
+    for (int64_t i = 0; i < n_; ++i) y[i] += self_term(i) * x[i];
     const int64_t nk = n_kvectors();
     if (!nk) return;
     std::vector<double> sc, ss;
@@ -348,7 +340,7 @@ double Electrostatics::energy(const double* Q, double* dEdQ, const double* AQ) c
         ThreadBuffers tb(threads(), n_);
         for_half_pairs([&](int tid, int64_t i, int64_t j, double, double, double, double r) {
             if (r >= scr_.r_out) return;
-            const double a = 1.0 / std::sqrt(2.0 * (sigma_[i] * sigma_[i] + sigma_[j] * sigma_[j]));
+            const double a = inv_sqrt2_gamma(i, j);
             double f, df;
             scr_.eval(r, f, df);
             const double s = erf_fast(a * r) * (f - 1.0) / r / fpe_;
@@ -376,7 +368,7 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
     const double rc = periodic_ ? r_cut_ : 1e300;
     ThreadBuffers tb(threads(), 3 * n_ + 9);  // forces, then the virial
     for_half_pairs([&](int tid, int64_t i, int64_t j, double dx, double dy, double dz, double r) {
-        const double a = 1.0 / std::sqrt(2.0 * (sigma_[i] * sigma_[i] + sigma_[j] * sigma_[j]));
+        const double a = inv_sqrt2_gamma(i, j);
         // c = d(energy of this pair image)/dr; a self-image (j == i) is visited for T and -T
         // and carries half of the pair energy u_i v_i k + Q_i^2 s / 2 ... of both together.
         const bool self = j == i;

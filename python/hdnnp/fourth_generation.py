@@ -23,7 +23,6 @@ from typing import Optional
 
 import numpy as np
 import scipy.linalg
-from scipy.special import erf
 
 from ase.calculators.calculator import Calculator, all_changes
 
@@ -171,10 +170,7 @@ class FourthGeneration:
             raise ValueError("the structure has no atoms")
         q_tot = float(atoms.info.get("charge", 0.0) if total_charge is None else total_charge)
         species = self._species(atoms)
-        pos = np.ascontiguousarray(atoms.positions, dtype=float)
-        if not np.isfinite(pos).all():
-            bad = int(np.where(~np.isfinite(pos).all(axis=1))[0][0])
-            raise ValueError(f"atom {bad} has a non-finite coordinate")
+        pos = np.ascontiguousarray(atoms.positions, dtype=float)  # (non-finite: the core's list names the atom)
         cell = np.ascontiguousarray(np.asarray(atoms.cell, dtype=float)) if periodic else None
         offs, idx, sid, sh, _, _ = _core.neighbor_list(pos, cell, [periodic] * 3, self.model.cutoff)
         out = self.model.compute(pos, species, n, offs, idx, sid, sh, forces=False, virial=False,
@@ -226,8 +222,10 @@ class FourthGeneration:
                 return x
 
         e_elec, dEelec_dQ = op.energy(Q, A0 @ Q if solver == "dense" else None)
-        if periodic and q_tot != 0.0:
-            e_elec += -np.pi * params.eta ** 2 * q_tot ** 2 / (np.linalg.det(cell) * self.four_pi_eps)
+        # neutralising background of a charged cell: constant in Q and R, ~1/V (its virial is e_bg I)
+        volume = abs(np.linalg.det(cell)) if periodic else 0.0
+        e_bg = -np.pi * params.eta ** 2 * q_tot ** 2 / (volume * self.four_pi_eps) if periodic and q_tot else 0.0
+        e_elec += e_bg
 
         # short networks on [G, Q]
         e_short = np.zeros(n)
@@ -266,14 +264,12 @@ class FourthGeneration:
                                 threads=self.threads)
         F_el, W_el = op.derivatives(Q, lam)
         F = sf["forces"] + F_el
-        W = sf["virial"] + W_el
-        if periodic and q_tot != 0.0:
-            W = W + np.eye(3) * (-np.pi * params.eta ** 2 * q_tot ** 2 / (np.linalg.det(cell) * self.four_pi_eps))
+        W = sf["virial"] + W_el + e_bg * np.eye(3)
         res["forces"] = F
         if stress:
             res["virial"] = W
             if periodic:
-                res["stress"] = -W / abs(np.linalg.det(cell))
+                res["stress"] = -W / volume
         return res
 
     def calculator(self, length_unit: Optional[str] = None, energy_unit: Optional[str] = None,

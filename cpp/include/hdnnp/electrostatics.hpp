@@ -78,6 +78,12 @@ private:
     /// With `screening_only`, only pairs r < r_out are needed (a short list serves them).
     template <class PairFn> int for_half_pairs(PairFn&& fn, bool screening_only = false) const;
     int threads() const;
+    /// 1/(sqrt2 gamma_ij), gamma_ij = sqrt(sigma_i^2 + sigma_j^2): the Gaussian pair's erf scale.
+    double inv_sqrt2_gamma(int64_t i, int64_t j) const {
+        return 1.0 / std::sqrt(2.0 * (sigma_[i] * sigma_[i] + sigma_[j] * sigma_[j]));
+    }
+    /// The position-independent diagonal of A0: Gaussian self term (minus the Ewald self term).
+    double self_term(int64_t i) const;
     /// cos and sin of k . R_i (tabulated when small enough, else computed).
     void phase(int64_t i, int64_t k, double& c, double& s) const {
         if (!cos_.empty()) {
