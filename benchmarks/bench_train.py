@@ -30,6 +30,9 @@ def main(argv=None) -> int:
     ap.add_argument("--adam-force-weight", type=float, default=0.01,
                     help="Adam loss: w_F (energy per atom weight 1); input.nn's force_weight is a Kalman setting")
     ap.add_argument("--adam-epochs", type=int, default=40)
+    ap.add_argument("--adam-init", default="uniform",
+                    help="Adam's initial weights: uniform in [weights_min, weights_max] (the measured setting); "
+                         "'n2p2' (nnp-train's scheme, the Kalman runs' default) reaches the target later here")
     ap.add_argument("--target", type=float, nargs=2, default=[1.4e-4, 1.1e-2],
                     help="test RMSE targets (energy per atom, force): n2p2's after 10 epochs")
     ap.add_argument("--plot", help="PNG of test RMSE against wall time (time-to-accuracy)")
@@ -52,6 +55,7 @@ def main(argv=None) -> int:
             if opt == "adam":
                 cfg.learning_rate, cfg.batch_size, cfg.force_weight = a.adam_lr, 1, a.adam_force_weight
                 cfg.learning_rate_decay = a.adam_decay
+                cfg.init = a.adam_init
                 cfg.epochs = a.adam_epochs or a.epochs
             t0 = time.perf_counter()
             tr = Trainer(tmp, structs, cfg)

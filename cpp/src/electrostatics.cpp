@@ -435,6 +435,60 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
     }
 }
 
+void Electrostatics::charge_response(const double* Q, double* R) const {
+    const int64_t n = n_;
+    const double b = periodic_ ? 1.0 / (std::sqrt(2.0) * eta_) : 0.0;
+    const double rc = periodic_ ? r_cut_ : 1e300;
+    ThreadBuffers tb(threads(), 3 * n * n);
+    for_half_pairs([&](int tid, int64_t i, int64_t j, double dx, double dy, double dz, double r) {
+        if (j == i || r >= rc) return;  // a self-image's A0_ii term does not move with R_i
+        const double a = inv_sqrt2_gamma(i, j);
+        const double ea = gauss_fast(a * r), erfa = erf_fast(a * r);
+        double k, dk;
+        if (periodic_) {
+            k = (erfa - std::erf(b * r)) / r;
+            dk = (kTwoOverSqrtPi * (a * ea - b * std::exp(-b * b * r * r)) - k) / r;
+        } else {
+            k = erfa / r;
+            dk = (kTwoOverSqrtPi * a * ea - k) / r;
+        }
+        // A0_ij depends on d = R_j + T - R_i: dA0_ij/dR_j = g d, dA0_ij/dR_i = -g d
+        const double g = dk / r / fpe_, d[3] = {dx, dy, dz};
+        double* t = tb.b[tid].data();
+        for (int c = 0; c < 3; ++c) {
+            const double v = g * d[c];
+            t[(i * n + j) * 3 + c] += Q[j] * v;   // (A0 Q)_i through A0_ij
+            t[(i * n + i) * 3 + c] -= Q[j] * v;
+            t[(j * n + j) * 3 + c] += Q[i] * v;   // (A0 Q)_j through A0_ji
+            t[(j * n + i) * 3 + c] -= Q[i] * v;
+        }
+    });
+    std::fill(R, R + 3 * n * n, 0.0);
+    tb.reduce_into(R);
+    const int64_t nk = n_kvectors();
+    if (!nk) return;
+    // (A0 Q)_i = sum_k c_k [cos(k.R_i) C_k + sin(k.R_i) S_k], C_k, S_k the structure factors of Q
+    std::vector<double> sc, ss;
+    recip_sums(Q, sc, ss);
+#pragma omp parallel for schedule(static) num_threads(threads())
+    for (int64_t i = 0; i < n; ++i) {
+        for (int64_t k = 0; k < nk; ++k) {
+            double ci, si;
+            phase(i, k, ci, si);
+            const double* kv = &kvec_[3 * k];
+            const double self = kcoef_[k] * (-si * sc[k] + ci * ss[k]);
+            for (int c = 0; c < 3; ++c) R[(i * n + i) * 3 + c] += self * kv[c];
+            for (int64_t a = 0; a < n; ++a) {
+                if (a == i || Q[a] == 0.0) continue;
+                double ca, sa;
+                phase(a, k, ca, sa);
+                const double t = kcoef_[k] * Q[a] * (si * ca - ci * sa);
+                for (int c = 0; c < 3; ++c) R[(i * n + a) * 3 + c] += t * kv[c];
+            }
+        }
+    }
+}
+
 QEqSolution solve_qeq_cg(const Electrostatics& op, const double* J, const double* b, double total, double* x,
                          double tol, int max_iterations) {
     const int64_t n = op.size();

@@ -418,7 +418,14 @@ PYBIND11_MODULE(_core, m) {
             std::vector<double> F(3 * e.size(), 0.0), W(9, 0.0);
             { py::gil_scoped_release release; e.add_derivatives(Q.data(), lam.data(), F.data(), W.data()); }
             return py::make_tuple(to_numpy(std::move(F), {e.size(), py::ssize_t(3)}), to_numpy(std::move(W), {3, 3}));
-        }, "-d/dR [E_elec(Q) + lam^T A0 Q] (forces) and the virial, at fixed Q and lam");
+        }, "-d/dR [E_elec(Q) + lam^T A0 Q] (forces) and the virial, at fixed Q and lam")
+        .def("charge_response", [](const Electrostatics& e, CArrD Q) {
+            if (Q.size() != e.size()) throw std::invalid_argument("Q needs one value per atom");
+            const auto n = e.size();
+            std::vector<double> R(3 * n * n);
+            { py::gil_scoped_release release; e.charge_response(Q.data(), R.data()); }
+            return to_numpy(std::move(R), {n, n, py::ssize_t(3)});
+        }, "R[j, a, c] = d(A0 Q)_j / dR_ac at fixed Q (dense, n x n x 3)");
 
     m.def("solve_qeq_cg", [](const Electrostatics& e, CArrD J, CArrD b, double total, CArrD x0, double tol,
                              int max_iterations) {

@@ -11,12 +11,43 @@ import warnings
 import numpy as np
 
 
+def _predict_4g(args) -> int:
+    from tqdm import tqdm
+
+    from . import _core
+    from .fourth_generation import FourthGeneration
+    from .io import _dict_to_atoms
+
+    pot = FourthGeneration(args.potential, threads=args.threads)
+    structures = _core.read_input_data(args.input)
+    if not structures:
+        print(f"error: {args.input} contains no structure", file=sys.stderr)
+        return 1
+    out = []
+    for k, s in enumerate(tqdm(structures, desc="predict", unit="struct", disable=args.quiet or len(structures) < 2,
+                               file=sys.stderr)):
+        try:
+            r = pot.evaluate(_dict_to_atoms(s), forces=True)
+        except (ValueError, _core.Error) as e:
+            print(f"error: {args.input}: structure {k} (line {s['line']}): {e}", file=sys.stderr)
+            return 1
+        out.append(dict(s, energy=r["energy"], forces=r["forces"], charges=r["charges"]))
+    _core.write_file_atomic(args.output, _core.format_input_data(out))
+    print(f"{len(out)} structure(s) predicted (4G: energies, forces, charges) -> {args.output} (native units)")
+    if len(out) == 1:
+        print(f"energy {out[0]['energy']:.16e}")
+    return 0
+
+
 def _predict(args) -> int:
     from tqdm import tqdm
 
     from . import _core
     from .io import _dict_to_atoms
-    from .potential import Potential
+    from .potential import Potential, generation
+
+    if generation(args.potential) == 4:
+        return _predict_4g(args)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -155,23 +186,49 @@ def _norm(args) -> int:
 
 
 def _train(args) -> int:
+    from .potential import generation
     from .training.n2p2 import config_from_input_nn
     from .training.trainer import Trainer
 
+    gen = generation(args.directory)
+    if gen == 4 and args.stage not in (1, 2):
+        print("error: input.nn declares a 4G potential: train it in two stages, --stage 1 (charges) and then "
+              "--stage 2 (short networks, with --charges pointing at the stage-1 output)", file=sys.stderr)
+        return 1
+    if gen != 4 and args.stage:
+        print(f"error: --stage is for 4G potentials; input.nn declares generation {gen}", file=sys.stderr)
+        return 1
     structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)
+    settings = args.charges if args.stage == 2 and args.charges else args.directory
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cfg = config_from_input_nn(args.directory, epochs=args.epochs, optimizer=args.optimizer,
+        cfg = config_from_input_nn(settings, stage=args.stage or 0, epochs=args.epochs, optimizer=args.optimizer,
                                    threads=args.threads, patience=args.patience)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
+    if args.stage == 1:
+        from .training.fourth_generation import ChargeTrainer
+
+        out = args.output or os.path.join(args.directory, "charges")
+        tr = ChargeTrainer(settings, structs, cfg)
+        if args.resume:
+            tr.resume(_checkpoint(out, "checkpoint-charges.npz"))
+            print(f"resuming after epoch {tr.epoch}")
+        hist = tr.train(out, progress=not args.quiet)
+        best = hist[tr.best_epoch] if tr.best_epoch >= 0 else hist[-1]
+        print(f"best epoch {tr.best_epoch}: charge RMSE {best.rmse_charge_train:.4e} / {best.rmse_charge_test:.4e} "
+              f"(train / test, e per atom)")
+        print(f"electronegativity networks and hardness -> {out}")
+        return 0
     out = args.output or os.path.join(args.directory, "potential")
-    tr = Trainer(args.directory, structs, cfg)
+    if args.stage == 2:
+        from .training.fourth_generation import ShortTrainer
+
+        tr = ShortTrainer(settings, structs, cfg)
+    else:
+        tr = Trainer(args.directory, structs, cfg)
     if args.resume:
-        ck = os.path.join(out, "checkpoint.npz")
-        if not os.path.exists(ck):
-            raise OSError(f"--resume: no checkpoint at {ck}")
-        tr.resume(ck)
+        tr.resume(_checkpoint(out, "checkpoint.npz"))
         print(f"resuming after epoch {tr.epoch}")
     hist = tr.train(out, progress=not args.quiet)
     best = hist[tr.best_epoch] if tr.best_epoch >= 0 else hist[-1]
@@ -179,6 +236,13 @@ def _train(args) -> int:
           f"(train / test, per atom), force RMSE {best.rmse_force_train:.4e} / {best.rmse_force_test:.4e}")
     print(f"potential -> {out}")
     return 0
+
+
+def _checkpoint(out, name):
+    ck = os.path.join(out, name)
+    if not os.path.exists(ck):
+        raise OSError(f"--resume: no checkpoint at {ck}")
+    return ck
 
 
 def _sfgen(args) -> int:
@@ -255,6 +319,11 @@ def main(argv=None) -> int:
     p.add_argument("--energy-unit", default=None, help="the potential's energy unit (for ASE data)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--stage", type=int, choices=[1, 2], default=None,
+                   help="4G potentials: 1 = electronegativity networks and hardness (output default "
+                        "DIRECTORY/charges), 2 = short networks (output default DIRECTORY/potential)")
+    p.add_argument("--charges", default=None, help="stage 2: the stage-1 output folder (input.nn, scaling.data, "
+                   "weightse.ZZZ.data, hardness.ZZZ.data); default DIRECTORY, as nnp-train 2")
     p = sub.add_parser("sfgen", help="print symfunction_short lines for input.nn (radial/angular grids)")
     p.add_argument("--elements", nargs="+", required=True)
     p.add_argument("--cutoff", type=float, required=True, help="cutoff radius (the potential's length unit)")

@@ -60,9 +60,11 @@ class FourthGeneration:
     up to `dense_max_atoms`). `tolerance`: relative residual of the CG solves."""
 
     def __init__(self, directory, ewald="n2p2", solver: str = "auto", tolerance: float = 1e-10,
-                 dense_max_atoms: int = 3000, threads: int = 0):
+                 dense_max_atoms: int = 3000, threads: int = 0, weights: bool = True,
+                 length_unit: Optional[str] = None, energy_unit: Optional[str] = None):
         directory = os.fspath(directory)
         self.directory = directory
+        self.length_unit, self.energy_unit = length_unit, energy_unit  # (for calculator())
         path = os.path.join(directory, "input.nn")
         kw = {k: [args for _, args in v] for k, v in read_keyword_lines(path).items()}
         gen = (kw.get("nnp_generation") or kw.get("nnp_type") or [["2"]])[0][0]
@@ -75,7 +77,9 @@ class FourthGeneration:
         with tempfile.TemporaryDirectory(prefix="hdnnp-4g-") as tmp:
             with open(os.path.join(tmp, "input.nn"), "w") as fh:
                 fh.write("\n".join(lines) + "\n")
-            shutil.copy(os.path.join(directory, "scaling.data"), tmp)
+            scaling = os.path.join(directory, "scaling.data")
+            if weights or os.path.exists(scaling):  # (training may compute the scaling itself)
+                shutil.copy(scaling, tmp)
             self.model = _core.Model.load(tmp, False)
         self.elements = list(self.model.elements)
         if self.model.mean_energy != 0.0 or self.model.conv_energy != 1.0:
@@ -99,7 +103,7 @@ class FourthGeneration:
         self._previous = None  # (n, charges, adjoint) for warm starts of the CG solver
         self.four_pi_eps = float(kw["four_pi_epsilon"][0][0]) if "four_pi_epsilon" in kw else 1.0
         self.offsets = np.array(self.model.atom_energies)
-        self.transform = self._scaling()
+        self.transform = self._scaling() if os.path.exists(os.path.join(directory, "scaling.data")) else None
 
         def arch(kind):
             n = int(kw[f"global_hidden_layers_{kind}"][0][0])
@@ -110,6 +114,8 @@ class FourthGeneration:
         def network(kind, n_in, fname):
             nodes, acts = arch(kind)
             net = ElementNetwork([n_in, *nodes, 1], acts)
+            if not weights:
+                return net
             p = _column(os.path.join(directory, fname))
             if len(p) != net.n_parameters:
                 raise ValueError(f"{os.path.join(directory, fname)}: expected {net.n_parameters} weights for the "
@@ -123,7 +129,16 @@ class FourthGeneration:
             z = self.model.atomic_numbers[e]
             self.elec.append(network("electrostatic", K, f"weightse.{z:03d}.data"))
             self.short.append(network("short", K + 1, f"weights.{z:03d}.data"))
-            self.hardness[e] = _column(os.path.join(directory, f"hardness.{z:03d}.data"))[0]
+            if weights:
+                self.hardness[e] = _column(os.path.join(directory, f"hardness.{z:03d}.data"))[0]
+        if not weights:  # (training starts from initial_hardness)
+            for no, args in read_keyword_lines(path).get("initial_hardness", []):
+                if len(args) < 2 or args[0] not in self.elements:
+                    raise ValueError(f"{path}:{no}: initial_hardness needs an element of this potential and a value")
+                self.hardness[self.elements.index(args[0])] = float(args[1])
+            if np.any(self.hardness <= 0):
+                missing = [el for el, j in zip(self.elements, self.hardness) if j <= 0]
+                raise ValueError(f"{path}: initial_hardness (> 0) is needed for {', '.join(missing)} to train")
 
     def ewald_parameters(self, atoms, solver: str = "dense") -> EwaldParameters:
         """The Ewald parameters used for a periodic structure (reported with every result). In the
@@ -136,6 +151,25 @@ class FourthGeneration:
                                    float(self.sigma.max()))
         return accuracy_parameters(float(self.ewald), volume, len(atoms), q_max=1.0, four_pi_eps=self.four_pi_eps,
                                    max_sigma=float(self.sigma.max()), per_particle=solver == "cg")
+
+    def electrostatics(self, atoms, species, solver: str = "dense"):
+        """(the structure's `_core.Electrostatics` operator, its EwaldParameters or None)."""
+        periodic = bool(np.all(atoms.pbc))
+        params = self.ewald_parameters(atoms, solver) if periodic else None
+        cell = np.ascontiguousarray(np.asarray(atoms.cell, dtype=float)) if periodic else None
+        op = _core.Electrostatics(np.ascontiguousarray(atoms.positions, dtype=float), cell, self.sigma[species],
+                                  self.four_pi_eps,
+                                  *((params.eta, params.r_cut, params.k_cut) if params else (0.0, 0.0, 0.0)),
+                                  self.r_in, self.r_out, self.screen_core, self.threads)
+        return op, params
+
+    def background_energy(self, atoms, q_tot: float, params) -> float:
+        """Energy of the uniform background that neutralises a charged periodic cell (constant in
+        Q and R at fixed cell; its virial is this energy times the unit matrix)."""
+        if params is None or not q_tot:
+            return 0.0
+        volume = abs(np.linalg.det(np.asarray(atoms.cell, dtype=float)))
+        return -np.pi * params.eta ** 2 * q_tot ** 2 / (volume * self.four_pi_eps)
 
     def _scaling(self):
         from .training.trainer import scaling_transform
@@ -190,15 +224,11 @@ class FourthGeneration:
                 chi[g] = E
 
         # charge equilibration
-        sig = self.sigma[species]
         J = self.hardness[species]
         solver = solver or self.solver
         if solver == "auto":
             solver = "dense" if n <= self.dense_max_atoms else "cg"
-        params = self.ewald_parameters(atoms, solver) if periodic else None
-        op = _core.Electrostatics(pos, cell, sig, self.four_pi_eps,
-                                  *((params.eta, params.r_cut, params.k_cut) if params else (0.0, 0.0, 0.0)),
-                                  self.r_in, self.r_out, self.screen_core, self.threads)
+        op, params = self.electrostatics(atoms, species, solver)
         info = {"solver": solver}
         if solver == "dense":
             A0 = op.dense()
@@ -224,7 +254,7 @@ class FourthGeneration:
         e_elec, dEelec_dQ = op.energy(Q, A0 @ Q if solver == "dense" else None)
         # neutralising background of a charged cell: constant in Q and R, ~1/V (its virial is e_bg I)
         volume = abs(np.linalg.det(cell)) if periodic else 0.0
-        e_bg = -np.pi * params.eta ** 2 * q_tot ** 2 / (volume * self.four_pi_eps) if periodic and q_tot else 0.0
+        e_bg = self.background_energy(atoms, q_tot, params)
         e_elec += e_bg
 
         # short networks on [G, Q]
@@ -280,7 +310,7 @@ class FourthGeneration:
         from .potential import _declared_units
 
         decl_l, decl_e = _declared_units(self.directory)
-        lu, eu = length_unit or decl_l, energy_unit or decl_e
+        lu, eu = length_unit or self.length_unit or decl_l, energy_unit or self.energy_unit or decl_e
         if not lu or not eu:
             raise ValueError("the units of this potential are not known: pass length_unit= and energy_unit= "
                              "(e.g. 'Bohr', 'Ha' for n2p2's examples) or declare them in input.nn with a line "

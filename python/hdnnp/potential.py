@@ -317,11 +317,32 @@ class Committee(Potential):
 def load(directory, length_unit: Optional[str] = None, energy_unit: Optional[str] = None,
          threads: int = 0) -> Potential:
     """Load an n2p2/RuNNer potential directory (input.nn, scaling.data, weights.ZZZ.data),
-    or a committee when given a list of directories.
+    or a committee when given a list of directories. A 4G directory (``nnp_generation 4``,
+    with weightse.ZZZ.data and hardness.ZZZ.data) gives a ``FourthGeneration``: its
+    ``evaluate`` works in the potential's own units, its ``calculator()`` in eV and Angstrom.
 
     ``length_unit``/``energy_unit`` name the units the potential was trained in (n2p2 files
     do not record them), e.g. ``"Bohr", "Ha"`` or ``"Angstrom", "eV"``.
     """
     if isinstance(directory, (list, tuple)):
         return Committee(directory, length_unit, energy_unit, threads)
+    if generation(directory) == 4:
+        from .fourth_generation import FourthGeneration
+
+        return FourthGeneration(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit)
     return Potential(directory, length_unit, energy_unit, threads)
+
+
+def generation(directory) -> int:
+    """The HDNNP generation input.nn declares (nnp_generation / nnp_type; 2 when absent)."""
+    from .training.n2p2 import read_keywords
+
+    path = os.path.join(os.fspath(directory), "input.nn")
+    if not os.path.exists(path):
+        return 2  # (Potential names the missing file)
+    kw = read_keywords(path)
+    for key in ("nnp_generation", "nnp_type"):
+        if key in kw and kw[key][1]:
+            value = kw[key][1][0]
+            return int(value[0]) if value[:1].isdigit() else 2
+    return 2

@@ -69,6 +69,9 @@ public:
     /// Adds -d/dR [E_elec(Q) + lam^T A0 Q] at fixed Q and lam to F (n x 3) and the virial
     /// W = -dE/d(strain) (row-major 3 x 3; periodic structures: at fixed eta, r_cut, k_cut).
     void add_derivatives(const double* Q, const double* lam, double* F, double* W) const;
+    /// R[(j * n + a) * 3 + c] = d(A0 Q)_j / dR_ac at fixed Q (n x n x 3, dense): the position
+    /// response of the QEq right-hand side that dQ/dR needs (4G training; O(n^2) memory).
+    void charge_response(const double* Q, double* R) const;
 
 private:
     void recip_sums(const double* x, std::vector<double>& sc, std::vector<double>& ss) const;

@@ -19,6 +19,7 @@ _MAP = {
     "short_energy_error_threshold": ("energy_threshold", float),
     "short_force_error_threshold": ("force_threshold", float),
     "rmse_threshold_trials": ("threshold_trials", int),
+    "charge_fraction": ("charge_fraction", float),
     "weights_min": ("weights_min", float),
     "weights_max": ("weights_max", float),
     "gradient_adam_eta": ("learning_rate", float),
@@ -42,6 +43,7 @@ _IGNORED = {
     "memorize_symfunc_results", "write_trainpoints", "write_trainforces", "write_weights_epoch",
     "write_neuronstats", "write_trainlog", "main_error_metric", "repeated_energy_update", "gradient_eta",
     "precondition_weights", "force_energy_ratio", "use_old_weights_short", "write_traincharges",
+    "task_batch_size_charge", "use_old_weights_charge",
 }
 
 
@@ -63,7 +65,9 @@ def read_keywords(path: str) -> Dict[str, Tuple[int, List[str]]]:
     return {k: v[0] for k, v in read_keyword_lines(path).items()}
 
 
-def config_from_input_nn(directory: str, **overrides) -> TrainingConfig:
+def config_from_input_nn(directory: str, stage: int = 0, **overrides) -> TrainingConfig:
+    """TrainingConfig from input.nn; `stage` 1 reads the 4G charge-stage variants of keywords
+    (nguyen_widrow_weights_charge instead of nguyen_widrow_weights_short)."""
     path = os.path.join(directory, "input.nn")
     kw = read_keywords(path)
     cfg = TrainingConfig()
@@ -103,10 +107,10 @@ def config_from_input_nn(directory: str, **overrides) -> TrainingConfig:
             raise ValueError(f"{path}:{no}: selection_mode must be 0, 1 or 2")
         cfg.selection = modes[args[0]]
     cfg.use_forces = "use_short_forces" in kw
-    if "nguyen_widrow_weights_short" in kw:
+    if f"nguyen_widrow_weights_{'charge' if stage == 1 else 'short'}" in kw:
         cfg.init = "nguyen-widrow"
-    elif "weights_min" in kw or "weights_max" in kw:
-        cfg.init = "uniform"
+    else:  # what nnp-train does then (weights_min/max bound the uniform draw)
+        cfg.init = "n2p2"
     for key in sorted(set(kw) & _IGNORED):
         warnings.warn(f"{path}:{kw[key][0]}: {key} has no effect in hdnnp's trainer", stacklevel=2)
     for k, v in overrides.items():

@@ -175,7 +175,8 @@ class ElementNetwork:
 
 def initialise(net: ElementNetwork, rng: np.random.Generator, method: str = "nguyen-widrow",
                wmin: float = -1.0, wmax: float = 1.0):
-    """Random weights as n2p2 offers them: uniform in [wmin, wmax]; 'glorot' (Glorot-Bengio
+    """Random weights: uniform in [wmin, wmax]; 'n2p2' (nnp-train's default: uniform in [wmin,
+    wmax], weights into tanh layers scaled by sqrt(6/(n_in+n_out)), biases 0); 'glorot' (Glorot-Bengio
     uniform with limit sqrt(6/(n_in+n_out)), biases 0); 'nguyen-widrow' (uniform, then each
     hidden layer's weights rescaled to norm 0.7 H^(1/n_in) per neuron, biases spread over
     [-that, that])."""
@@ -183,6 +184,10 @@ def initialise(net: ElementNetwork, rng: np.random.Generator, method: str = "ngu
         if method == "uniform":
             net.W[l] = rng.uniform(wmin, wmax, (o, i))
             net.b[l] = rng.uniform(wmin, wmax, o)
+        elif method == "n2p2":  # nnp-train without nguyen_widrow_weights_*: uniform, then Glorot on tanh layers
+            W = rng.uniform(wmin, wmax, (o, i))
+            net.W[l] = W * np.sqrt(6.0 / (i + o)) if net.activations[l] == "t" else W
+            net.b[l] = np.zeros(o)
         elif method == "glorot":
             lim = np.sqrt(6.0 / (i + o))
             net.W[l] = rng.uniform(-lim, lim, (o, i))
@@ -198,5 +203,5 @@ def initialise(net: ElementNetwork, rng: np.random.Generator, method: str = "ngu
                 net.b[l] = np.zeros(o)
             net.W[l] = W
         else:
-            raise ValueError(f"unknown initialisation {method!r} (uniform, glorot, nguyen-widrow)")
+            raise ValueError(f"unknown initialisation {method!r} (uniform, glorot, nguyen-widrow, n2p2)")
     net.set_parameters(net.get_parameters())  # the core's copy

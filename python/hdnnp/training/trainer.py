@@ -49,6 +49,7 @@ class TrainingConfig:
     energy_threshold: float = 0.0       # threshold selection: |error| / train RMSE above this
     force_threshold: float = 1.0
     threshold_trials: int = 3
+    charge_fraction: float = 1.0        # 4G stage 1: updates per epoch = this x training structures
 
 
 @dataclass
@@ -154,7 +155,7 @@ class Trainer:
     def __init__(self, settings_dir, structures: Sequence, config: Optional[TrainingConfig] = None):
         self.config = config or TrainingConfig()
         self.settings_dir = os.fspath(settings_dir)
-        self.model = _core.Model.load(self.settings_dir, False)
+        self.model = self._load_model()
         self.elements = list(self.model.elements)
         self.structures = list(structures)
         if not self.structures:
@@ -174,10 +175,7 @@ class Trainer:
                 raise DataError(f"{self.settings_dir}/input.nn already has atom_energy lines; fit_offsets "
                                 f"would replace them (remove them or do not fit)")
             self.offsets = fit_atomic_energies([self.structures[k] for k in self.train_idx], self.elements)
-        self.nets: List[ElementNetwork] = []
-        for e in range(len(self.elements)):
-            sizes, acts, _ = self.model.architecture(e)
-            self.nets.append(ElementNetwork(list(sizes), acts, self.model.normalize_nodes))
+        self.nets: List[ElementNetwork] = self._make_networks()
         self.rng = np.random.default_rng(self.config.seed)
         for net in self.nets:
             initialise(net, self.rng, self.config.init, self.config.weights_min, self.config.weights_max)
@@ -191,6 +189,17 @@ class Trainer:
         self.best_score = np.inf
         self.epoch = 0
         self._resume_state = None
+
+    def _load_model(self):
+        """The core model that computes the descriptors (and holds the scaling, if any)."""
+        return _core.Model.load(self.settings_dir, False)
+
+    def _make_networks(self) -> List[ElementNetwork]:
+        out = []
+        for e in range(len(self.elements)):
+            sizes, acts, _ = self.model.architecture(e)
+            out.append(ElementNetwork(list(sizes), acts, self.model.normalize_nodes))
+        return out
 
     # -- data ----------------------------------------------------------------------------------
     def prepared(self, k: int) -> Prepared:
@@ -209,10 +218,8 @@ class Trainer:
     def compute_scaling(self):
         path = os.path.join(self.settings_dir, "scaling.data")
         if self.model.scaling_mode != SCALING_NONE and os.path.exists(path):
-            m = _core.Model.load(self.settings_dir, False)
-            self.stats = [dict(zip(("min", "max", "mean", "sigma"), map(np.asarray, (
-                m.scaling(e)["min"], m.scaling(e)["max"], m.scaling(e)["mean"], m.scaling(e)["sigma"]))))
-                for e in range(len(self.elements))]
+            self.stats = [{k: np.asarray(self.model.scaling(e)[k]) for k in ("min", "max", "mean", "sigma")}
+                          for e in range(len(self.elements))]
         else:
             self.stats = scaling_statistics([self.prepared(k) for k in range(len(self.structures))],
                                             len(self.elements))
@@ -240,7 +247,7 @@ class Trainer:
         one = len(preps) == 1
         cat = (lambda arrays: arrays[0]) if one else np.concatenate
         for e, net in enumerate(self.nets):
-            X = [p.G[e] for p in preps]
+            X = [self._inputs(p, e) for p in preps]
             n_e = [len(x) for x in X]
             if sum(n_e) == 0:
                 per_el.append(None)
@@ -259,7 +266,7 @@ class Trainer:
                 pd = cat([p.pd[e] for p in preps]) if want_w else None
                 ps = np.repeat(np.arange(len(preps)), [len(p.pi[e]) for p in preps]) if want_w else None
                 # dE/d(r_j - r_i) per pair: J_p^T g_i (batched matmul beats einsum here)
-                t = np.matmul(g[prow][:, None, :], J)[:, 0, :] / self.ce
+                t = np.matmul(g[prow][:, None, :J.shape[1]], J)[:, 0, :] / self.ce
                 for c in range(3):
                     F[:, c] += np.bincount(pi, t[:, c], minlength=ntot) - np.bincount(pj, t[:, c], minlength=ntot)
                 if want_w:
@@ -268,10 +275,25 @@ class Trainer:
                             W[:, a_, b_] -= np.bincount(ps, pd[:, a_] * t[:, b_], minlength=len(preps))
                 pairs = (J, prow, pi, pj, pd, ps)
             per_el.append((cache, struct_of_row, pairs, len(Xs)))
+            if cfg.use_forces:
+                per_el[-1] += (g,)
+        self._add_long_range(preps, aoff, E, F, per_el)
         Fref = np.concatenate([p.forces for p in preps]) if cfg.use_forces else None
         Eref = np.array([p.energy for p in preps])
         state = {"el": per_el, "W": W, "preps": preps}
         return E, F, Eref, Fref, nat, state
+
+    def _inputs(self, p: Prepared, e: int) -> np.ndarray:
+        """Network inputs of the element-e atoms of one structure (2G: the scaled G)."""
+        return p.G[e]
+
+    def _add_long_range(self, preps, aoff, E, F, per_el):
+        """Add to the batch's energies E and forces F what the networks' inputs bring beyond
+        the symmetry functions (2G: nothing; 4G: electrostatics and the charge input)."""
+
+    def _add_input_weights(self, state, e, struct_of_row, lam, V):
+        """Add to V (rows of element e) the weights of the network-input gradients beyond the
+        symmetry functions in sum lam . F (2G: none)."""
 
     @staticmethod
     def stress_of(state):
@@ -326,7 +348,7 @@ class Trainer:
             if per_el[e] is None:
                 grads.append(np.zeros(net.n_parameters))
                 continue
-            cache, struct_of_row, pairs, nrow = per_el[e]
+            cache, struct_of_row, pairs, nrow = per_el[e][:4]
             a = None if a_struct is None else a_struct[struct_of_row] / self.ce
             V = None
             if pairs is not None and (lam is not None or M is not None):
@@ -335,10 +357,11 @@ class Trainer:
                 if M is not None:  # W_s = -sum_p d_p (x) t_p
                     u = u - np.einsum("pab,pa->pb", M[ps], pd)
                 contrib = np.matmul(J, u[:, :, None])[:, :, 0] / self.ce
-                V = np.zeros((nrow, J.shape[1]))
+                V = np.zeros((nrow, net.sizes[0]))
                 if len(prow):  # pairs are sorted by centre row: sum each row's run
                     starts = np.flatnonzero(np.r_[True, prow[1:] != prow[:-1]])
-                    V[prow[starts]] = np.add.reduceat(contrib, starts, axis=0)
+                    V[prow[starts], :J.shape[1]] = np.add.reduceat(contrib, starts, axis=0)
+                self._add_input_weights(state, e, struct_of_row, lam, V)
             grads.append(net.loss_gradient(cache, a, V))
         return grads
 

@@ -1,0 +1,480 @@
+"""4G training in two stages (THEORY.md B.6, n2p2's `nnp-train 1` and `nnp-train 2`).
+
+Stage 1 (`ChargeTrainer`): the electronegativity networks and the element hardness J_Z = h_Z^2
+fitted to reference charges. The charges are the QEq solution under the structure's total
+charge; the gradient of any loss L(Q) comes from one adjoint solve per structure,
+K v = [dL/dQ; 0]: dL/dchi = -v, dL/dJ_Z = -sum_{i in Z} v_i Q_i (K is symmetric). The QEq matrix
+of each structure is computed once (positions do not change) and factorised per update.
+
+Stage 2 (`ShortTrainer`): the short networks on [G_i, Q_i] fitted to E_ref and F_ref with the
+stage-1 charges held fixed. Per structure, once: Q, E_elec, F_elec (the electrostatic force
+with the charges' response) and dQ/dR (N x 3N, one factorisation, 3N right-hand sides). The
+force then is F = F_sf(short, fixed Q) + F_elec - (dQ/dR)^T dE_short/dQ, linear in the short
+networks' input gradients, so its weight gradient is the 2G one with one more input column.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+import scipy.linalg
+
+from .. import _core
+from ..fourth_generation import FourthGeneration, _column
+from .data import DataError, Prepared, prepare, species_of, split
+from .kalman import KalmanFilter
+from .network import ElementNetwork, initialise
+from .trainer import (SCALING_NONE, Trainer, TrainingConfig, format_scaling, format_weights, scaling_statistics,
+                      scaling_transform)
+
+
+def _kkt(A0: np.ndarray, J: np.ndarray):
+    """LU factors of [[A0 + diag J, 1], [1^T, 0]]."""
+    n = len(J)
+    K = np.zeros((n + 1, n + 1))
+    K[:n, :n] = A0
+    K[np.arange(n), np.arange(n)] += J
+    K[n, :n] = K[:n, n] = 1.0
+    return scipy.linalg.lu_factor(K, overwrite_a=True, check_finite=False)
+
+
+def _solve(lu, rhs: np.ndarray, constraint: float = 0.0) -> np.ndarray:
+    """First N entries of K^-1 [rhs; constraint] (rhs: (N,) or (N, m))."""
+    tail = np.full((1,) + rhs.shape[1:], constraint)
+    return scipy.linalg.lu_solve(lu, np.concatenate([rhs, tail]), check_finite=False)[:len(rhs)]
+
+
+def reference_charges(atoms, label: str) -> tuple:
+    """(reference charges, total charge) of a training structure; the total charge is
+    atoms.info['charge'] or, without it, the rounded sum of the reference charges."""
+    q = atoms.arrays.get("ref_charges")
+    if q is None:
+        raise DataError(f"{label}: no reference charges (atoms.arrays['ref_charges'])")
+    q = np.asarray(q, dtype=float)
+    if not np.isfinite(q).all():
+        i = int(np.flatnonzero(~np.isfinite(q))[0])
+        raise DataError(f"{label}: atom {i} has a non-finite reference charge")
+    total = float(atoms.info["charge"]) if "charge" in atoms.info else float(np.round(q.sum()))
+    # Partitioned charges (Hirshfeld) do not sum exactly to the total (n2p2's water set: 2e-4 e);
+    # a difference near an elementary charge is a wrong charge state.
+    if abs(q.sum() - total) > 0.1:
+        raise DataError(f"{label}: the reference charges sum to {q.sum():.8g}, not to the structure's total "
+                        f"charge {total:.8g}")
+    return q, total
+
+
+def _check_4g_structure(atoms, label):
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any() and not pbc.all():
+        raise DataError(f"{label}: 4G structures must be periodic in all three directions or in none "
+                        f"(pbc = {pbc.tolist()})")
+
+
+def _elec_gradients(potential, X_by_el):
+    """chi and dchi/dG (scaled inputs) per element."""
+    return [potential.elec[e].forward(X, True)[:2] if len(X) else (np.zeros(0), np.zeros((0, X.shape[1])))
+            for e, X in enumerate(X_by_el)]
+
+
+@dataclass
+class ChargeEpochStats:
+    epoch: int
+    rmse_charge_train: float            # per atom, elementary charges
+    rmse_charge_test: float
+    mae_charge_train: float
+    mae_charge_test: float
+    seconds: float = 0.0
+
+
+@dataclass
+class _ChargeData:
+    prep: Prepared                      # scaled G per element (no derivatives)
+    species: np.ndarray
+    A0: np.ndarray                      # QEq matrix without hardness
+    q_ref: np.ndarray
+    q_tot: float
+
+
+class ChargeTrainer:
+    """Stage 1: the electronegativity networks and hardness of the 4G potential set up in
+    `settings_dir/input.nn` (architecture, fixed_gausswidth, screening, Ewald, initial_hardness)
+    fitted to `atoms.arrays['ref_charges']`. Kalman: one update per structure, observation
+    y = |Q - Q_ref| with target 0 (n2p2); Adam: loss sum |Q - Q_ref|^2 / sum N per batch.
+    Charges use the n2p2-identical Ewald parameters (as nnp-train does)."""
+
+    def __init__(self, settings_dir, structures: Sequence, config: Optional[TrainingConfig] = None):
+        self.config = config or TrainingConfig()
+        self.settings_dir = os.fspath(settings_dir)
+        self.pot = FourthGeneration(self.settings_dir, weights=False, threads=self.config.threads)
+        self.model = self.pot.model
+        self.elements = list(self.pot.elements)
+        self.structures = list(structures)
+        if not self.structures:
+            raise DataError("no training structures")
+        self._ref = []
+        for k, a in enumerate(self.structures):
+            _check_4g_structure(a, f"structure {k}")
+            species_of(a, self.elements, f"structure {k}")
+            self._ref.append(reference_charges(a, f"structure {k}"))
+        tags = [a.info.get("set") for a in self.structures]
+        self.train_idx, self.test_idx = split(len(self.structures), self.config.test_fraction, self.config.seed, tags)
+        if len(self.train_idx) == 0:
+            raise DataError("the training set is empty (test_fraction too large or all structures tagged test)")
+        self.rng = np.random.default_rng(self.config.seed)
+        for net in self.pot.elec:
+            initialise(net, self.rng, self.config.init, self.config.weights_min, self.config.weights_max)
+        self.h = np.sqrt(self.pot.hardness)     # J = h^2 stays positive
+        self.stats = None
+        self.transform = self.pot.transform
+        self._data = {}
+        self.history: List[ChargeEpochStats] = []
+        self.best_parameters, self.best_epoch, self.best_score, self.epoch = None, -1, np.inf, 0
+        self._kf = None
+        self._adam = None
+        self._resume_state = None
+
+    # -- data ----------------------------------------------------------------------------------
+    def compute_scaling(self):
+        path = os.path.join(self.settings_dir, "scaling.data")
+        if self.model.scaling_mode != SCALING_NONE and os.path.exists(path):
+            self.stats = [{k: np.asarray(self.model.scaling(e)[k]) for k in ("min", "max", "mean", "sigma")}
+                          for e in range(len(self.elements))]
+        else:
+            preps = [prepare(self.model, a, f"structure {k}", jacobian=False, threads=self.config.threads)
+                     for k, a in enumerate(self.structures)]
+            self.stats = scaling_statistics(preps, len(self.elements))
+        self.transform = scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
+                                           self.model.scale_max)
+        self.pot.transform = self.transform
+        return self.stats
+
+    def data(self, k: int) -> _ChargeData:
+        d = self._data.get(k)
+        if d is None:
+            a = self.structures[k]
+            p = prepare(self.model, a, f"structure {k}", jacobian=False, threads=self.config.threads)
+            p.scale(self.transform)
+            species = species_of(a, self.elements, f"structure {k}")
+            op, _ = self.pot.electrostatics(a, species, "dense")
+            q_ref, q_tot = self._ref[k]
+            d = self._data[k] = _ChargeData(p, species, op.dense(), q_ref, q_tot)
+        return d
+
+    # -- model ---------------------------------------------------------------------------------
+    def parameters(self) -> np.ndarray:
+        """Electronegativity network weights (n2p2 order, element by element), then h per element."""
+        return np.concatenate([n.get_parameters() for n in self.pot.elec] + [self.h])
+
+    def set_parameters(self, w: np.ndarray):
+        sizes = np.cumsum([n.n_parameters for n in self.pot.elec])
+        for n, p in zip(self.pot.elec, np.split(w[:sizes[-1]], sizes[:-1])):
+            n.set_parameters(p)
+        self.h = np.array(w[sizes[-1]:], dtype=float)
+
+    def charges(self, k: int):
+        """QEq charges of structure k with the current parameters, and what gradients need."""
+        d = self.data(k)
+        n = len(d.species)
+        chi = np.zeros(n)
+        caches = {}
+        for e, rows in d.prep.rows.items():
+            if len(rows):
+                E, _, caches[e] = self.pot.elec[e].forward(d.prep.G[e], False)
+                chi[rows] = E
+        lu = _kkt(d.A0, self.h[d.species] ** 2)
+        Q = _solve(lu, -chi, d.q_tot)
+        return Q, (d, lu, caches)
+
+    def gradient(self, Q, state, dLdQ: np.ndarray) -> np.ndarray:
+        """d/dparameters of a loss with derivative dL/dQ, by one adjoint solve."""
+        d, lu, caches = state
+        v = _solve(lu, dLdQ)
+        g = []
+        for e, net in enumerate(self.pot.elec):
+            rows = d.prep.rows[e]
+            g.append(net.loss_gradient(caches[e], -v[rows], None) if len(rows) else np.zeros(net.n_parameters))
+        dJ = np.bincount(d.species, -v * Q, minlength=len(self.elements))
+        return np.concatenate(g + [2.0 * self.h * dJ])
+
+    def errors(self, ks: Sequence[int]):
+        """(RMSE, MAE) of the charges per atom over structures ks."""
+        if len(ks) == 0:
+            return np.nan, np.nan
+        dq = np.concatenate([self.charges(k)[0] - self.data(k).q_ref for k in ks])
+        return float(np.sqrt(np.mean(dq ** 2))), float(np.mean(np.abs(dq)))
+
+    # -- training ------------------------------------------------------------------------------
+    def _record(self, epoch, seconds):
+        tr, te = self.errors(self.train_idx), self.errors(self.test_idx)
+        st = ChargeEpochStats(epoch, tr[0], te[0], tr[1], te[1], seconds)
+        self.history.append(st)
+        return st
+
+    def _n_updates(self):
+        return max(1, int(round(self.config.charge_fraction * len(self.train_idx))))
+
+    def train(self, output_dir=None, progress: bool = True, log=print) -> List[ChargeEpochStats]:
+        cfg = self.config
+        if self.stats is None:
+            self.compute_scaling()
+        if cfg.optimizer not in ("adam", "kalman"):
+            raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam, kalman)")
+        n_par = len(self.parameters())
+        self._adam = {"m": np.zeros(n_par), "v": np.zeros(n_par), "step": 0, "lr": cfg.learning_rate}
+        self._kf = KalmanFilter(n_par, cfg.kalman, self._n_updates()) if cfg.optimizer == "kalman" else None
+        if self._resume_state is not None:
+            st = self._resume_state
+            self._adam = {"m": st["adam_m"], "v": st["adam_v"], "step": int(st["adam_step"]),
+                          "lr": float(st["adam_lr"])}
+            if self._kf is not None:
+                self._kf.load_state({k[3:]: st[k] for k in st if k.startswith("kf_")})
+            self._resume_state = None
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.epochs, initial=self.epoch, desc="train charges", unit="epoch")
+        if not self.history:
+            self._record(0, 0.0)
+        for epoch in range(self.epoch + 1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            if cfg.optimizer == "kalman":
+                self._epoch_kalman()
+            else:
+                self._epoch_adam()
+            st = self._record(epoch, time.perf_counter() - t0)
+            score = st.rmse_charge_test if len(self.test_idx) else st.rmse_charge_train
+            if score < self.best_score:
+                self.best_score, self.best_parameters, self.best_epoch = score, self.parameters(), epoch
+            self.epoch = epoch
+            if bar:
+                bar.update(1)
+                bar.set_postfix(Q=f"{st.rmse_charge_test:.3g}")
+            if output_dir is not None:
+                self.write_learning_curve(os.path.join(output_dir, "learning-curve-charges.out"))
+                self.checkpoint(os.path.join(output_dir, "checkpoint-charges.npz"))
+            if cfg.patience is not None and epoch - self.best_epoch >= cfg.patience:
+                log(f"early stopping at epoch {epoch}: no better test error since epoch {self.best_epoch}")
+                break
+        if bar:
+            bar.close()
+        if self.best_parameters is not None:
+            self.set_parameters(self.best_parameters)
+        if output_dir is not None:
+            self.write(output_dir)
+        return self.history
+
+    def _epoch_kalman(self):
+        w = self.parameters()
+        order = self.rng.permutation(self.train_idx)
+        for u in range(self._n_updates()):
+            k = order[u % len(order)]
+            Q, state = self.charges(k)
+            dq = Q - state[0].q_ref
+            norm = float(np.linalg.norm(dq))
+            if norm == 0.0:
+                continue
+            H = self.gradient(Q, state, dq / norm)
+            w = self._kf.update(w, H, -norm)
+            self.set_parameters(w)
+
+    def _epoch_adam(self):
+        cfg, A = self.config, self._adam
+        order = self.rng.permutation(self.train_idx)
+        for s in range(0, len(order), cfg.batch_size):
+            ks = order[s:s + cfg.batch_size]
+            n_at = sum(len(self.structures[k]) for k in ks)
+            g = 0.0
+            for k in ks:
+                Q, state = self.charges(k)
+                g = g + self.gradient(Q, state, 2.0 * (Q - state[0].q_ref) / n_at)
+            A["step"] += 1
+            t = A["step"]
+            A["m"] = cfg.beta1 * A["m"] + (1 - cfg.beta1) * g
+            A["v"] = cfg.beta2 * A["v"] + (1 - cfg.beta2) * g * g
+            mh, vh = A["m"] / (1 - cfg.beta1 ** t), A["v"] / (1 - cfg.beta2 ** t)
+            w = self.parameters() - A["lr"] * mh / (np.sqrt(vh) + cfg.epsilon)
+            w[-len(self.h):] = np.abs(w[-len(self.h):])   # J = h^2: the sign of h is free
+            self.set_parameters(w)
+        A["lr"] *= cfg.learning_rate_decay
+
+    # -- checkpoints and output ----------------------------------------------------------------
+    def checkpoint(self, path):
+        state = {"epoch": np.array(self.epoch), "best_epoch": np.array(self.best_epoch),
+                 "best_score": np.array(self.best_score),
+                 "history": np.array(json.dumps([asdict(h) for h in self.history])),
+                 "rng": np.array(json.dumps(self.rng.bit_generator.state)),
+                 "train_idx": self.train_idx, "test_idx": self.test_idx, "w": self.parameters(),
+                 "best": self.best_parameters if self.best_parameters is not None else np.zeros(0),
+                 "adam_m": self._adam["m"], "adam_v": self._adam["v"], "adam_step": np.array(self._adam["step"]),
+                 "adam_lr": np.array(self._adam["lr"])}
+        for e, st in enumerate(self.stats):
+            for key, v in st.items():
+                state[f"scaling_{key}{e}"] = v
+        if self._kf is not None:
+            for key, v in self._kf.state().items():
+                state[f"kf_{key}"] = np.asarray(v)
+        tmp = os.fspath(path) + ".tmp.npz"
+        np.savez(tmp, **state)
+        os.replace(tmp, path)
+
+    def resume(self, path):
+        with np.load(path) as z:
+            st = {k: z[k] for k in z.files}
+        if not (np.array_equal(st["train_idx"], self.train_idx) and np.array_equal(st["test_idx"], self.test_idx)):
+            raise DataError(f"{path}: the checkpoint's train/test split does not match these structures")
+        self.epoch, self.best_epoch = int(st["epoch"]), int(st["best_epoch"])
+        self.best_score = float(st["best_score"])
+        self.history = [ChargeEpochStats(**h) for h in json.loads(str(st["history"]))]
+        self.rng.bit_generator.state = json.loads(str(st["rng"]))
+        self.set_parameters(st["w"])
+        self.best_parameters = st["best"] if st["best"].size else None
+        self.stats = [{k: st[f"scaling_{k}{e}"] for k in ("min", "max", "mean", "sigma")}
+                      for e in range(len(self.elements))]
+        self.transform = scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
+                                           self.model.scale_max)
+        self.pot.transform = self.transform
+        self._data.clear()
+        self._resume_state = st
+        return self
+
+    def write_learning_curve(self, path):
+        cols = list(asdict(self.history[0]).keys())
+        lines = ["# " + " ".join(cols) + "  (charges per atom, elementary charges)"]
+        for st in self.history:
+            d = asdict(st)
+            lines.append(" ".join(f"{d[c]:d}" if c == "epoch" else f"{d[c]:.10e}" for c in cols))
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        _core.write_file_atomic(os.fspath(path), "\n".join(lines) + "\n")
+
+    def write(self, output_dir):
+        """input.nn (copied), scaling.data, weightse.ZZZ.data, hardness.ZZZ.data: the input of
+        stage 2 (ShortTrainer), as n2p2's nnp-train 2 expects it."""
+        os.makedirs(output_dir, exist_ok=True)
+        shutil.copyfile(os.path.join(self.settings_dir, "input.nn"), os.path.join(output_dir, "input.nn"))
+        _core.write_file_atomic(os.path.join(output_dir, "scaling.data"), format_scaling(self.stats))
+        for z, net, h in zip(self.model.atomic_numbers, self.pot.elec, self.h):
+            _core.write_file_atomic(os.path.join(output_dir, f"weightse.{z:03d}.data"), format_weights(net))
+            _core.write_file_atomic(os.path.join(output_dir, f"hardness.{z:03d}.data"), f"{h * h:.16e}\n")
+        info = {"stage": 1, "best_epoch": self.best_epoch, "config": asdict(self.config),
+                "final": asdict(self.history[-1]) if self.history else None}
+        _core.write_file_atomic(os.path.join(output_dir, "training-charges.json"), json.dumps(info, indent=1) + "\n")
+
+
+class ShortTrainer(Trainer):
+    """Stage 2: the short networks of a 4G potential. `settings_dir` holds input.nn, scaling.data
+    and the stage-1 weightse.ZZZ.data and hardness.ZZZ.data (ChargeTrainer.write's output);
+    the charges they give are held fixed. Same optimisers, selection, logs and checkpoints as
+    the 2G Trainer; the written directory is a complete 4G potential (FourthGeneration)."""
+
+    def __init__(self, settings_dir, structures: Sequence, config: Optional[TrainingConfig] = None):
+        config = config or TrainingConfig()
+        if config.stress_weight > 0.0:
+            raise ValueError("stress training is not available for 4G potentials")
+        if config.fit_offsets:
+            raise ValueError("fit_offsets is not available for 4G potentials (give atom_energy in input.nn)")
+        if not os.path.exists(os.path.join(os.fspath(settings_dir), "scaling.data")):
+            raise DataError(f"{settings_dir}: stage 2 needs the scaling.data the electronegativity networks were "
+                            f"trained with (stage 1 writes it)")
+        self.pot = FourthGeneration(settings_dir, weights=False, threads=config.threads)
+        self._load_elec(os.fspath(settings_dir))
+        for k, a in enumerate(structures):
+            _check_4g_structure(a, f"structure {k}")
+        super().__init__(settings_dir, structures, config)
+
+    def _load_elec(self, directory):
+        """The stage-1 electronegativity networks and hardness, as the prediction reads them."""
+        for e, net in enumerate(self.pot.elec):
+            z = self.pot.model.atomic_numbers[e]
+            paths = [os.path.join(directory, f"{kind}.{z:03d}.data") for kind in ("weightse", "hardness")]
+            for path in paths:
+                if not os.path.exists(path):
+                    raise DataError(f"{directory}: stage 2 needs the stage-1 file {os.path.basename(path)}")
+            w = _column(paths[0])
+            if len(w) != net.n_parameters:
+                raise DataError(f"{paths[0]}: expected {net.n_parameters} weights for the declared architecture "
+                                f"{'-'.join(map(str, net.sizes))}, found {len(w)}")
+            net.set_parameters(w)
+            self.pot.hardness[e] = _column(paths[1])[0]
+
+    def _load_model(self):
+        return self.pot.model
+
+    def _make_networks(self) -> List[ElementNetwork]:
+        return self.pot.short
+
+    def prepared(self, k: int) -> Prepared:
+        p = self._prep.get(k)
+        if p is None:
+            if self.transform is None:
+                self.compute_scaling()
+            p = super().prepared(k)
+            if not hasattr(p, "D"):
+                self._electrostatics(k, p)
+        return p
+
+    def _electrostatics(self, k: int, p: Prepared):
+        """Charges, electrostatic energy and forces and dQ/dR of structure k (fixed in stage 2)."""
+        a = self.structures[k]
+        n = len(a)
+        species = species_of(a, self.elements, f"structure {k}")
+        q_tot = float(a.info["charge"]) if "charge" in a.info else float(np.round(np.sum(a.arrays.get("ref_charges", 0.0))))
+        chi, dchi = np.zeros(n), {}
+        for e, (E, g) in enumerate(_elec_gradients(self.pot, [p.G[e] for e in range(len(self.elements))])):
+            chi[p.rows[e]] = E
+            dchi[e] = g
+        op, params = self.pot.electrostatics(a, species, "dense")
+        A0 = op.dense()
+        lu = _kkt(A0, self.pot.hardness[species])
+        Q = _solve(lu, -chi, q_tot)
+        e_elec, dEdQ = op.energy(Q, A0 @ Q)
+        e_elec += self.pot.background_energy(a, q_tot, params)
+        # R[j, a] = d(A0 Q + chi)_j / dR_a at fixed Q: A0's part from the core, chi's from the pairs
+        F0, _ = op.derivatives(Q, np.zeros(n))
+        R = op.charge_response(Q)
+        for e in range(len(self.elements)):
+            if len(p.pi[e]):
+                c = np.matmul(dchi[e][p.prow[e]][:, None, :], p.J[e])[:, 0, :]  # dchi_i / d(r_j - r_i)
+                np.add.at(R, (p.pi[e], p.pj[e]), c)
+                np.add.at(R, (p.pi[e], p.pi[e]), -c)
+        D = -_solve(lu, R.reshape(n, 3 * n))          # dQ/dR, (n, 3n)
+        p.Q, p.e_elec, p.D = Q, float(e_elec), D
+        p.F_elec = F0 - (D.T @ dEdQ).reshape(n, 3)
+
+    def _inputs(self, p: Prepared, e: int) -> np.ndarray:
+        return np.concatenate([p.G[e], p.Q[p.rows[e], None]], axis=1)
+
+    def _add_long_range(self, preps, aoff, E, F, per_el):
+        s = np.zeros(int(aoff[-1]))       # dE_short/dQ per atom
+        if self.config.use_forces:
+            for e, item in enumerate(per_el):
+                if item is not None:
+                    s[self._atoms_of_rows(preps, aoff, e)] = item[4][:, -1]
+        for i, p in enumerate(preps):
+            E[i] += p.e_elec
+            F[aoff[i]:aoff[i + 1]] += p.F_elec - (p.D.T @ s[aoff[i]:aoff[i + 1]]).reshape(-1, 3)
+
+    @staticmethod
+    def _atoms_of_rows(preps, aoff, e):
+        return np.concatenate([p.rows[e] + aoff[i] for i, p in enumerate(preps)])
+
+    def _add_input_weights(self, state, e, struct_of_row, lam, V):
+        if lam is None:
+            return
+        preps = state["preps"]
+        aoff = np.concatenate([[0], np.cumsum([p.n_atoms for p in preps])])
+        c = np.concatenate([-(p.D @ lam[aoff[i]:aoff[i + 1]].ravel()) for i, p in enumerate(preps)])
+        V[:, -1] += c[self._atoms_of_rows(preps, aoff, e)] / self.ce
+
+    def write(self, output_dir):
+        super().write(output_dir)
+        for z, h in zip(self.model.atomic_numbers, self.pot.hardness):
+            shutil.copyfile(os.path.join(self.settings_dir, f"weightse.{z:03d}.data"),
+                            os.path.join(output_dir, f"weightse.{z:03d}.data"))
+            shutil.copyfile(os.path.join(self.settings_dir, f"hardness.{z:03d}.data"),
+                            os.path.join(output_dir, f"hardness.{z:03d}.data"))
