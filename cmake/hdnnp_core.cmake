@@ -12,6 +12,7 @@ add_library(hdnnp_core STATIC
   ${HDNNP_SOURCE_DIR}/cpp/src/neighbor.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/model.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/electrostatics.cpp
+  ${HDNNP_SOURCE_DIR}/cpp/src/pme.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/structure_io.cpp)
 set_target_properties(hdnnp_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_compile_features(hdnnp_core PUBLIC cxx_std_17)

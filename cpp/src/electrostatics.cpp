@@ -125,6 +125,11 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
         const bool pbc[3] = {true, true, true};
         nl_ = build_neighbor_list(pos_.data(), n_, cell_, pbc, r_max, 1e-6);
     }
+    if (s.mesh[0] > 0) {
+        pme_ = std::make_shared<const ParticleMesh>(cell_, inv_cell_, volume_, s.mesh, s.mesh_order, eta_, fpe_,
+                                                    pos_.data(), n_, threads_);
+        return;
+    }
     // Reciprocal vectors and the half sphere |k| < k_cut (n2p2's KspaceGrid: the same index
     // ranges and strict inequality, so the same set of k-vectors).
     double kb[9];
@@ -237,7 +242,7 @@ double Electrostatics::self_term(int64_t i) const {
 }
 
 void Electrostatics::diagonal(double* d) const {
-    double recip = 0.0;
+    double recip = pme_ ? pme_->diagonal() : 0.0;
     for (double c : kcoef_) recip += c;
     for (int64_t i = 0; i < n_; ++i) d[i] = self_term(i) + recip;
     if (!periodic_) return;
@@ -252,6 +257,7 @@ void Electrostatics::diagonal(double* d) const {
 }
 
 void Electrostatics::dense(double* A) const {
+    if (pme_) throw InputError("the dense QEq matrix needs Ewald structure factors, not a particle mesh");
     std::fill(A, A + n_ * n_, 0.0);
     const double b = periodic_ ? 1.0 / (std::sqrt(2.0) * eta_) : 0.0;
     const double rc = periodic_ ? r_cut_ : 1e300;
@@ -315,6 +321,7 @@ void Electrostatics::apply(const double* x, double* y) const {
     });
     tb.reduce_into(y);
     for (int64_t i = 0; i < n_; ++i) y[i] += self_term(i) * x[i];
+    if (pme_) pme_->apply(x, y);
     const int64_t nk = n_kvectors();
     if (!nk) return;
     std::vector<double> sc, ss;
@@ -408,6 +415,7 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
     tb.reduce_into(acc.data());
     for (int64_t k = 0; k < 3 * n_; ++k) F[k] += acc[k];
     for (int k = 0; k < 9; ++k) W[k] += acc[3 * n_ + k];
+    if (pme_) pme_->add_derivatives(u.data(), Q, F, W);
     const int64_t nk = n_kvectors();
     if (nk) {
         std::vector<double> uc, us, vc, vs;
@@ -436,6 +444,7 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
 }
 
 void Electrostatics::charge_response(const double* Q, double* R) const {
+    if (pme_) throw InputError("charge_response needs Ewald structure factors, not a particle mesh");
     const int64_t n = n_;
     const double b = periodic_ ? 1.0 / (std::sqrt(2.0) * eta_) : 0.0;
     const double rc = periodic_ ? r_cut_ : 1e300;

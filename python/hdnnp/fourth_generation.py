@@ -27,7 +27,7 @@ import scipy.linalg
 from ase.calculators.calculator import Calculator, all_changes
 
 from . import _core
-from .electrostatics import EwaldParameters, accuracy_parameters, n2p2_parameters
+from .electrostatics import EwaldParameters, accuracy_parameters, n2p2_parameters, pme_parameters
 from .training.n2p2 import read_keyword_lines
 from .training.network import ElementNetwork
 from .units import energy_factor, length_factor
@@ -57,11 +57,14 @@ class FourthGeneration:
     `ewald`: "n2p2" (default: n2p2's parameters from ewald_truncation_error_method/ewald_prec, so
     that results equal n2p2's) or an absolute energy tolerance (float) for the accuracy-controlled
     mode (`hdnnp.electrostatics.accuracy_parameters`). `solver`: "dense", "cg" or "auto" (dense
-    up to `dense_max_atoms`). `tolerance`: relative residual of the CG solves."""
+    up to `dense_max_atoms`). `tolerance`: relative residual of the CG solves. `reciprocal`: in
+    the accuracy mode with the CG solver, "auto"/"mesh" computes the reciprocal part by smooth
+    particle-mesh Ewald on a grid with a fixed number of real-space neighbours per atom
+    (`pme_parameters`: O(N log N) per product), "ewald" by structure factors."""
 
     def __init__(self, directory, ewald="n2p2", solver: str = "auto", tolerance: float = 1e-10,
                  dense_max_atoms: int = 3000, threads: int = 0, weights: bool = True,
-                 length_unit: Optional[str] = None, energy_unit: Optional[str] = None):
+                 length_unit: Optional[str] = None, energy_unit: Optional[str] = None, reciprocal: str = "auto"):
         directory = os.fspath(directory)
         self.directory = directory
         self.length_unit, self.energy_unit = length_unit, energy_unit  # (for calculator())
@@ -98,7 +101,9 @@ class FourthGeneration:
         self.ewald_prec = [float(x) for x in kw.get("ewald_prec", [["1e-6"]])[0]]
         if solver not in ("auto", "dense", "cg"):
             raise ValueError(f"solver must be 'auto', 'dense' or 'cg', not {solver!r}")
-        self.ewald, self.solver, self.tolerance = ewald, solver, tolerance
+        if reciprocal not in ("auto", "mesh", "ewald"):
+            raise ValueError(f"reciprocal must be 'auto', 'mesh' or 'ewald', not {reciprocal!r}")
+        self.ewald, self.solver, self.tolerance, self.reciprocal = ewald, solver, tolerance, reciprocal
         self.dense_max_atoms, self.threads = dense_max_atoms, threads
         self._previous = None  # (n, charges, adjoint) for warm starts of the CG solver
         self.four_pi_eps = float(kw["four_pi_epsilon"][0][0]) if "four_pi_epsilon" in kw else 1.0
@@ -149,6 +154,9 @@ class FourthGeneration:
                 raise ValueError(f"ewald must be 'n2p2' or an energy tolerance, not {self.ewald!r}")
             return n2p2_parameters(self.ewald_method, self.ewald_prec, volume, len(atoms), self.four_pi_eps,
                                    float(self.sigma.max()))
+        if solver == "cg" and self.reciprocal in ("auto", "mesh"):
+            return pme_parameters(float(self.ewald), atoms.cell, len(atoms), q_max=1.0, four_pi_eps=self.four_pi_eps,
+                                  max_sigma=float(self.sigma.max()))
         return accuracy_parameters(float(self.ewald), volume, len(atoms), q_max=1.0, four_pi_eps=self.four_pi_eps,
                                    max_sigma=float(self.sigma.max()), per_particle=solver == "cg")
 
@@ -160,7 +168,9 @@ class FourthGeneration:
         op = _core.Electrostatics(np.ascontiguousarray(atoms.positions, dtype=float), cell, self.sigma[species],
                                   self.four_pi_eps,
                                   *((params.eta, params.r_cut, params.k_cut) if params else (0.0, 0.0, 0.0)),
-                                  self.r_in, self.r_out, self.screen_core, self.threads)
+                                  self.r_in, self.r_out, self.screen_core, self.threads,
+                                  mesh=params.mesh if params else (0, 0, 0),
+                                  mesh_order=params.mesh_order if params else 6)
         return op, params
 
     def background_energy(self, atoms, q_tot: float, params) -> float:
@@ -271,6 +281,7 @@ class FourthGeneration:
         if params is not None:
             res["ewald"] = params.as_dict()
             res["ewald"]["n_kvectors"] = op.n_kvectors
+            res["ewald"]["mesh_points"] = op.mesh_points
         else:
             res["dipole"] = Q @ pos
         if not (forces or stress):

@@ -20,7 +20,10 @@
 #include <cstdint>
 #include <vector>
 
+#include <memory>
+
 #include "hdnnp/neighbor.hpp"
+#include "hdnnp/pme.hpp"
 
 namespace hdnnp {
 
@@ -46,6 +49,12 @@ struct ElectrostaticsSetup {
     /// Periodic real space from a stored neighbour list even for small n (the default above
     /// 4,096 atoms); otherwise every pair with the lattice translations that reach r_cut.
     bool neighbor_list = false;
+    /// Reciprocal part by smooth particle-mesh Ewald on a mesh[0] x mesh[1] x mesh[2] grid (powers
+    /// of two; 0 = Ewald structure factors over |k| < k_cut), B-splines of order mesh_order.
+    /// Matrix-free products, energies and derivatives only (dense() and charge_response() need
+    /// the structure factors).
+    int mesh[3] = {0, 0, 0};
+    int mesh_order = 6;
 };
 
 class Electrostatics {
@@ -56,6 +65,7 @@ public:
     bool periodic() const { return periodic_; }
     int64_t n_kvectors() const { return static_cast<int64_t>(kcoef_.size()); }
     int64_t n_real_pairs() const { return static_cast<int64_t>(nl_.index.size()); }
+    int64_t mesh_points() const { return pme_ ? pme_->grid_points() : 0; }
 
     /// A0 as a dense n x n row-major matrix.
     void dense(double* A) const;
@@ -115,6 +125,7 @@ private:
     NeighborList snl_;                   ///< periodic, direct mode: full list to r_out
     std::vector<double> kvec_, kcoef_;   ///< half sphere: k (3 each), 2 c_k / (4 pi eps0)
     std::vector<double> cos_, sin_;      ///< cos/sin(k . R_i), n x n_k, when they fit in memory
+    std::shared_ptr<const ParticleMesh> pme_;  ///< reciprocal part on a mesh (replaces the k-vectors)
 };
 
 struct QEqSolution {

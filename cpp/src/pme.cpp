@@ -1,0 +1,260 @@
+#include "hdnnp/pme.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace hdnnp {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+/// M_p(w + j), j = 0..p-1 (cardinal B-spline of order p on (0, p)), and the derivatives, w in [0, 1).
+void bspline(double w, int p, double* M, double* dM) {
+    std::vector<double> a(p, 0.0);
+    a[0] = w;
+    a[1] = 1.0 - w;  // order 2
+    for (int n = 3; n <= p; ++n) {
+        if (n == p)
+            for (int j = 0; j < p; ++j) dM[j] = (j < n - 1 ? a[j] : 0.0) - (j > 0 ? a[j - 1] : 0.0);
+        std::vector<double> b(p, 0.0);
+        for (int j = 0; j < n; ++j) {
+            const double x = w + j;
+            const double m1 = j < n - 1 ? a[j] : 0.0, m0 = j > 0 ? a[j - 1] : 0.0;
+            b[j] = (x * m1 + (n - x) * m0) / (n - 1);
+        }
+        a.swap(b);
+    }
+    std::copy(a.begin(), a.end(), M);
+}
+
+int thread_count_of(int requested) {
+#ifdef _OPENMP
+    return requested > 0 ? requested : omp_get_max_threads();
+#else
+    (void)requested;
+    return 1;
+#endif
+}
+
+/// In-place radix-2 DFT of n (a power of two) values: x_k <- sum_j x_j exp(sign 2 pi i j k / n).
+void fft1(std::complex<double>* x, int n, const std::vector<std::complex<double>>& tw, int sign) {
+    for (int i = 1, j = 0; i < n; ++i) {  // bit reversal
+        int bit = n >> 1;
+        for (; j & bit; bit >>= 1) j ^= bit;
+        j ^= bit;
+        if (i < j) std::swap(x[i], x[j]);
+    }
+    for (int len = 2; len <= n; len <<= 1) {
+        const int half = len >> 1, step = n / len;
+        for (int s = 0; s < n; s += len)
+            for (int k = 0; k < half; ++k) {
+                std::complex<double> t = tw[k * step];
+                if (sign < 0) t = std::conj(t);
+                const std::complex<double> v = x[s + k + half] * t;
+                x[s + k + half] = x[s + k] - v;
+                x[s + k] += v;
+            }
+    }
+}
+
+}  // namespace
+
+ParticleMesh::ParticleMesh(const double* cell, const double* inv_cell, double volume, const int grid[3], int order,
+                           double eta, double fpe, const double* pos, int64_t n, int threads)
+    : p_(order), threads_(threads), n_(n), eta_(eta) {
+    (void)cell;
+    if (order < 4 || order > 12 || order % 2)
+        throw std::invalid_argument("particle mesh: the B-spline order must be even, 4..12");
+    for (int d = 0; d < 3; ++d) {
+        K_[d] = grid[d];
+        if (K_[d] < order || (K_[d] & (K_[d] - 1)))
+            throw std::invalid_argument("particle mesh: grid sizes must be powers of two >= the order");
+        twiddle_.emplace_back(K_[d] / 2);
+        for (int k = 0; k < K_[d] / 2; ++k) twiddle_[d][k] = std::polar(1.0, 2.0 * kPi * k / K_[d]);
+        // reciprocal vector b_d = column d of inv_cell (a_i . b_d = delta_id)
+        for (int c = 0; c < 3; ++c) {
+            recip_[3 * d + c] = 2.0 * kPi * inv_cell[3 * c + d];
+            dudr_[3 * d + c] = K_[d] * inv_cell[3 * c + d];
+        }
+    }
+    // B-spline weights of every atom (fractional coordinates wrapped into the cell)
+    base_.resize(3 * n);
+    w_.resize(3 * n * p_);
+    dw_.resize(3 * n * p_);
+    for (int64_t i = 0; i < n; ++i)
+        for (int d = 0; d < 3; ++d) {
+            double s = 0.0;
+            for (int c = 0; c < 3; ++c) s += pos[3 * i + c] * inv_cell[3 * c + d];
+            s -= std::floor(s);
+            const double u = s * K_[d];
+            const double fl = std::floor(u);
+            base_[3 * i + d] = static_cast<int>(fl) % K_[d];
+            bspline(u - fl, p_, &w_[(3 * i + d) * p_], &dw_[(3 * i + d) * p_]);
+        }
+    // influence function with the Euler-spline factors |b(m)|^2
+    std::vector<double> bsq[3];
+    std::vector<double> M(p_), dM(p_);
+    bspline(0.0, p_, M.data(), dM.data());  // M_p(j), j = 0..p-1 (M_p(0) = 0)
+    for (int d = 0; d < 3; ++d) {
+        bsq[d].resize(K_[d]);
+        for (int m = 0; m < K_[d]; ++m) {
+            std::complex<double> den = 0.0;
+            for (int k = 0; k < p_ - 1; ++k) den += M[k + 1] * std::polar(1.0, 2.0 * kPi * m * k / K_[d]);
+            bsq[d][m] = std::norm(den) > 1e-14 ? 1.0 / std::norm(den) : 0.0;
+        }
+    }
+    const int64_t total = grid_points();
+    G_.assign(total, 0.0);
+    vir_.assign(total, 0.0);
+    const double pre = 4.0 * kPi / volume / fpe;
+    for (int64_t idx = 1; idx < total; ++idx) {
+        double k[3];
+        kvector(idx, k);
+        const double k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
+        const double c = pre * std::exp(-0.5 * eta * eta * k2) / k2;
+        const int m3 = idx % K_[2], m2 = (idx / K_[2]) % K_[1], m1 = idx / (static_cast<int64_t>(K_[1]) * K_[2]);
+        G_[idx] = c * bsq[0][m1] * bsq[1][m2] * bsq[2][m3];
+        vir_[idx] = 2.0 * (0.5 * eta * eta + 1.0 / k2);
+        diag_ += c;
+    }
+}
+
+void ParticleMesh::kvector(int64_t idx, double k[3]) const {
+    int64_t m[3] = {idx / (static_cast<int64_t>(K_[1]) * K_[2]), (idx / K_[2]) % K_[1], idx % K_[2]};
+    for (int d = 0; d < 3; ++d)
+        if (m[d] >= K_[d] / 2) m[d] -= K_[d];
+    for (int c = 0; c < 3; ++c) k[c] = m[0] * recip_[c] + m[1] * recip_[3 + c] + m[2] * recip_[6 + c];
+}
+
+void ParticleMesh::spread(const double* x, Grid& g) const {
+    g.assign(grid_points(), 0.0);
+    for (int64_t i = 0; i < n_; ++i) {
+        if (x[i] == 0.0) continue;
+        const double* w0 = &w_[(3 * i) * p_];
+        const double* w1 = &w_[(3 * i + 1) * p_];
+        const double* w2 = &w_[(3 * i + 2) * p_];
+        for (int a = 0; a < p_; ++a) {
+            const int k1 = ((base_[3 * i] - a) % K_[0] + K_[0]) % K_[0];
+            for (int b = 0; b < p_; ++b) {
+                const int k2 = ((base_[3 * i + 1] - b) % K_[1] + K_[1]) % K_[1];
+                const double f = x[i] * w0[a] * w1[b];
+                std::complex<double>* row = &g[(static_cast<int64_t>(k1) * K_[1] + k2) * K_[2]];
+                for (int c = 0; c < p_; ++c) {
+                    const int k3 = ((base_[3 * i + 2] - c) % K_[2] + K_[2]) % K_[2];
+                    row[k3] += f * w2[c];
+                }
+            }
+        }
+    }
+}
+
+void ParticleMesh::fft3(Grid& g, int sign) const {
+    const int nt = thread_count_of(threads_);
+    const int64_t K1 = K_[0], K2 = K_[1], K3 = K_[2];
+    // along direction 3 (contiguous), then 2, then 1
+#pragma omp parallel num_threads(nt)
+    {
+        std::vector<std::complex<double>> line(std::max({K1, K2, K3}));
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < K1 * K2; ++r) fft1(&g[r * K3], static_cast<int>(K3), twiddle_[2], sign);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < K1 * K3; ++r) {
+            const int64_t a = r / K3, c = r % K3;
+            for (int64_t b = 0; b < K2; ++b) line[b] = g[(a * K2 + b) * K3 + c];
+            fft1(line.data(), static_cast<int>(K2), twiddle_[1], sign);
+            for (int64_t b = 0; b < K2; ++b) g[(a * K2 + b) * K3 + c] = line[b];
+        }
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < K2 * K3; ++r) {
+            for (int64_t a = 0; a < K1; ++a) line[a] = g[a * K2 * K3 + r];
+            fft1(line.data(), static_cast<int>(K1), twiddle_[0], sign);
+            for (int64_t a = 0; a < K1; ++a) g[a * K2 * K3 + r] = line[a];
+        }
+    }
+}
+
+void ParticleMesh::apply(const double* x, double* y) const {
+    Grid g;
+    spread(x, g);
+    fft3(g, 1);
+    for (int64_t k = 0; k < grid_points(); ++k) g[k] *= G_[k];
+    fft3(g, -1);
+#pragma omp parallel for schedule(static) num_threads(thread_count_of(threads_))
+    for (int64_t i = 0; i < n_; ++i) {
+        const double* w0 = &w_[(3 * i) * p_];
+        const double* w1 = &w_[(3 * i + 1) * p_];
+        const double* w2 = &w_[(3 * i + 2) * p_];
+        double s = 0.0;
+        for (int a = 0; a < p_; ++a) {
+            const int k1 = ((base_[3 * i] - a) % K_[0] + K_[0]) % K_[0];
+            for (int b = 0; b < p_; ++b) {
+                const int k2 = ((base_[3 * i + 1] - b) % K_[1] + K_[1]) % K_[1];
+                const std::complex<double>* row = &g[(static_cast<int64_t>(k1) * K_[1] + k2) * K_[2]];
+                double t = 0.0;
+                for (int c = 0; c < p_; ++c) t += w2[c] * row[((base_[3 * i + 2] - c) % K_[2] + K_[2]) % K_[2]].real();
+                s += w0[a] * w1[b] * t;
+            }
+        }
+        y[i] += s;
+    }
+}
+
+void ParticleMesh::add_derivatives(const double* u, const double* v, double* F, double* W) const {
+    Grid gu, gv;
+    spread(u, gu);
+    spread(v, gv);
+    fft3(gu, 1);
+    fft3(gv, 1);
+    // virial from the reciprocal-space sum (the spreading weights do not change under strain)
+    double w[9] = {0};
+    for (int64_t k = 1; k < grid_points(); ++k) {
+        const double B = G_[k] * (gu[k] * std::conj(gv[k])).real();
+        if (B == 0.0) continue;
+        double kv[3];
+        kvector(k, kv);
+        for (int p = 0; p < 3; ++p)
+            for (int q = 0; q < 3; ++q) w[3 * p + q] -= B * ((p == q ? -1.0 : 0.0) + vir_[k] * kv[p] * kv[q]);
+    }
+    for (int c = 0; c < 9; ++c) W[c] += w[c];
+    for (int64_t k = 0; k < grid_points(); ++k) {
+        gu[k] *= G_[k];
+        gv[k] *= G_[k];
+    }
+    fft3(gu, -1);  // phi_u
+    fft3(gv, -1);  // phi_v
+#pragma omp parallel for schedule(static) num_threads(thread_count_of(threads_))
+    for (int64_t i = 0; i < n_; ++i) {
+        if (u[i] == 0.0 && v[i] == 0.0) continue;
+        const double* w0 = &w_[(3 * i) * p_];
+        const double* w1 = &w_[(3 * i + 1) * p_];
+        const double* w2 = &w_[(3 * i + 2) * p_];
+        const double* d0 = &dw_[(3 * i) * p_];
+        const double* d1 = &dw_[(3 * i + 1) * p_];
+        const double* d2 = &dw_[(3 * i + 2) * p_];
+        double gu_[3] = {0, 0, 0};  // d/du_d of sum_k W_i(k) (v_i phi_u + u_i phi_v)(k)
+        for (int a = 0; a < p_; ++a) {
+            const int k1 = ((base_[3 * i] - a) % K_[0] + K_[0]) % K_[0];
+            for (int b = 0; b < p_; ++b) {
+                const int k2 = ((base_[3 * i + 1] - b) % K_[1] + K_[1]) % K_[1];
+                const int64_t row = (static_cast<int64_t>(k1) * K_[1] + k2) * K_[2];
+                for (int c = 0; c < p_; ++c) {
+                    const int64_t k = row + ((base_[3 * i + 2] - c) % K_[2] + K_[2]) % K_[2];
+                    const double phi = v[i] * gu[k].real() + u[i] * gv[k].real();
+                    gu_[0] += d0[a] * w1[b] * w2[c] * phi;
+                    gu_[1] += w0[a] * d1[b] * w2[c] * phi;
+                    gu_[2] += w0[a] * w1[b] * d2[c] * phi;
+                }
+            }
+        }
+        for (int c = 0; c < 3; ++c)
+            for (int d = 0; d < 3; ++d) F[3 * i + c] -= gu_[d] * dudr_[3 * d + c];
+    }
+}
+
+}  // namespace hdnnp
