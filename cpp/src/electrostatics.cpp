@@ -6,6 +6,7 @@
 #include <string>
 
 #include "hdnnp/errors.hpp"
+#include "hdnnp/threads.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -26,13 +27,14 @@ constexpr int64_t kDirectMaxAtoms = 4096;
 inline double erf_fast(double x) { return x > 6.0 ? 1.0 : std::erf(x); }
 inline double gauss_fast(double x) { return x > 6.0 ? 0.0 : std::exp(-x * x); }
 
-int thread_count(int requested) {
-#ifdef _OPENMP
-    return requested > 0 ? requested : omp_get_max_threads();
-#else
-    (void)requested;
-    return 1;
-#endif
+/// d/dr of the real-space pair kernel: [erf(a r) - erf(b r)] / r (periodic, b = 1/(sqrt2 eta))
+/// or erf(a r) / r, given ea = exp(-(a r)^2) and erfa = erf(a r).
+inline double kernel_slope(bool periodic, double a, double b, double r, double ea, double erfa) {
+    if (periodic) {
+        const double k = (erfa - std::erf(b * r)) / r;
+        return (kTwoOverSqrtPi * (a * ea - b * std::exp(-b * b * r * r)) - k) / r;
+    }
+    return (kTwoOverSqrtPi * a * ea - erfa / r) / r;
 }
 
 double dot3(const double* a, const double* b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
@@ -381,17 +383,8 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
         const bool self = j == i;
         double c = 0.0;
         const double ea = gauss_fast(a * r), erfa = erf_fast(a * r);
-        if (r < rc) {
-            double k, dk;
-            if (periodic_) {
-                k = (erfa - std::erf(b * r)) / r;
-                dk = (kTwoOverSqrtPi * (a * ea - b * std::exp(-b * b * r * r)) - k) / r;
-            } else {
-                k = erfa / r;
-                dk = (kTwoOverSqrtPi * a * ea - k) / r;
-            }
-            c += (self ? u[i] * Q[i] : u[i] * Q[j] + u[j] * Q[i]) * dk / fpe_;
-        }
+        if (r < rc)
+            c += (self ? u[i] * Q[i] : u[i] * Q[j] + u[j] * Q[i]) * kernel_slope(periodic_, a, b, r, ea, erfa) / fpe_;
         if (scr_.active() && r < scr_.r_out) {
             double f, df;
             scr_.eval(r, f, df);
@@ -452,15 +445,7 @@ void Electrostatics::charge_response(const double* Q, double* R) const {
     for_half_pairs([&](int tid, int64_t i, int64_t j, double dx, double dy, double dz, double r) {
         if (j == i || r >= rc) return;  // a self-image's A0_ii term does not move with R_i
         const double a = inv_sqrt2_gamma(i, j);
-        const double ea = gauss_fast(a * r), erfa = erf_fast(a * r);
-        double k, dk;
-        if (periodic_) {
-            k = (erfa - std::erf(b * r)) / r;
-            dk = (kTwoOverSqrtPi * (a * ea - b * std::exp(-b * b * r * r)) - k) / r;
-        } else {
-            k = erfa / r;
-            dk = (kTwoOverSqrtPi * a * ea - k) / r;
-        }
+        const double dk = kernel_slope(periodic_, a, b, r, gauss_fast(a * r), erf_fast(a * r));
         // A0_ij depends on d = R_j + T - R_i: dA0_ij/dR_j = g d, dA0_ij/dR_i = -g d
         const double g = dk / r / fpe_, d[3] = {dx, dy, dz};
         double* t = tb.b[tid].data();

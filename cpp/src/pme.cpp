@@ -5,9 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "hdnnp/threads.hpp"
 
 namespace hdnnp {
 namespace {
@@ -31,15 +29,6 @@ void bspline(double w, int p, double* M, double* dM) {
         a.swap(b);
     }
     std::copy(a.begin(), a.end(), M);
-}
-
-int thread_count_of(int requested) {
-#ifdef _OPENMP
-    return requested > 0 ? requested : omp_get_max_threads();
-#else
-    (void)requested;
-    return 1;
-#endif
 }
 
 /// In-place radix-2 DFT of n (a power of two) values: x_k <- sum_j x_j exp(sign 2 pi i j k / n).
@@ -155,7 +144,7 @@ void ParticleMesh::spread(const double* x, Grid& g) const {
 }
 
 void ParticleMesh::fft3(Grid& g, int sign) const {
-    const int nt = thread_count_of(threads_);
+    const int nt = thread_count(threads_);
     const int64_t K1 = K_[0], K2 = K_[1], K3 = K_[2];
     // along direction 3 (contiguous), then 2, then 1
 #pragma omp parallel num_threads(nt)
@@ -185,7 +174,7 @@ void ParticleMesh::apply(const double* x, double* y) const {
     fft3(g, 1);
     for (int64_t k = 0; k < grid_points(); ++k) g[k] *= G_[k];
     fft3(g, -1);
-#pragma omp parallel for schedule(static) num_threads(thread_count_of(threads_))
+#pragma omp parallel for schedule(static) num_threads(thread_count(threads_))
     for (int64_t i = 0; i < n_; ++i) {
         const double* w0 = &w_[(3 * i) * p_];
         const double* w1 = &w_[(3 * i + 1) * p_];
@@ -228,7 +217,7 @@ void ParticleMesh::add_derivatives(const double* u, const double* v, double* F, 
     }
     fft3(gu, -1);  // phi_u
     fft3(gv, -1);  // phi_v
-#pragma omp parallel for schedule(static) num_threads(thread_count_of(threads_))
+#pragma omp parallel for schedule(static) num_threads(thread_count(threads_))
     for (int64_t i = 0; i < n_; ++i) {
         if (u[i] == 0.0 && v[i] == 0.0) continue;
         const double* w0 = &w_[(3 * i) * p_];
