@@ -88,3 +88,39 @@ def random_cluster(n_h=6, n_o=4, box=(5.5, 6.0, 6.5), tilt=(0.7, -0.4, 0.5), see
         if len(pos) == 0 or atoms.get_distances(len(pos), range(len(pos)), mic=pbc).min() > dmin:
             pos.append(p)
     return Atoms("H" * n_h + "O" * n_o, positions=pos, cell=cell, pbc=pbc)
+
+
+def write_3g_potential(path, seed=0, rc_elec=5.0, screen=(1.0, 3.5), enforce=None, elec_hidden=(5,),
+                       charge_bias=(("H", 0.4), ("O", -0.6)), **kw):
+    """A 3G potential (RuNNer layout): write_potential's short part, plus charge networks on their
+    own radial and angular symmetry functions (cutoff rc_elec), scalinge.data and weightse.ZZZ.data
+    (random weights; the output bias per element from charge_bias: charges of both signs)."""
+    rng = np.random.default_rng(seed + 1000)
+    elec = [l.format(rc=rc_elec) for l in SF_LINES[2] + SF_LINES[3][:3]]
+    extra = ["nnp_generation 3", "use_electrostatics", "use_short_nn",
+             f"global_hidden_layers_electrostatic {len(elec_hidden)}",
+             "global_nodes_electrostatic " + " ".join(map(str, elec_hidden)),
+             "global_activation_electrostatic " + " ".join(["t"] * len(elec_hidden) + ["l"]),
+             "scale_min_elec -1.0", "scale_max_elec 1.0"]
+    if screen:
+        extra.append(f"screen_electrostatics {screen[0]} {screen[1]}")
+    if enforce is not None:
+        extra.append(f"enforce_totcharge {enforce}")
+    extra += ["symfunction_electrostatic " + l for l in elec]
+    write_potential(path, seed=seed, extra_lines=kw.pop("extra_lines", "") + "\n".join(extra) + "\n", **kw)
+    elements = kw.get("elements", ("H", "O"))
+    z = {"H": 1, "O": 8, "C": 6, "N": 7}
+    per_el = {e: [l for l in elec if l.split()[0] == e] for e in elements}
+    with open(os.path.join(path, "scalinge.data"), "w") as fh:
+        for ei, e in enumerate(sorted(elements, key=lambda s: z[s])):
+            for k in range(len(per_el[e])):
+                lo, hi = -0.1 * rng.uniform(0.5, 1), rng.uniform(5, 50)
+                fh.write(f"{ei + 1} {k + 1} {lo:.16e} {hi:.16e} {rng.uniform(0, 1):.16e} {rng.uniform(0.5, 3):.16e}\n")
+    for e in elements:
+        sizes = [len(per_el[e]), *elec_hidden, 1]
+        n = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+        w = rng.normal(0, 0.3, n)
+        w[-1] = dict(charge_bias).get(e, w[-1])
+        with open(os.path.join(path, f"weightse.{z[e]:03d}.data"), "w") as fh:
+            fh.write("".join(f"{x:.17e}\n" for x in w))
+    return path

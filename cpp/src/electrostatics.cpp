@@ -25,16 +25,17 @@ constexpr int64_t kDirectMaxAtoms = 4096;
 // erf(x) == 1 and exp(-x^2) < 3e-16 in double precision beyond x = 6: the Gaussian-width
 // terms of distant pairs are skipped (the Ewald terms in eta are not).
 inline double erf_fast(double x) { return x > 6.0 ? 1.0 : std::erf(x); }
-inline double gauss_fast(double x) { return x > 6.0 ? 0.0 : std::exp(-x * x); }
+/// a exp(-(a r)^2), the slope factor of erf(a r); 0 for point charges (a = infinity).
+inline double gauss_slope(double a, double r) { return a * r > 6.0 ? 0.0 : a * std::exp(-a * a * r * r); }
 
 /// d/dr of the real-space pair kernel: [erf(a r) - erf(b r)] / r (periodic, b = 1/(sqrt2 eta))
-/// or erf(a r) / r, given ea = exp(-(a r)^2) and erfa = erf(a r).
-inline double kernel_slope(bool periodic, double a, double b, double r, double ea, double erfa) {
+/// or erf(a r) / r, given aea = a exp(-(a r)^2) and erfa = erf(a r).
+inline double kernel_slope(bool periodic, double b, double r, double aea, double erfa) {
     if (periodic) {
         const double k = (erfa - std::erf(b * r)) / r;
-        return (kTwoOverSqrtPi * (a * ea - b * std::exp(-b * b * r * r)) - k) / r;
+        return (kTwoOverSqrtPi * (aea - b * std::exp(-b * b * r * r)) - k) / r;
     }
-    return (kTwoOverSqrtPi * a * ea - erfa / r) / r;
+    return (kTwoOverSqrtPi * aea - erfa / r) / r;
 }
 
 double dot3(const double* a, const double* b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
@@ -82,7 +83,8 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
         for (int c = 0; c < 3; ++c)
             if (!std::isfinite(pos_[3 * i + c]))
                 throw InputError("atom " + std::to_string(i) + " has a non-finite coordinate");
-        if (!(sigma_[i] > 0.0)) throw InputError("atom " + std::to_string(i) + " has no positive Gaussian width");
+        if (!(sigma_[i] >= 0.0))
+            throw InputError("atom " + std::to_string(i) + " has no valid Gaussian width (>= 0; 0: point charge)");
     }
     if (!periodic_) return;
     std::copy(s.cell, s.cell + 9, cell_);
@@ -240,7 +242,7 @@ struct ThreadBuffers {
 
 double Electrostatics::self_term(int64_t i) const {
     const double sp = std::sqrt(kPi);
-    return (1.0 / (sigma_[i] * sp) - (periodic_ ? 2.0 / (std::sqrt(2.0) * eta_ * sp) : 0.0)) / fpe_;
+    return (gaussian_self(i) - (periodic_ ? 2.0 / (std::sqrt(2.0) * eta_ * sp) : 0.0)) / fpe_;
 }
 
 void Electrostatics::diagonal(double* d) const {
@@ -361,7 +363,7 @@ double Electrostatics::energy(const double* Q, double* dEdQ, const double* AQ) c
     }
     double e = 0.0;
     for (int64_t i = 0; i < n_; ++i) {
-        const double self = 1.0 / (sigma_[i] * sp * fpe_);
+        const double self = gaussian_self(i) / fpe_;
         e += 0.5 * Q[i] * y[i] - 0.5 * Q[i] * Q[i] * self + 0.5 * Q[i] * scr[i];
         if (dEdQ) dEdQ[i] = y[i] - Q[i] * self + scr[i];
     }
@@ -382,14 +384,14 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
         // and carries half of the pair energy u_i v_i k + Q_i^2 s / 2 ... of both together.
         const bool self = j == i;
         double c = 0.0;
-        const double ea = gauss_fast(a * r), erfa = erf_fast(a * r);
+        const double aea = gauss_slope(a, r), erfa = erf_fast(a * r);
         if (r < rc)
-            c += (self ? u[i] * Q[i] : u[i] * Q[j] + u[j] * Q[i]) * kernel_slope(periodic_, a, b, r, ea, erfa) / fpe_;
+            c += (self ? u[i] * Q[i] : u[i] * Q[j] + u[j] * Q[i]) * kernel_slope(periodic_, b, r, aea, erfa) / fpe_;
         if (scr_.active() && r < scr_.r_out) {
             double f, df;
             scr_.eval(r, f, df);
             const double s = erfa * (f - 1.0) / r;
-            const double ds = (kTwoOverSqrtPi * a * ea * (f - 1.0) + erfa * df) / r - s / r;
+            const double ds = (kTwoOverSqrtPi * aea * (f - 1.0) + erfa * df) / r - s / r;
             c += (self ? 0.5 : 1.0) * Q[i] * Q[j] * ds / fpe_;
         }
         if (c == 0.0) return;
@@ -445,7 +447,7 @@ void Electrostatics::charge_response(const double* Q, double* R) const {
     for_half_pairs([&](int tid, int64_t i, int64_t j, double dx, double dy, double dz, double r) {
         if (j == i || r >= rc) return;  // a self-image's A0_ii term does not move with R_i
         const double a = inv_sqrt2_gamma(i, j);
-        const double dk = kernel_slope(periodic_, a, b, r, gauss_fast(a * r), erf_fast(a * r));
+        const double dk = kernel_slope(periodic_, b, r, gauss_slope(a, r), erf_fast(a * r));
         // A0_ij depends on d = R_j + T - R_i: dA0_ij/dR_j = g d, dA0_ij/dR_i = -g d
         const double g = dk / r / fpe_, d[3] = {dx, dy, dz};
         double* t = tb.b[tid].data();

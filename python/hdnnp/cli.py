@@ -11,14 +11,15 @@ import warnings
 import numpy as np
 
 
-def _predict_4g(args) -> int:
+def _predict_charged(args, gen: int) -> int:
+    """3G and 4G: energies, forces and charges."""
     from tqdm import tqdm
 
     from . import _core
-    from .fourth_generation import FourthGeneration
     from .io import _dict_to_atoms
+    from .potential import load
 
-    pot = FourthGeneration(args.potential, threads=args.threads)
+    pot = load(args.potential, threads=args.threads)
     structures = _core.read_input_data(args.input)
     if not structures:
         print(f"error: {args.input} contains no structure", file=sys.stderr)
@@ -33,7 +34,7 @@ def _predict_4g(args) -> int:
             return 1
         out.append(dict(s, energy=r["energy"], forces=r["forces"], charges=r["charges"]))
     _core.write_file_atomic(args.output, _core.format_input_data(out))
-    print(f"{len(out)} structure(s) predicted (4G: energies, forces, charges) -> {args.output} (native units)")
+    print(f"{len(out)} structure(s) predicted ({gen}G: energies, forces, charges) -> {args.output} (native units)")
     if len(out) == 1:
         print(f"energy {out[0]['energy']:.16e}")
     return 0
@@ -46,8 +47,9 @@ def _predict(args) -> int:
     from .io import _dict_to_atoms
     from .potential import Potential, generation
 
-    if generation(args.potential) == 4:
-        return _predict_4g(args)
+    gen = generation(args.potential)
+    if gen in (3, 4):
+        return _predict_charged(args, gen)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -191,12 +193,12 @@ def _train(args) -> int:
     from .training.trainer import Trainer
 
     gen = generation(args.directory)
-    if gen == 4 and args.stage not in (1, 2):
-        print("error: input.nn declares a 4G potential: train it in two stages, --stage 1 (charges) and then "
+    if gen in (3, 4) and args.stage not in (1, 2):
+        print(f"error: input.nn declares a {gen}G potential: train it in two stages, --stage 1 (charges) and then "
               "--stage 2 (short networks, with --charges pointing at the stage-1 output)", file=sys.stderr)
         return 1
-    if gen != 4 and args.stage:
-        print(f"error: --stage is for 4G potentials; input.nn declares generation {gen}", file=sys.stderr)
+    if gen not in (3, 4) and args.stage:
+        print(f"error: --stage is for 3G and 4G potentials; input.nn declares generation {gen}", file=sys.stderr)
         return 1
     structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)
     settings = args.charges if args.stage == 2 and args.charges else args.directory
@@ -207,7 +209,10 @@ def _train(args) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if args.stage == 1:
-        from .training.fourth_generation import ChargeTrainer
+        if gen == 4:
+            from .training.fourth_generation import ChargeTrainer
+        else:
+            from .training.third_generation import LocalChargeTrainer as ChargeTrainer
 
         out = args.output or os.path.join(args.directory, "charges")
         tr = ChargeTrainer(settings, structs, cfg)
@@ -218,11 +223,14 @@ def _train(args) -> int:
         best = hist[tr.best_epoch] if tr.best_epoch >= 0 else hist[-1]
         print(f"best epoch {tr.best_epoch}: charge RMSE {best.rmse_charge_train:.4e} / {best.rmse_charge_test:.4e} "
               f"(train / test, e per atom)")
-        print(f"electronegativity networks and hardness -> {out}")
+        print(f"{'electronegativity networks and hardness' if gen == 4 else 'charge networks'} -> {out}")
         return 0
     out = args.output or os.path.join(args.directory, "potential")
     if args.stage == 2:
-        from .training.fourth_generation import ShortTrainer
+        if gen == 4:
+            from .training.fourth_generation import ShortTrainer
+        else:
+            from .training.third_generation import LocalShortTrainer as ShortTrainer
 
         tr = ShortTrainer(settings, structs, cfg)
     else:
@@ -320,10 +328,12 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--stage", type=int, choices=[1, 2], default=None,
-                   help="4G potentials: 1 = electronegativity networks and hardness (output default "
-                        "DIRECTORY/charges), 2 = short networks (output default DIRECTORY/potential)")
-    p.add_argument("--charges", default=None, help="stage 2: the stage-1 output folder (input.nn, scaling.data, "
-                   "weightse.ZZZ.data, hardness.ZZZ.data); default DIRECTORY, as nnp-train 2")
+                   help="4G potentials: 1 = electronegativity networks and hardness, 3G: 1 = charge networks "
+                        "(output default DIRECTORY/charges); 2 = short networks (output default "
+                        "DIRECTORY/potential)")
+    p.add_argument("--charges", default=None, help="stage 2: the stage-1 output folder (4G: input.nn, scaling.data, "
+                   "weightse.ZZZ.data, hardness.ZZZ.data; 3G: input.nn, scalinge.data, weightse.ZZZ.data); "
+                   "default DIRECTORY, as nnp-train 2")
     p = sub.add_parser("sfgen", help="print symfunction_short lines for input.nn (radial/angular grids)")
     p.add_argument("--elements", nargs="+", required=True)
     p.add_argument("--cutoff", type=float, required=True, help="cutoff radius (the potential's length unit)")

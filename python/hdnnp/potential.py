@@ -318,18 +318,24 @@ def load(directory, length_unit: Optional[str] = None, energy_unit: Optional[str
          threads: int = 0) -> Potential:
     """Load an n2p2/RuNNer potential directory (input.nn, scaling.data, weights.ZZZ.data),
     or a committee when given a list of directories. A 4G directory (``nnp_generation 4``,
-    with weightse.ZZZ.data and hardness.ZZZ.data) gives a ``FourthGeneration``: its
-    ``evaluate`` works in the potential's own units, its ``calculator()`` in eV and Angstrom.
+    with weightse.ZZZ.data and hardness.ZZZ.data) gives a ``FourthGeneration``, a 3G one
+    (``nnp_generation 3``, with scalinge.data and weightse.ZZZ.data) a ``ThirdGeneration``: their
+    ``evaluate`` works in the potential's own units, their ``calculator()`` in eV and Angstrom.
 
     ``length_unit``/``energy_unit`` name the units the potential was trained in (n2p2 files
     do not record them), e.g. ``"Bohr", "Ha"`` or ``"Angstrom", "eV"``.
     """
     if isinstance(directory, (list, tuple)):
         return Committee(directory, length_unit, energy_unit, threads)
-    if generation(directory) == 4:
+    gen = generation(directory)
+    if gen == 4:
         from .fourth_generation import FourthGeneration
 
         return FourthGeneration(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit)
+    if gen == 3:
+        from .third_generation import ThirdGeneration
+
+        return ThirdGeneration(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit)
     return Potential(directory, length_unit, energy_unit, threads)
 
 

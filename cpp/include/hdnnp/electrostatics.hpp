@@ -12,6 +12,10 @@
 // Periodic structures must be periodic in all three directions (the charge-neutral or
 // background-neutralised cell of the Ewald sum).
 //
+// A width sigma_i = 0 makes atom i a point charge (3G): its pairs use erf(...) = 1 and it has no
+// self term, so with all widths zero E_elec is the screened point-charge Coulomb (Ewald) energy
+// 1/2 Q^T A0 Q + screening pairs (A0 is then not positive definite: no QEq with point charges).
+//
 // The operator is matrix-free: real-space pair kernels come from a neighbour list and are
 // evaluated when applied, the reciprocal part through structure factors. dense() builds A0
 // for the direct solver. Units: the potential's own (positions in its length unit).
@@ -91,10 +95,14 @@ private:
     /// With `screening_only`, only pairs r < r_out are needed (a short list serves them).
     template <class PairFn> int for_half_pairs(PairFn&& fn, bool screening_only = false) const;
     int threads() const;
-    /// 1/(sqrt2 gamma_ij), gamma_ij = sqrt(sigma_i^2 + sigma_j^2): the Gaussian pair's erf scale.
+    /// 1/(sqrt2 gamma_ij), gamma_ij = sqrt(sigma_i^2 + sigma_j^2): the Gaussian pair's erf scale
+    /// (infinite for two point charges: erf(a r) = 1).
     double inv_sqrt2_gamma(int64_t i, int64_t j) const {
-        return 1.0 / std::sqrt(2.0 * (sigma_[i] * sigma_[i] + sigma_[j] * sigma_[j]));
+        const double g2 = sigma_[i] * sigma_[i] + sigma_[j] * sigma_[j];
+        return g2 > 0.0 ? 1.0 / std::sqrt(2.0 * g2) : HUGE_VAL;
     }
+    /// 1/(sigma_i sqrt(pi)): the Gaussian's self-interaction (none for a point charge).
+    double gaussian_self(int64_t i) const { return sigma_[i] > 0.0 ? 1.0 / (sigma_[i] * 1.7724538509055160273) : 0.0; }
     /// The position-independent diagonal of A0: Gaussian self term (minus the Ewald self term).
     double self_term(int64_t i) const;
     /// cos and sin of k . R_i (tabulated when small enough, else computed).

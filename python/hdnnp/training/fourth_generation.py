@@ -68,10 +68,10 @@ def reference_charges(atoms, label: str) -> tuple:
     return q, total
 
 
-def _check_4g_structure(atoms, label):
+def _check_4g_structure(atoms, label, name="4G"):
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any() and not pbc.all():
-        raise DataError(f"{label}: 4G structures must be periodic in all three directions or in none "
+        raise DataError(f"{label}: {name} structures must be periodic in all three directions or in none "
                         f"(pbc = {pbc.tolist()})")
 
 
@@ -110,15 +110,15 @@ class ChargeTrainer:
     def __init__(self, settings_dir, structures: Sequence, config: Optional[TrainingConfig] = None):
         self.config = config or TrainingConfig()
         self.settings_dir = os.fspath(settings_dir)
-        self.pot = FourthGeneration(self.settings_dir, weights=False, threads=self.config.threads)
-        self.model = self.pot.model
+        self.pot = self._potential()
+        self.model = self._charge_model()
         self.elements = list(self.pot.elements)
         self.structures = list(structures)
         if not self.structures:
             raise DataError("no training structures")
         self._ref = []
         for k, a in enumerate(self.structures):
-            _check_4g_structure(a, f"structure {k}")
+            _check_4g_structure(a, f"structure {k}", self.pot.NAME)
             species_of(a, self.elements, f"structure {k}")
             self._ref.append(reference_charges(a, f"structure {k}"))
         tags = [a.info.get("set") for a in self.structures]
@@ -128,9 +128,10 @@ class ChargeTrainer:
         self.rng = np.random.default_rng(self.config.seed)
         for net in self.pot.elec:
             initialise(net, self.rng, self.config.init, self.config.weights_min, self.config.weights_max)
-        self.h = np.sqrt(self.pot.hardness)     # J = h^2 stays positive
+        # 4G: J = h^2 stays positive (3G has no hardness: h is empty)
+        self.h = np.sqrt(getattr(self.pot, "hardness", np.zeros(0)))
         self.stats = None
-        self.transform = self.pot.transform
+        self.transform = None
         self._data = {}
         self.history: List[ChargeEpochStats] = []
         self.best_parameters, self.best_epoch, self.best_score, self.epoch = None, -1, np.inf, 0
@@ -138,9 +139,22 @@ class ChargeTrainer:
         self._adam = None
         self._resume_state = None
 
+    # -- what the generations differ in ----------------------------------------------------------
+    SCALING_FILE = "scaling.data"
+
+    def _potential(self):
+        return FourthGeneration(self.settings_dir, weights=False, threads=self.config.threads)
+
+    def _charge_model(self):
+        """The core model of the charge networks' descriptors."""
+        return self.pot.model
+
+    def _set_transform(self, transform):
+        self.transform = self.pot.transform = transform
+
     # -- data ----------------------------------------------------------------------------------
     def compute_scaling(self):
-        path = os.path.join(self.settings_dir, "scaling.data")
+        path = os.path.join(self.settings_dir, self.SCALING_FILE)
         if self.model.scaling_mode != SCALING_NONE and os.path.exists(path):
             self.stats = [{k: np.asarray(self.model.scaling(e)[k]) for k in ("min", "max", "mean", "sigma")}
                           for e in range(len(self.elements))]
@@ -148,9 +162,8 @@ class ChargeTrainer:
             preps = [prepare(self.model, a, f"structure {k}", jacobian=False, threads=self.config.threads)
                      for k, a in enumerate(self.structures)]
             self.stats = scaling_statistics(preps, len(self.elements))
-        self.transform = scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
-                                           self.model.scale_max)
-        self.pot.transform = self.transform
+        self._set_transform(scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
+                                              self.model.scale_max))
         return self.stats
 
     def data(self, k: int) -> _ChargeData:
@@ -299,7 +312,8 @@ class ChargeTrainer:
             A["v"] = cfg.beta2 * A["v"] + (1 - cfg.beta2) * g * g
             mh, vh = A["m"] / (1 - cfg.beta1 ** t), A["v"] / (1 - cfg.beta2 ** t)
             w = self.parameters() - A["lr"] * mh / (np.sqrt(vh) + cfg.epsilon)
-            w[-len(self.h):] = np.abs(w[-len(self.h):])   # J = h^2: the sign of h is free
+            if len(self.h):
+                w[-len(self.h):] = np.abs(w[-len(self.h):])   # J = h^2: the sign of h is free
             self.set_parameters(w)
         A["lr"] *= cfg.learning_rate_decay
 
@@ -336,9 +350,8 @@ class ChargeTrainer:
         self.best_parameters = st["best"] if st["best"].size else None
         self.stats = [{k: st[f"scaling_{k}{e}"] for k in ("min", "max", "mean", "sigma")}
                       for e in range(len(self.elements))]
-        self.transform = scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
-                                           self.model.scale_max)
-        self.pot.transform = self.transform
+        self._set_transform(scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
+                                              self.model.scale_max))
         self._data.clear()
         self._resume_state = st
         return self

@@ -1,0 +1,141 @@
+"""3G training in RuNNer's two steps (THEORY.md B.5).
+
+Step 1 (`LocalChargeTrainer`): the charge networks fitted directly to the reference charges,
+per atom (the charges are local: no solve; the gradient is the networks' own). As RuNNer does,
+the networks' charges are fitted, not the corrected ones of `enforce_totcharge` (a correction
+needs charges of both signs, which random initial networks need not give).
+
+Step 2 (`LocalShortTrainer`): the short networks fitted to E_ref - E_elec and F_ref - F_elec,
+with E_elec and F_elec (the charges' position dependence included) of the step-1 charge
+networks, computed once per structure. Same optimisers, selection, logs and checkpoints as 2G.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict
+import json
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .. import _core
+from ..long_range import _column
+from ..third_generation import ThirdGeneration
+from .data import DataError, Prepared, prepare, species_of
+from .fourth_generation import ChargeTrainer, _check_4g_structure
+from .trainer import Trainer, TrainingConfig, format_scaling, format_weights
+
+
+class LocalChargeTrainer(ChargeTrainer):
+    """Step 1 of a 3G potential set up in `settings_dir/input.nn` (symfunction_electrostatic,
+    global_*_electrostatic): the charge networks fitted to `atoms.arrays['ref_charges']`.
+    Kalman: one update per structure with y = |q - q_ref| (as the 4G charge step); Adam: loss
+    sum |q - q_ref|^2 / sum N per batch. Writes scalinge.data and weightse.ZZZ.data."""
+
+    SCALING_FILE = "scalinge.data"
+
+    def _potential(self):
+        return ThirdGeneration(self.settings_dir, weights=False, threads=self.config.threads)
+
+    def _charge_model(self):
+        return self.pot.elec_model
+
+    def _set_transform(self, transform):
+        self.transform = self.pot.elec_transform = transform
+
+    def data(self, k: int):
+        d = self._data.get(k)
+        if d is None:
+            a = self.structures[k]
+            p = prepare(self.model, a, f"structure {k}", jacobian=False, threads=self.config.threads)
+            p.scale(self.transform)
+            q_ref, q_tot = self._ref[k]
+            d = self._data[k] = _LocalData(p, species_of(a, self.elements, f"structure {k}"), q_ref)
+        return d
+
+    def charges(self, k: int):
+        d = self.data(k)
+        q = np.zeros(len(d.species))
+        caches = {}
+        for e, rows in d.prep.rows.items():
+            if len(rows):
+                q[rows], _, caches[e] = self.pot.elec[e].forward(d.prep.G[e], False)
+        return q, (d, caches)
+
+    def gradient(self, Q, state, dLdQ: np.ndarray) -> np.ndarray:
+        d, caches = state
+        return np.concatenate([net.loss_gradient(caches[e], dLdQ[d.prep.rows[e]], None) if len(d.prep.rows[e])
+                               else np.zeros(net.n_parameters) for e, net in enumerate(self.pot.elec)])
+
+    def write(self, output_dir):
+        """input.nn (copied), scalinge.data and weightse.ZZZ.data: the input of step 2."""
+        os.makedirs(output_dir, exist_ok=True)
+        shutil.copyfile(os.path.join(self.settings_dir, "input.nn"), os.path.join(output_dir, "input.nn"))
+        _core.write_file_atomic(os.path.join(output_dir, "scalinge.data"), format_scaling(self.stats))
+        for z, net in zip(self.model.atomic_numbers, self.pot.elec):
+            _core.write_file_atomic(os.path.join(output_dir, f"weightse.{z:03d}.data"), format_weights(net))
+        info = {"stage": 1, "generation": 3, "best_epoch": self.best_epoch, "config": asdict(self.config),
+                "final": asdict(self.history[-1]) if self.history else None}
+        _core.write_file_atomic(os.path.join(output_dir, "training-charges.json"), json.dumps(info, indent=1) + "\n")
+
+
+class _LocalData:
+    def __init__(self, prep: Prepared, species: np.ndarray, q_ref: np.ndarray):
+        self.prep, self.species, self.q_ref = prep, species, q_ref
+
+
+class LocalShortTrainer(Trainer):
+    """Step 2 of a 3G potential: `settings_dir` holds input.nn and the step-1 scalinge.data and
+    weightse.ZZZ.data (LocalChargeTrainer.write's output). The written directory is a complete
+    3G potential (ThirdGeneration). The electrostatics use the potential's settings
+    (enforce_totcharge, screening, Ewald) and each structure's total charge
+    (atoms.info['charge'], else the rounded sum of its reference charges, else 0)."""
+
+    def __init__(self, settings_dir, structures: Sequence, config: Optional[TrainingConfig] = None):
+        config = config or TrainingConfig()
+        if config.stress_weight > 0.0:
+            raise ValueError("stress training is not available for 3G potentials yet")
+        settings_dir = os.fspath(settings_dir)
+        for name in ("scalinge.data",):
+            if not os.path.exists(os.path.join(settings_dir, name)):
+                raise DataError(f"{settings_dir}: step 2 needs the step-1 file {name}")
+        self.pot = ThirdGeneration(settings_dir, weights=False, threads=config.threads)
+        for net, z in zip(self.pot.elec, self.pot.elec_model.atomic_numbers):
+            path = os.path.join(settings_dir, f"weightse.{z:03d}.data")
+            if not os.path.exists(path):
+                raise DataError(f"{settings_dir}: step 2 needs the step-1 file weightse.{z:03d}.data")
+            w = _column(path)
+            if len(w) != net.n_parameters:
+                raise DataError(f"{path}: expected {net.n_parameters} weights for the declared architecture "
+                                f"{'-'.join(map(str, net.sizes))}, found {len(w)}")
+            net.set_parameters(w)
+        for k, a in enumerate(structures):
+            _check_4g_structure(a, f"structure {k}", "3G")
+        super().__init__(settings_dir, structures, config)
+
+    def _load_model(self):
+        return self.pot.model
+
+    def prepared(self, k: int) -> Prepared:
+        p = super().prepared(k)
+        if not hasattr(p, "e_elec"):
+            a = self.structures[k]
+            if "charge" in a.info:
+                q_tot = float(a.info["charge"])
+            else:
+                q_tot = float(np.round(np.sum(a.arrays["ref_charges"]))) if "ref_charges" in a.arrays else 0.0
+            r = self.pot.long_range(a, species_of(a, self.elements, f"structure {k}"), q_tot, forces=True)
+            p.e_elec, p.F_elec = r["electrostatic_energy"], r["forces"]
+        return p
+
+    def _add_long_range(self, preps, aoff, E, F, per_el):
+        for i, p in enumerate(preps):
+            E[i] += p.e_elec
+            F[aoff[i]:aoff[i + 1]] += p.F_elec
+
+    def write(self, output_dir):
+        super().write(output_dir)
+        names = ["scalinge.data"] + [f"weightse.{z:03d}.data" for z in self.model.atomic_numbers]
+        for name in names:
+            shutil.copyfile(os.path.join(self.settings_dir, name), os.path.join(output_dir, name))
