@@ -124,3 +124,32 @@ def write_3g_potential(path, seed=0, rc_elec=5.0, screen=(1.0, 3.5), enforce=Non
         with open(os.path.join(path, f"weightse.{z[e]:03d}.data"), "w") as fh:
             fh.write("".join(f"{x:.17e}\n" for x in w))
     return path
+
+
+def write_cent_potential(path, seed=0, hidden=(5,), hardness=(("H", 0.6), ("O", 0.9)),
+                         widths=(("H", 0.6), ("O", 1.1)), **kw):
+    """A CENT potential: write_potential's symmetry functions and scaling, electronegativity
+    networks (weightse.ZZZ.data), hardness.ZZZ.data and Gaussian widths; no short networks."""
+    rng = np.random.default_rng(seed + 2000)
+    extra = ["nnp_generation cent", f"global_hidden_layers_electrostatic {len(hidden)}",
+             "global_nodes_electrostatic " + " ".join(map(str, hidden)),
+             "global_activation_electrostatic " + " ".join(["t"] * len(hidden) + ["l"]),
+             "ewald_truncation_error_method 0", "ewald_prec 1e-8"]
+    extra += [f"fixed_gausswidth {e} {s}" for e, s in widths]
+    extra += [f"initial_hardness {e} {j}" for e, j in hardness]
+    write_potential(path, seed=seed, extra_lines=kw.pop("extra_lines", "") + "\n".join(extra) + "\n", **kw)
+    z = {"H": 1, "O": 8, "C": 6, "N": 7}
+    with open(os.path.join(path, "input.nn")) as fh:
+        per_el = {}
+        for line in fh:
+            if line.startswith("symfunction_short"):
+                per_el[line.split()[1]] = per_el.get(line.split()[1], 0) + 1
+    for e, j in hardness:
+        os.remove(os.path.join(path, f"weights.{z[e]:03d}.data"))
+        sizes = [per_el[e], *hidden, 1]
+        n = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+        with open(os.path.join(path, f"weightse.{z[e]:03d}.data"), "w") as fh:
+            fh.write("".join(f"{x:.17e}\n" for x in rng.normal(0, 0.5, n)))
+        with open(os.path.join(path, f"hardness.{z[e]:03d}.data"), "w") as fh:
+            fh.write(f"{j}\n")
+    return path

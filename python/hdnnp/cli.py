@@ -34,7 +34,8 @@ def _predict_charged(args, gen: int) -> int:
             return 1
         out.append(dict(s, energy=r["energy"], forces=r["forces"], charges=r["charges"]))
     _core.write_file_atomic(args.output, _core.format_input_data(out))
-    print(f"{len(out)} structure(s) predicted ({gen}G: energies, forces, charges) -> {args.output} (native units)")
+    name = "CENT" if gen == "cent" else f"{gen}G"
+    print(f"{len(out)} structure(s) predicted ({name}: energies, forces, charges) -> {args.output} (native units)")
     if len(out) == 1:
         print(f"energy {out[0]['energy']:.16e}")
     return 0
@@ -48,7 +49,7 @@ def _predict(args) -> int:
     from .potential import Potential, generation
 
     gen = generation(args.potential)
-    if gen in (3, 4):
+    if gen in (3, 4, "cent"):
         return _predict_charged(args, gen)
 
     with warnings.catch_warnings(record=True) as caught:
@@ -198,13 +199,16 @@ def _train(args) -> int:
               "--stage 2 (short networks, with --charges pointing at the stage-1 output)", file=sys.stderr)
         return 1
     if gen not in (3, 4) and args.stage:
+        if gen == "cent":
+            gen = "CENT (one stage, no --stage)"
         print(f"error: --stage is for 3G and 4G potentials; input.nn declares generation {gen}", file=sys.stderr)
         return 1
     structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)
     settings = args.charges if args.stage == 2 and args.charges else args.directory
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cfg = config_from_input_nn(settings, stage=args.stage or 0, epochs=args.epochs, optimizer=args.optimizer,
+        cfg = config_from_input_nn(settings, stage=1 if gen == "cent" else args.stage or 0, epochs=args.epochs,
+                                   optimizer=args.optimizer,
                                    threads=args.threads, patience=args.patience)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
@@ -226,6 +230,19 @@ def _train(args) -> int:
         print(f"{'electronegativity networks and hardness' if gen == 4 else 'charge networks'} -> {out}")
         return 0
     out = args.output or os.path.join(args.directory, "potential")
+    if gen == "cent":
+        from .training.cent import CentTrainer
+
+        tr = CentTrainer(args.directory, structs, cfg)
+        if args.resume:
+            tr.resume(_checkpoint(out, tr.CHECKPOINT))
+            print(f"resuming after epoch {tr.epoch}")
+        hist = tr.train(out, progress=not args.quiet)
+        best = hist[tr.best_epoch] if tr.best_epoch >= 0 else hist[-1]
+        print(f"best epoch {tr.best_epoch}: energy RMSE {best.rmse_energy_train:.4e} / {best.rmse_energy_test:.4e} "
+              f"(train / test, per atom)")
+        print(f"CENT potential -> {out}")
+        return 0
     if args.stage == 2:
         if gen == 4:
             from .training.fourth_generation import ShortTrainer

@@ -46,6 +46,9 @@ class FourthGeneration(LongRangePotential):
 
     GENERATIONS = ("4", "4g-hdnnp")
     NAME = "4G"
+    #: short networks on [G, Q] (CENT has none)
+    SHORT = True
+    _DROP, _RENAME = _4G_ONLY, None
 
     def __init__(self, directory, ewald="n2p2", solver: str = "auto", tolerance: float = 1e-10,
                  dense_max_atoms: int = 3000, threads: int = 0, weights: bool = True,
@@ -54,12 +57,12 @@ class FourthGeneration(LongRangePotential):
                          reciprocal)
         # Descriptors: the core reads the same file without the 4G keywords. (Training may
         # compute the scaling itself: then scaling.data need not exist.)
-        self.model = self._load_model(drop=_4G_ONLY, files={"scaling.data": "scaling.data"})
+        self.model = self._load_model(drop=self._DROP, rename=self._RENAME, files={"scaling.data": "scaling.data"})
         if weights and self.model.scaling_mode != 0 and not os.path.exists(os.path.join(directory, "scaling.data")):
             raise FileNotFoundError(f"{os.path.join(directory, 'scaling.data')}: no such file")
         self.elements = list(self.model.elements)
         if self.model.mean_energy != 0.0 or self.model.conv_energy != 1.0:
-            raise ValueError(f"{self.path}: normalised 4G potentials are not supported yet")
+            raise ValueError(f"{self.path}: normalised {self.NAME} potentials are not supported yet")
         self.sigma = self._gaussian_widths()
         self._previous = None  # (n, charges, adjoint) for warm starts of the CG solver
         self.offsets = np.array(self.model.atom_energies)
@@ -70,7 +73,8 @@ class FourthGeneration(LongRangePotential):
             K = int(self.model.architecture(e)[0][0])
             z = self.model.atomic_numbers[e]
             self.elec.append(self._network("electrostatic", K, f"weightse.{z:03d}.data" if weights else None))
-            self.short.append(self._network("short", K + 1, f"weights.{z:03d}.data" if weights else None))
+            if self.SHORT:
+                self.short.append(self._network("short", K + 1, f"weights.{z:03d}.data" if weights else None))
             if weights:
                 self.hardness[e] = _column(os.path.join(directory, f"hardness.{z:03d}.data"))[0]
         if not weights:  # (training starts from initial_hardness)
@@ -82,13 +86,10 @@ class FourthGeneration(LongRangePotential):
                 missing = [el for el, j in zip(self.elements, self.hardness) if j <= 0]
                 raise ValueError(f"{self.path}: initial_hardness (> 0) is needed for {', '.join(missing)} to train")
 
-    def evaluate(self, atoms, total_charge: Optional[float] = None, forces: bool = False, stress: bool = False,
-                 solver: Optional[str] = None):
-        """Energy (offsets included), charges, atomic short-range energies, electronegativities,
-        electrostatic energy; with `forces` the forces, with `stress` the virial and stress
-        (periodic: at fixed Ewald parameters) -- all in the potential's units. The total charge
-        is `total_charge`, else atoms.info["charge"], else 0; a charged periodic cell is
-        neutralised by a uniform background (its energy -pi eta^2 Q^2 / (V 4 pi eps0) included)."""
+    def equilibrate(self, atoms, total_charge: Optional[float] = None, solver: Optional[str] = None):
+        """Descriptors, electronegativities and the QEq charges of a structure, with what energies
+        and forces need (a SimpleNamespace: Q, chi, dchi, op, params, solve(rhs) for the adjoint,
+        A0 for the dense solver, ...)."""
         periodic = self._periodic(atoms)
         n = len(atoms)
         q_tot = float(atoms.info.get("charge", 0.0) if total_charge is None else total_charge)
@@ -140,7 +141,26 @@ class FourthGeneration(LongRangePotential):
                 info["iterations"].append(r["iterations"])
                 return x
 
-        e_elec, dEelec_dQ = op.energy(Q, A0 @ Q if solver == "dense" else None)
+        from types import SimpleNamespace
+
+        return SimpleNamespace(periodic=periodic, n=n, q_tot=q_tot, species=species, pos=pos, cell=cell,
+                               nl=(offs, idx, sid, sh), G=G, rows=rows, groups=groups, chi=chi, dchi=dchi, J=J,
+                               solver=solver, info=info, op=op, params=params, Q=Q, solve=solve,
+                               A0=A0 if solver == "dense" else None)
+
+    def evaluate(self, atoms, total_charge: Optional[float] = None, forces: bool = False, stress: bool = False,
+                 solver: Optional[str] = None):
+        """Energy (offsets included), charges, atomic short-range energies, electronegativities,
+        electrostatic energy; with `forces` the forces, with `stress` the virial and stress
+        (periodic: at fixed Ewald parameters) -- all in the potential's units. The total charge
+        is `total_charge`, else atoms.info["charge"], else 0; a charged periodic cell is
+        neutralised by a uniform background (its energy -pi eta^2 Q^2 / (V 4 pi eps0) included)."""
+        s = self.equilibrate(atoms, total_charge, solver)
+        periodic, n, q_tot, species, pos, cell = s.periodic, s.n, s.q_tot, s.species, s.pos, s.cell
+        offs, idx, sid, sh = s.nl
+        G, rows, groups, chi, dchi, solver, info, op, params, Q, solve = (
+            s.G, s.rows, s.groups, s.chi, s.dchi, s.solver, s.info, s.op, s.params, s.Q, s.solve)
+        e_elec, dEelec_dQ = op.energy(Q, s.A0 @ Q if s.A0 is not None else None)
         # neutralising background of a charged cell: constant in Q and R, ~1/V (its virial is e_bg I)
         volume = abs(np.linalg.det(cell)) if periodic else 0.0
         e_bg = self.background_energy(atoms, q_tot, params)

@@ -320,7 +320,8 @@ def load(directory, length_unit: Optional[str] = None, energy_unit: Optional[str
     or a committee when given a list of directories. A 4G directory (``nnp_generation 4``,
     with weightse.ZZZ.data and hardness.ZZZ.data) gives a ``FourthGeneration``, a 3G one
     (``nnp_generation 3``, with scalinge.data and weightse.ZZZ.data) a ``ThirdGeneration``: their
-    ``evaluate`` works in the potential's own units, their ``calculator()`` in eV and Angstrom.
+    ``evaluate`` works in the potential's own units, their ``calculator()`` in eV and Angstrom;
+    ``nnp_generation cent`` gives a ``Cent`` (hdnnp.cent).
 
     ``length_unit``/``energy_unit`` name the units the potential was trained in (n2p2 files
     do not record them), e.g. ``"Bohr", "Ha"`` or ``"Angstrom", "eV"``.
@@ -332,6 +333,10 @@ def load(directory, length_unit: Optional[str] = None, energy_unit: Optional[str
         from .fourth_generation import FourthGeneration
 
         return FourthGeneration(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit)
+    if gen == "cent":
+        from .cent import Cent
+
+        return Cent(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit)
     if gen == 3:
         from .third_generation import ThirdGeneration
 
@@ -339,8 +344,9 @@ def load(directory, length_unit: Optional[str] = None, energy_unit: Optional[str
     return Potential(directory, length_unit, energy_unit, threads)
 
 
-def generation(directory) -> int:
-    """The HDNNP generation input.nn declares (nnp_generation / nnp_type; 2 when absent)."""
+def generation(directory):
+    """The HDNNP generation input.nn declares (nnp_generation / nnp_type; 2 when absent): 1-4,
+    or "cent" for the CENT mode."""
     from .training.n2p2 import read_keywords
 
     path = os.path.join(os.fspath(directory), "input.nn")
@@ -350,5 +356,7 @@ def generation(directory) -> int:
     for key in ("nnp_generation", "nnp_type"):
         if key in kw and kw[key][1]:
             value = kw[key][1][0]
+            if value.lower() == "cent":
+                return "cent"
             return int(value[0]) if value[:1].isdigit() else 2
     return 2

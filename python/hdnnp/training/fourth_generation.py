@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -120,7 +120,7 @@ class ChargeTrainer:
         for k, a in enumerate(self.structures):
             _check_4g_structure(a, f"structure {k}", self.pot.NAME)
             species_of(a, self.elements, f"structure {k}")
-            self._ref.append(reference_charges(a, f"structure {k}"))
+            self._ref.append(self._reference(a, f"structure {k}"))
         tags = [a.info.get("set") for a in self.structures]
         self.train_idx, self.test_idx = split(len(self.structures), self.config.test_fraction, self.config.seed, tags)
         if len(self.train_idx) == 0:
@@ -141,6 +141,11 @@ class ChargeTrainer:
 
     # -- what the generations differ in ----------------------------------------------------------
     SCALING_FILE = "scaling.data"
+    STATS = ChargeEpochStats
+    CURVE, CHECKPOINT, UNITS = "learning-curve-charges.out", "checkpoint-charges.npz", "charges per atom, elementary charges"
+
+    def _reference(self, atoms, label):
+        return reference_charges(atoms, label)
 
     def _potential(self):
         return FourthGeneration(self.settings_dir, weights=False, threads=self.config.threads)
@@ -214,17 +219,26 @@ class ChargeTrainer:
         dJ = np.bincount(d.species, -v * Q, minlength=len(self.elements))
         return np.concatenate(g + [2.0 * self.h * dJ])
 
+    def residual(self, k: int):
+        """(prediction - reference of structure k, state for residual_gradient): the charges."""
+        Q, state = self.charges(k)
+        return Q - state[0].q_ref, (Q, state)
+
+    def residual_gradient(self, st, v: np.ndarray) -> np.ndarray:
+        """v^T d(residual)/d(parameters)."""
+        return self.gradient(st[0], st[1], v)
+
     def errors(self, ks: Sequence[int]):
-        """(RMSE, MAE) of the charges per atom over structures ks."""
+        """(RMSE, MAE) of the residuals (charges per atom) over structures ks."""
         if len(ks) == 0:
             return np.nan, np.nan
-        dq = np.concatenate([self.charges(k)[0] - self.data(k).q_ref for k in ks])
+        dq = np.concatenate([self.residual(k)[0] for k in ks])
         return float(np.sqrt(np.mean(dq ** 2))), float(np.mean(np.abs(dq)))
 
     # -- training ------------------------------------------------------------------------------
     def _record(self, epoch, seconds):
         tr, te = self.errors(self.train_idx), self.errors(self.test_idx)
-        st = ChargeEpochStats(epoch, tr[0], te[0], tr[1], te[1], seconds)
+        st = self.STATS(epoch, tr[0], te[0], tr[1], te[1], seconds)
         self.history.append(st)
         return st
 
@@ -261,16 +275,16 @@ class ChargeTrainer:
             else:
                 self._epoch_adam()
             st = self._record(epoch, time.perf_counter() - t0)
-            score = st.rmse_charge_test if len(self.test_idx) else st.rmse_charge_train
+            score = astuple(st)[2 if len(self.test_idx) else 1]   # test (else train) RMSE
             if score < self.best_score:
                 self.best_score, self.best_parameters, self.best_epoch = score, self.parameters(), epoch
             self.epoch = epoch
             if bar:
                 bar.update(1)
-                bar.set_postfix(Q=f"{st.rmse_charge_test:.3g}")
+                bar.set_postfix(rmse=f"{astuple(st)[2]:.3g}")
             if output_dir is not None:
-                self.write_learning_curve(os.path.join(output_dir, "learning-curve-charges.out"))
-                self.checkpoint(os.path.join(output_dir, "checkpoint-charges.npz"))
+                self.write_learning_curve(os.path.join(output_dir, self.CURVE))
+                self.checkpoint(os.path.join(output_dir, self.CHECKPOINT))
             if cfg.patience is not None and epoch - self.best_epoch >= cfg.patience:
                 log(f"early stopping at epoch {epoch}: no better test error since epoch {self.best_epoch}")
                 break
@@ -287,12 +301,11 @@ class ChargeTrainer:
         order = self.rng.permutation(self.train_idx)
         for u in range(self._n_updates()):
             k = order[u % len(order)]
-            Q, state = self.charges(k)
-            dq = Q - state[0].q_ref
+            dq, st = self.residual(k)
             norm = float(np.linalg.norm(dq))
             if norm == 0.0:
                 continue
-            H = self.gradient(Q, state, dq / norm)
+            H = self.residual_gradient(st, dq / norm)
             w = self._kf.update(w, H, -norm)
             self.set_parameters(w)
 
@@ -301,11 +314,11 @@ class ChargeTrainer:
         order = self.rng.permutation(self.train_idx)
         for s in range(0, len(order), cfg.batch_size):
             ks = order[s:s + cfg.batch_size]
-            n_at = sum(len(self.structures[k]) for k in ks)
+            res = [self.residual(k) for k in ks]
+            n_res = sum(len(r) for r, _ in res)   # (atoms for charges)
             g = 0.0
-            for k in ks:
-                Q, state = self.charges(k)
-                g = g + self.gradient(Q, state, 2.0 * (Q - state[0].q_ref) / n_at)
+            for r, st in res:
+                g = g + self.residual_gradient(st, 2.0 * r / n_res)
             A["step"] += 1
             t = A["step"]
             A["m"] = cfg.beta1 * A["m"] + (1 - cfg.beta1) * g
@@ -344,7 +357,7 @@ class ChargeTrainer:
             raise DataError(f"{path}: the checkpoint's train/test split does not match these structures")
         self.epoch, self.best_epoch = int(st["epoch"]), int(st["best_epoch"])
         self.best_score = float(st["best_score"])
-        self.history = [ChargeEpochStats(**h) for h in json.loads(str(st["history"]))]
+        self.history = [self.STATS(**h) for h in json.loads(str(st["history"]))]
         self.rng.bit_generator.state = json.loads(str(st["rng"]))
         self.set_parameters(st["w"])
         self.best_parameters = st["best"] if st["best"].size else None
@@ -358,7 +371,7 @@ class ChargeTrainer:
 
     def write_learning_curve(self, path):
         cols = list(asdict(self.history[0]).keys())
-        lines = ["# " + " ".join(cols) + "  (charges per atom, elementary charges)"]
+        lines = ["# " + " ".join(cols) + f"  ({self.UNITS})"]
         for st in self.history:
             d = asdict(st)
             lines.append(" ".join(f"{d[c]:d}" if c == "epoch" else f"{d[c]:.10e}" for c in cols))

@@ -1,0 +1,100 @@
+"""CENT training: the electronegativity networks and the hardness J_Z = h_Z^2 fitted to energies
+(hdnnp.cent). The energy is the minimum of the charge-equilibration functional, so its gradient
+needs no adjoint solve (the envelope theorem): dE/dw = sum_i Q_i dchi_i/dw and
+dE/dh_Z = h_Z sum_{i in Z} Q_i^2. Same loop, optimisers (Kalman: one update per structure on the
+energy per atom; Adam), checkpoints and learning curve as the 4G charge stage.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .. import _core
+from ..cent import Cent
+from .data import DataError, prepare, species_of
+from .fourth_generation import ChargeTrainer, _kkt, _solve
+from .trainer import format_scaling, format_weights
+
+
+@dataclass
+class EnergyEpochStats:
+    epoch: int
+    rmse_energy_train: float            # per atom, the potential's energy unit
+    rmse_energy_test: float
+    mae_energy_train: float
+    mae_energy_test: float
+    seconds: float = 0.0
+
+
+class CentTrainer(ChargeTrainer):
+    """A CENT potential set up in `settings_dir/input.nn` (`nnp_generation cent`,
+    global_*_electrostatic, fixed_gausswidth, initial_hardness) fitted to `atoms.info['energy']`
+    (total charge atoms.info['charge'], default 0). Writes a complete CENT potential."""
+
+    STATS = EnergyEpochStats
+    CURVE, CHECKPOINT, UNITS = "learning-curve.out", "checkpoint.npz", "energy per atom, the potential's energy unit"
+
+    def _potential(self):
+        return Cent(self.settings_dir, weights=False, threads=self.config.threads)
+
+    def _reference(self, atoms, label):
+        e = atoms.info.get("energy")
+        if e is None or not np.isfinite(e):
+            raise DataError(f"{label}: {'no' if e is None else 'non-finite'} reference energy")
+        return float(e), float(atoms.info.get("charge", 0.0))
+
+    def data(self, k: int):
+        d = self._data.get(k)
+        if d is None:
+            a = self.structures[k]
+            p = prepare(self.model, a, f"structure {k}", jacobian=False, threads=self.config.threads)
+            p.scale(self.transform)
+            species = species_of(a, self.elements, f"structure {k}")
+            op, params = self.pot.electrostatics(a, species, "dense")
+            e_ref, q_tot = self._ref[k]
+            # what does not depend on the parameters: offsets and a charged cell's background
+            const = float(self.pot.offsets[species].sum()) + self.pot.background_energy(a, q_tot, params)
+            d = self._data[k] = _CentData(p, species, op.dense(), e_ref, q_tot, const)
+        return d
+
+    def residual(self, k: int):
+        d = self.data(k)
+        n = len(d.species)
+        chi = np.zeros(n)
+        caches = {}
+        for e, rows in d.prep.rows.items():
+            if len(rows):
+                chi[rows], _, caches[e] = self.pot.elec[e].forward(d.prep.G[e], False)
+        J = self.h[d.species] ** 2
+        Q = _solve(_kkt(d.A0, J), -chi, d.q_tot)
+        E = chi @ Q + 0.5 * (J * Q) @ Q + 0.5 * Q @ (d.A0 @ Q) + d.const
+        return np.array([(E - d.e_ref) / n]), (d, Q, caches)
+
+    def residual_gradient(self, st, v: np.ndarray) -> np.ndarray:
+        d, Q, caches = st
+        c = float(v[0]) / len(d.species)
+        g = [net.loss_gradient(caches[e], c * Q[d.prep.rows[e]], None) if len(d.prep.rows[e])
+             else np.zeros(net.n_parameters) for e, net in enumerate(self.pot.elec)]
+        dh = c * self.h * np.bincount(d.species, Q * Q, minlength=len(self.elements))
+        return np.concatenate(g + [dh])
+
+    def write(self, output_dir):
+        """input.nn (copied), scaling.data, weightse.ZZZ.data, hardness.ZZZ.data: a CENT potential."""
+        os.makedirs(output_dir, exist_ok=True)
+        shutil.copyfile(os.path.join(self.settings_dir, "input.nn"), os.path.join(output_dir, "input.nn"))
+        _core.write_file_atomic(os.path.join(output_dir, "scaling.data"), format_scaling(self.stats))
+        for z, net, h in zip(self.model.atomic_numbers, self.pot.elec, self.h):
+            _core.write_file_atomic(os.path.join(output_dir, f"weightse.{z:03d}.data"), format_weights(net))
+            _core.write_file_atomic(os.path.join(output_dir, f"hardness.{z:03d}.data"), f"{h * h:.16e}\n")
+        info = {"mode": "cent", "best_epoch": self.best_epoch, "config": asdict(self.config),
+                "final": asdict(self.history[-1]) if self.history else None}
+        _core.write_file_atomic(os.path.join(output_dir, "training.json"), json.dumps(info, indent=1) + "\n")
+
+
+class _CentData:
+    def __init__(self, prep, species, A0, e_ref, q_tot, const):
+        self.prep, self.species, self.A0, self.e_ref, self.q_tot, self.const = prep, species, A0, e_ref, q_tot, const
