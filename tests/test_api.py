@@ -165,3 +165,32 @@ def test_spatial_order_is_invisible(tmp_path, monkeypatch):
     for key in ("atom", "sf"):
         np.testing.assert_array_equal(sorted_r.extrapolations[key], plain.extrapolations[key])
     np.testing.assert_allclose(sorted_r.extrapolations["value"], plain.extrapolations["value"], rtol=1e-12)
+
+
+def test_neighbor_list_far_images_and_electrostatics_half_list():
+    """Atoms given 1000 cells away (beyond the packed image range of the list builder) have the
+    same neighbours as their wrapped copies; the electrostatics' half list (every pair once)
+    gives the same product as the translation path."""
+    from hdnnp import _core
+    from synth import random_cluster
+
+    a = random_cluster(pbc=True)
+    cell = np.ascontiguousarray(np.asarray(a.cell))
+    pos = np.ascontiguousarray(a.positions)
+    far = pos.copy()
+    far[3] += 1000 * cell[0] - 700 * cell[2]
+
+    def pairs(p):
+        offs, idx, sid, sh = _core.neighbor_list(p, cell, [True] * 3, 4.0)[:4]
+        i = np.repeat(np.arange(len(p)), np.diff(offs))
+        d = np.linalg.norm(p[idx] + sh[sid] - p[i], axis=1)
+        return sorted(zip(i.tolist(), idx.tolist(), np.round(d, 9).tolist()))
+
+    assert pairs(far) == pairs(pos)
+    big = a.repeat((4, 4, 4))
+    P, C = np.ascontiguousarray(big.positions), np.ascontiguousarray(np.asarray(big.cell))
+    sig, x = np.full(len(big), 0.8), np.random.default_rng(0).normal(size=len(big))
+    # r_cut 20: ~1,500 neighbours per atom, so the default is the translation path
+    ops = [_core.Electrostatics(P, C, sig, 1.0, 4.0, 20.0, 1.2, 1.0, 4.0, "c", 0, nl) for nl in (False, True)]
+    assert ops[1].n_real_pairs > 0 and ops[0].n_real_pairs == 0
+    np.testing.assert_allclose(ops[1].apply(x), ops[0].apply(x), rtol=0, atol=1e-11)

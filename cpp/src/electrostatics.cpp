@@ -21,6 +21,7 @@ const double kTwoOverSqrtPi = 2.0 / std::sqrt(kPi);
 // at most this many k-vectors per atom (16 bytes each); otherwise they are recomputed.
 constexpr int64_t kMaxTabulatedK = 64;
 constexpr int64_t kDirectMaxAtoms = 4096;
+constexpr double kListMaxNeighbours = 1000.0;
 
 // erf(x) == 1 and exp(-x^2) < 3e-16 in double precision beyond x = 6: the Gaussian-width
 // terms of distant pairs are skipped (the Ewald terms in eta are not).
@@ -99,8 +100,11 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
     const double r_max = std::max(r_cut_, scr_.r_out);
     // Real space: up to kDirectMaxAtoms atoms every pair with the lattice translations that can
     // bring it within r_max (no stored list: the Ewald cutoff of n2p2's parameters grows with
-    // the cell, to ~10^4 neighbours per atom); beyond, a neighbour list.
-    direct_ = n_ <= kDirectMaxAtoms && !s.neighbor_list;
+    // the cell, to ~10^4 neighbours per atom); beyond, or with at most kListMaxNeighbours
+    // neighbours per atom, a neighbour list.
+    // Small cells with few neighbours per atom (particle-mesh parameters: ~150) take the list too.
+    const double neighbours = 4.0 / 3.0 * kPi * r_max * r_max * r_max * n_ / volume_;
+    direct_ = n_ <= kDirectMaxAtoms && neighbours > kListMaxNeighbours && !s.neighbor_list;
     {
         // inverse of the cell (rows a, b, c): columns are (b x c, c x a, a x b) / det
         const double det = dot3(cell_, bxc);
@@ -123,11 +127,11 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
                     for (int k = 0; k < 3; ++k) trans_.push_back(a * cell_[k] + b * cell_[3 + k] + c * cell_[6 + k]);
         if (scr_.active()) {
             const bool pbc[3] = {true, true, true};
-            snl_ = build_neighbor_list(pos_.data(), n_, cell_, pbc, scr_.r_out, 1e-6);
+            snl_ = build_neighbor_list(pos_.data(), n_, cell_, pbc, scr_.r_out, 1e-6, false, true);
         }
     } else {
         const bool pbc[3] = {true, true, true};
-        nl_ = build_neighbor_list(pos_.data(), n_, cell_, pbc, r_max, 1e-6);
+        nl_ = build_neighbor_list(pos_.data(), n_, cell_, pbc, r_max, 1e-6, false, true);  // j >= i
     }
     if (s.mesh[0] > 0) {
         pme_ = std::make_shared<const ParticleMesh>(cell_, inv_cell_, volume_, s.mesh, s.mesh_order, eta_, fpe_,
@@ -346,7 +350,6 @@ double Electrostatics::energy(const double* Q, double* dEdQ, const double* AQ) c
     std::vector<double> y(n_), scr(n_, 0.0);
     if (AQ) std::copy(AQ, AQ + n_, y.begin());
     else apply(Q, y.data());
-    const double sp = std::sqrt(kPi);
     if (scr_.active()) {
         ThreadBuffers tb(threads(), n_);
         for_half_pairs([&](int tid, int64_t i, int64_t j, double, double, double, double r) {

@@ -34,7 +34,8 @@ inline int64_t floor_div(int64_t a, int64_t b) {
 }  // namespace
 
 NeighborList build_neighbor_list(const double* x, int64_t n, const double* cell_in, const bool pbc[3],
-                                 double cutoff, double min_distance, bool spatial_order) {
+                                 double cutoff, double min_distance, bool spatial_order, bool half) {
+    if (half && spatial_order) throw std::invalid_argument("neighbour list: half lists keep the input order");
     for (int64_t a = 0; a < n; ++a)
         for (int c = 0; c < 3; ++c)
             if (!std::isfinite(x[3 * a + c])) {
@@ -186,6 +187,7 @@ NeighborList build_neighbor_list(const double* x, int64_t n, const double* cell_
         const int64_t a = spatial_order ? bin_atoms[c] : c;
         int64_t cnt = 0;
         visit(a, [&](int64_t j, int64_t, int64_t, int64_t, double d2) {
+            if (half && j < a) return;
             ++cnt;
             if (d2 < min2) {
 #pragma omp critical(hdnnp_nl_bad)
@@ -203,23 +205,44 @@ NeighborList build_neighbor_list(const double* x, int64_t n, const double* cell_
     for (int64_t a = 0; a < n; ++a) out.offsets[a + 1] += out.offsets[a];
     const int64_t npairs = out.offsets[n];
     out.index.resize(npairs);
-    std::vector<int32_t> img(3 * npairs);
-#pragma omp parallel for schedule(dynamic, 64)
-    for (int64_t c = 0; c < n; ++c) {
-        const int64_t a = spatial_order ? bin_atoms[c] : c;
-        int64_t p = out.offsets[c];
-        visit(a, [&](int64_t j, int64_t i0, int64_t i1, int64_t i2, double) {
-            out.index[p] = static_cast<int32_t>(spatial_order ? rank[j] : j);
-            // Shift for the original (unwrapped) coordinates: n - n0_j + n0_i.
-            img[3 * p] = static_cast<int32_t>(i0 - n0[3 * j] + n0[3 * a]);
-            img[3 * p + 1] = static_cast<int32_t>(i1 - n0[3 * j + 1] + n0[3 * a + 1]);
-            img[3 * p + 2] = static_cast<int32_t>(i2 - n0[3 * j + 2] + n0[3 * a + 2]);
-            ++p;
-        });
-    }
     out.shift_id.resize(npairs);
+    // The image of each pair, packed into its shift_id slot while filling (10 bits per
+    // direction, offset 512), then numbered: no 12-byte-per-pair buffer. Images beyond the
+    // packing range (atoms far outside the cell) fall back to a buffer.
+    bool packed = true;
+    auto fill = [&](int32_t* img) {
+#pragma omp parallel for schedule(dynamic, 64)
+        for (int64_t c = 0; c < n; ++c) {
+            const int64_t a = spatial_order ? bin_atoms[c] : c;
+            int64_t p = out.offsets[c];
+            visit(a, [&](int64_t j, int64_t i0, int64_t i1, int64_t i2, double) {
+                if (half && j < a) return;
+                out.index[p] = static_cast<int32_t>(spatial_order ? rank[j] : j);
+                // Shift for the original (unwrapped) coordinates: n - n0_j + n0_i.
+                const int64_t m[3] = {i0 - n0[3 * j] + n0[3 * a], i1 - n0[3 * j + 1] + n0[3 * a + 1],
+                                      i2 - n0[3 * j + 2] + n0[3 * a + 2]};
+                if (img) {
+                    for (int d = 0; d < 3; ++d) img[3 * p + d] = static_cast<int32_t>(m[d]);
+                } else if (std::abs(m[0]) < 512 && std::abs(m[1]) < 512 && std::abs(m[2]) < 512) {
+                    out.shift_id[p] = static_cast<int32_t>(((m[0] + 512) << 20) | ((m[1] + 512) << 10) | (m[2] + 512));
+                } else {
+#pragma omp atomic write
+                    packed = false;
+                }
+                ++p;
+            });
+        }
+    };
+    std::vector<int32_t> img;
+    fill(nullptr);
+    if (!packed) {
+        img.resize(3 * npairs);
+        fill(img.data());
+    }
     for (int64_t p = 0; p < npairs; ++p) {
-        const auto key = std::make_tuple(img[3 * p], img[3 * p + 1], img[3 * p + 2]);
+        const int32_t code = out.shift_id[p];
+        const auto key = packed ? std::make_tuple((code >> 20) - 512, ((code >> 10) & 1023) - 512, (code & 1023) - 512)
+                                : std::make_tuple(img[3 * p], img[3 * p + 1], img[3 * p + 2]);
         auto it = shift_ids.find(key);
         if (it == shift_ids.end()) {
             const int32_t id = static_cast<int32_t>(shift_ids.size());

@@ -31,25 +31,39 @@ void bspline(double w, int p, double* M, double* dM) {
     std::copy(a.begin(), a.end(), M);
 }
 
-/// In-place radix-2 DFT of n (a power of two) values: x_k <- sum_j x_j exp(sign 2 pi i j k / n).
-void fft1(std::complex<double>* x, int n, const std::vector<std::complex<double>>& tw, int sign) {
-    for (int i = 1, j = 0; i < n; ++i) {  // bit reversal
-        int bit = n >> 1;
-        for (; j & bit; bit >>= 1) j ^= bit;
-        j ^= bit;
-        if (i < j) std::swap(x[i], x[j]);
+/// Smallest prime factor 2, 3 or 5 of n (0 if n has another).
+int radix(int n) {
+    for (int p : {2, 3, 5})
+        if (n % p == 0) return p;
+    return 0;
+}
+
+/// Mixed-radix (2, 3, 5) decimation in time: out[k] = sum_j in[j * stride] w^(j k), k < n,
+/// w = exp(sign 2 pi i / n). `tw` holds exp(2 pi i t / N) for t < N, N = n * tstride.
+void dft(const std::complex<double>* in, std::complex<double>* out, int n, int stride, const std::complex<double>* tw,
+         int tstride, int sign) {
+    if (n == 1) { out[0] = in[0]; return; }
+    const int p = radix(n), m = n / p, N = n * tstride;
+    for (int r = 0; r < p; ++r) dft(in + r * stride, out + r * m, m, stride * p, tw, tstride * p, sign);
+    // X[k + q m] = sum_r w_n^(r k) Y_r[k] w_p^(r q), Y_r = out[r m ...] (the same p slots: in place)
+    auto w = [&](int t) { return sign > 0 ? tw[t] : std::conj(tw[t]); };
+    std::complex<double> t[5];
+    for (int k = 0; k < m; ++k) {
+        for (int r = 0; r < p; ++r) t[r] = out[r * m + k] * w(r * k * tstride);
+        for (int q = 0; q < p; ++q) {
+            std::complex<double> s = t[0];
+            for (int r = 1; r < p; ++r) s += t[r] * w((r * q % p) * (N / p));
+            out[q * m + k] = s;
+        }
     }
-    for (int len = 2; len <= n; len <<= 1) {
-        const int half = len >> 1, step = n / len;
-        for (int s = 0; s < n; s += len)
-            for (int k = 0; k < half; ++k) {
-                std::complex<double> t = tw[k * step];
-                if (sign < 0) t = std::conj(t);
-                const std::complex<double> v = x[s + k + half] * t;
-                x[s + k + half] = x[s + k] - v;
-                x[s + k] += v;
-            }
-    }
+}
+
+/// In-place DFT of n = 2^a 3^b 5^c values: x_k <- sum_j x_j exp(sign 2 pi i j k / n); `tw`: the
+/// n roots of unity exp(2 pi i t / n); `scratch`: n values.
+void fft1(std::complex<double>* x, int n, const std::vector<std::complex<double>>& tw, int sign,
+          std::complex<double>* scratch) {
+    std::copy(x, x + n, scratch);
+    dft(scratch, x, n, 1, tw.data(), 1, sign);
 }
 
 }  // namespace
@@ -62,10 +76,12 @@ ParticleMesh::ParticleMesh(const double* cell, const double* inv_cell, double vo
         throw std::invalid_argument("particle mesh: the B-spline order must be even, 4..12");
     for (int d = 0; d < 3; ++d) {
         K_[d] = grid[d];
-        if (K_[d] < order || (K_[d] & (K_[d] - 1)))
-            throw std::invalid_argument("particle mesh: grid sizes must be powers of two >= the order");
-        twiddle_.emplace_back(K_[d] / 2);
-        for (int k = 0; k < K_[d] / 2; ++k) twiddle_[d][k] = std::polar(1.0, 2.0 * kPi * k / K_[d]);
+        int rest = K_[d];
+        while (rest > 1 && radix(rest)) rest /= radix(rest);
+        if (K_[d] < order || rest != 1)
+            throw std::invalid_argument("particle mesh: grid sizes must be products of 2, 3 and 5, >= the order");
+        twiddle_.emplace_back(K_[d]);
+        for (int k = 0; k < K_[d]; ++k) twiddle_[d][k] = std::polar(1.0, 2.0 * kPi * k / K_[d]);
         // reciprocal vector b_d = column d of inv_cell (a_i . b_d = delta_id)
         for (int c = 0; c < 3; ++c) {
             recip_[3 * d + c] = 2.0 * kPi * inv_cell[3 * c + d];
@@ -100,7 +116,6 @@ ParticleMesh::ParticleMesh(const double* cell, const double* inv_cell, double vo
     }
     const int64_t total = grid_points();
     G_.assign(total, 0.0);
-    vir_.assign(total, 0.0);
     const double pre = 4.0 * kPi / volume / fpe;
     for (int64_t idx = 1; idx < total; ++idx) {
         double k[3];
@@ -109,7 +124,6 @@ ParticleMesh::ParticleMesh(const double* cell, const double* inv_cell, double vo
         const double c = pre * std::exp(-0.5 * eta * eta * k2) / k2;
         const int m3 = idx % K_[2], m2 = (idx / K_[2]) % K_[1], m1 = idx / (static_cast<int64_t>(K_[1]) * K_[2]);
         G_[idx] = c * bsq[0][m1] * bsq[1][m2] * bsq[2][m3];
-        vir_[idx] = 2.0 * (0.5 * eta * eta + 1.0 / k2);
         diag_ += c;
     }
 }
@@ -149,20 +163,20 @@ void ParticleMesh::fft3(Grid& g, int sign) const {
     // along direction 3 (contiguous), then 2, then 1
 #pragma omp parallel num_threads(nt)
     {
-        std::vector<std::complex<double>> line(std::max({K1, K2, K3}));
+        std::vector<std::complex<double>> line(std::max({K1, K2, K3})), scratch(line.size());
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < K1 * K2; ++r) fft1(&g[r * K3], static_cast<int>(K3), twiddle_[2], sign);
+        for (int64_t r = 0; r < K1 * K2; ++r) fft1(&g[r * K3], static_cast<int>(K3), twiddle_[2], sign, scratch.data());
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < K1 * K3; ++r) {
             const int64_t a = r / K3, c = r % K3;
             for (int64_t b = 0; b < K2; ++b) line[b] = g[(a * K2 + b) * K3 + c];
-            fft1(line.data(), static_cast<int>(K2), twiddle_[1], sign);
+            fft1(line.data(), static_cast<int>(K2), twiddle_[1], sign, scratch.data());
             for (int64_t b = 0; b < K2; ++b) g[(a * K2 + b) * K3 + c] = line[b];
         }
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < K2 * K3; ++r) {
             for (int64_t a = 0; a < K1; ++a) line[a] = g[a * K2 * K3 + r];
-            fft1(line.data(), static_cast<int>(K1), twiddle_[0], sign);
+            fft1(line.data(), static_cast<int>(K1), twiddle_[0], sign, scratch.data());
             for (int64_t a = 0; a < K1; ++a) g[a * K2 * K3 + r] = line[a];
         }
     }
@@ -207,8 +221,9 @@ void ParticleMesh::add_derivatives(const double* u, const double* v, double* F, 
         if (B == 0.0) continue;
         double kv[3];
         kvector(k, kv);
+        const double h = 2.0 * (0.5 * eta_ * eta_ + 1.0 / (kv[0] * kv[0] + kv[1] * kv[1] + kv[2] * kv[2]));
         for (int p = 0; p < 3; ++p)
-            for (int q = 0; q < 3; ++q) w[3 * p + q] -= B * ((p == q ? -1.0 : 0.0) + vir_[k] * kv[p] * kv[q]);
+            for (int q = 0; q < 3; ++q) w[3 * p + q] -= B * ((p == q ? -1.0 : 0.0) + h * kv[p] * kv[q]);
     }
     for (int c = 0; c < 9; ++c) W[c] += w[c];
     for (int64_t k = 0; k < grid_points(); ++k) {

@@ -61,9 +61,9 @@ class Cent(FourthGeneration):
         if not (forces or stress):
             return res
         w = np.zeros_like(s.G)
-        for e, g in enumerate(s.groups):
-            if len(g):
-                w[s.rows[e]] = Q[g, None] * s.dchi[e] * self.transform[e][1][None, :]
+        for e in range(len(s.groups)):
+            for g, rows, X in s.blocks(e):
+                w[rows] = Q[g, None] * self.elec[e].forward(X, True)[1] * self.transform[e][1][None, :]
         sf = self.model.compute(s.pos, s.species, s.n, *s.nl, forces=True, virial=True, dEdG=w, threads=self.threads)
         F_el, W_el = s.op.derivatives(Q, np.zeros(s.n))   # -d(E_elec)/dR = -d(1/2 Q^T A0 Q)/dR without screening
         res["forces"] = sf["forces"] + F_el

@@ -167,6 +167,18 @@ def accuracy_parameters(energy_tolerance: float, volume: float, n_atoms: int, q_
     return EwaldParameters(eta, r_cut, k_cut, "energy-accuracy", True)
 
 
+def fft_size(n: int) -> int:
+    """The smallest product of 2, 3 and 5 that is >= n (the mesh's FFT sizes)."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
 # Grid spacing / eta for B-splines of order 6 (tightened like tolerance^(1/8) below 1e-3):
 # measured against converged Ewald sums on n2p2's water box and AlAuMgO slab for tolerances
 # 1e-2..1e-7, the energy errors stay 4x to 100x below the tolerance (tests/test_fourth_generation).
@@ -179,8 +191,8 @@ def pme_parameters(energy_tolerance: float, cell, n_atoms: int, q_max: float = 1
     cutoff encloses about `neighbours` atoms at the cell's mean density (a fixed cost per atom,
     whatever the size), eta follows from the energy tolerance at that cutoff
     (`accuracy_parameters`, never below sqrt2 max sigma), and the mesh spacing along each lattice
-    vector is at most 0.6 eta * (tolerance / 1e-3)^(1/8) (grid sizes rounded up to powers of
-    two). k_cut is reported for reference; the mesh sums every k it resolves."""
+    vector is at most 0.6 eta * (tolerance / 1e-3)^(1/8) (grid sizes rounded up to products of 2,
+    3 and 5). k_cut is reported for reference; the mesh sums every k it resolves."""
     import numpy as np
 
     cell = np.asarray(cell, dtype=float)
@@ -189,5 +201,5 @@ def pme_parameters(energy_tolerance: float, cell, n_atoms: int, q_max: float = 1
     base = accuracy_parameters(energy_tolerance, volume, n_atoms, q_max, four_pi_eps, r_cut=r_cut,
                                max_sigma=max_sigma)
     spacing = _PME_SPACING[order] * base.eta * min(1.0, (energy_tolerance / 1e-3) ** (1.0 / 8.0))
-    mesh = tuple(max(order, 1 << max(0, math.ceil(math.log2(np.linalg.norm(a) / spacing)))) for a in cell)
+    mesh = tuple(fft_size(max(order, math.ceil(np.linalg.norm(a) / spacing))) for a in cell)
     return EwaldParameters(base.eta, base.r_cut, base.k_cut, "energy-accuracy, particle mesh", True, mesh, order)

@@ -31,6 +31,8 @@ _4G_ONLY = ("nnp_generation", "nnp_type", "global_hidden_layers_electrostatic", 
 
 FourthGenerationCalculator = ChargeCalculator
 
+_BLOCK = 4096  # atoms per block of network evaluations
+
 
 class FourthGeneration(LongRangePotential):
     """A 4G potential directory (input.nn with nnp_generation 4, scaling.data, weights.ZZZ.data,
@@ -88,8 +90,8 @@ class FourthGeneration(LongRangePotential):
 
     def equilibrate(self, atoms, total_charge: Optional[float] = None, solver: Optional[str] = None):
         """Descriptors, electronegativities and the QEq charges of a structure, with what energies
-        and forces need (a SimpleNamespace: Q, chi, dchi, op, params, solve(rhs) for the adjoint,
-        A0 for the dense solver, ...)."""
+        and forces need (a SimpleNamespace: Q, chi, op, params, solve(rhs) for the adjoint, A0 for
+        the dense solver, blocks(e) over the atoms of element e and their descriptors, ...)."""
         periodic = self._periodic(atoms)
         n = len(atoms)
         q_tot = float(atoms.info.get("charge", 0.0) if total_charge is None else total_charge)
@@ -103,15 +105,22 @@ class FourthGeneration(LongRangePotential):
         G = out["descriptors"].reshape(-1)
         dof = out["descriptor_offsets"]
         groups = [np.where(species == e)[0] for e in range(len(self.elements))]
-        rows = [dof[g][:, None] + np.arange(K[e])[None, :] for e, g in enumerate(groups)]
+
+        def blocks(e):
+            """(atoms, their descriptor positions in G, their scaled descriptors) of element e in
+            blocks of _BLOCK atoms: network inputs, caches and gradients never exist for all
+            atoms at once (the memory beyond 2G stays ~1.5 KB per atom)."""
+            g_all = groups[e]
+            for b in range(0, len(g_all), _BLOCK):
+                g = g_all[b:b + _BLOCK]
+                rows = dof[g][:, None] + np.arange(K[e])[None, :]
+                yield g, rows, G[rows]
 
         # electronegativities (batched per element)
         chi = np.zeros(n)
-        dchi = [None] * len(groups)
-        for e, g in enumerate(groups):
-            if len(g):
-                E, dchi[e], _ = self.elec[e].forward(G[rows[e]], True)
-                chi[g] = E
+        for e in range(len(groups)):
+            for g, _, X in blocks(e):
+                chi[g] = self.elec[e].forward(X, False)[0]
 
         # charge equilibration
         J = self.hardness[species]
@@ -144,7 +153,7 @@ class FourthGeneration(LongRangePotential):
         from types import SimpleNamespace
 
         return SimpleNamespace(periodic=periodic, n=n, q_tot=q_tot, species=species, pos=pos, cell=cell,
-                               nl=(offs, idx, sid, sh), G=G, rows=rows, groups=groups, chi=chi, dchi=dchi, J=J,
+                               nl=(offs, idx, sid, sh), G=G, blocks=blocks, groups=groups, chi=chi, J=J,
                                solver=solver, info=info, op=op, params=params, Q=Q, solve=solve,
                                A0=A0 if solver == "dense" else None)
 
@@ -157,52 +166,47 @@ class FourthGeneration(LongRangePotential):
         neutralised by a uniform background (its energy -pi eta^2 Q^2 / (V 4 pi eps0) included)."""
         s = self.equilibrate(atoms, total_charge, solver)
         periodic, n, q_tot, species, pos, cell = s.periodic, s.n, s.q_tot, s.species, s.pos, s.cell
-        offs, idx, sid, sh = s.nl
-        G, rows, groups, chi, dchi, solver, info, op, params, Q, solve = (
-            s.G, s.rows, s.groups, s.chi, s.dchi, s.solver, s.info, s.op, s.params, s.Q, s.solve)
+        solver, op, params, Q = s.solver, s.op, s.params, s.Q
         e_elec, dEelec_dQ = op.energy(Q, s.A0 @ Q if s.A0 is not None else None)
         # neutralising background of a charged cell: constant in Q and R, ~1/V (its virial is e_bg I)
-        volume = abs(np.linalg.det(cell)) if periodic else 0.0
         e_bg = self.background_energy(atoms, q_tot, params)
         e_elec += e_bg
 
         # short networks on [G, Q]
-        e_short = np.zeros(n)
-        dshort = [None] * len(groups)
-        for e, g in enumerate(groups):
-            if len(g):
-                X = np.concatenate([G[rows[e]], Q[g, None]], axis=1)
-                E, dshort[e], _ = self.short[e].forward(X, forces or stress)
+        grads = forces or stress
+        e_short, dEs_dQ = np.zeros(n), np.zeros(n)
+        for e in range(len(s.groups)):
+            for g, _, X in s.blocks(e):
+                E, d, _ = self.short[e].forward(np.concatenate([X, Q[g, None]], axis=1), grads)
                 e_short[g] = E
+                if grads:
+                    dEs_dQ[g] = d[:, -1]
         energy = float(e_short.sum() + e_elec + self.offsets[species].sum())
         res = {"energy": energy, "charges": Q, "atom_energies_short": e_short, "electrostatic_energy": float(e_elec),
-               "electronegativities": chi, "solver": info}
+               "electronegativities": s.chi, "solver": s.info}
         self._report(res, op, params, Q, pos)
-        if not (forces or stress):
+        if not grads:
             if solver == "cg":
                 self._previous = (n, Q.copy(), np.zeros(n))
             return res
 
-        dEdQ = dEelec_dQ.copy()
-        for e, g in enumerate(groups):
-            if len(g):
-                dEdQ[g] += dshort[e][:, -1]
-        lam = solve(-dEdQ)
+        lam = s.solve(-(dEelec_dQ + dEs_dQ))
         if solver == "cg":
             self._previous = (n, Q.copy(), lam.copy())
-        # symmetry-function part: dE/dG = dE_short/dG + lambda dchi/dG (raw G: chain rule of the scaling)
-        w = np.zeros_like(G)
-        for e, g in enumerate(groups):
-            if len(g):
-                w[rows[e]] = (dshort[e][:, :-1] + lam[g, None] * dchi[e]) * self.transform[e][1][None, :]
-        sf = self.model.compute(pos, species, n, offs, idx, sid, sh, forces=True, virial=True, dEdG=w,
-                                threads=self.threads)
+        # symmetry-function part: dE/dG = dE_short/dG + lambda dchi/dG (raw G: chain rule of the
+        # scaling), the networks' input gradients recomputed block by block
+        w = np.zeros_like(s.G)
+        for e in range(len(s.groups)):
+            for g, rows, X in s.blocks(e):
+                dchi = self.elec[e].forward(X, True)[1]
+                dshort = self.short[e].forward(np.concatenate([X, Q[g, None]], axis=1), True)[1]
+                w[rows] = (dshort[:, :-1] + lam[g, None] * dchi) * self.transform[e][1][None, :]
+        sf = self.model.compute(pos, species, n, *s.nl, forces=True, virial=True, dEdG=w, threads=self.threads)
         F_el, W_el = op.derivatives(Q, lam)
-        F = sf["forces"] + F_el
-        W = sf["virial"] + W_el + e_bg * np.eye(3)
-        res["forces"] = F
+        res["forces"] = sf["forces"] + F_el
         if stress:
+            W = sf["virial"] + W_el + e_bg * np.eye(3)
             res["virial"] = W
             if periodic:
-                res["stress"] = -W / volume
+                res["stress"] = -W / abs(np.linalg.det(cell))
         return res

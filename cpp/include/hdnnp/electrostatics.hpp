@@ -53,8 +53,8 @@ struct ElectrostaticsSetup {
     /// Periodic real space from a stored neighbour list even for small n (the default above
     /// 4,096 atoms); otherwise every pair with the lattice translations that reach r_cut.
     bool neighbor_list = false;
-    /// Reciprocal part by smooth particle-mesh Ewald on a mesh[0] x mesh[1] x mesh[2] grid (powers
-    /// of two; 0 = Ewald structure factors over |k| < k_cut), B-splines of order mesh_order.
+    /// Reciprocal part by smooth particle-mesh Ewald on a mesh[0] x mesh[1] x mesh[2] grid (products
+    /// of 2, 3 and 5; 0 = Ewald structure factors over |k| < k_cut), B-splines of order mesh_order.
     /// Matrix-free products, energies and derivatives only (dense() and charge_response() need
     /// the structure factors).
     int mesh[3] = {0, 0, 0};

@@ -56,8 +56,11 @@ struct NeighborList {
 /// the list refer to the renumbered atoms): the caller computes on positions[order] and maps
 /// results back. Atoms close in space are then close in memory, which keeps the cost per
 /// atom constant for large structures (the force scatter stays in cache).
+/// With `half` (not with spatial_order), atom a lists only neighbours j >= a (j == a: its
+/// periodic images, both T and -T): every pair once, half the memory.
 NeighborList build_neighbor_list(const double* positions, int64_t n, const double* cell,
                                  const bool pbc[3], double cutoff, double min_distance,
-                                 bool spatial_order = false);
+                                 bool spatial_order = false,
+                                 bool half = false);
 
 }  // namespace hdnnp

@@ -14,7 +14,7 @@ namespace hdnnp {
 
 class ParticleMesh {
 public:
-    /// `grid`: K per lattice direction, powers of two; `order`: even B-spline order (4..12).
+    /// `grid`: K per lattice direction, products of 2, 3 and 5; `order`: even B-spline order (4..12).
     ParticleMesh(const double* cell, const double* inv_cell, double volume, const int grid[3], int order, double eta,
                  double four_pi_eps, const double* positions, int64_t n, int threads);
     /// y += A_rec x.
@@ -37,7 +37,6 @@ private:
     double eta_ = 0.0, recip_[9] = {0};      ///< rows: 2 pi b_d (reciprocal lattice vectors)
     double dudr_[9] = {0};                  ///< du_d/dR_c = K_d inv_cell[c][d], stored [d][c]
     std::vector<double> G_;                 ///< influence function per grid point
-    std::vector<double> vir_;               ///< per grid point: 2 (eta^2/2 + 1/k^2) (virial)
     std::vector<int> base_;                 ///< per atom and direction: first grid index
     std::vector<double> w_, dw_;            ///< per atom, direction, j < p: M_p, M_p'
     std::vector<std::vector<std::complex<double>>> twiddle_;  ///< per direction
