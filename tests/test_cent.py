@@ -168,3 +168,17 @@ def test_cli_trains_and_predicts_cent(teacher, tmp_path, capsys):
         r = pot.evaluate(structs[k], forces=True)
         assert out[k].info["energy"] == pytest.approx(r["energy"], rel=1e-14)
         np.testing.assert_allclose(out[k].arrays["ref_charges"], r["charges"], rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("optimizer", ["kalman", "adam"])
+def test_cent_training_resume_equals_uninterrupted(teacher, tmp_path, optimizer):
+    _, settings, structs = teacher
+    cfg = dict(optimizer=optimizer, epochs=4, seed=7, learning_rate=1e-3)
+    full = CentTrainer(settings, structs, TrainingConfig(**cfg))
+    full.train(tmp_path / "a", progress=False)
+    part = CentTrainer(settings, structs, TrainingConfig(**{**cfg, "epochs": 2}))
+    part.train(tmp_path / "b", progress=False)
+    resumed = CentTrainer(settings, structs, TrainingConfig(**cfg)).resume(tmp_path / "b" / "checkpoint.npz")
+    resumed.train(tmp_path / "c", progress=False)
+    np.testing.assert_array_equal(resumed.parameters(), full.parameters())
+    assert [h.rmse_energy_test for h in resumed.history] == [h.rmse_energy_test for h in full.history]

@@ -143,3 +143,17 @@ def test_cli_trains_and_predicts_3g(teacher, tmp_path, capsys):
         np.testing.assert_allclose(out[k].arrays["ref_charges"], r["charges"], rtol=0, atol=1e-14)
         assert out[k].arrays["ref_charges"].sum() == pytest.approx(0.0, abs=1e-12)
 
+
+
+def test_charge_step_resume_equals_uninterrupted(teacher, tmp_path):
+    _, settings, structs = teacher
+    cfg = dict(optimizer="kalman", epochs=4, seed=7)
+    full = LocalChargeTrainer(settings, structs, TrainingConfig(**cfg))
+    full.train(tmp_path / "a", progress=False)
+    part = LocalChargeTrainer(settings, structs, TrainingConfig(**{**cfg, "epochs": 2}))
+    part.train(tmp_path / "b", progress=False)
+    resumed = LocalChargeTrainer(settings, structs, TrainingConfig(**cfg)).resume(
+        tmp_path / "b" / "checkpoint-charges.npz")
+    resumed.train(tmp_path / "c", progress=False)
+    np.testing.assert_array_equal(resumed.parameters(), full.parameters())
+    assert [h.rmse_charge_test for h in resumed.history] == [h.rmse_charge_test for h in full.history]
