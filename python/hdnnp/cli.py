@@ -219,13 +219,8 @@ def _train(args) -> int:
             from .training.third_generation import LocalChargeTrainer as ChargeTrainer
 
         out = args.output or os.path.join(args.directory, "charges")
-        tr = ChargeTrainer(settings, structs, cfg)
-        if args.resume:
-            tr.resume(_checkpoint(out, "checkpoint-charges.npz"))
-            print(f"resuming after epoch {tr.epoch}")
-        hist = tr.train(out, progress=not args.quiet)
-        best = hist[tr.best_epoch] if tr.best_epoch >= 0 else hist[-1]
-        print(f"best epoch {tr.best_epoch}: charge RMSE {best.rmse_charge_train:.4e} / {best.rmse_charge_test:.4e} "
+        best = _run(ChargeTrainer(settings, structs, cfg), out, "checkpoint-charges.npz", args)
+        print(f"best epoch {best.epoch}: charge RMSE {best.rmse_charge_train:.4e} / {best.rmse_charge_test:.4e} "
               f"(train / test, e per atom)")
         print(f"{'electronegativity networks and hardness' if gen == 4 else 'charge networks'} -> {out}")
         return 0
@@ -233,13 +228,8 @@ def _train(args) -> int:
     if gen == "cent":
         from .training.cent import CentTrainer
 
-        tr = CentTrainer(args.directory, structs, cfg)
-        if args.resume:
-            tr.resume(_checkpoint(out, tr.CHECKPOINT))
-            print(f"resuming after epoch {tr.epoch}")
-        hist = tr.train(out, progress=not args.quiet)
-        best = hist[tr.best_epoch] if tr.best_epoch >= 0 else hist[-1]
-        print(f"best epoch {tr.best_epoch}: energy RMSE {best.rmse_energy_train:.4e} / {best.rmse_energy_test:.4e} "
+        best = _run(CentTrainer(args.directory, structs, cfg), out, "checkpoint.npz", args)
+        print(f"best epoch {best.epoch}: energy RMSE {best.rmse_energy_train:.4e} / {best.rmse_energy_test:.4e} "
               f"(train / test, per atom)")
         print(f"CENT potential -> {out}")
         return 0
@@ -252,15 +242,20 @@ def _train(args) -> int:
         tr = ShortTrainer(settings, structs, cfg)
     else:
         tr = Trainer(args.directory, structs, cfg)
-    if args.resume:
-        tr.resume(_checkpoint(out, "checkpoint.npz"))
-        print(f"resuming after epoch {tr.epoch}")
-    hist = tr.train(out, progress=not args.quiet)
-    best = hist[tr.best_epoch] if tr.best_epoch >= 0 else hist[-1]
-    print(f"best epoch {tr.best_epoch}: energy RMSE {best.rmse_energy_train:.4e} / {best.rmse_energy_test:.4e} "
+    best = _run(tr, out, "checkpoint.npz", args)
+    print(f"best epoch {best.epoch}: energy RMSE {best.rmse_energy_train:.4e} / {best.rmse_energy_test:.4e} "
           f"(train / test, per atom), force RMSE {best.rmse_force_train:.4e} / {best.rmse_force_test:.4e}")
     print(f"potential -> {out}")
     return 0
+
+
+def _run(tr, out, checkpoint, args):
+    """Train (resuming from out/checkpoint with --resume) and return the best epoch's statistics."""
+    if args.resume:
+        tr.resume(_checkpoint(out, checkpoint))
+        print(f"resuming after epoch {tr.epoch}")
+    hist = tr.train(out, progress=not args.quiet)
+    return hist[tr.best_epoch] if tr.best_epoch >= 0 else hist[-1]
 
 
 def _checkpoint(out, name):

@@ -38,6 +38,18 @@ def _column(path: str) -> np.ndarray:
     return np.array(rows)
 
 
+def load_weights(net: ElementNetwork, path: str, what: str = "network weights", error=ValueError):
+    """Set `net`'s parameters from a weight file (n2p2/RuNNer order), checking that it exists and
+    fits the declared architecture (`error` is raised otherwise)."""
+    if not os.path.exists(path):
+        raise error(f"{path}: no such file ({what})")
+    p = _column(path)
+    if len(p) != net.n_parameters:
+        raise error(f"{path}: expected {net.n_parameters} weights for the declared architecture "
+                    f"{'-'.join(map(str, net.sizes))}, found {len(p)}")
+    net.set_parameters(p)
+
+
 class LongRangePotential:
     """Base of ThirdGeneration, FourthGeneration and Cent: parses input.nn's electrostatics
     keywords. `ewald`: "n2p2" (n2p2's parameters from ewald_truncation_error_method/ewald_prec)
@@ -139,11 +151,7 @@ class LongRangePotential:
         path = os.path.join(self.directory, fname)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file (the {kind} network weights)")
-        p = _column(path)
-        if len(p) != net.n_parameters:
-            raise ValueError(f"{path}: expected {net.n_parameters} weights for the declared architecture "
-                             f"{'-'.join(map(str, net.sizes))}, found {len(p)}")
-        net.set_parameters(p)
+        load_weights(net, path)
         return net
 
     def _gaussian_widths(self):

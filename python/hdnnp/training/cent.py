@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import _core
 from ..cent import Cent
-from .data import DataError, prepare, species_of
+from .data import DataError
 from .fourth_generation import ChargeTrainer, _kkt, _solve
 from .trainer import format_scaling, format_weights
 
@@ -50,10 +50,7 @@ class CentTrainer(ChargeTrainer):
     def data(self, k: int):
         d = self._data.get(k)
         if d is None:
-            a = self.structures[k]
-            p = prepare(self.model, a, f"structure {k}", jacobian=False, threads=self.config.threads)
-            p.scale(self.transform)
-            species = species_of(a, self.elements, f"structure {k}")
+            a, p, species = self._prepare(k)
             op, params = self.pot.electrostatics(a, species, "dense")
             e_ref, q_tot = self._ref[k]
             # what does not depend on the parameters: offsets and a charged cell's background
@@ -64,11 +61,7 @@ class CentTrainer(ChargeTrainer):
     def residual(self, k: int):
         d = self.data(k)
         n = len(d.species)
-        chi = np.zeros(n)
-        caches = {}
-        for e, rows in d.prep.rows.items():
-            if len(rows):
-                chi[rows], _, caches[e] = self.pot.elec[e].forward(d.prep.G[e], False)
+        chi, caches = self.outputs(d)
         J = self.h[d.species] ** 2
         Q = _solve(_kkt(d.A0, J), -chi, d.q_tot)
         E = chi @ Q + 0.5 * (J * Q) @ Q + 0.5 * Q @ (d.A0 @ Q) + d.const

@@ -25,7 +25,8 @@ import numpy as np
 import scipy.linalg
 
 from .. import _core
-from ..fourth_generation import FourthGeneration, _column
+from ..fourth_generation import FourthGeneration
+from ..long_range import _column, load_weights
 from .data import DataError, Prepared, prepare, species_of, split
 from .kalman import KalmanFilter
 from .network import ElementNetwork, initialise
@@ -171,13 +172,17 @@ class ChargeTrainer:
                                               self.model.scale_max))
         return self.stats
 
+    def _prepare(self, k: int):
+        """(structure k, its scaled descriptors, its species)."""
+        a = self.structures[k]
+        p = prepare(self.model, a, f"structure {k}", jacobian=False, threads=self.config.threads)
+        p.scale(self.transform)
+        return a, p, species_of(a, self.elements, f"structure {k}")
+
     def data(self, k: int) -> _ChargeData:
         d = self._data.get(k)
         if d is None:
-            a = self.structures[k]
-            p = prepare(self.model, a, f"structure {k}", jacobian=False, threads=self.config.threads)
-            p.scale(self.transform)
-            species = species_of(a, self.elements, f"structure {k}")
+            a, p, species = self._prepare(k)
             op, _ = self.pot.electrostatics(a, species, "dense")
             q_ref, q_tot = self._ref[k]
             d = self._data[k] = _ChargeData(p, species, op.dense(), q_ref, q_tot)
@@ -194,16 +199,19 @@ class ChargeTrainer:
             n.set_parameters(p)
         self.h = np.array(w[sizes[-1]:], dtype=float)
 
+    def outputs(self, d):
+        """The element networks' outputs (chi in 4G, q in 3G) for a structure's data, and their
+        caches for the weight gradients."""
+        out, caches = np.zeros(len(d.species)), {}
+        for e, rows in d.prep.rows.items():
+            if len(rows):
+                out[rows], _, caches[e] = self.pot.elec[e].forward(d.prep.G[e], False)
+        return out, caches
+
     def charges(self, k: int):
         """QEq charges of structure k with the current parameters, and what gradients need."""
         d = self.data(k)
-        n = len(d.species)
-        chi = np.zeros(n)
-        caches = {}
-        for e, rows in d.prep.rows.items():
-            if len(rows):
-                E, _, caches[e] = self.pot.elec[e].forward(d.prep.G[e], False)
-                chi[rows] = E
+        chi, caches = self.outputs(d)
         lu = _kkt(d.A0, self.h[d.species] ** 2)
         Q = _solve(lu, -chi, d.q_tot)
         return Q, (d, lu, caches)
@@ -421,11 +429,7 @@ class ShortTrainer(Trainer):
             for path in paths:
                 if not os.path.exists(path):
                     raise DataError(f"{directory}: stage 2 needs the stage-1 file {os.path.basename(path)}")
-            w = _column(paths[0])
-            if len(w) != net.n_parameters:
-                raise DataError(f"{paths[0]}: expected {net.n_parameters} weights for the declared architecture "
-                                f"{'-'.join(map(str, net.sizes))}, found {len(w)}")
-            net.set_parameters(w)
+            load_weights(net, paths[0], error=DataError)
             self.pot.hardness[e] = _column(paths[1])[0]
 
     def _load_model(self):

@@ -20,9 +20,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .. import _core
-from ..long_range import _column
+from ..long_range import load_weights
 from ..third_generation import ThirdGeneration
-from .data import DataError, Prepared, prepare, species_of
+from .data import DataError, Prepared, species_of
 from .fourth_generation import ChargeTrainer, _check_4g_structure
 from .trainer import Trainer, TrainingConfig, format_scaling, format_weights
 
@@ -47,20 +47,13 @@ class LocalChargeTrainer(ChargeTrainer):
     def data(self, k: int):
         d = self._data.get(k)
         if d is None:
-            a = self.structures[k]
-            p = prepare(self.model, a, f"structure {k}", jacobian=False, threads=self.config.threads)
-            p.scale(self.transform)
-            q_ref, q_tot = self._ref[k]
-            d = self._data[k] = _LocalData(p, species_of(a, self.elements, f"structure {k}"), q_ref)
+            _, p, species = self._prepare(k)
+            d = self._data[k] = _LocalData(p, species, self._ref[k][0])
         return d
 
     def charges(self, k: int):
         d = self.data(k)
-        q = np.zeros(len(d.species))
-        caches = {}
-        for e, rows in d.prep.rows.items():
-            if len(rows):
-                q[rows], _, caches[e] = self.pot.elec[e].forward(d.prep.G[e], False)
+        q, caches = self.outputs(d)
         return q, (d, caches)
 
     def gradient(self, Q, state, dLdQ: np.ndarray) -> np.ndarray:
@@ -102,14 +95,8 @@ class LocalShortTrainer(Trainer):
                 raise DataError(f"{settings_dir}: step 2 needs the step-1 file {name}")
         self.pot = ThirdGeneration(settings_dir, weights=False, threads=config.threads)
         for net, z in zip(self.pot.elec, self.pot.elec_model.atomic_numbers):
-            path = os.path.join(settings_dir, f"weightse.{z:03d}.data")
-            if not os.path.exists(path):
-                raise DataError(f"{settings_dir}: step 2 needs the step-1 file weightse.{z:03d}.data")
-            w = _column(path)
-            if len(w) != net.n_parameters:
-                raise DataError(f"{path}: expected {net.n_parameters} weights for the declared architecture "
-                                f"{'-'.join(map(str, net.sizes))}, found {len(w)}")
-            net.set_parameters(w)
+            load_weights(net, os.path.join(settings_dir, f"weightse.{z:03d}.data"), "step 2 needs this step-1 file",
+                         DataError)
         for k, a in enumerate(structures):
             _check_4g_structure(a, f"structure {k}", "3G")
         super().__init__(settings_dir, structures, config)
