@@ -18,6 +18,9 @@ from hdnnp.training.trainer import TrainingConfig
 from checks import assert_virial_is_strain_derivative
 from synth import random_cluster, write_cent_potential
 
+# (the synthetic potentials' random scaling ranges: some atoms extrapolate, which these tests do not test)
+pytestmark = pytest.mark.filterwarnings("ignore::hdnnp.potential.ExtrapolationWarning")
+
 
 @pytest.fixture(scope="module")
 def cent_dir(tmp_path_factory):

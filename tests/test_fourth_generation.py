@@ -376,3 +376,18 @@ def test_particle_mesh_mode_meets_energy_tolerance(fixtures, name):
         assert abs(r["charges"].sum() - ref["charges"].sum()) < 1e-10
     ew = FourthGeneration(fixtures / name / "potential", ewald=1e-5, solver="cg", reciprocal="ewald")
     assert ew.evaluate(atoms)["ewald"]["n_kvectors"] > 0
+
+
+def test_4g_extrapolation_is_reported(fixtures):
+    """A water box compressed to 70%: its symmetry functions leave the scaling.data range; the
+    atoms are flagged, one warning is given, or an ExtrapolationError raised on request."""
+    pot = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential")
+    water = hdnnp.read_input_data(fixtures / "n2p2_H2O_RPBE-D3_4G" / "predict" / "input.data")[0]
+    assert not pot.evaluate(water, extrapolation="raise")["extrapolating_atoms"].any()
+    small = water.copy()
+    small.set_cell(np.asarray(water.cell) * 0.7, scale_atoms=True)
+    with pytest.warns(hdnnp.ExtrapolationWarning, match="outside the scaling.data range"):
+        r = pot.evaluate(small)
+    assert r["extrapolating_atoms"].sum() > 0
+    with pytest.raises(hdnnp.ExtrapolationError):
+        pot.evaluate(small, extrapolation="raise")

@@ -17,6 +17,9 @@ from hdnnp.units import energy_factor, length_factor
 from checks import assert_virial_is_strain_derivative
 from synth import random_cluster, write_3g_potential
 
+# (the synthetic potentials' random scaling ranges: some atoms extrapolate, which these tests do not test)
+pytestmark = pytest.mark.filterwarnings("ignore::hdnnp.potential.ExtrapolationWarning")
+
 MADELUNG_NACL = 1.747564594633182
 
 
@@ -204,3 +207,22 @@ def test_bad_3g_potentials_are_refused(tmp_path):
         pot.evaluate(Atoms("HXe", positions=[[0, 0, 0], [1.5, 0, 0]]))
     with pytest.raises(ValueError, match="periodic in all three"):
         pot.evaluate(Atoms("HO", positions=[[0, 0, 0], [1.5, 0, 0]], cell=np.eye(3) * 8, pbc=[True, True, False]))
+
+
+def test_extrapolation_is_reported(pot3g, tmp_path):
+    """Symmetry functions outside the scaling ranges (here the charge networks', narrowed to
+    [0, 1e-3]) are flagged per atom, warned about once (naming the set), or raised."""
+    import shutil
+
+    d = tmp_path / "narrow"
+    shutil.copytree(pot3g, d)
+    rows = [l.split() for l in open(d / "scalinge.data") if l.strip() and not l.startswith("#")]
+    with open(d / "scalinge.data", "w") as fh:
+        fh.write("".join(f"{r[0]} {r[1]} 0.0 1e-3 {r[4]} {r[5]}\n" for r in rows))
+    pot = ThirdGeneration(d)
+    a = random_cluster(pbc=False)
+    with pytest.warns(hdnnp.ExtrapolationWarning, match="charge network SF"):
+        r = pot.evaluate(a)
+    assert r["extrapolating_atoms"].all()
+    with pytest.raises(hdnnp.ExtrapolationError):
+        pot.evaluate(a, extrapolation="raise")

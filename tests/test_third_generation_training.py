@@ -17,6 +17,9 @@ from hdnnp.training.trainer import TrainingConfig
 
 from synth import random_cluster, write_3g_potential
 
+# (the synthetic potentials' random scaling ranges: some atoms extrapolate, which these tests do not test)
+pytestmark = pytest.mark.filterwarnings("ignore::hdnnp.potential.ExtrapolationWarning")
+
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):

@@ -45,16 +45,19 @@ class Cent(FourthGeneration):
                              f"charge-equilibration functional itself)")
 
     def evaluate(self, atoms, total_charge: Optional[float] = None, forces: bool = False, stress: bool = False,
-                 solver: Optional[str] = None):
+                 solver: Optional[str] = None, extrapolation: str = "warn"):
         """Energy (offsets included), charges, electronegativities; with `forces` the forces,
-        with `stress` the virial and stress (periodic: at fixed Ewald parameters)."""
+        with `stress` the virial and stress (periodic: at fixed Ewald parameters). `extrapolation`
+        as in FourthGeneration.evaluate."""
         s = self.equilibrate(atoms, total_charge, solver)
+        self.check_extrapolation(s, extrapolation)
         Q = s.Q
         AQ = s.A0 @ Q if s.A0 is not None else s.op.apply(Q)
         e_bg = self.background_energy(atoms, s.q_tot, s.params)
         e_qeq = float(s.chi @ Q + 0.5 * (s.J * Q) @ Q + 0.5 * Q @ AQ)
         res = {"energy": e_qeq + e_bg + float(self.offsets[s.species].sum()), "charges": Q,
-               "electronegativities": s.chi, "electrostatic_energy": float(0.5 * Q @ AQ + e_bg), "solver": s.info}
+               "electronegativities": s.chi, "electrostatic_energy": float(0.5 * Q @ AQ + e_bg), "solver": s.info,
+               "extrapolating_atoms": s.extrapolating_atoms}
         self._report(res, s.op, s.params, Q, s.pos)
         if s.solver == "cg":
             self._previous = (s.n, Q.copy(), np.zeros(s.n))

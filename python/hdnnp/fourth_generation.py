@@ -88,6 +88,12 @@ class FourthGeneration(LongRangePotential):
                 missing = [el for el, j in zip(self.elements, self.hardness) if j <= 0]
                 raise ValueError(f"{self.path}: initial_hardness (> 0) is needed for {', '.join(missing)} to train")
 
+    @staticmethod
+    def check_extrapolation(s, mode: str):
+        from .potential import report_extrapolation
+
+        report_extrapolation([(0, s.extrapolations, "")], 1, mode, stacklevel=4)
+
     def equilibrate(self, atoms, total_charge: Optional[float] = None, solver: Optional[str] = None):
         """Descriptors, electronegativities and the QEq charges of a structure, with what energies
         and forces need (a SimpleNamespace: Q, chi, op, params, solve(rhs) for the adjoint, A0 for
@@ -155,16 +161,21 @@ class FourthGeneration(LongRangePotential):
         return SimpleNamespace(periodic=periodic, n=n, q_tot=q_tot, species=species, pos=pos, cell=cell,
                                nl=(offs, idx, sid, sh), G=G, blocks=blocks, groups=groups, chi=chi, J=J,
                                solver=solver, info=info, op=op, params=params, Q=Q, solve=solve,
+                               extrapolations=out["extrapolations"], extrapolating_atoms=out["extrapolating_atoms"],
                                A0=A0 if solver == "dense" else None)
 
     def evaluate(self, atoms, total_charge: Optional[float] = None, forces: bool = False, stress: bool = False,
-                 solver: Optional[str] = None):
+                 solver: Optional[str] = None, extrapolation: str = "warn"):
         """Energy (offsets included), charges, atomic short-range energies, electronegativities,
         electrostatic energy; with `forces` the forces, with `stress` the virial and stress
         (periodic: at fixed Ewald parameters) -- all in the potential's units. The total charge
         is `total_charge`, else atoms.info["charge"], else 0; a charged periodic cell is
-        neutralised by a uniform background (its energy -pi eta^2 Q^2 / (V 4 pi eps0) included)."""
+        neutralised by a uniform background (its energy -pi eta^2 Q^2 / (V 4 pi eps0) included).
+        `extrapolation`: symmetry functions outside the scaling.data range give one warning
+        ("warn"), an ExtrapolationError ("raise") or nothing ("ignore"); the atoms are flagged in
+        `extrapolating_atoms` either way."""
         s = self.equilibrate(atoms, total_charge, solver)
+        self.check_extrapolation(s, extrapolation)
         periodic, n, q_tot, species, pos, cell = s.periodic, s.n, s.q_tot, s.species, s.pos, s.cell
         solver, op, params, Q = s.solver, s.op, s.params, s.Q
         e_elec, dEelec_dQ = op.energy(Q, s.A0 @ Q if s.A0 is not None else None)
@@ -183,7 +194,7 @@ class FourthGeneration(LongRangePotential):
                     dEs_dQ[g] = d[:, -1]
         energy = float(e_short.sum() + e_elec + self.offsets[species].sum())
         res = {"energy": energy, "charges": Q, "atom_energies_short": e_short, "electrostatic_energy": float(e_elec),
-               "electronegativities": s.chi, "solver": s.info}
+               "electronegativities": s.chi, "solver": s.info, "extrapolating_atoms": s.extrapolating_atoms}
         self._report(res, op, params, Q, pos)
         if not grads:
             if solver == "cg":

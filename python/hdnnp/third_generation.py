@@ -134,6 +134,7 @@ class ThirdGeneration(LongRangePotential):
             if len(g):
                 rows[e] = dof[g][:, None] + np.arange(net.sizes[0])[None, :]
                 q[g], dq[e], _ = net.forward(G[rows[e]], gradients)
+        self._last_extrapolation = out   # (for evaluate's report)
         return q, (dq, nl, rows, len(G))
 
     def long_range(self, atoms, species, q_tot: float, forces: bool = False, stress: bool = False):
@@ -168,11 +169,17 @@ class ThirdGeneration(LongRangePotential):
         res["virial"] = sf["virial"] + W_el + e_bg * np.eye(3)
         return res
 
-    def evaluate(self, atoms, total_charge: Optional[float] = None, forces: bool = False, stress: bool = False):
+    def evaluate(self, atoms, total_charge: Optional[float] = None, forces: bool = False, stress: bool = False,
+                 extrapolation: str = "warn"):
         """Energy (offsets included), charges (corrected; `network_charges` before), atomic short
         energies, electrostatic energy; with `forces` the forces, with `stress` the virial and
         stress (periodic: at fixed Ewald parameters), in the potential's units. The total charge
-        (`total_charge`, else atoms.info["charge"], else 0) is what the correction aims at."""
+        (`total_charge`, else atoms.info["charge"], else 0) is what the correction aims at.
+        `extrapolation`: symmetry functions (short or charge) outside their scaling ranges give one
+        warning ("warn"), an ExtrapolationError ("raise") or nothing ("ignore"); the atoms are
+        flagged in `extrapolating_atoms` either way."""
+        from .potential import report_extrapolation
+
         periodic = self._periodic(atoms)
         q_tot = float(atoms.info.get("charge", 0.0) if total_charge is None else total_charge)
         species = self._species(atoms)
@@ -182,6 +189,10 @@ class ThirdGeneration(LongRangePotential):
         cell = np.ascontiguousarray(np.asarray(atoms.cell, dtype=float)) if periodic else None
         nl_s = _core.neighbor_list(pos, cell, [periodic] * 3, self.model.cutoff)[:4]
         short = self.model.compute(pos, species, len(atoms), *nl_s, forces=grads, virial=grads, threads=self.threads)
+        elec = self._last_extrapolation
+        report_extrapolation([(0, short["extrapolations"], ""), (0, elec["extrapolations"], "charge network ")], 1,
+                             extrapolation, stacklevel=3)
+        res["extrapolating_atoms"] = np.maximum(short["extrapolating_atoms"], elec["extrapolating_atoms"])
         res["energy"] = float(short["energy"] + res["electrostatic_energy"])
         res["atom_energies_short"] = short["atom_energies"]
         if not grads:
