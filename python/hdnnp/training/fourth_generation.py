@@ -479,7 +479,7 @@ class ShortTrainer(Trainer):
     def _inputs(self, p: Prepared, e: int) -> np.ndarray:
         return np.concatenate([p.G[e], p.Q[p.rows[e], None]], axis=1)
 
-    def _add_long_range(self, preps, aoff, E, F, per_el):
+    def _add_long_range(self, preps, aoff, E, F, per_el, W=None):
         s = np.zeros(int(aoff[-1]))       # dE_short/dQ per atom
         if self.config.use_forces:
             for e, item in enumerate(per_el):

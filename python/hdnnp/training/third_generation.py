@@ -7,7 +7,8 @@ needs charges of both signs, which random initial networks need not give).
 
 Step 2 (`LocalShortTrainer`): the short networks fitted to E_ref - E_elec and F_ref - F_elec,
 with E_elec and F_elec (the charges' position dependence included) of the step-1 charge
-networks, computed once per structure. Same optimisers, selection, logs and checkpoints as 2G.
+networks, computed once per structure (and the electrostatic virial of structures with a
+reference stress). Same optimisers, losses, selection, logs and checkpoints as 2G.
 """
 from __future__ import annotations
 
@@ -87,8 +88,6 @@ class LocalShortTrainer(Trainer):
 
     def __init__(self, settings_dir, structures: Sequence, config: Optional[TrainingConfig] = None):
         config = config or TrainingConfig()
-        if config.stress_weight > 0.0:
-            raise ValueError("stress training is not available for 3G potentials yet")
         settings_dir = os.fspath(settings_dir)
         for name in ("scalinge.data",):
             if not os.path.exists(os.path.join(settings_dir, name)):
@@ -112,14 +111,17 @@ class LocalShortTrainer(Trainer):
                 q_tot = float(a.info["charge"])
             else:
                 q_tot = float(np.round(np.sum(a.arrays["ref_charges"]))) if "ref_charges" in a.arrays else 0.0
-            r = self.pot.long_range(a, species_of(a, self.elements, f"structure {k}"), q_tot, forces=True)
-            p.e_elec, p.F_elec = r["electrostatic_energy"], r["forces"]
+            r = self.pot.long_range(a, species_of(a, self.elements, f"structure {k}"), q_tot, forces=True,
+                                    stress=p.stress is not None)
+            p.e_elec, p.F_elec, p.W_elec = r["electrostatic_energy"], r["forces"], r.get("virial")
         return p
 
-    def _add_long_range(self, preps, aoff, E, F, per_el):
+    def _add_long_range(self, preps, aoff, E, F, per_el, W=None):
         for i, p in enumerate(preps):
             E[i] += p.e_elec
             F[aoff[i]:aoff[i + 1]] += p.F_elec
+            if W is not None and p.W_elec is not None:
+                W[i] += p.W_elec
 
     def write(self, output_dir):
         super().write(output_dir)

@@ -277,7 +277,7 @@ class Trainer:
             per_el.append((cache, struct_of_row, pairs, len(Xs)))
             if cfg.use_forces:
                 per_el[-1] += (g,)
-        self._add_long_range(preps, aoff, E, F, per_el)
+        self._add_long_range(preps, aoff, E, F, per_el, W)
         Fref = np.concatenate([p.forces for p in preps]) if cfg.use_forces else None
         Eref = np.array([p.energy for p in preps])
         state = {"el": per_el, "W": W, "preps": preps}
@@ -287,9 +287,10 @@ class Trainer:
         """Network inputs of the element-e atoms of one structure (2G: the scaled G)."""
         return p.G[e]
 
-    def _add_long_range(self, preps, aoff, E, F, per_el):
-        """Add to the batch's energies E and forces F what the networks' inputs bring beyond
-        the symmetry functions (2G: nothing; 4G: electrostatics and the charge input)."""
+    def _add_long_range(self, preps, aoff, E, F, per_el, W=None):
+        """Add to the batch's energies E, forces F and virials W (when stresses are trained) what
+        the networks' inputs bring beyond the symmetry functions (2G: nothing; 3G and 4G:
+        electrostatics, 4G also the charge input)."""
 
     def _add_input_weights(self, state, e, struct_of_row, lam, V):
         """Add to V (rows of element e) the weights of the network-input gradients beyond the
