@@ -226,3 +226,26 @@ def test_extrapolation_is_reported(pot3g, tmp_path):
     assert r["extrapolating_atoms"].all()
     with pytest.raises(hdnnp.ExtrapolationError):
         pot.evaluate(a, extrapolation="raise")
+
+
+def test_runner_scalinge_layout(pot3g, tmp_path):
+    """RuNNer's scalinge.data (5 columns, then 'charge_min charge_max' per element) gives the same
+    potential as the n2p2 layout; a missing charge line is refused."""
+    import shutil
+
+    d = tmp_path / "runner"
+    shutil.copytree(pot3g, d)
+    rows = [l.split() for l in open(d / "scalinge.data") if l.strip() and not l.startswith("#")]
+    text = "".join(" ".join(r[:5]) + "\n" for r in rows) + "-0.9 0.2\n0.1 0.8\n"
+    (d / "scalinge.data").write_text(text)
+    pot = ThirdGeneration(d)
+    np.testing.assert_array_equal(pot.charge_range, [[-0.9, 0.2], [0.1, 0.8]])
+    a = random_cluster(pbc=True)
+    ref = ThirdGeneration(pot3g)
+    r0, r1 = ref.evaluate(a, forces=True), pot.evaluate(a, forces=True)
+    # (the n2p2 layout's sigma column is unused by scale+center scaling)
+    assert r1["energy"] == pytest.approx(r0["energy"], rel=1e-14)
+    np.testing.assert_allclose(r1["forces"], r0["forces"], rtol=0, atol=1e-12)
+    (d / "scalinge.data").write_text(text.rsplit("0.1 0.8", 1)[0])
+    with pytest.raises(ValueError, match="one 'charge_min charge_max' line per element"):
+        ThirdGeneration(d)

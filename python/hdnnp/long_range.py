@@ -95,10 +95,12 @@ class LongRangePotential:
 
     # -- loading ---------------------------------------------------------------------------------
     def _load_model(self, drop: Sequence[str] = (), rename: Optional[Dict[str, str]] = None,
-                    files: Optional[Dict[str, str]] = None, weights: bool = False):
+                    files: Optional[Dict[str, str]] = None, weights: bool = False,
+                    texts: Optional[Dict[str, tuple]] = None):
         """The core Model of input.nn with the keywords in `drop` commented out and those in
         `rename` renamed (line numbers stay true), and `files` (name in the model directory ->
-        file of this potential) next to it. Errors name this potential's files."""
+        file of this potential) or `texts` (name -> (contents, the file they come from)) next to
+        it. Errors name this potential's files."""
         rename = rename or {}
         with open(self.path) as fh:
             lines = []
@@ -119,6 +121,10 @@ class LongRangePotential:
                 if os.path.exists(path):
                     shutil.copy(path, os.path.join(tmp, name))
                     names[os.path.join(tmp, name)] = path
+            for name, (text, src) in (texts or {}).items():
+                with open(os.path.join(tmp, name), "w") as fh:
+                    fh.write(text)
+                names[os.path.join(tmp, name)] = os.path.join(self.directory, src)
             names[os.path.join(tmp, "input.nn")] = self.path
             try:
                 return _core.Model.load(tmp, weights)

@@ -95,9 +95,11 @@ class ThirdGeneration(LongRangePotential):
         weight_files = {f: f for f in os.listdir(self.directory) if re.fullmatch(r"weights\.\d{3}\.data", f)}
         self.model = self._load_model(drop=_ELEC + _LONG_RANGE, weights=weights,
                                       files={"scaling.data": "scaling.data", **(weight_files if weights else {})})
-        self.elec_model = self._load_model(drop=_SHORT + _LONG_RANGE, rename=_TO_SHORT,
-                                           files={"scaling.data": "scalinge.data"})
         self.elements = list(self.model.elements)
+        self.charge_range = None   # RuNNer's scalinge.data: the training charges' range per element
+        texts = self._runner_scalinge()
+        self.elec_model = self._load_model(drop=_SHORT + _LONG_RANGE, rename=_TO_SHORT,
+                                           files={} if texts else {"scaling.data": "scalinge.data"}, texts=texts)
         if self.model.mean_energy != 0.0 or self.model.conv_energy != 1.0:
             raise ValueError(f"{self.path}: normalised 3G potentials are not supported yet")
         self.sigma = np.zeros(len(self.elements))  # point charges
@@ -117,6 +119,32 @@ class ThirdGeneration(LongRangePotential):
         self.elec = [self._network("electrostatic", int(self.elec_model.architecture(e)[0][0]),
                                    f"weightse.{z:03d}.data" if weights else None)
                      for e, z in enumerate(self.elec_model.atomic_numbers)]
+
+    def _runner_scalinge(self):
+        """RuNNer writes scalinge.data with 5 columns per symmetry function and then one line per
+        element with the training charges' minimum and maximum: those lines are kept
+        (charge_range) and replaced by the one final line the 5-column layout has in scaling.data."""
+        path = os.path.join(self.directory, "scalinge.data")
+        if not os.path.exists(path):
+            return None
+        rows = []
+        with open(path) as fh:
+            for no, line in enumerate(fh, 1):
+                tok = line.split("#", 1)[0].split()
+                if tok:
+                    rows.append((no, tok))
+        if not rows or len(rows[0][1]) != 5:
+            return None
+        tail = [(no, t) for no, t in rows if len(t) == 2]
+        if len(tail) != len(self.elements) or any(len(t) != 2 for _, t in rows[-len(tail):]):
+            raise ValueError(f"{path}: the RuNNer layout (5 columns) ends with one 'charge_min charge_max' line per "
+                             f"element ({len(self.elements)}); found {len(tail)} such lines")
+        try:
+            self.charge_range = np.array([[float(x) for x in t] for _, t in tail])
+        except ValueError:
+            raise ValueError(f"{path}:{tail[0][0]}: charge range lines must hold two numbers") from None
+        body = "".join(" ".join(t) + "\n" for _, t in rows[:-len(tail)])
+        return {"scaling.data": (body + "0.0 0.0\n", "scalinge.data")}
 
     def charges(self, atoms, species, periodic, gradients: bool = False):
         """Network charges (before any correction) and, with `gradients`, what their forces need:
