@@ -63,7 +63,9 @@ class Cent(FourthGeneration):
             self._previous = (s.n, Q.copy(), np.zeros(s.n))
         if not (forces or stress):
             return res
-        w = np.zeros_like(s.G)
+        # dE/dG overwrites the descriptors block by block (each block's inputs are copied out
+        # first; the blocks are disjoint): no second descriptor-sized array
+        w = s.G
         for e in range(len(s.groups)):
             for g, rows, X in s.blocks(e):
                 w[rows] = Q[g, None] * self.elec[e].forward(X, True)[1] * self.transform[e][1][None, :]

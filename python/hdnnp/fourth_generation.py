@@ -206,7 +206,9 @@ class FourthGeneration(LongRangePotential):
             self._previous = (n, Q.copy(), lam.copy())
         # symmetry-function part: dE/dG = dE_short/dG + lambda dchi/dG (raw G: chain rule of the
         # scaling), the networks' input gradients recomputed block by block
-        w = np.zeros_like(s.G)
+        # dE/dG overwrites the descriptors block by block (each block's inputs are copied out
+        # first; the blocks are disjoint): no second descriptor-sized array
+        w = s.G
         for e in range(len(s.groups)):
             for g, rows, X in s.blocks(e):
                 dchi = self.elec[e].forward(X, True)[1]
