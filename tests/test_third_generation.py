@@ -202,6 +202,9 @@ def test_bad_3g_potentials_are_refused(tmp_path):
     pot = ThirdGeneration(d, charge_correction="rescale")
     with pytest.raises(ValueError, match="both positive and negative"):
         pot.evaluate(random_cluster(pbc=False))
+    d = write_3g_potential(str(tmp_path / "h"), extra_lines="ewald_alpha 0.2\newald_kmax 10\n")
+    with pytest.warns(UserWarning, match="ewald_alpha, ewald_kmax .* are not used"):
+        ThirdGeneration(d)
     pot = ThirdGeneration(write_3g_potential(str(tmp_path / "g")))
     with pytest.raises(ValueError, match="element Xe"):
         pot.evaluate(Atoms("HXe", positions=[[0, 0, 0], [1.5, 0, 0]]))

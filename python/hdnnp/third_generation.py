@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -92,6 +93,11 @@ class ThirdGeneration(LongRangePotential):
         if "symfunction_electrostatic" not in self.kw:
             raise ValueError(f"{self.path}: a 3G potential needs symfunction_electrostatic lines (the charge "
                              f"networks' symmetry functions)")
+        ignored = [k for k in ("ewald_alpha", "ewald_cutoff", "ewald_kmax") if k in self.kw]
+        if ignored:
+            warnings.warn(f"{self.path}: {', '.join(ignored)} (RuNNer's fixed Ewald parameters) are not used: the "
+                          f"Ewald parameters follow from ewald_prec (n2p2's methods) or an energy tolerance "
+                          f"(ewald=...), and are reported with each periodic result", stacklevel=2)
         weight_files = {f: f for f in os.listdir(self.directory) if re.fullmatch(r"weights\.\d{3}\.data", f)}
         self.model = self._load_model(drop=_ELEC + _LONG_RANGE, weights=weights,
                                       files={"scaling.data": "scaling.data", **(weight_files if weights else {})})
