@@ -142,7 +142,7 @@ def test_training_on_energies_learns_the_teacher(teacher, tmp_path):
         r = pot.evaluate(structs[k])
         res, _ = tr.residual(k)
         assert r["energy"] - structs[k].info["energy"] == pytest.approx(res[0] * len(structs[k]), abs=1e-10)
-    assert (tmp_path / "out" / "learning-curve.out").exists()
+    assert (tmp_path / "out" / "learning-curve.out").exists() and (tmp_path / "out" / "training.json").exists()
 
 
 def test_cli_trains_and_predicts_cent(teacher, tmp_path, capsys):

@@ -2,22 +2,18 @@
 (hdnnp.cent). The energy is the minimum of the charge-equilibration functional, so its gradient
 needs no adjoint solve (the envelope theorem): dE/dw = sum_i Q_i dchi_i/dw and
 dE/dh_Z = h_Z sum_{i in Z} Q_i^2. Same loop, optimisers (Kalman: one update per structure on the
-energy per atom; Adam), checkpoints and learning curve as the 4G charge stage.
+energy per atom; Adam), checkpoints, learning curve and output files as the 4G charge stage:
+its weightse/hardness/scaling/input.nn are a complete CENT potential.
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _core
 from ..cent import Cent
 from .data import DataError
 from .fourth_generation import ChargeTrainer, _kkt, _solve
-from .trainer import format_scaling, format_weights
 
 
 @dataclass
@@ -37,6 +33,7 @@ class CentTrainer(ChargeTrainer):
 
     STATS = EnergyEpochStats
     CURVE, CHECKPOINT, UNITS = "learning-curve.out", "checkpoint.npz", "energy per atom, the potential's energy unit"
+    INFO = ("training.json", {"mode": "cent"})   # (write: the 4G charge stage's files are a CENT potential)
 
     def _potential(self):
         return Cent(self.settings_dir, weights=False, threads=self.config.threads)
@@ -74,19 +71,6 @@ class CentTrainer(ChargeTrainer):
              else np.zeros(net.n_parameters) for e, net in enumerate(self.pot.elec)]
         dh = c * self.h * np.bincount(d.species, Q * Q, minlength=len(self.elements))
         return np.concatenate(g + [dh])
-
-    def write(self, output_dir):
-        """input.nn (copied), scaling.data, weightse.ZZZ.data, hardness.ZZZ.data: a CENT potential."""
-        os.makedirs(output_dir, exist_ok=True)
-        shutil.copyfile(os.path.join(self.settings_dir, "input.nn"), os.path.join(output_dir, "input.nn"))
-        _core.write_file_atomic(os.path.join(output_dir, "scaling.data"), format_scaling(self.stats))
-        for z, net, h in zip(self.model.atomic_numbers, self.pot.elec, self.h):
-            _core.write_file_atomic(os.path.join(output_dir, f"weightse.{z:03d}.data"), format_weights(net))
-            _core.write_file_atomic(os.path.join(output_dir, f"hardness.{z:03d}.data"), f"{h * h:.16e}\n")
-        info = {"mode": "cent", "best_epoch": self.best_epoch, "config": asdict(self.config),
-                "final": asdict(self.history[-1]) if self.history else None}
-        _core.write_file_atomic(os.path.join(output_dir, "training.json"), json.dumps(info, indent=1) + "\n")
-
 
 class _CentData:
     def __init__(self, prep, species, A0, e_ref, q_tot, const):

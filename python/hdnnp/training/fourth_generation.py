@@ -144,6 +144,7 @@ class ChargeTrainer:
     SCALING_FILE = "scaling.data"
     STATS = ChargeEpochStats
     CURVE, CHECKPOINT, UNITS = "learning-curve-charges.out", "checkpoint-charges.npz", "charges per atom, elementary charges"
+    INFO = ("training-charges.json", {"stage": 1})   # (file, what it says of the run)
 
     def _reference(self, atoms, label):
         return reference_charges(atoms, label)
@@ -395,9 +396,13 @@ class ChargeTrainer:
         for z, net, h in zip(self.model.atomic_numbers, self.pot.elec, self.h):
             _core.write_file_atomic(os.path.join(output_dir, f"weightse.{z:03d}.data"), format_weights(net))
             _core.write_file_atomic(os.path.join(output_dir, f"hardness.{z:03d}.data"), f"{h * h:.16e}\n")
-        info = {"stage": 1, "best_epoch": self.best_epoch, "config": asdict(self.config),
+        self._write_info(output_dir)
+
+    def _write_info(self, output_dir):
+        name, what = self.INFO
+        info = {**what, "best_epoch": self.best_epoch, "config": asdict(self.config),
                 "final": asdict(self.history[-1]) if self.history else None}
-        _core.write_file_atomic(os.path.join(output_dir, "training-charges.json"), json.dumps(info, indent=1) + "\n")
+        _core.write_file_atomic(os.path.join(output_dir, name), json.dumps(info, indent=1) + "\n")
 
 
 class ShortTrainer(Trainer):

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict
-import json
 from typing import Optional, Sequence
 
 import numpy as np
@@ -35,6 +33,7 @@ class LocalChargeTrainer(ChargeTrainer):
     sum |q - q_ref|^2 / sum N per batch. Writes scalinge.data and weightse.ZZZ.data."""
 
     SCALING_FILE = "scalinge.data"
+    INFO = ("training-charges.json", {"stage": 1, "generation": 3})
 
     def _potential(self):
         return ThirdGeneration(self.settings_dir, weights=False, threads=self.config.threads)
@@ -69,9 +68,7 @@ class LocalChargeTrainer(ChargeTrainer):
         _core.write_file_atomic(os.path.join(output_dir, "scalinge.data"), format_scaling(self.stats))
         for z, net in zip(self.model.atomic_numbers, self.pot.elec):
             _core.write_file_atomic(os.path.join(output_dir, f"weightse.{z:03d}.data"), format_weights(net))
-        info = {"stage": 1, "generation": 3, "best_epoch": self.best_epoch, "config": asdict(self.config),
-                "final": asdict(self.history[-1]) if self.history else None}
-        _core.write_file_atomic(os.path.join(output_dir, "training-charges.json"), json.dumps(info, indent=1) + "\n")
+        self._write_info(output_dir)
 
 
 class _LocalData:
