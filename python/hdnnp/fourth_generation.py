@@ -23,13 +23,13 @@ import numpy as np
 import scipy.linalg
 
 from . import _core
-from .long_range import ChargeCalculator, LongRangePotential, _column  # noqa: F401 (_column: training)
+from .long_range import ChargeCalculator, LongRangePotential, _column
 
 _4G_ONLY = ("nnp_generation", "nnp_type", "global_hidden_layers_electrostatic", "global_nodes_electrostatic",
             "global_activation_electrostatic", "initial_hardness", "fixed_gausswidth", "screen_electrostatics",
             "ewald_truncation_error_method", "ewald_prec", "four_pi_epsilon")
 
-FourthGenerationCalculator = ChargeCalculator
+FourthGenerationCalculator = ChargeCalculator  # (the name of earlier versions)
 
 _BLOCK = 4096  # atoms per block of network evaluations
 

@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from . import _core
-from .long_range import ChargeCalculator, LongRangePotential
+from .long_range import LongRangePotential
 
 # keywords of the charge part, hidden from the short model (and vice versa below)
 _ELEC = ("symfunction_electrostatic", "global_hidden_layers_electrostatic", "global_nodes_electrostatic",
@@ -154,7 +154,8 @@ class ThirdGeneration(LongRangePotential):
 
     def charges(self, atoms, species, periodic, gradients: bool = False):
         """Network charges (before any correction) and, with `gradients`, what their forces need:
-        (q, dq/dG per element, neighbour list, descriptor rows per element)."""
+        (q, dq/dG per element, neighbour list, descriptor rows per element, the core's output with
+        its extrapolation record)."""
         pos = np.ascontiguousarray(atoms.positions, dtype=float)
         cell = np.ascontiguousarray(np.asarray(atoms.cell, dtype=float)) if periodic else None
         nl = _core.neighbor_list(pos, cell, [periodic] * 3, self.elec_model.cutoff)[:4]
@@ -168,8 +169,7 @@ class ThirdGeneration(LongRangePotential):
             if len(g):
                 rows[e] = dof[g][:, None] + np.arange(net.sizes[0])[None, :]
                 q[g], dq[e], _ = net.forward(G[rows[e]], gradients)
-        self._last_extrapolation = out   # (for evaluate's report)
-        return q, (dq, nl, rows, len(G))
+        return q, (dq, nl, rows, len(G), out)
 
     def long_range(self, atoms, species, q_tot: float, forces: bool = False, stress: bool = False):
         """The electrostatic part alone: charges (corrected), E_elec (with the background of a
@@ -178,7 +178,7 @@ class ThirdGeneration(LongRangePotential):
         periodic = self._periodic(atoms)
         n = len(atoms)
         grads = forces or stress
-        q, (dq, nl_e, rows, n_desc) = self.charges(atoms, species, periodic, grads)
+        q, (dq, nl_e, rows, n_desc, out) = self.charges(atoms, species, periodic, grads)
         Q, vjp = correct_charges(q, q_tot, self.charge_correction)
         op, params = self.electrostatics(atoms, species, "cg")
         e_elec, dEdQ = op.energy(Q)
@@ -187,7 +187,8 @@ class ThirdGeneration(LongRangePotential):
         if e_bg:
             dEdQ = dEdQ + 2.0 * e_bg / S
         pos = np.ascontiguousarray(atoms.positions, dtype=float)
-        res = {"charges": Q, "network_charges": q, "electrostatic_energy": float(e_elec + e_bg), "total_charge": S}
+        res = {"charges": Q, "network_charges": q, "electrostatic_energy": float(e_elec + e_bg), "total_charge": S,
+               "charge_descriptors": out}   # (evaluate reports their extrapolation)
         self._report(res, op, params, Q, pos)
         if not grads:
             return res
@@ -223,7 +224,7 @@ class ThirdGeneration(LongRangePotential):
         cell = np.ascontiguousarray(np.asarray(atoms.cell, dtype=float)) if periodic else None
         nl_s = _core.neighbor_list(pos, cell, [periodic] * 3, self.model.cutoff)[:4]
         short = self.model.compute(pos, species, len(atoms), *nl_s, forces=grads, virial=grads, threads=self.threads)
-        elec = self._last_extrapolation
+        elec = res.pop("charge_descriptors")
         report_extrapolation([(0, short["extrapolations"], ""), (0, elec["extrapolations"], "charge network ")], 1,
                              extrapolation, stacklevel=3)
         res["extrapolating_atoms"] = np.maximum(short["extrapolating_atoms"], elec["extrapolating_atoms"])
@@ -239,5 +240,3 @@ class ThirdGeneration(LongRangePotential):
                 res["stress"] = -W / abs(np.linalg.det(cell))
         return res
 
-
-ThirdGenerationCalculator = ChargeCalculator

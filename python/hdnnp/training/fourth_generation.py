@@ -30,8 +30,9 @@ from ..long_range import _column, load_weights
 from .data import DataError, Prepared, prepare, species_of, split
 from .kalman import KalmanFilter
 from .network import ElementNetwork, initialise
-from .trainer import (SCALING_NONE, Trainer, TrainingConfig, format_scaling, format_weights, scaling_statistics,
-                      scaling_transform)
+from .trainer import (SCALING_NONE, Trainer, TrainingConfig, adam_update, format_scaling, format_weights,
+                      load_run_state, restore_optimizer_state, run_state, save_state, scaling_statistics,
+                      scaling_transform, write_learning_curve)
 
 
 def _kkt(A0: np.ndarray, J: np.ndarray):
@@ -265,10 +266,8 @@ class ChargeTrainer:
         self._kf = KalmanFilter(n_par, cfg.kalman, self._n_updates()) if cfg.optimizer == "kalman" else None
         if self._resume_state is not None:
             st = self._resume_state
-            self._adam = {"m": st["adam_m"], "v": st["adam_v"], "step": int(st["adam_step"]),
-                          "lr": float(st["adam_lr"])}
-            if self._kf is not None:
-                self._kf.load_state({k[3:]: st[k] for k in st if k.startswith("kf_")})
+            restore_optimizer_state(self, st)
+            self._adam["m"], self._adam["v"] = st["adam_m"], st["adam_v"]
             self._resume_state = None
         bar = None
         if progress:
@@ -329,11 +328,8 @@ class ChargeTrainer:
             for r, st in res:
                 g = g + self.residual_gradient(st, 2.0 * r / n_res)
             A["step"] += 1
-            t = A["step"]
-            A["m"] = cfg.beta1 * A["m"] + (1 - cfg.beta1) * g
-            A["v"] = cfg.beta2 * A["v"] + (1 - cfg.beta2) * g * g
-            mh, vh = A["m"] / (1 - cfg.beta1 ** t), A["v"] / (1 - cfg.beta2 ** t)
-            w = self.parameters() - A["lr"] * mh / (np.sqrt(vh) + cfg.epsilon)
+            A["m"], A["v"], step = adam_update(A["m"], A["v"], g, A["step"], A["lr"], cfg)
+            w = self.parameters() - step
             if len(self.h):
                 w[-len(self.h):] = np.abs(w[-len(self.h):])   # J = h^2: the sign of h is free
             self.set_parameters(w)
@@ -341,37 +337,15 @@ class ChargeTrainer:
 
     # -- checkpoints and output ----------------------------------------------------------------
     def checkpoint(self, path):
-        state = {"epoch": np.array(self.epoch), "best_epoch": np.array(self.best_epoch),
-                 "best_score": np.array(self.best_score),
-                 "history": np.array(json.dumps([asdict(h) for h in self.history])),
-                 "rng": np.array(json.dumps(self.rng.bit_generator.state)),
-                 "train_idx": self.train_idx, "test_idx": self.test_idx, "w": self.parameters(),
-                 "best": self.best_parameters if self.best_parameters is not None else np.zeros(0),
-                 "adam_m": self._adam["m"], "adam_v": self._adam["v"], "adam_step": np.array(self._adam["step"]),
-                 "adam_lr": np.array(self._adam["lr"])}
-        for e, st in enumerate(self.stats):
-            for key, v in st.items():
-                state[f"scaling_{key}{e}"] = v
-        if self._kf is not None:
-            for key, v in self._kf.state().items():
-                state[f"kf_{key}"] = np.asarray(v)
-        tmp = os.fspath(path) + ".tmp.npz"
-        np.savez(tmp, **state)
-        os.replace(tmp, path)
+        state = run_state(self)
+        state.update(w=self.parameters(), adam_m=self._adam["m"], adam_v=self._adam["v"],
+                     best=self.best_parameters if self.best_parameters is not None else np.zeros(0))
+        save_state(path, state)
 
     def resume(self, path):
-        with np.load(path) as z:
-            st = {k: z[k] for k in z.files}
-        if not (np.array_equal(st["train_idx"], self.train_idx) and np.array_equal(st["test_idx"], self.test_idx)):
-            raise DataError(f"{path}: the checkpoint's train/test split does not match these structures")
-        self.epoch, self.best_epoch = int(st["epoch"]), int(st["best_epoch"])
-        self.best_score = float(st["best_score"])
-        self.history = [self.STATS(**h) for h in json.loads(str(st["history"]))]
-        self.rng.bit_generator.state = json.loads(str(st["rng"]))
+        st = load_run_state(self, path, self.STATS, len(self.elements))
         self.set_parameters(st["w"])
         self.best_parameters = st["best"] if st["best"].size else None
-        self.stats = [{k: st[f"scaling_{k}{e}"] for k in ("min", "max", "mean", "sigma")}
-                      for e in range(len(self.elements))]
         self._set_transform(scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
                                               self.model.scale_max))
         self._data.clear()
@@ -379,13 +353,7 @@ class ChargeTrainer:
         return self
 
     def write_learning_curve(self, path):
-        cols = list(asdict(self.history[0]).keys())
-        lines = ["# " + " ".join(cols) + f"  ({self.UNITS})"]
-        for st in self.history:
-            d = asdict(st)
-            lines.append(" ".join(f"{d[c]:d}" if c == "epoch" else f"{d[c]:.10e}" for c in cols))
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        _core.write_file_atomic(os.fspath(path), "\n".join(lines) + "\n")
+        write_learning_curve(path, self.history, self.UNITS)
 
     def write(self, output_dir):
         """input.nn (copied), scaling.data, weightse.ZZZ.data, hardness.ZZZ.data: the input of

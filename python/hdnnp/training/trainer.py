@@ -143,6 +143,73 @@ def format_weights(net: ElementNetwork) -> str:
     return "\n".join(lines) + "\n"
 
 
+def adam_update(m, v, g, t: int, lr: float, cfg: "TrainingConfig"):
+    """One Adam step on one parameter vector: (new m, new v, the step to subtract)."""
+    m = cfg.beta1 * m + (1 - cfg.beta1) * g
+    v = cfg.beta2 * v + (1 - cfg.beta2) * g * g
+    mh, vh = m / (1 - cfg.beta1 ** t), v / (1 - cfg.beta2 ** t)
+    return m, v, lr * mh / (np.sqrt(vh) + cfg.epsilon)
+
+
+def write_learning_curve(path, history, units: str):
+    """One line per epoch of a trainer's statistics (a dataclass per epoch), written atomically."""
+    cols = list(asdict(history[0]).keys())
+    lines = ["# " + " ".join(cols) + f"  ({units})"]
+    for st in history:
+        d = asdict(st)
+        lines.append(" ".join(f"{d[c]:d}" if c == "epoch" else f"{d[c]:.10e}" for c in cols))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    _core.write_file_atomic(os.fspath(path), "\n".join(lines) + "\n")
+
+
+def run_state(tr) -> dict:
+    """What every trainer's checkpoint holds besides its parameters and Adam moments: epochs,
+    best score, history, random state, split, scaling statistics, the Kalman filter."""
+    state = {"epoch": np.array(tr.epoch), "best_epoch": np.array(tr.best_epoch),
+             "best_score": np.array(tr.best_score),
+             "history": np.array(json.dumps([asdict(h) for h in tr.history])),
+             "rng": np.array(json.dumps(tr.rng.bit_generator.state)),
+             "train_idx": tr.train_idx, "test_idx": tr.test_idx,
+             "adam_step": np.array(tr._adam["step"]), "adam_lr": np.array(tr._adam["lr"])}
+    for e, st in enumerate(tr.stats):
+        for key, v in st.items():
+            state[f"scaling_{key}{e}"] = v
+    if tr._kf is not None:
+        for key, v in tr._kf.state().items():
+            state[f"kf_{key}"] = np.asarray(v)
+    return state
+
+
+def save_state(path, state: dict):
+    tmp = os.fspath(path) + ".tmp.npz"
+    np.savez(tmp, **state)
+    os.replace(tmp, path)
+
+
+def load_run_state(tr, path, stats_class, n_elements: int) -> dict:
+    """Read a checkpoint, check its split against tr's, and restore run_state's part (scaling
+    statistics into tr.stats; the caller sets the transform); returns the whole record."""
+    with np.load(path) as z:
+        st = {k: z[k] for k in z.files}
+    if not (np.array_equal(st["train_idx"], tr.train_idx) and np.array_equal(st["test_idx"], tr.test_idx)):
+        raise DataError(f"{path}: the checkpoint's train/test split does not match these structures")
+    tr.epoch, tr.best_epoch = int(st["epoch"]), int(st["best_epoch"])
+    tr.best_score = float(st["best_score"])
+    tr.history = [stats_class(**h) for h in json.loads(str(st["history"]))]
+    tr.rng.bit_generator.state = json.loads(str(st["rng"]))
+    tr.stats = [{k: st[f"scaling_{k}{e}"] for k in ("min", "max", "mean", "sigma")} for e in range(n_elements)]
+    return st
+
+
+def restore_optimizer_state(tr, st: dict):
+    """Adam's step and rate and the Kalman filter from a checkpoint record (Adam's moments are
+    the trainer's own)."""
+    tr._adam["step"] = int(st["adam_step"])
+    tr._adam["lr"] = float(st["adam_lr"])
+    if tr._kf is not None:
+        tr._kf.load_state({k[3:]: st[k] for k in st if k.startswith("kf_")})
+
+
 class Trainer:
     """Train the element networks of the potential set up in ``settings_dir/input.nn``.
 
@@ -477,14 +544,9 @@ class Trainer:
         for s in range(0, len(order), cfg.batch_size):
             _, _, _, _, _, (loss, grads) = self._batch(order[s:s + cfg.batch_size], True)
             A["step"] += 1
-            t = A["step"]
             for e, net in enumerate(self.nets):
-                g = grads[e]
-                A["m"][e] = cfg.beta1 * A["m"][e] + (1 - cfg.beta1) * g
-                A["v"][e] = cfg.beta2 * A["v"][e] + (1 - cfg.beta2) * g * g
-                mh = A["m"][e] / (1 - cfg.beta1 ** t)
-                vh = A["v"][e] / (1 - cfg.beta2 ** t)
-                net.set_parameters(net.get_parameters() - A["lr"] * mh / (np.sqrt(vh) + cfg.epsilon))
+                A["m"][e], A["v"][e], step = adam_update(A["m"][e], A["v"][e], grads[e], A["step"], A["lr"], cfg)
+                net.set_parameters(net.get_parameters() - step)
         A["lr"] *= cfg.learning_rate_decay
 
     def _kalman_counts(self):
@@ -565,67 +627,33 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint(self, path):
         """Everything needed to continue exactly as if uninterrupted (written atomically)."""
-        state = {
-            "epoch": np.array(self.epoch), "best_epoch": np.array(self.best_epoch),
-            "best_score": np.array(self.best_score),
-            "history": np.array(json.dumps([asdict(h) for h in self.history])),
-            "rng": np.array(json.dumps(self.rng.bit_generator.state)),
-            "train_idx": self.train_idx, "test_idx": self.test_idx,
-            "adam_step": np.array(self._adam["step"]), "adam_lr": np.array(self._adam["lr"]),
-        }
+        state = run_state(self)
         for e in range(len(self.nets)):
             state[f"w{e}"] = self.nets[e].get_parameters()
             state[f"best{e}"] = self.best_parameters[e] if self.best_parameters is not None else np.zeros(0)
             state[f"adam_m{e}"] = self._adam["m"][e]
             state[f"adam_v{e}"] = self._adam["v"][e]
-        for e, st in enumerate(self.stats):
-            for key, v in st.items():
-                state[f"scaling_{key}{e}"] = v
-        if self._kf is not None:
-            for key, v in self._kf.state().items():
-                state[f"kf_{key}"] = np.asarray(v)
-        tmp = os.fspath(path) + ".tmp.npz"
-        np.savez(tmp, **state)
-        os.replace(tmp, path)
+        save_state(path, state)
 
     def resume(self, path):
         """Load a checkpoint written by ``train``; the next ``train`` call continues from it."""
-        with np.load(path) as z:
-            st = {k: z[k] for k in z.files}
-        self.epoch = int(st["epoch"])
-        self.best_epoch = int(st["best_epoch"])
-        self.best_score = float(st["best_score"])
-        self.history = [EpochStats(**h) for h in json.loads(str(st["history"]))]
-        self.rng.bit_generator.state = json.loads(str(st["rng"]))
-        if not (np.array_equal(st["train_idx"], self.train_idx) and np.array_equal(st["test_idx"], self.test_idx)):
-            raise DataError(f"{path}: the checkpoint's train/test split does not match these structures")
+        st = load_run_state(self, path, EpochStats, len(self.nets))
         self.set_parameters([st[f"w{e}"] for e in range(len(self.nets))])
         self.best_parameters = ([st[f"best{e}"] for e in range(len(self.nets))]
                                 if st["best0"].size else None)
-        self.stats = [{k: st[f"scaling_{k}{e}"] for k in ("min", "max", "mean", "sigma")}
-                      for e in range(len(self.nets))]
         self.transform = scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
                                            self.model.scale_max)
         self._resume_state = st
         return self
 
     def _restore_optimizer(self, st):
-        self._adam["step"] = int(st["adam_step"])
-        self._adam["lr"] = float(st["adam_lr"])
+        restore_optimizer_state(self, st)
         self._adam["m"] = [st[f"adam_m{e}"] for e in range(len(self.nets))]
         self._adam["v"] = [st[f"adam_v{e}"] for e in range(len(self.nets))]
-        if self._kf is not None:
-            self._kf.load_state({k[3:]: st[k] for k in st if k.startswith("kf_")})
 
     # -- output --------------------------------------------------------------------------------
     def write_learning_curve(self, path):
-        cols = list(asdict(self.history[0]).keys())
-        lines = ["# " + " ".join(cols) + "  (energies per atom, force components; potential units)"]
-        for st in self.history:
-            d = asdict(st)
-            lines.append(" ".join(f"{d[c]:d}" if c == "epoch" else f"{d[c]:.10e}" for c in cols))
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        _core.write_file_atomic(os.fspath(path), "\n".join(lines) + "\n")
+        write_learning_curve(path, self.history, "energies per atom, force components; potential units")
 
     def predictions(self):
         """Reference and predicted energies per atom and force components, with their set."""
