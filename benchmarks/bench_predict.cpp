@@ -4,6 +4,7 @@
 //
 //   hdnnp-bench POTENTIAL_DIR INPUT.data [--rep NX NY NZ] [--steps N] [--threads T] [--no-sort]
 // (--no-sort: compute in the input atom order instead of the neighbour list's spatial order)
+// A potential with a ZBL pair baseline (hdnnp_zbl) includes it, and its cost alone is reported.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -89,7 +90,8 @@ int main(int argc, char** argv) {
 #else
         const int used_threads = 1;
 #endif
-        double t_nl = 0, t_e = 0, t_ef = 0;
+        double t_nl = 0, t_e = 0, t_ef = 0, t_base = 0;
+        ComputeResult rb;
         ComputeResult r;
         NeighborList nl;
         std::vector<double> spos;
@@ -121,10 +123,15 @@ int main(int argc, char** argv) {
             fo.threads = threads;
             model->compute(A, fo, r);
             auto t3 = Clock::now();
-            if (step > 0) { t_nl += seconds(t0, t1); t_e += seconds(t1, t2); t_ef += seconds(t2, t3); }
+            // the ZBL pair baseline alone (hdnnp_zbl; included in the two computes above)
+            if (model->baseline()) model->baseline()->compute(A, fo, rb);
+            auto t4 = Clock::now();
+            if (step > 0) {
+                t_nl += seconds(t0, t1); t_e += seconds(t1, t2); t_ef += seconds(t2, t3); t_base += seconds(t3, t4);
+            }
             pairs = nl.offsets.back();
         }
-        t_nl /= steps; t_e /= steps; t_ef /= steps;
+        t_nl /= steps; t_e /= steps; t_ef /= steps; t_base /= steps;
         const long rss1 = peak_rss_kb();
         std::printf("potential          %s\n", argv[1]);
         std::printf("atoms              %lld (replication %dx%dx%d), threads %d\n", static_cast<long long>(n),
@@ -134,6 +141,9 @@ int main(int argc, char** argv) {
         std::printf("time neighbours    %.4f s\n", t_nl);
         std::printf("time SF+NN energy  %.4f s\n", t_e);
         std::printf("time SF+NN+forces  %.4f s (forces part ~%.4f s)\n", t_ef, t_ef - t_e);
+        if (model->baseline())
+            std::printf("time ZBL baseline  %.4f s (%.2f%% of SF+NN+forces, which includes it; baseline energy %.6e)\n",
+                        t_base, 100.0 * t_base / t_ef, rb.energy);
         std::printf("atom-steps/s       %.0f (energy+forces+virial, neighbour list included)\n", n / (t_nl + t_ef));
         std::printf("atom-steps/s       %.0f (energy+forces+virial, neighbour list excluded)\n", n / t_ef);
         std::printf("peak RSS           %.1f MB (%.0f bytes/atom above start)\n", rss1 / 1024.0,

@@ -11,6 +11,7 @@ add_library(hdnnp_core STATIC
   ${HDNNP_SOURCE_DIR}/cpp/src/network.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/neighbor.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/model.cpp
+  ${HDNNP_SOURCE_DIR}/cpp/src/baseline.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/electrostatics.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/pme.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/structure_io.cpp)

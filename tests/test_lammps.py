@@ -425,3 +425,65 @@ def test_nve_energy_conservation_water(tmp_path, plugin, fixtures):
         assert abs(drift) < 1.0 and excursion < 0.1
     ratio = stats[0.0005][1] / stats[0.00025][1]
     assert 2.5 < ratio < 6.0, f"fluctuation ratio {ratio:.2f} for dt ratio 2 (expected ~4)"
+
+
+ZBL_LINES = ("# hdnnp: length_unit=Angstrom energy_unit=eV\nhdnnp_zbl H H 0.7 1.3\nhdnnp_zbl H O 0.75 1.4\n"
+             "hdnnp_zbl O O 0.8 1.6\n")
+
+
+def close_contact_cluster():
+    """Pairs inside, across and beyond the baseline's switching region (seed chosen for it)."""
+    return random_cluster(n_h=8, n_o=5, box=(5.0, 5.3, 5.6), tilt=(0.6, -0.3, 0.4), seed=0, dmin=0.5)
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_baseline_lammps_equals_python(tmp_path, plugin, ranks):
+    """The ZBL pair baseline through pair_style bpnn: energy, per-atom energies, forces and
+    virial equal the Python API's, on 1 and 2 MPI ranks (`lmp` processes: ghost atoms carry
+    the pairs across the subdomain boundary)."""
+    d = write_potential(tmp_path / "pot", types=[2, 3], extra_lines=ZBL_LINES)
+    atoms = close_contact_cluster().repeat((2, 1, 1))
+    pot = hdnnp.load(d)
+    r = pot.evaluate(atoms, extrapolation="ignore")
+    assert pot.model.baseline is not None
+    base = pot.evaluate(atoms, extrapolation="ignore").energy - hdnnp.load(
+        write_potential(tmp_path / "plain", types=[2, 3], extra_lines=ZBL_LINES.splitlines()[0])).evaluate(
+        atoms, extrapolation="ignore").energy
+    assert base > 1.0  # the close pairs matter
+    from ase.io import write
+
+    write(tmp_path / "system.data", atoms, format="lammps-data", specorder=["H", "O"], masses=True)
+    (tmp_path / "in.zbl").write_text(f"""units metal
+atom_style atomic
+atom_modify map array
+read_data {tmp_path / 'system.data'}
+plugin load {plugin}
+pair_style bpnn
+pair_coeff * * {d} H O
+compute pea all pe/atom
+compute pv all pressure NULL virial
+thermo_style custom step pe c_pv[1] c_pv[2] c_pv[3] c_pv[4] c_pv[5] c_pv[6] vol
+thermo_modify format float %.17g
+dump d all custom 1 {tmp_path}/out.dump id fx fy fz c_pea
+dump_modify d sort id format float %.17g
+run 0
+""")
+    mpiexec = Path(sys.prefix) / "bin" / "mpiexec"
+    if ranks > 1 and not mpiexec.exists():
+        pytest.skip("mpiexec of the mpich wheel not installed")
+    cmd = ([str(mpiexec), "-n", str(ranks)] if ranks > 1 else []) + [_lmp_exe(), "-in", str(tmp_path / "in.zbl"),
+                                                                     "-log", str(tmp_path / "log.lammps")]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    log = (tmp_path / "log.lammps").read_text().splitlines()
+    k = next(i for i, l in enumerate(log) if l.split()[:2] == ["Step", "PotEng"])
+    vals = [float(x) for x in log[k + 1].split()]
+    e, press, vol = vals[1], np.array(vals[2:8]), vals[8]
+    assert f"with {ranks} MPI tasks" in "\n".join(log) or ranks == 1
+    rows = np.array([[float(x) for x in l.split()] for l in (tmp_path / "out.dump").read_text().splitlines()[9:]])
+    assert e == pytest.approx(r.energy, rel=1e-10)
+    np.testing.assert_allclose(rows[:, 1:4], r.forces, rtol=0, atol=1e-8 * np.abs(r.forces).max())
+    np.testing.assert_allclose(rows[:, 4], r.energies, rtol=1e-10, atol=1e-10)
+    W = r.virial
+    np.testing.assert_allclose(press * vol / NKTV2P_METAL, [W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]],
+                               rtol=1e-9, atol=1e-9 * np.abs(W).max())

@@ -13,6 +13,7 @@
 
 #include "hdnnp/elements.hpp"
 #include "hdnnp/errors.hpp"
+#include "hdnnp/units.hpp"
 
 namespace hdnnp {
 namespace {
@@ -334,6 +335,11 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
         }
     }
 
+    // Declared units and the ZBL pair baseline.
+    if (const auto* d = S.declared("length_unit")) m->length_unit_ = d->args;
+    if (const auto* d = S.declared("energy_unit")) m->energy_unit_ = d->args;
+    m->read_baseline(nn_path, with_weights);
+
     // Weights.
     m->has_weights_ = with_weights;
     for (auto& em : m->elements_) {
@@ -360,6 +366,69 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
         em.network.set_parameters(w);
     }
     return m;
+}
+
+void Model::read_baseline(const std::string& nn_path, bool with_weights) {
+    const Settings& S = settings_;
+    const auto& lines = S.all("hdnnp_zbl");
+    if (lines.empty()) return;
+    const std::string first = nn_path + ":" + std::to_string(lines.front().line);
+    const int ne = n_elements();
+    std::vector<int> seen(ne * ne, 0);
+    for (const auto& en : lines) {
+        const std::string w = nn_path + ":" + std::to_string(en.line);
+        auto t = split_ws(en.args);
+        if (t.size() == 1 && t[0] == "auto") {
+            if (baseline_auto_) throw ConfigError(w + ": 'hdnnp_zbl auto' given twice");
+            baseline_auto_ = true;
+            continue;
+        }
+        if (t.size() != 4)
+            throw ConfigError(w + ": expected 'hdnnp_zbl <element> <element> <r_inner> <r_outer>' or 'hdnnp_zbl auto'");
+        const int a = element_index(t[0]), b = element_index(t[1]);
+        for (int k = 0; k < 2; ++k)
+            if ((k ? b : a) < 0)
+                throw ConfigError(w + ": hdnnp_zbl: element '" + t[k] + "' is not in the 'elements' list");
+        const double ri = parse_double(t[2], w), ro = parse_double(t[3], w);
+        if (!(ri > 0.0) || !(ro > ri))
+            throw ConfigError(w + ": hdnnp_zbl needs 0 < r_inner < r_outer, got " + t[2] + " " + t[3]);
+        if (!(ro < cutoff_))
+            throw ConfigError(w + ": hdnnp_zbl r_outer " + t[3] + " must be below the symmetry-function cutoff " +
+                              std::to_string(cutoff_));
+        if (seen[a * ne + b])
+            throw ConfigError(w + ": hdnnp_zbl given twice for the pair " + t[0] + "-" + t[1] + " (first on line " +
+                              std::to_string(seen[a * ne + b]) + ")");
+        seen[a * ne + b] = seen[b * ne + a] = en.line;
+        baseline_pairs_.push_back({a, b, ri, ro, en.line});
+    }
+    if (length_unit_.empty() || energy_unit_.empty())
+        throw ConfigError(first + ": hdnnp_zbl needs the potential's units: declare them with a line "
+                          "'# hdnnp: length_unit=... energy_unit=...' (e.g. Angstrom and eV)");
+    const double lf = angstrom_per_length_unit(length_unit_), ef = ev_per_energy_unit(energy_unit_);
+    if (lf == 0.0) throw ConfigError(nn_path + ": unknown length_unit '" + length_unit_ + "'");
+    if (ef == 0.0) throw ConfigError(nn_path + ": unknown energy_unit '" + energy_unit_ + "'");
+    std::string missing;
+    for (int a = 0; a < ne; ++a)
+        for (int b = a; b < ne; ++b)
+            if (!seen[a * ne + b]) missing += (missing.empty() ? "" : ", ") + elements_[a].symbol + "-" + elements_[b].symbol;
+    if (!missing.empty()) {
+        if (!baseline_auto_)
+            throw ConfigError(first + ": hdnnp_zbl is not given for the element pair(s) " + missing +
+                              " (one line per pair, or 'hdnnp_zbl auto' to derive the radii from the training data)");
+        if (with_weights)
+            throw ConfigError(first + ": 'hdnnp_zbl auto': the radii of " + missing + " are derived from the "
+                              "training data when training; a potential to predict with needs them written out "
+                              "('hdnnp_zbl <element> <element> <r_inner> <r_outer>', as hdnnp train writes them)");
+        return;  // training resolves them
+    }
+    std::vector<double> ri(ne * ne), ro(ne * ne);
+    for (const auto& p : baseline_pairs_) {
+        ri[p.a * ne + p.b] = ri[p.b * ne + p.a] = p.r_inner;
+        ro[p.a * ne + p.b] = ro[p.b * ne + p.a] = p.r_outer;
+    }
+    std::vector<int> z;
+    for (const auto& e : elements_) z.push_back(e.z);
+    baseline_ = std::make_shared<const PairBaseline>(z, ri, ro, lf, ef);
 }
 
 namespace {
@@ -688,13 +757,18 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
                   return a.atom != b.atom ? a.atom < b.atom : a.sf < b.sf;
               });
     std::fill(out.virial, out.virial + 9, 0.0);
-    if (!need_grad) { out.forces.clear(); return; }
-    if (opt.virial)
-        for (int64_t i = 0; i < nl; ++i)
-            for (int k = 0; k < 9; ++k) out.virial[k] += centre_virial[9 * i + k];
-    if (opt.atom_virial) out.atom_virials = std::move(centre_virial);
-    for (auto& f : out.forces) f *= Lx;
-    for (auto& f : out.member_forces) f *= Lx;
+    if (need_grad) {
+        if (opt.virial)
+            for (int64_t i = 0; i < nl; ++i)
+                for (int k = 0; k < 9; ++k) out.virial[k] += centre_virial[9 * i + k];
+        if (opt.atom_virial) out.atom_virials = std::move(centre_virial);
+        for (auto& f : out.forces) f *= Lx;
+        for (auto& f : out.member_forces) f *= Lx;
+    } else {
+        out.forces.clear();
+    }
+    // The pair baseline, shared by the committee (the members' baselines are equal).
+    if (opt.baseline && !opt.dEdG && M0.baseline_) M0.baseline_->add(A, opt, out);
 }
 
 void Model::descriptor_jacobian(const AtomsView& A, DescriptorJacobian& out, int threads,
@@ -813,6 +887,9 @@ Committee::Committee(std::vector<std::shared_ptr<const Model>> members) : member
                                       std::to_string(da[s].line) + ")");
         }
         if (!b.has_weights()) throw ConfigError("committee member '" + b.directory() + "' has no weights");
+        if (static_cast<bool>(a.baseline()) != static_cast<bool>(b.baseline()) ||
+            (a.baseline() && !a.baseline()->same_as(*b.baseline())))
+            throw ConfigError(who + "different hdnnp_zbl pair baselines (members must share one baseline)");
     }
     for (const auto& m : members_) raw_.push_back(m.get());
 }

@@ -59,6 +59,8 @@ const std::set<std::string>& known_keywords() {
         "gradient_adam_beta2", "gradient_adam_epsilon", "kalman_type", "kalman_epsilon",
         "kalman_eta", "kalman_etatau", "kalman_etamax", "kalman_q0", "kalman_qtau",
         "kalman_qmin", "kalman_lambda_short", "kalman_nue_short", "memorize_symfunc_results",
+        // this project's own keywords (n2p2 warns about them and goes on)
+        "hdnnp_zbl",
     };
     return s;
 }
@@ -66,7 +68,7 @@ const std::set<std::string>& known_keywords() {
 const std::set<std::string>& repeatable() {
     static const std::set<std::string> s = {
         "symfunction_short",  "atom_energy",          "element_nodes_short",
-        "fixed_gausswidth",   "initial_hardness",     "element_hidden_layers_short",
+        "fixed_gausswidth",   "initial_hardness",     "element_hidden_layers_short", "hdnnp_zbl",
         "element_activation_short", "element_nodes_electrostatic",
         "element_hidden_layers_electrostatic", "element_activation_electrostatic"};
     return s;
@@ -119,6 +121,19 @@ Settings Settings::parse(const std::string& text, const std::string& source) {
     int lineno = 0;
     while (std::getline(is, raw)) {
         ++lineno;
+        {
+            // The declaration hdnnp writes into a comment: "# hdnnp: length_unit=Bohr energy_unit=Ha".
+            const std::string t = trim(raw);
+            if (t.rfind("#", 0) == 0) {
+                const std::string body = trim(t.substr(1));
+                if (body.rfind("hdnnp:", 0) == 0)
+                    for (const auto& kv : split_ws(body.substr(6))) {
+                        const auto eq = kv.find('=');
+                        if (eq != std::string::npos && eq > 0)
+                            s.declarations_[kv.substr(0, eq)] = {kv.substr(eq + 1), lineno};
+                    }
+            }
+        }
         const auto cut = raw.find_first_of("#!");
         std::string line = trim(cut == std::string::npos ? raw : raw.substr(0, cut));
         if (line.empty()) continue;

@@ -14,6 +14,7 @@
 #include "error.h"
 #include "force.h"
 #include "hdnnp/errors.hpp"
+#include "hdnnp/units.hpp"
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
@@ -21,29 +22,8 @@
 
 using namespace LAMMPS_NS;
 
-namespace {
-
-// Same values as the Python API (ASE's CODATA 2014 units), so that LAMMPS and Python agree
-// to round-off: Angstrom per length unit, eV per energy unit.
-double length_in_angstrom(std::string u) {
-    for (auto& c : u) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (u == "angstrom" || u == "a" || u == "ang") return 1.0;
-    if (u == "bohr" || u == "au" || u == "a0") return 0.5291772105638411;
-    if (u == "nm") return 10.0;
-    return 0.0;
-}
-double energy_in_ev(std::string u) {
-    for (auto& c : u) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (u == "ev") return 1.0;
-    if (u == "ha" || u == "hartree" || u == "au") return 27.211386024367243;
-    if (u == "ry" || u == "rydberg") return 13.605693012183622;
-    if (u == "kcal/mol") return 0.04336410390059322;
-    if (u == "kj/mol") return 0.010364269574711572;
-    if (u == "mev") return 1e-3;
-    return 0.0;
-}
-
-}  // namespace
+using hdnnp::angstrom_per_length_unit;
+using hdnnp::ev_per_energy_unit;
 
 PairBPNN::PairBPNN(LAMMPS* lmp) : Pair(lmp) {
     single_enable = 0;
@@ -197,7 +177,7 @@ void PairBPNN::init_style() {
             error->all(FLERR, "pair bpnn: potential '{}' does not declare its units (a line "
                               "'# hdnnp: length_unit=... energy_unit=...' in input.nn); give "
                               "length_factor and energy_factor to pair_style", directory_);
-        const double l = length_in_angstrom(native_length_), e = energy_in_ev(native_energy_);
+        const double l = angstrom_per_length_unit(native_length_), e = ev_per_energy_unit(native_energy_);
         if (l == 0.0) error->all(FLERR, "pair bpnn: unknown length unit '{}' in {}/input.nn", native_length_, directory_);
         if (e == 0.0) error->all(FLERR, "pair bpnn: unknown energy unit '{}' in {}/input.nn", native_energy_, directory_);
         length_factor_ = l;

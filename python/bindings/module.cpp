@@ -7,6 +7,7 @@
 
 #include <array>
 #include <optional>
+#include <type_traits>
 
 #include "hdnnp/electrostatics.hpp"
 #include "hdnnp/errors.hpp"
@@ -88,7 +89,7 @@ py::dict compute_py(const Potential& mo, py::array_t<double, py::array::c_style>
                     CArrI64 offsets, CArrI32 index, std::optional<CArrI32> shift_id,
                     std::optional<CArrD> shifts, bool forces, bool virial, bool descriptors,
                     bool scaled, int threads, double min_distance, bool member_forces,
-                    std::optional<CArrD> dEdG) {
+                    std::optional<CArrD> dEdG, bool baseline) {
     if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
     const int64_t na = pos.shape(0);
     if (species.ndim() != 1 || species.shape(0) != na) throw std::invalid_argument("species must be (n,)");
@@ -117,7 +118,10 @@ py::dict compute_py(const Potential& mo, py::array_t<double, py::array::c_style>
     opt.forces = forces; opt.virial = virial; opt.descriptors = descriptors;
     opt.scaled_descriptors = scaled; opt.threads = threads; opt.min_distance = min_distance;
     opt.member_forces = member_forces;
-    if (dEdG) {
+    opt.baseline = baseline;
+    if constexpr (std::is_same_v<Potential, PairBaseline>) {
+        if (dEdG || descriptors) throw std::invalid_argument("a pair baseline has no descriptors");
+    } else if (dEdG) {
         int64_t need = 0;
         const auto& first = first_model(mo);
         for (int64_t i = 0; i < n_local; ++i) {
@@ -174,7 +178,8 @@ void def_compute(py::class_<Potential, std::shared_ptr<Potential>>& cls) {
             py::arg("offsets").noconvert(), py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),
             py::arg("shifts").noconvert() = py::none(), py::arg("forces") = true, py::arg("virial") = true,
             py::arg("descriptors") = false, py::arg("scaled") = false, py::arg("threads") = 0,
-            py::arg("min_distance") = 1e-6, py::arg("member_forces") = false, py::arg("dEdG") = py::none());
+            py::arg("min_distance") = 1e-6, py::arg("member_forces") = false, py::arg("dEdG") = py::none(),
+            py::arg("baseline") = true);
 }
 
 }  // namespace
@@ -213,6 +218,18 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("cutoff_alpha", &Model::cutoff_alpha)
         .def_property_readonly("warnings", &Model::warnings)
         .def_property_readonly("directory", &Model::directory)
+        .def_property_readonly("length_unit", &Model::length_unit)
+        .def_property_readonly("energy_unit", &Model::energy_unit)
+        .def_property_readonly("baseline", [](const Model& mo) {
+            return std::const_pointer_cast<PairBaseline>(mo.baseline());
+        }, "the ZBL pair baseline (PairBaseline) of the hdnnp_zbl lines, or None")
+        .def_property_readonly("baseline_auto", &Model::baseline_auto)
+        .def_property_readonly("baseline_pairs", [](const Model& mo) {
+            std::vector<py::tuple> out;
+            for (const auto& p : mo.baseline_pairs())
+                out.push_back(py::make_tuple(p.a, p.b, p.r_inner, p.r_outer, p.line));
+            return out;
+        }, "explicit hdnnp_zbl lines: (element a, element b, r_inner, r_outer, line)")
         .def_property_readonly("atom_energies", [](const Model& mo) {
             std::vector<double> v;
             for (const auto& e : mo.elements()) v.push_back(e.atom_energy);
@@ -268,6 +285,34 @@ PYBIND11_MODULE(_core, m) {
            py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),
            py::arg("shifts").noconvert() = py::none(), py::arg("threads") = 0);
     def_compute(model_class);
+
+    py::class_<PairBaseline, std::shared_ptr<PairBaseline>> baseline_class(m, "PairBaseline",
+        "ZBL screened nuclear repulsion per element pair, switched off between r_inner and r_outer");
+    baseline_class
+        .def(py::init([](const std::vector<int>& z, CArrD r_inner, CArrD r_outer, double lf, double ef) {
+            const auto ne = static_cast<py::ssize_t>(z.size());
+            if (r_inner.size() != ne * ne || r_outer.size() != ne * ne)
+                throw std::invalid_argument("r_inner and r_outer must be (n_elements, n_elements)");
+            return std::make_shared<PairBaseline>(z, std::vector<double>(r_inner.data(), r_inner.data() + ne * ne),
+                                                  std::vector<double>(r_outer.data(), r_outer.data() + ne * ne), lf, ef);
+        }), py::arg("atomic_numbers"), py::arg("r_inner"), py::arg("r_outer"), py::arg("angstrom_per_length"),
+           py::arg("ev_per_energy"))
+        .def_property_readonly("n_elements", &PairBaseline::n_elements)
+        .def_property_readonly("max_outer", &PairBaseline::max_outer)
+        .def_property_readonly("angstrom_per_length", &PairBaseline::angstrom_per_length)
+        .def_property_readonly("ev_per_energy", &PairBaseline::ev_per_energy)
+        .def("radii", [](const PairBaseline& b, int a, int c) {
+            if (a < 0 || c < 0 || a >= b.n_elements() || c >= b.n_elements()) throw std::invalid_argument("element index");
+            return py::make_tuple(b.r_inner(a, c), b.r_outer(a, c));
+        }, py::arg("a"), py::arg("b"))
+        .def("pair", [](const PairBaseline& b, int a, int c, CArrD r) {
+            if (a < 0 || c < 0 || a >= b.n_elements() || c >= b.n_elements()) throw std::invalid_argument("element index");
+            std::vector<double> e(r.size()), de(r.size());
+            for (py::ssize_t k = 0; k < r.size(); ++k) b.pair(a, c, r.data()[k], e[k], de[k]);
+            const auto n = static_cast<py::ssize_t>(r.size());
+            return py::make_tuple(to_numpy(std::move(e), {n}), to_numpy(std::move(de), {n}));
+        }, py::arg("a"), py::arg("b"), py::arg("r"), "pair energy e(r) and de/dr (native units) of elements a, b");
+    def_compute(baseline_class);
 
     py::class_<Committee, std::shared_ptr<Committee>> committee_class(m, "Committee");
     committee_class

@@ -59,6 +59,8 @@ class Cent(FourthGeneration):
                "electronegativities": s.chi, "electrostatic_energy": float(0.5 * Q @ AQ + e_bg), "solver": s.info,
                "extrapolating_atoms": s.extrapolating_atoms}
         self._report(res, s.op, s.params, Q, s.pos)
+        base = self._baseline(s.pos, s.species, s.nl, forces or stress, stress)
+        self._add_baseline(res, base, False, False)
         if s.solver == "cg":
             self._previous = (s.n, Q.copy(), np.zeros(s.n))
         if not (forces or stress):
@@ -77,4 +79,5 @@ class Cent(FourthGeneration):
             res["virial"] = W
             if s.periodic:
                 res["stress"] = -W / abs(np.linalg.det(s.cell))
+        self._add_baseline(res, base, True, stress, s.cell if s.periodic else None)
         return res

@@ -155,7 +155,28 @@ def _scaling(args) -> int:
         if c:
             lines.append(f"{e:>3s} {len(c):8d} {min(c):5d} {np.mean(c):9.3f} {max(c):5d}")
             print(f"{e}: {len(c)} atoms, {min(c)}-{max(c)} neighbours (mean {np.mean(c):.1f})")
+    # Shortest distance per element pair and the ZBL baseline radii hdnnp would derive from it
+    # (hdnnp.baseline: r_inner, r_outer = 0.5, 0.9 x d_min).
+    from .baseline import shortest_distances, suggest_radii
+
+    dmin = shortest_distances(structs, list(model.elements), model.cutoff)
     _core.write_file_atomic(os.path.join(args.directory, "neighbors.out"), "\n".join(lines) + "\n")
+    lines = ["# shortest distance per element pair (the potential's length unit) and the radii of the ZBL pair",
+             "# baseline derived from it ('hdnnp_zbl auto'); to fix them, put these lines into input.nn:",
+             "# pair  d_min  |  hdnnp_zbl A B r_inner r_outer"]
+    els = list(model.elements)
+    for x in range(len(els)):
+        for y in range(x, len(els)):
+            d = dmin.get((els[x], els[y]))
+            if d is None:
+                lines.append(f"{els[x]}-{els[y]} never closer than r_c")
+                print(f"{els[x]}-{els[y]}: never closer than r_c = {model.cutoff:g}")
+                continue
+            r_in, r_out = suggest_radii(d)
+            lines.append(f"{els[x]}-{els[y]} {d:.6f} | hdnnp_zbl {els[x]} {els[y]} {r_in:.6f} {r_out:.6f}")
+            print(f"{els[x]}-{els[y]}: shortest distance {d:.4f}; suggested baseline radii "
+                  f"'hdnnp_zbl {els[x]} {els[y]} {r_in:.4f} {r_out:.4f}'")
+    _core.write_file_atomic(os.path.join(args.directory, "distances.out"), "\n".join(lines) + "\n")
     sf = ["# element  sf (n2p2 order)  min  max  mean  sigma  fraction of atoms where it is nonzero  input.nn line"]
     for e, st in enumerate(stats):
         G = np.concatenate([p.G[e] for p in preps if len(p.G[e])])
@@ -172,7 +193,7 @@ def _scaling(args) -> int:
                   f"constant on the data; consider removing them (hdnnp.training.sfgen.prune_input_nn)",
                   file=sys.stderr)
     _core.write_file_atomic(os.path.join(args.directory, "sf-statistics.out"), "\n".join(sf) + "\n")
-    print(f"scaling data of {len(structs)} structure(s) -> {out} (and neighbors.out, sf-statistics.out)")
+    print(f"scaling data of {len(structs)} structure(s) -> {out} (and neighbors.out, distances.out, sf-statistics.out)")
     return 0
 
 

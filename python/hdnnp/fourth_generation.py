@@ -63,6 +63,7 @@ class FourthGeneration(LongRangePotential):
         if weights and self.model.scaling_mode != 0 and not os.path.exists(os.path.join(directory, "scaling.data")):
             raise FileNotFoundError(f"{os.path.join(directory, 'scaling.data')}: no such file")
         self.elements = list(self.model.elements)
+        self._check_baseline(weights)
         if self.model.mean_energy != 0.0 or self.model.conv_energy != 1.0:
             raise ValueError(f"{self.path}: normalised {self.NAME} potentials are not supported yet")
         self.sigma = self._gaussian_widths()
@@ -196,6 +197,8 @@ class FourthGeneration(LongRangePotential):
         res = {"energy": energy, "charges": Q, "atom_energies_short": e_short, "electrostatic_energy": float(e_elec),
                "electronegativities": s.chi, "solver": s.info, "extrapolating_atoms": s.extrapolating_atoms}
         self._report(res, op, params, Q, pos)
+        base = self._baseline(pos, species, s.nl, grads, stress)
+        self._add_baseline(res, base, False, False)
         if not grads:
             if solver == "cg":
                 self._previous = (n, Q.copy(), np.zeros(n))
@@ -222,4 +225,5 @@ class FourthGeneration(LongRangePotential):
             res["virial"] = W
             if periodic:
                 res["stress"] = -W / abs(np.linalg.det(cell))
+        self._add_baseline(res, base, True, stress, cell if periodic else None)
         return res

@@ -236,6 +236,37 @@ class LongRangePotential:
         volume = abs(np.linalg.det(np.asarray(atoms.cell, dtype=float)))
         return -np.pi * params.eta ** 2 * q_tot ** 2 / (volume * self.four_pi_eps)
 
+    def _baseline(self, pos, species, nl, forces: bool, virial: bool):
+        """The ZBL pair baseline (hdnnp_zbl) of a structure, as the core's result dict, or None
+        when the potential has none. `nl` is the descriptors' neighbour list (longer than r_outer)."""
+        b = self.model.baseline
+        if b is None:
+            return None
+        return b.compute(pos, np.ascontiguousarray(species, dtype=np.int32), len(species), *nl,
+                         forces=forces or virial, virial=virial)
+
+    @staticmethod
+    def _add_baseline(res, base, forces: bool, stress: bool, cell=None):
+        """Add the baseline's energy (also reported as res["baseline_energy"]), forces and
+        virial/stress to a result."""
+        if base is None:
+            return
+        if "baseline_energy" not in res:
+            res["baseline_energy"] = base["energy"]
+            res["energy"] += base["energy"]
+        if forces and "forces" in res:
+            res["forces"] = res["forces"] + base["forces"]
+        if stress and "virial" in res:
+            res["virial"] = res["virial"] + base["virial"]
+            if cell is not None:
+                res["stress"] = -res["virial"] / abs(np.linalg.det(cell))
+
+    def _check_baseline(self, weights: bool):
+        if weights and self.model.baseline is None and self.model.baseline_auto:
+            raise ValueError(f"{self.path}: 'hdnnp_zbl auto' leaves the baseline's radii to training; a potential "
+                             f"to predict with needs them written out ('hdnnp_zbl <element> <element> <r_inner> "
+                             f"<r_outer>', as hdnnp train writes them)")
+
     @staticmethod
     def _report(res, op, params, Q, pos):
         if params is not None:

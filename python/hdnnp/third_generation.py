@@ -104,7 +104,7 @@ class ThirdGeneration(LongRangePotential):
         self.elements = list(self.model.elements)
         self.charge_range = None   # RuNNer's scalinge.data: the training charges' range per element
         texts = self._runner_scalinge()
-        self.elec_model = self._load_model(drop=_SHORT + _LONG_RANGE, rename=_TO_SHORT,
+        self.elec_model = self._load_model(drop=_SHORT + _LONG_RANGE + ("hdnnp_zbl",), rename=_TO_SHORT,
                                            files={} if texts else {"scaling.data": "scalinge.data"}, texts=texts)
         if self.model.mean_energy != 0.0 or self.model.conv_energy != 1.0:
             raise ValueError(f"{self.path}: normalised 3G potentials are not supported yet")

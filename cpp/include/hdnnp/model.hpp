@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "hdnnp/baseline.hpp"
 #include "hdnnp/descriptors.hpp"
 #include "hdnnp/network.hpp"
 #include "hdnnp/neighbor.hpp"
@@ -50,6 +51,9 @@ struct ComputeOptions {
     bool member_forces = false;       ///< committees: forces of every member (ComputeResult::member_forces)
     int threads = 0;                  ///< 0 = OpenMP default
     double min_distance = 1e-6;       ///< pairs closer than this (native units) are an error
+    /// Add the potential's pair baseline (hdnnp_zbl), if it has one. Not with dEdG: 3G/4G/CENT
+    /// add it themselves (PairBaseline::compute).
+    bool baseline = true;
     /// When set: dE/dG per centre (raw G, native energy units; centres concatenated in atom
     /// order, K_i values each) replaces the networks. Forces and virial are then those of
     /// E = sum_i dE/dG_i . G_i (used by 3G/4G, whose networks also see the charges); the
@@ -119,6 +123,16 @@ public:
     const std::vector<std::string>& warnings() const { return warnings_; }
     const std::string& directory() const { return directory_; }
     const Settings& settings() const { return settings_; }
+    /// Units declared in input.nn ('# hdnnp: length_unit=... energy_unit=...'); empty if not.
+    const std::string& length_unit() const { return length_unit_; }
+    const std::string& energy_unit() const { return energy_unit_; }
+    /// The ZBL pair baseline of the hdnnp_zbl lines; null when there is none, or when
+    /// 'hdnnp_zbl auto' leaves radii to be derived from training data (baseline_auto()).
+    std::shared_ptr<const PairBaseline> baseline() const { return baseline_; }
+    bool baseline_auto() const { return baseline_auto_; }
+    /// The explicit hdnnp_zbl pairs: (element a, element b, r_inner, r_outer, input.nn line).
+    struct BaselinePair { int a, b; double r_inner, r_outer; int line; };
+    const std::vector<BaselinePair>& baseline_pairs() const { return baseline_pairs_; }
 
     void compute(const AtomsView& atoms, const ComputeOptions& opt, ComputeResult& out) const;
 
@@ -128,6 +142,7 @@ public:
 
 private:
     friend class Committee;
+    void read_baseline(const std::string& nn_path, bool with_weights);
     /// The one compute path: a committee of `n` models with identical symmetry functions
     /// (a single model is n = 1). Energies, forces and virials are the committee means.
     static void compute_members(const Model* const* members, int n, const AtomsView& atoms,
@@ -144,6 +159,10 @@ private:
     double cutoff_alpha_ = 0.0;
     std::vector<std::string> warnings_;
     bool has_weights_ = true;
+    std::string length_unit_, energy_unit_;
+    std::shared_ptr<const PairBaseline> baseline_;
+    bool baseline_auto_ = false;
+    std::vector<BaselinePair> baseline_pairs_;
 };
 
 /// Several potentials with the same elements and symmetry functions (different weights,

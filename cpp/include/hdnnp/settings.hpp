@@ -38,12 +38,19 @@ public:
     const std::vector<std::string>& warnings() const { return warnings_; }
     /// Canonical keywords present, in first-appearance order.
     const std::vector<std::string>& keys() const { return order_; }
+    /// Values declared in comment lines '# hdnnp: key=value ...' (e.g. length_unit,
+    /// energy_unit), with their lines; null when not declared.
+    const SettingsEntry* declared(const std::string& key) const {
+        auto it = declarations_.find(key);
+        return it == declarations_.end() ? nullptr : &it->second;
+    }
 
 private:
     std::string source_;
     std::map<std::string, std::vector<SettingsEntry>> entries_;
     std::vector<std::string> order_;
     std::vector<std::string> warnings_;
+    std::map<std::string, SettingsEntry> declarations_;
 };
 
 /// Split on whitespace.

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import baseline as pair_baseline
 from ..cent import Cent
 from .data import DataError
 from .fourth_generation import ChargeTrainer, _kkt, _solve
@@ -35,6 +36,12 @@ class CentTrainer(ChargeTrainer):
     CURVE, CHECKPOINT, UNITS = "learning-curve.out", "checkpoint.npz", "energy per atom, the potential's energy unit"
     INFO = ("training.json", {"mode": "cent"})   # (write: the 4G charge stage's files are a CENT potential)
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # the ZBL pair baseline: the QEq energy is fitted to the reference minus it
+        self.baseline, self._baseline_lines = pair_baseline.resolve(
+            self.pot.model, [self.structures[k] for k in self.train_idx])
+
     def _potential(self):
         return Cent(self.settings_dir, weights=False, threads=self.config.threads)
 
@@ -52,6 +59,8 @@ class CentTrainer(ChargeTrainer):
             e_ref, q_tot = self._ref[k]
             # what does not depend on the parameters: offsets and a charged cell's background
             const = float(self.pot.offsets[species].sum()) + self.pot.background_energy(a, q_tot, params)
+            if self.baseline is not None:
+                const += pair_baseline.compute(self.baseline, a, species, forces=False, virial=False)["energy"]
             d = self._data[k] = _CentData(p, species, op.dense(), e_ref, q_tot, const)
         return d
 

@@ -38,6 +38,9 @@ class Prepared:
     stress: Optional[np.ndarray] = None     # reference stress, ASE Voigt order (xx yy zz yz xz xy)
     volume: float = 0.0                     # cell volume (periodic structures), for the stress
     scaled: bool = False                    # G and J hold the scaled network inputs instead
+    base_energy: float = 0.0                # the pair baseline's energy, forces and virial
+    base_forces: Optional[np.ndarray] = None
+    base_virial: Optional[np.ndarray] = None
 
     def scale(self, transform):
         """Replace raw G and dG by the network inputs offset + factor (G - shift) (in place)."""

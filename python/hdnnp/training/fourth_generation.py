@@ -25,6 +25,7 @@ import numpy as np
 import scipy.linalg
 
 from .. import _core
+from .. import baseline as pair_baseline
 from ..fourth_generation import FourthGeneration
 from ..long_range import _column, load_weights
 from .data import DataError, Prepared, prepare, species_of, split
@@ -140,6 +141,7 @@ class ChargeTrainer:
         self._kf = None
         self._adam = None
         self._resume_state = None
+        self._baseline_lines = None   # hdnnp_zbl lines resolved from the data (CENT)
 
     # -- what the generations differ in ----------------------------------------------------------
     SCALING_FILE = "scaling.data"
@@ -359,7 +361,9 @@ class ChargeTrainer:
         """input.nn (copied), scaling.data, weightse.ZZZ.data, hardness.ZZZ.data: the input of
         stage 2 (ShortTrainer), as n2p2's nnp-train 2 expects it."""
         os.makedirs(output_dir, exist_ok=True)
-        shutil.copyfile(os.path.join(self.settings_dir, "input.nn"), os.path.join(output_dir, "input.nn"))
+        with open(os.path.join(self.settings_dir, "input.nn")) as fh:
+            text = pair_baseline.written_input_nn(fh.read(), self._baseline_lines)
+        _core.write_file_atomic(os.path.join(output_dir, "input.nn"), text)
         _core.write_file_atomic(os.path.join(output_dir, "scaling.data"), format_scaling(self.stats))
         for z, net, h in zip(self.model.atomic_numbers, self.pot.elec, self.h):
             _core.write_file_atomic(os.path.join(output_dir, f"weightse.{z:03d}.data"), format_weights(net))

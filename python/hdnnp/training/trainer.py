@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .. import _core
+from .. import baseline as pair_baseline
 from .data import DataError, Prepared, check_reference, prepare, split
 from .kalman import KalmanFilter, KalmanSettings
 from .network import ElementNetwork, initialise
@@ -102,16 +103,16 @@ def scaling_transform(stats, mode: int, smin: float, smax: float):
     return out
 
 
-def fit_atomic_energies(structures: Sequence, elements: Sequence[str]) -> np.ndarray:
+def fit_atomic_energies(structures: Sequence, elements: Sequence[str], energies=None) -> np.ndarray:
     """Per-element energies minimising sum_s (E_s - sum_e n_se x_e)^2 (least squares; an
     element whose count is the same multiple in every structure is not identifiable and gets
-    the minimum-norm share)."""
+    the minimum-norm share). E_s: `energies`, else atoms.info['energy']."""
     index = {e: i for i, e in enumerate(elements)}
     A = np.zeros((len(structures), len(elements)))
     for s, a in enumerate(structures):
         for sym in a.get_chemical_symbols():
             A[s, index[sym]] += 1
-    E = np.array([a.info["energy"] for a in structures])
+    E = np.array([a.info["energy"] for a in structures]) if energies is None else np.asarray(energies, dtype=float)
     return np.linalg.lstsq(A, E, rcond=None)[0]
 
 
@@ -237,11 +238,18 @@ class Trainer:
         self.cl = self.model.conv_length
         self.me = self.model.mean_energy
         self.offsets = np.array(self.model.atom_energies)
+        # The ZBL pair baseline (hdnnp_zbl): the networks learn the reference minus it; radii of
+        # 'hdnnp_zbl auto' come from the training structures (never from the test set).
+        self.baseline, self._baseline_lines = pair_baseline.resolve(
+            self.model, [self.structures[k] for k in self.train_idx])
         if self.config.fit_offsets:
             if np.any(self.offsets != 0.0):
                 raise DataError(f"{self.settings_dir}/input.nn already has atom_energy lines; fit_offsets "
                                 f"would replace them (remove them or do not fit)")
-            self.offsets = fit_atomic_energies([self.structures[k] for k in self.train_idx], self.elements)
+            train = [self.structures[k] for k in self.train_idx]
+            residual = [a.info["energy"] - self._baseline_of(a, k)["energy"] if self.baseline else a.info["energy"]
+                        for k, a in zip(self.train_idx, train)]
+            self.offsets = fit_atomic_energies(train, self.elements, residual)
         self.nets: List[ElementNetwork] = self._make_networks()
         self.rng = np.random.default_rng(self.config.seed)
         for net in self.nets:
@@ -269,12 +277,20 @@ class Trainer:
         return out
 
     # -- data ----------------------------------------------------------------------------------
+    def _baseline_of(self, atoms, k: int):
+        from .data import species_of
+
+        return pair_baseline.compute(self.baseline, atoms, species_of(atoms, self.elements, f"structure {k}"))
+
     def prepared(self, k: int) -> Prepared:
         p = self._prep.get(k)
         if p is not None:
             return p
         p = prepare(self.model, self.structures[k], f"structure {k}", jacobian=self.config.use_forces,
                     threads=self.config.threads)
+        if self.baseline is not None:
+            b = self._baseline_of(self.structures[k], k)
+            p.base_energy, p.base_forces, p.base_virial = b["energy"], b["forces"], b["virial"]
         if self.transform is not None:
             p.scale(self.transform)
         if p.nbytes <= self._budget_left:  # keep it; otherwise recomputed on every use
@@ -345,6 +361,12 @@ class Trainer:
             if cfg.use_forces:
                 per_el[-1] += (g,)
         self._add_long_range(preps, aoff, E, F, per_el, W)
+        if self.baseline is not None:  # (constant in the weights: the networks see the residual)
+            for i, p in enumerate(preps):
+                E[i] += p.base_energy
+                F[aoff[i]:aoff[i + 1]] += p.base_forces
+                if W is not None:
+                    W[i] += p.base_virial
         Fref = np.concatenate([p.forces for p in preps]) if cfg.use_forces else None
         Eref = np.array([p.energy for p in preps])
         state = {"el": per_el, "W": W, "preps": preps}
@@ -699,6 +721,7 @@ class Trainer:
         os.makedirs(output_dir, exist_ok=True)
         with open(os.path.join(self.settings_dir, "input.nn")) as fh:
             text = fh.read()
+        text = pair_baseline.written_input_nn(text, self._baseline_lines)
         if self.config.fit_offsets:
             text += "\n# atomic energy offsets fitted to the training energies (hdnnp)\n" + "".join(
                 f"atom_energy {e} {x:.16e}\n" for e, x in zip(self.elements, self.offsets))
