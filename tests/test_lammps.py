@@ -462,7 +462,9 @@ pair_style bpnn
 pair_coeff * * {d} H O
 compute pea all pe/atom
 compute pv all pressure NULL virial
-thermo_style custom step pe c_pv[1] c_pv[2] c_pv[3] c_pv[4] c_pv[5] c_pv[6] vol
+compute sa all stress/atom NULL virial
+compute ssum all reduce sum c_sa[1] c_sa[2] c_sa[3] c_sa[4] c_sa[5] c_sa[6]
+thermo_style custom step pe c_pv[1] c_pv[2] c_pv[3] c_pv[4] c_pv[5] c_pv[6] vol c_ssum[1] c_ssum[2] c_ssum[3] c_ssum[4] c_ssum[5] c_ssum[6]
 thermo_modify format float %.17g
 dump d all custom 1 {tmp_path}/out.dump id fx fy fz c_pea
 dump_modify d sort id format float %.17g
@@ -478,12 +480,14 @@ run 0
     log = (tmp_path / "log.lammps").read_text().splitlines()
     k = next(i for i, l in enumerate(log) if l.split()[:2] == ["Step", "PotEng"])
     vals = [float(x) for x in log[k + 1].split()]
-    e, press, vol = vals[1], np.array(vals[2:8]), vals[8]
+    e, press, vol, satom = vals[1], np.array(vals[2:8]), vals[8], np.array(vals[9:15])
     assert f"with {ranks} MPI tasks" in "\n".join(log) or ranks == 1
     rows = np.array([[float(x) for x in l.split()] for l in (tmp_path / "out.dump").read_text().splitlines()[9:]])
     assert e == pytest.approx(r.energy, rel=1e-10)
     np.testing.assert_allclose(rows[:, 1:4], r.forces, rtol=0, atol=1e-8 * np.abs(r.forces).max())
     np.testing.assert_allclose(rows[:, 4], r.energies, rtol=1e-10, atol=1e-10)
     W = r.virial
-    np.testing.assert_allclose(press * vol / NKTV2P_METAL, [W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]],
-                               rtol=1e-9, atol=1e-9 * np.abs(W).max())
+    w_py = [W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]
+    np.testing.assert_allclose(press * vol / NKTV2P_METAL, w_py, rtol=1e-9, atol=1e-9 * np.abs(W).max())
+    # per-atom virials (stress/atom holds minus them) add up to the global one
+    np.testing.assert_allclose(-satom / NKTV2P_METAL, w_py, rtol=1e-9, atol=1e-9 * np.abs(W).max())

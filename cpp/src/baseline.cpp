@@ -6,6 +6,7 @@
 
 #include "hdnnp/errors.hpp"
 #include "hdnnp/model.hpp"
+#include "hdnnp/threads.hpp"
 #include "hdnnp/units.hpp"
 
 namespace hdnnp {
@@ -78,22 +79,29 @@ void PairBaseline::pair(int a, int b, double r, double& e, double& de) const {
 }
 
 void PairBaseline::add(const AtomsView& A, const ComputeOptions& opt, ComputeResult& out) const {
+    // Every pair appears in the lists of both its atoms (full lists; a ghost's pairs in its
+    // owner's list), so each centre takes the whole force of its pairs on itself and half of
+    // their energy and virial: no scatter to neighbours (ghosts get nothing to send back), and
+    // the centres run in parallel with results independent of the thread count.
     const NeighborView& NB = A.neighbors;
-    const int64_t na = A.n_all;
-    const bool grad = opt.forces || opt.virial;
-    const double lx = A.length_factor;               // input length -> native
+    const int64_t na = A.n_all, nc = NB.n_centers;
+    const bool grad = (opt.forces || opt.virial) && !out.forces.empty();
+    const double lx = A.length_factor;                       // input length -> native
     const double ro2 = max_outer_ * max_outer_ / (lx * lx);  // in input units
     const double min2 = opt.min_distance * opt.min_distance / (lx * lx);
     const int ne = n_elements();
     const size_t M = out.member_energies.size();
     const bool members_f = !out.member_forces.empty();
-    double total = 0.0, W[9] = {0};
-    for (int64_t c = 0; c < NB.n_centers; ++c) {
+    std::vector<double> centre_e(nc, 0.0), centre_W(opt.virial || opt.atom_virial ? 9 * nc : 0, 0.0);
+    std::vector<std::string> errors(nc);
+    bool failed = false;
+#pragma omp parallel for schedule(dynamic, 64) num_threads(thread_count(opt.threads)) reduction(|| : failed)
+    for (int64_t c = 0; c < nc; ++c) {
         const int64_t i = NB.center(c);
         const int32_t si = A.species[i];
         if (si < 0) continue;
         const double* xi = &A.positions[3 * i];
-        double ei = 0.0, Wi[9] = {0};
+        double ei = 0.0, Fi[3] = {0, 0, 0}, Wi[9] = {0};
         for (int64_t p = NB.offsets[c]; p < NB.offsets[c + 1]; ++p) {
             const int32_t j = NB.neighbor(c, p);
             const int32_t sj = A.species[j];
@@ -109,37 +117,42 @@ void PairBaseline::add(const AtomsView& A, const ComputeOptions& opt, ComputeRes
             if (r2 < min2) {
                 std::ostringstream os;
                 os << "atoms " << i << " and " << j << " overlap (distance " << std::sqrt(r2) << ")";
-                throw InputError(os.str());
+                errors[c] = os.str();
+                failed = true;
+                break;
             }
             const double r = std::sqrt(r2);
             double e, de;
             pair(si, sj, r * lx, e, de);
-            if (e == 0.0 && de == 0.0) continue;
             ei += 0.5 * e;
-            if (!grad) continue;
-            // g = dE_i / d(r_j - r_i) per input length, E_i holding half the pair
-            const double s = 0.5 * de * lx / r;
-            const double g[3] = {s * d[0], s * d[1], s * d[2]};
-            if (!out.forces.empty()) {
-                for (int q = 0; q < 3; ++q) {
-                    out.forces[3 * i + q] += g[q];
-                    out.forces[3 * j + q] -= g[q];
-                }
-                if (members_f)
-                    for (size_t m = 0; m < M; ++m)
-                        for (int q = 0; q < 3; ++q) {
-                            out.member_forces[(m * na + i) * 3 + q] += g[q];
-                            out.member_forces[(m * na + j) * 3 + q] -= g[q];
-                        }
-            }
+            // s d = de/dr (r_j - r_i)/r per input length: the whole pair's force on atom i is
+            // +s d; E_i holds half the pair, so its virial share is -d (x) (s d) / 2
+            const double s = de * lx / r;
+            for (int q = 0; q < 3; ++q) Fi[q] += s * d[q];
             for (int a = 0; a < 3; ++a)
-                for (int b = 0; b < 3; ++b) Wi[3 * a + b] -= d[a] * g[b];
+                for (int b = 0; b < 3; ++b) Wi[3 * a + b] -= 0.5 * s * d[a] * d[b];
         }
+        centre_e[c] = ei;
         out.atom_energies[i] += ei;
-        total += ei;
+        if (grad) {
+            for (int q = 0; q < 3; ++q) out.forces[3 * i + q] += Fi[q];
+            if (members_f)
+                for (size_t m = 0; m < M; ++m)
+                    for (int q = 0; q < 3; ++q) out.member_forces[(m * na + i) * 3 + q] += Fi[q];
+        }
+        if (!centre_W.empty()) std::copy(Wi, Wi + 9, &centre_W[9 * c]);
+    }
+    if (failed)
+        for (const auto& e : errors)
+            if (!e.empty()) throw InputError(e);
+    double total = 0.0, W[9] = {0};
+    for (int64_t c = 0; c < nc; ++c) {
+        total += centre_e[c];
+        if (centre_W.empty()) continue;
+        const int64_t i = NB.center(c);
+        for (int k = 0; k < 9; ++k) W[k] += centre_W[9 * c + k];
         if (opt.atom_virial && !out.atom_virials.empty())
-            for (int k = 0; k < 9; ++k) out.atom_virials[9 * i + k] += Wi[k];
-        for (int k = 0; k < 9; ++k) W[k] += Wi[k];
+            for (int k = 0; k < 9; ++k) out.atom_virials[9 * i + k] += centre_W[9 * c + k];
     }
     out.energy += total;
     for (size_t m = 0; m < M; ++m) out.member_energies[m] += total;

@@ -161,8 +161,9 @@ def _scaling(args) -> int:
 
     dmin = shortest_distances(structs, list(model.elements), model.cutoff)
     _core.write_file_atomic(os.path.join(args.directory, "neighbors.out"), "\n".join(lines) + "\n")
-    lines = ["# shortest distance per element pair (the potential's length unit) and the radii of the ZBL pair",
-             "# baseline derived from it ('hdnnp_zbl auto'); to fix them, put these lines into input.nn:",
+    lines = ["# shortest distance per element pair over these structures (the potential's length unit) and the",
+             "# ZBL baseline radii derived from it (0.5 and 0.9 d_min; 'hdnnp_zbl auto' in hdnnp train does the same",
+             "# on the training structures only); to fix the radii, put these lines into input.nn:",
              "# pair  d_min  |  hdnnp_zbl A B r_inner r_outer"]
     els = list(model.elements)
     for x in range(len(els)):

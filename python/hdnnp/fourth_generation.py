@@ -107,7 +107,7 @@ class FourthGeneration(LongRangePotential):
         cell = np.ascontiguousarray(np.asarray(atoms.cell, dtype=float)) if periodic else None
         offs, idx, sid, sh, _, _ = _core.neighbor_list(pos, cell, [periodic] * 3, self.model.cutoff)
         out = self.model.compute(pos, species, n, offs, idx, sid, sh, forces=False, virial=False,
-                                 descriptors=True, scaled=True, threads=self.threads)
+                                 descriptors=True, scaled=True, threads=self.threads, baseline=False)
         K = [int(self.model.architecture(e)[0][0]) for e in range(len(self.elements))]
         G = out["descriptors"].reshape(-1)
         dof = out["descriptor_offsets"]

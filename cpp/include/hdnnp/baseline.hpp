@@ -44,10 +44,11 @@ public:
     void pair(int a, int b, double r, double& e, double& de) const;
 
     /// Add the baseline of the atoms to `out`: energy, atom_energies (half of each pair to
-    /// each atom), forces (with opt.forces or opt.virial; on ghosts too), virial and
-    /// atom_virials (centre convention of ComputeResult), and to every committee member's
-    /// energy and forces where those are present. Every pair must appear for both atoms
-    /// (full lists). `out` must already be sized (n_local energies, n_all forces).
+    /// each atom), forces (with opt.forces or opt.virial; each centre takes its pairs' whole
+    /// force, ghosts none), virial and atom_virials (centre convention of ComputeResult), and
+    /// every committee member's energy and forces where those are present. Every pair must
+    /// appear in the lists of both its atoms (full lists; a ghost's pairs in its owner's list).
+    /// `out` must already be sized (n_local energies, n_all forces). OpenMP over centres.
     void add(const AtomsView& atoms, const ComputeOptions& opt, ComputeResult& out) const;
 
     /// The baseline alone (out is reset and sized first).

@@ -100,7 +100,7 @@ def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threa
             d = model.descriptor_jacobian(pos, species, offsets, index, shift_id, shifts, threads=threads)
         else:
             out = model.compute(pos, species, len(atoms), offsets, index, shift_id, shifts, forces=False,
-                                virial=False, descriptors=True, threads=threads)
+                                virial=False, descriptors=True, threads=threads, baseline=False)
             d = {"G": out["descriptors"], "g_offsets": out["descriptor_offsets"]}
     except _core.InputError as e:
         raise DataError(f"{label}: {e}") from None

@@ -112,14 +112,19 @@ def hot_md(potential_dir, work_dir, temperature: float = 3000.0, ps: float = 10.
                            "neighbor 1.0 bin", "neigh_modify every 1 delay 0 check yes",
                            f"velocity all create {temperature} {seed} loop geom mom yes",
                            f"fix 1 all langevin {temperature} {temperature} 0.1 {seed}", "fix 2 all nve",
-                           f"timestep {dt_fs / 1000.0}", "compute pd all pair/local dist",
-                           "compute dmin all reduce min c_pd", "thermo_style custom step temp pe c_dmin",
+                           f"timestep {dt_fs / 1000.0}", "thermo_style custom step temp pe",
                            f"thermo {every}", "run 0"])
-        dmin.append(float(lmp.extract_compute("dmin", 0, 0)))
+
+        def shortest():
+            b = a.copy()
+            b.positions = np.array(lmp.numpy.extract_atom("x"))[:len(a)]
+            return float(b.get_all_distances(mic=True)[np.triu_indices(len(a), 1)].min())
+
+        dmin.append(shortest())
         while done < steps:
             lmp.command(f"run {every} pre no post no")
             done += every
-            d = float(lmp.extract_compute("dmin", 0, 0))
+            d = shortest()
             pe = float(lmp.get_thermo("pe"))
             dmin.append(d)
             if not np.isfinite(pe) or d < collapse_distance:
