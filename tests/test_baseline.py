@@ -161,9 +161,12 @@ def test_forces_and_stress_against_differences(tmp_path, cluster, pbc):
             atol=1e-6 * max(1.0, np.abs(r.virial).max()))
 
 
-def test_prediction_is_network_plus_baseline(tmp_path, cluster):
-    pot = hdnnp.load(baseline_potential(tmp_path / "p"))
-    plain = hdnnp.load(baseline_potential(tmp_path / "q", extra=UNITS))
+@pytest.mark.parametrize("conv", [None, (-0.3, 2.5, 1.7)])
+def test_prediction_is_network_plus_baseline(tmp_path, cluster, conv):
+    """(conv: a normalised potential, mean_energy/conv_energy/conv_length: the baseline stays in
+    the potential's physical units)"""
+    pot = hdnnp.load(baseline_potential(tmp_path / "p", conv=conv))
+    plain = hdnnp.load(baseline_potential(tmp_path / "q", extra=UNITS, conv=conv))
     r = pot.evaluate(cluster, extrapolation="ignore")
     r0 = plain.evaluate(cluster, extrapolation="ignore")
     b = zbl.compute(pot.model.baseline, cluster, pot._species(cluster.get_chemical_symbols(), ""))
