@@ -97,7 +97,7 @@ def test_input_data_round_trip(tmp_path):
 def test_cli_predict_all_structures(tmp_path):
     d = write_potential(tmp_path / "pot")
     structs = [random_cluster(seed=s) for s in range(4)]
-    hdnnp.write_input_data(tmp_path / "in.data", structs)
+    hdnnp.write_input_data(tmp_path / "in.data", structs, references=False)
     out = tmp_path / "out.data"
     p = subprocess.run([sys.executable, "-m", "hdnnp.cli", "predict", str(d), str(tmp_path / "in.data"), "-o",
                         str(out), "-q"], capture_output=True, text=True)

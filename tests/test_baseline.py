@@ -294,7 +294,8 @@ def test_training_on_the_residual_with_radii_from_the_data(tmp_path):
         a.info["set"] = "test" if k >= 9 else "train"
     tr = Trainer(settings, data, TrainingConfig(epochs=2, optimizer="adam", fit_offsets=True, threads=1))
     # the pairs 'auto' leaves open get radii from the training structures only
-    dmin = zbl.shortest_distances(data[:9], ["H", "O"], 4.2)
+    assert set(tr.train_idx) | set(tr.val_idx) == set(range(9)) and list(tr.test_idx) == [9, 10, 11]
+    dmin = zbl.shortest_distances([data[k] for k in tr.train_idx], ["H", "O"], 4.2)
     for (a, b), (ai, bi) in ((("H", "O"), (0, 1)), (("O", "O"), (1, 1))):
         assert tr.baseline.radii(ai, bi) == pytest.approx(zbl.suggest_radii(dmin[(a, b)]))
     assert tr.baseline.radii(0, 0) == (0.5, 0.8)           # given explicitly
@@ -305,10 +306,11 @@ def test_training_on_the_residual_with_radii_from_the_data(tmp_path):
     tr2 = Trainer(settings, close, TrainingConfig(epochs=2, optimizer="adam", fit_offsets=True, threads=1))
     assert tr2.baseline.radii(0, 1) == tr.baseline.radii(0, 1)
     # offsets are fitted to the energies minus the baseline
-    resid = [a.info["energy"] - tr._baseline_of(a, k)["energy"] for k, a in enumerate(data[:9])]
+    train = [data[k] for k in tr.train_idx]
+    resid = [a.info["energy"] - tr._baseline_of(a, k)["energy"] for k, a in zip(tr.train_idx, train)]
     from hdnnp.training.trainer import fit_atomic_energies
 
-    np.testing.assert_allclose(tr.offsets, fit_atomic_energies(data[:9], ["H", "O"], resid))
+    np.testing.assert_allclose(tr.offsets, fit_atomic_energies(train, ["H", "O"], resid))
     tr.train(tmp_path / "out", progress=False, log=lambda *_: None)
     text = open(tmp_path / "out" / "input.nn").read()
     assert "hdnnp_zbl auto" not in text and text.count("\nhdnnp_zbl ") == 3
@@ -428,7 +430,7 @@ def test_hdnnp_bench_includes_the_baseline(tmp_path, cluster):
     if not os.path.exists(exe):
         pytest.skip("hdnnp-bench is not built")
     d = baseline_potential(tmp_path / "p")
-    write_input_data(tmp_path / "input.data", [cluster])
+    write_input_data(tmp_path / "input.data", [cluster], references=False)
     out = subprocess.run([exe, str(d), str(tmp_path / "input.data"), "--steps", "1"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     e = float(next(l for l in out.stdout.splitlines() if l.startswith("energy")).split()[1])

@@ -129,7 +129,7 @@ def test_empty_structure(pot_dir):
     ("begin\natom 0 0 0 H 0 0 0 0 0\nenergy 1\ncharge 0\n", "no 'end'"),
     ("begin\natom 0 0 nan H 0 0 0 0 0\nend\n", ":2: atom coordinate is not finite"),
     ("begin\nlattice 1 0 0\nlattice 0 1 0\natom 0 0 0 H 0 0 0 0 0\nend\n", "2 lattice lines"),
-    ("begin set=validation\nend\n", ":1: unknown tag 'set=validation'"),
+    ("begin set=valid\nend\n", ":1: unknown tag 'set=valid'"),
     ("atom 0 0 0 H 0 0 0 0 0\n", ":1: 'atom' outside a begin/end block"),
     ("begin\natom 0 0 0 H 0 0 0\nend\n", ":2: 'atom' needs"),
 ])

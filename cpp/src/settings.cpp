@@ -60,7 +60,7 @@ const std::set<std::string>& known_keywords() {
         "kalman_eta", "kalman_etatau", "kalman_etamax", "kalman_q0", "kalman_qtau",
         "kalman_qmin", "kalman_lambda_short", "kalman_nue_short", "memorize_symfunc_results",
         // this project's own keywords (n2p2 warns about them and goes on)
-        "hdnnp_zbl",
+        "hdnnp_zbl", "validation_fraction", "selection_energy_weight", "selection_force_weight",
     };
     return s;
 }

@@ -41,8 +41,9 @@ std::vector<Structure> parse_input_data(const std::string& text, const std::stri
             if (tok.size() > 2) fail("unexpected words after 'begin'");
             if (tok.size() == 2) {
                 if (tok[1] == "set=train") cur.set = "train";
+                else if (tok[1] == "set=validation") cur.set = "validation";
                 else if (tok[1] == "set=test") cur.set = "test";
-                else fail("unknown tag '" + tok[1] + "' after 'begin' (expected set=train or set=test)");
+                else fail("unknown tag '" + tok[1] + "' after 'begin' (expected set=train, set=validation or set=test)");
             }
             continue;
         }

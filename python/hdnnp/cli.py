@@ -230,8 +230,8 @@ def _train(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cfg = config_from_input_nn(settings, stage=1 if gen == "cent" else args.stage or 0, epochs=args.epochs,
-                                   optimizer=args.optimizer,
-                                   threads=args.threads, patience=args.patience)
+                                   optimizer=args.optimizer, threads=args.threads, patience=args.patience,
+                                   validation_fraction=args.validation_fraction, test_fraction=args.test_fraction)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if args.stage == 1:
@@ -242,8 +242,8 @@ def _train(args) -> int:
 
         out = args.output or os.path.join(args.directory, "charges")
         best = _run(ChargeTrainer(settings, structs, cfg), out, "checkpoint-charges.npz", args)
-        print(f"best epoch {best.epoch}: charge RMSE {best.rmse_charge_train:.4e} / {best.rmse_charge_test:.4e} "
-              f"(train / test, e per atom)")
+        print(f"best epoch {best.epoch}: charge RMSE {best.rmse_charge_train:.4e} / "
+              f"{best.rmse_charge_validation:.4e} / {best.rmse_charge_test:.4e} (train / validation / test, e per atom)")
         print(f"{'electronegativity networks and hardness' if gen == 4 else 'charge networks'} -> {out}")
         return 0
     out = args.output or os.path.join(args.directory, "potential")
@@ -251,8 +251,8 @@ def _train(args) -> int:
         from .training.cent import CentTrainer
 
         best = _run(CentTrainer(args.directory, structs, cfg), out, "checkpoint.npz", args)
-        print(f"best epoch {best.epoch}: energy RMSE {best.rmse_energy_train:.4e} / {best.rmse_energy_test:.4e} "
-              f"(train / test, per atom)")
+        print(f"best epoch {best.epoch}: energy RMSE {best.rmse_energy_train:.4e} / "
+              f"{best.rmse_energy_validation:.4e} / {best.rmse_energy_test:.4e} (train / validation / test, per atom)")
         print(f"CENT potential -> {out}")
         return 0
     if args.stage == 2:
@@ -265,8 +265,9 @@ def _train(args) -> int:
     else:
         tr = Trainer(args.directory, structs, cfg)
     best = _run(tr, out, "checkpoint.npz", args)
-    print(f"best epoch {best.epoch}: energy RMSE {best.rmse_energy_train:.4e} / {best.rmse_energy_test:.4e} "
-          f"(train / test, per atom), force RMSE {best.rmse_force_train:.4e} / {best.rmse_force_test:.4e}")
+    print(f"best epoch {best.epoch} (chosen on the validation set): energy RMSE {best.rmse_energy_train:.4e} / "
+          f"{best.rmse_energy_validation:.4e} / {best.rmse_energy_test:.4e} (train / validation / test, per atom), "
+          f"force RMSE {best.rmse_force_train:.4e} / {best.rmse_force_validation:.4e} / {best.rmse_force_test:.4e}")
     print(f"potential -> {out}")
     return 0
 
@@ -354,7 +355,13 @@ def main(argv=None) -> int:
     p.add_argument("--optimizer", choices=["adam", "kalman"], default=None, help="override updater_type")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.npz")
     p.add_argument("--patience", type=int, default=None,
-                   help="early stopping: stop after this many epochs without a better test error")
+                   help="early stopping: stop after this many epochs without a better validation score")
+    p.add_argument("--validation-fraction", type=float, default=None,
+                   help="share of the structures that chooses the best epoch and early stopping (default 0.1; "
+                        "input.nn: validation_fraction); structures tagged set=validation are used when given")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="share of the structures held out for reporting only (default 0.1; input.nn: "
+                        "test_fraction)")
     p.add_argument("--data", default=None, help="training structures instead of DIRECTORY/input.data: an n2p2 "
                    "*.data file or anything ASE reads with energies/forces (extxyz, ASE db, OUTCAR...)")
     p.add_argument("--length-unit", default=None, help="the potential's length unit (for ASE data)")

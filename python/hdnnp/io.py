@@ -43,15 +43,45 @@ def _dict_to_atoms(s):
     return atoms
 
 
-def atoms_to_dict(atoms, energy=None, forces=None, charges=None, charge=None, comment=None) -> dict:
+def _calc_result(atoms, key):
+    calc = getattr(atoms, "calc", None)
+    results = getattr(calc, "results", None) or {}
+    return results.get(key)
+
+
+def atoms_to_dict(atoms, energy=None, forces=None, charges=None, charge=None, comment=None,
+                  references=True, label: str = "structure") -> dict:
+    """One structure as the dict the core writes. Reference energy and forces come from the
+    arguments, else ``atoms.info['energy']`` / ``atoms.arrays['ref_forces']`` (hdnnp's
+    convention), else the attached calculator's results (``ase.io.read`` of an extxyz file puts
+    them there). `references`: True (an energy and forces are required: a structure without
+    them is an error naming it, `label`), "energy" (forces may be missing: written as zeros,
+    for energy-only data) or False (unlabelled frames to predict or to label: zeros)."""
     pbc = np.asarray(atoms.pbc)
     if pbc.any() and not pbc.all():
-        raise ValueError("n2p2 input.data supports only fully periodic or non-periodic structures")
+        raise ValueError(f"{label}: n2p2 input.data supports only fully periodic or non-periodic structures "
+                         f"(pbc = {pbc.tolist()})")
     n = len(atoms)
+    if energy is None:
+        energy = atoms.info.get("energy")
+    if energy is None:
+        energy = _calc_result(atoms, "energy")
     if forces is None:
-        forces = atoms.arrays.get("ref_forces", np.zeros((n, 3)))
+        forces = atoms.arrays.get("ref_forces")
+    if forces is None:
+        forces = _calc_result(atoms, "forces")
+    if references not in (True, False, "energy"):
+        raise ValueError(f"references must be True, 'energy' or False, not {references!r}")
+    missing = [w for w, v, need in (("energy", energy, bool(references)), ("forces", forces, references is True))
+               if v is None and need]
+    if missing:
+        raise ValueError(f"{label} ({atoms.get_chemical_formula()}): no reference {' and '.join(missing)} "
+                         f"(atoms.info['energy'] / atoms.arrays['ref_forces'] or calculator results); "
+                         f"references='energy' writes energy-only structures, references=False unlabelled ones")
     if charges is None:
-        charges = atoms.arrays.get("ref_charges", np.zeros(n))
+        charges = atoms.arrays.get("ref_charges")
+    if charges is None:
+        charges = _calc_result(atoms, "charges")
     return {
         "comment": comment if comment is not None else atoms.info.get("comment", ""),
         "set": atoms.info.get("set", ""),
@@ -59,14 +89,19 @@ def atoms_to_dict(atoms, energy=None, forces=None, charges=None, charge=None, co
         "lattice": np.asarray(atoms.cell[:], dtype=float),
         "symbols": atoms.get_chemical_symbols(),
         "positions": np.asarray(atoms.positions, dtype=float),
-        "charges": np.asarray(charges, dtype=float),
-        "forces": np.asarray(forces, dtype=float),
-        "energy": energy if energy is not None else atoms.info.get("energy", 0.0),
+        "charges": np.zeros(n) if charges is None else np.asarray(charges, dtype=float),
+        "forces": np.zeros((n, 3)) if forces is None else np.asarray(forces, dtype=float),
+        "energy": 0.0 if energy is None else float(energy),
         "charge": charge if charge is not None else atoms.info.get("charge", 0.0),
     }
 
 
-def write_input_data(path: str | os.PathLike, structures: Iterable) -> None:
-    """Write ASE ``Atoms`` (or dicts) as n2p2 ``input.data``, atomically."""
-    items: List[dict] = [s if isinstance(s, dict) else atoms_to_dict(s) for s in structures]
+def write_input_data(path: str | os.PathLike, structures: Iterable, references=True) -> None:
+    """Write ASE ``Atoms`` (or dicts) as n2p2 ``input.data``, atomically, in the structures' own
+    units. Energies and forces: ``info['energy']``/``arrays['ref_forces']`` or the attached
+    calculator's results; a structure without them is an error naming it, unless
+    ``references="energy"`` (energy-only data: missing forces written as zeros) or
+    ``references=False`` (unlabelled structures: zero energy and forces)."""
+    items: List[dict] = [s if isinstance(s, dict) else atoms_to_dict(s, references=references, label=f"structure {k}")
+                         for k, s in enumerate(structures)]
     _core.write_file_atomic(os.fspath(path), _core.format_input_data(items))

@@ -90,8 +90,37 @@ class LongRangePotential:
             raise ValueError(f"reciprocal must be 'auto', 'mesh' or 'ewald', not {reciprocal!r}")
         self.ewald, self.solver, self.tolerance, self.reciprocal = ewald, solver, tolerance, reciprocal
         self.dense_max_atoms, self.threads = dense_max_atoms, threads
-        self.four_pi_eps = float(kw["four_pi_epsilon"][0][0]) if "four_pi_epsilon" in kw else 1.0
+        self.four_pi_eps = self._four_pi_epsilon()
         self.sigma = np.zeros(0)  # Gaussian width per element (0: point charges)
+
+    def _four_pi_epsilon(self) -> float:
+        """4 pi eps0 in the potential's units, e^2 / (energy unit x length unit). Derived from the
+        units input.nn declares ('# hdnnp: length_unit=... energy_unit=...'; Bohr and Ha give 1);
+        a four_pi_epsilon line that contradicts them (by more than 1e-4 relative) is an error.
+        Without declared units: the four_pi_epsilon line, else 1 (atomic units, n2p2's default)."""
+        from .potential import _declared_units
+        from .units import energy_factor, length_factor
+
+        lu, eu = _declared_units(self.directory)
+        given = self.keyword_lines.get("four_pi_epsilon")
+        value = None
+        if given:
+            no, args = given[0]
+            try:
+                value = float(args[0])
+            except (IndexError, ValueError):
+                raise ValueError(f"{self.path}:{no}: four_pi_epsilon needs a number") from None
+            if not value > 0:
+                raise ValueError(f"{self.path}:{no}: four_pi_epsilon must be positive, not {args[0]}")
+        if not (lu and eu):
+            return 1.0 if value is None else value
+        # e^2/(4 pi eps0) = 14.3996... eV A  ->  4 pi eps0 = (eV per unit)(A per unit) / 14.3996...
+        derived = energy_factor(eu) * length_factor(lu) / (energy_factor("Ha") * length_factor("Bohr"))
+        if value is not None and abs(value - derived) > 1e-4 * derived:
+            raise ValueError(f"{self.path}:{given[0][0]}: four_pi_epsilon {value:g} contradicts the declared units "
+                             f"({lu}, {eu}), in which 4 pi eps0 = {derived:.10g} e^2/({eu} {lu}); remove the line "
+                             f"(it is derived from the units) or correct it")
+        return derived
 
     # -- loading ---------------------------------------------------------------------------------
     def _load_model(self, drop: Sequence[str] = (), rename: Optional[Dict[str, str]] = None,

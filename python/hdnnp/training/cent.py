@@ -25,6 +25,8 @@ class EnergyEpochStats:
     mae_energy_train: float
     mae_energy_test: float
     seconds: float = 0.0
+    rmse_energy_validation: float = float("nan")
+    mae_energy_validation: float = float("nan")
 
 
 class CentTrainer(ChargeTrainer):

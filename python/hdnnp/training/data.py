@@ -140,15 +140,45 @@ def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threa
                     rows=rows, G=G, prow=prow, pi=pi, pj=pj, J=J)
 
 
-def split(n: int, test_fraction: float, seed: int, tags: Optional[Sequence[str]] = None):
-    """Train/test indices: from ``set=train|test`` tags when every structure has one, else random."""
-    if tags is not None and all(t in ("train", "test") for t in tags) and len(tags) == n:
-        tags = np.asarray(tags)
-        return np.flatnonzero(tags == "train"), np.flatnonzero(tags == "test")
+SETS = ("train", "validation", "test")
+
+
+def split(n: int, test_fraction: float, seed: int, tags: Optional[Sequence[str]] = None,
+          validation_fraction: float = 0.0):
+    """(train, validation, test) indices. From ``info['set']`` tags (train|validation|test) when
+    every structure has one (structures tagged train give up `validation_fraction` of all
+    structures to validation when none is tagged validation), else random: `test_fraction` and
+    `validation_fraction` of the structures. Validation chooses the best epoch and early
+    stopping; the test set is used for nothing but reporting."""
+    if not (0.0 <= test_fraction < 1.0 and 0.0 <= validation_fraction < 1.0
+            and test_fraction + validation_fraction < 1.0):
+        raise ValueError(f"test_fraction {test_fraction} and validation_fraction {validation_fraction} must be in "
+                         f"[0, 1) with a sum below 1")
     rng = np.random.default_rng(seed)
+    n_val = int(round(validation_fraction * n))
+    if tags is not None and len(tags) == n and all(t in SETS for t in tags):
+        tags = np.asarray(tags)
+        train, val, test = (np.flatnonzero(tags == t) for t in SETS)
+        if len(val) == 0 and n_val:
+            perm = rng.permutation(train)
+            val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        return train, val, test
     perm = rng.permutation(n)
     n_test = int(round(test_fraction * n))
-    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+    return np.sort(perm[n_test + n_val:]), np.sort(perm[n_test:n_test + n_val]), np.sort(perm[:n_test])
+
+
+def selection_score(energy_rmse: float, force_rmse: float = float("nan"), energy_weight: float = 1.0,
+                    force_weight: float = 1.0) -> float:
+    """The best-epoch criterion: log(RMSE_E^w_E RMSE_F^w_F) on the validation set. Unit-free:
+    a relative change of either error counts the same whatever their units and sizes (an epoch
+    whose energy error is 2.7x worse does not win by a 2 % better force error). Without forces
+    (nan) the energy error alone."""
+    tiny = 1e-300
+    score = energy_weight * np.log(max(energy_rmse, tiny))
+    if np.isfinite(force_rmse) and force_weight:
+        score += force_weight * np.log(max(force_rmse, tiny))
+    return float(score)
 
 
 def from_ase(structures: Sequence, energy_factor: float = 1.0, length_factor: float = 1.0) -> List:

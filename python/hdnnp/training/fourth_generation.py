@@ -28,12 +28,12 @@ from .. import _core
 from .. import baseline as pair_baseline
 from ..fourth_generation import FourthGeneration
 from ..long_range import _column, load_weights
-from .data import DataError, Prepared, prepare, species_of, split
+from .data import DataError, Prepared, prepare, species_of
 from .kalman import KalmanFilter
 from .network import ElementNetwork, initialise
 from .trainer import (SCALING_NONE, Trainer, TrainingConfig, adam_update, format_scaling, format_weights,
                       load_run_state, restore_optimizer_state, run_state, save_state, scaling_statistics,
-                      scaling_transform, write_learning_curve)
+                      scaling_transform, split_line, split_sizes, split_structures, write_learning_curve)
 
 
 def _kkt(A0: np.ndarray, J: np.ndarray):
@@ -92,6 +92,8 @@ class ChargeEpochStats:
     mae_charge_train: float
     mae_charge_test: float
     seconds: float = 0.0
+    rmse_charge_validation: float = float("nan")
+    mae_charge_validation: float = float("nan")
 
 
 @dataclass
@@ -124,10 +126,7 @@ class ChargeTrainer:
             _check_4g_structure(a, f"structure {k}", self.pot.NAME)
             species_of(a, self.elements, f"structure {k}")
             self._ref.append(self._reference(a, f"structure {k}"))
-        tags = [a.info.get("set") for a in self.structures]
-        self.train_idx, self.test_idx = split(len(self.structures), self.config.test_fraction, self.config.seed, tags)
-        if len(self.train_idx) == 0:
-            raise DataError("the training set is empty (test_fraction too large or all structures tagged test)")
+        self.train_idx, self.val_idx, self.test_idx = split_structures(self.structures, self.config)
         self.rng = np.random.default_rng(self.config.seed)
         for net in self.pot.elec:
             initialise(net, self.rng, self.config.init, self.config.weights_min, self.config.weights_max)
@@ -169,8 +168,9 @@ class ChargeTrainer:
             self.stats = [{k: np.asarray(self.model.scaling(e)[k]) for k in ("min", "max", "mean", "sigma")}
                           for e in range(len(self.elements))]
         else:
-            preps = [prepare(self.model, a, f"structure {k}", jacobian=False, threads=self.config.threads)
-                     for k, a in enumerate(self.structures)]
+            # from the training structures only: validation and test data make no choice
+            preps = [prepare(self.model, self.structures[k], f"structure {k}", jacobian=False,
+                             threads=self.config.threads) for k in self.train_idx]
             self.stats = scaling_statistics(preps, len(self.elements))
         self._set_transform(scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
                                               self.model.scale_max))
@@ -249,8 +249,8 @@ class ChargeTrainer:
 
     # -- training ------------------------------------------------------------------------------
     def _record(self, epoch, seconds):
-        tr, te = self.errors(self.train_idx), self.errors(self.test_idx)
-        st = self.STATS(epoch, tr[0], te[0], tr[1], te[1], seconds)
+        tr, te, va = self.errors(self.train_idx), self.errors(self.test_idx), self.errors(self.val_idx)
+        st = self.STATS(epoch, tr[0], te[0], tr[1], te[1], seconds, va[0], va[1])
         self.history.append(st)
         return st
 
@@ -271,6 +271,7 @@ class ChargeTrainer:
             restore_optimizer_state(self, st)
             self._adam["m"], self._adam["v"] = st["adam_m"], st["adam_v"]
             self._resume_state = None
+        log(split_line(self))
         bar = None
         if progress:
             from tqdm import tqdm
@@ -285,18 +286,19 @@ class ChargeTrainer:
             else:
                 self._epoch_adam()
             st = self._record(epoch, time.perf_counter() - t0)
-            score = astuple(st)[2 if len(self.test_idx) else 1]   # test (else train) RMSE
+            # validation (else train) RMSE: the test set makes no choice
+            score = astuple(st)[6 if len(self.val_idx) else 1]
             if score < self.best_score:
                 self.best_score, self.best_parameters, self.best_epoch = score, self.parameters(), epoch
             self.epoch = epoch
             if bar:
                 bar.update(1)
-                bar.set_postfix(rmse=f"{astuple(st)[2]:.3g}")
+                bar.set_postfix(rmse=f"{astuple(st)[6]:.3g}")
             if output_dir is not None:
                 self.write_learning_curve(os.path.join(output_dir, self.CURVE))
                 self.checkpoint(os.path.join(output_dir, self.CHECKPOINT))
             if cfg.patience is not None and epoch - self.best_epoch >= cfg.patience:
-                log(f"early stopping at epoch {epoch}: no better test error since epoch {self.best_epoch}")
+                log(f"early stopping at epoch {epoch}: no better validation error since epoch {self.best_epoch}")
                 break
         if bar:
             bar.close()
@@ -372,8 +374,9 @@ class ChargeTrainer:
 
     def _write_info(self, output_dir):
         name, what = self.INFO
-        info = {**what, "best_epoch": self.best_epoch, "config": asdict(self.config),
-                "final": asdict(self.history[-1]) if self.history else None}
+        info = {**what, "best_epoch": self.best_epoch, "structures": split_sizes(self),
+                "best": asdict(self.history[self.best_epoch]) if 0 <= self.best_epoch < len(self.history) else None,
+                "config": asdict(self.config), "final": asdict(self.history[-1]) if self.history else None}
         _core.write_file_atomic(os.path.join(output_dir, name), json.dumps(info, indent=1) + "\n")
 
 

@@ -13,6 +13,10 @@ _MAP = {
     "epochs": ("epochs", int),
     "random_seed": ("seed", int),
     "test_fraction": ("test_fraction", float),
+    # hdnnp's own keywords (n2p2 warns about them and goes on)
+    "validation_fraction": ("validation_fraction", float),
+    "selection_energy_weight": ("selection_energy_weight", float),
+    "selection_force_weight": ("selection_force_weight", float),
     "force_weight": ("force_weight", float),
     "short_energy_fraction": ("energy_fraction", float),
     "short_force_fraction": ("force_fraction", float),

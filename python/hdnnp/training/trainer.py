@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _core
 from .. import baseline as pair_baseline
-from .data import DataError, Prepared, check_reference, prepare, split
+from .data import DataError, Prepared, check_reference, prepare, selection_score, split
 from .kalman import KalmanFilter, KalmanSettings
 from .network import ElementNetwork, initialise
 
@@ -32,7 +32,10 @@ class TrainingConfig:
     force_weight: float = 1.0
     stress_weight: float = 0.0          # + w_S mean over structures with a reference stress of dsigma^2
     use_forces: bool = True
-    test_fraction: float = 0.1
+    test_fraction: float = 0.1          # reported only, never used for a choice
+    validation_fraction: float = 0.1    # chooses the best epoch and early stopping
+    selection_energy_weight: float = 1.0  # best epoch: min w_E log RMSE_E + w_F log RMSE_F (validation)
+    selection_force_weight: float = 1.0
     seed: int = 1234567
     init: str = "nguyen-widrow"         # uniform | glorot | nguyen-widrow
     weights_min: float = -1.0           # for init = uniform
@@ -67,6 +70,11 @@ class EpochStats:
     seconds: float = 0.0
     rmse_stress_train: float = float("nan")   # structures with a reference stress only
     rmse_stress_test: float = float("nan")
+    rmse_energy_validation: float = float("nan")
+    rmse_force_validation: float = float("nan")
+    mae_energy_validation: float = float("nan")
+    mae_force_validation: float = float("nan")
+    rmse_stress_validation: float = float("nan")
 
 
 def scaling_statistics(preps: Sequence[Prepared], n_elements: int):
@@ -163,6 +171,26 @@ def write_learning_curve(path, history, units: str):
     _core.write_file_atomic(os.fspath(path), "\n".join(lines) + "\n")
 
 
+def split_structures(structures, cfg):
+    """(train, validation, test) indices of `structures` under `cfg` (see data.split)."""
+    tags = [a.info.get("set") for a in structures]
+    train, val, test = split(len(structures), cfg.test_fraction, cfg.seed, tags, cfg.validation_fraction)
+    if len(train) == 0:
+        raise DataError("the training set is empty (test/validation fractions too large, or no structure tagged "
+                        "train)")
+    return train, val, test
+
+
+def split_sizes(tr) -> dict:
+    return {"train": len(tr.train_idx), "validation": len(tr.val_idx), "test": len(tr.test_idx)}
+
+
+def split_line(tr) -> str:
+    n = split_sizes(tr)
+    return (f"structures: {n['train']} train, {n['validation']} validation (best epoch, early stopping), "
+            f"{n['test']} test (reported only)")
+
+
 def run_state(tr) -> dict:
     """What every trainer's checkpoint holds besides its parameters and Adam moments: epochs,
     best score, history, random state, split, scaling statistics, the Kalman filter."""
@@ -170,7 +198,7 @@ def run_state(tr) -> dict:
              "best_score": np.array(tr.best_score),
              "history": np.array(json.dumps([asdict(h) for h in tr.history])),
              "rng": np.array(json.dumps(tr.rng.bit_generator.state)),
-             "train_idx": tr.train_idx, "test_idx": tr.test_idx,
+             "train_idx": tr.train_idx, "val_idx": tr.val_idx, "test_idx": tr.test_idx,
              "adam_step": np.array(tr._adam["step"]), "adam_lr": np.array(tr._adam["lr"])}
     for e, st in enumerate(tr.stats):
         for key, v in st.items():
@@ -192,8 +220,9 @@ def load_run_state(tr, path, stats_class, n_elements: int) -> dict:
     statistics into tr.stats; the caller sets the transform); returns the whole record."""
     with np.load(path) as z:
         st = {k: z[k] for k in z.files}
-    if not (np.array_equal(st["train_idx"], tr.train_idx) and np.array_equal(st["test_idx"], tr.test_idx)):
-        raise DataError(f"{path}: the checkpoint's train/test split does not match these structures")
+    if not (np.array_equal(st["train_idx"], tr.train_idx) and np.array_equal(st["test_idx"], tr.test_idx)
+            and np.array_equal(st.get("val_idx", np.zeros(0, dtype=int)), tr.val_idx)):
+        raise DataError(f"{path}: the checkpoint's train/validation/test split does not match these structures")
     tr.epoch, tr.best_epoch = int(st["epoch"]), int(st["best_epoch"])
     tr.best_score = float(st["best_score"])
     tr.history = [stats_class(**h) for h in json.loads(str(st["history"]))]
@@ -230,10 +259,7 @@ class Trainer:
             raise DataError("no training structures")
         for k, a in enumerate(self.structures):
             check_reference(a, f"structure {k}", self.config.use_forces)
-        tags = [a.info.get("set") for a in self.structures]
-        self.train_idx, self.test_idx = split(len(self.structures), self.config.test_fraction, self.config.seed, tags)
-        if len(self.train_idx) == 0:
-            raise DataError("the training set is empty (test_fraction too large or all structures tagged test)")
+        self.train_idx, self.val_idx, self.test_idx = split_structures(self.structures, self.config)
         self.ce = self.model.conv_energy
         self.cl = self.model.conv_length
         self.me = self.model.mean_energy
@@ -304,8 +330,8 @@ class Trainer:
             self.stats = [{k: np.asarray(self.model.scaling(e)[k]) for k in ("min", "max", "mean", "sigma")}
                           for e in range(len(self.elements))]
         else:
-            self.stats = scaling_statistics([self.prepared(k) for k in range(len(self.structures))],
-                                            len(self.elements))
+            # from the training structures only: validation and test data make no choice
+            self.stats = scaling_statistics([self.prepared(k) for k in self.train_idx], len(self.elements))
         self.transform = scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
                                            self.model.scale_max)
         for p in self._prep.values():
@@ -521,6 +547,7 @@ class Trainer:
         if self._resume_state is not None:
             self._restore_optimizer(self._resume_state)
             self._resume_state = None
+        log(split_line(self))
         bar = None
         if progress:
             from tqdm import tqdm
@@ -535,9 +562,7 @@ class Trainer:
             else:
                 self._epoch_kalman()
             st = self._record(epoch, time.perf_counter() - t0, log)
-            score = st.rmse_energy_test if len(self.test_idx) else st.rmse_energy_train
-            if cfg.use_forces:
-                score = (st.rmse_force_test if len(self.test_idx) else st.rmse_force_train)
+            score = self.score(st)
             if score < self.best_score:
                 self.best_score = score
                 self.best_parameters = self.parameters()
@@ -545,12 +570,12 @@ class Trainer:
             self.epoch = epoch
             if bar:
                 bar.update(1)
-                bar.set_postfix(E=f"{st.rmse_energy_test:.3g}", F=f"{st.rmse_force_test:.3g}")
+                bar.set_postfix(E=f"{st.rmse_energy_validation:.3g}", F=f"{st.rmse_force_validation:.3g}")
             if output_dir is not None:
                 self.write_learning_curve(os.path.join(output_dir, "learning-curve.out"))
                 self.checkpoint(os.path.join(output_dir, "checkpoint.npz"))
             if cfg.patience is not None and epoch - self.best_epoch >= cfg.patience:
-                log(f"early stopping at epoch {epoch}: no better test error since epoch {self.best_epoch}")
+                log(f"early stopping at epoch {epoch}: no better validation score since epoch {self.best_epoch}")
                 break
         if bar:
             bar.close()
@@ -559,6 +584,14 @@ class Trainer:
         if output_dir is not None:
             self.write(output_dir)
         return self.history
+
+    def score(self, st) -> float:
+        """The best-epoch criterion of an epoch (data.selection_score) on the validation set
+        (the training set when there is none)."""
+        v = len(self.val_idx) > 0
+        e = st.rmse_energy_validation if v else st.rmse_energy_train
+        f = (st.rmse_force_validation if v else st.rmse_force_train) if self.config.use_forces else float("nan")
+        return selection_score(e, f, self.config.selection_energy_weight, self.config.selection_force_weight)
 
     def _epoch_adam(self):
         cfg, A = self.config, self._adam
@@ -642,7 +675,10 @@ class Trainer:
     def _record(self, epoch, seconds, log):
         tr = self.errors(self.train_idx)
         te = self.errors(self.test_idx)
-        st = EpochStats(epoch, tr[0], te[0], tr[2], te[2], tr[1], te[1], tr[3], te[3], seconds, tr[4], te[4])
+        va = self.errors(self.val_idx)
+        st = EpochStats(epoch, tr[0], te[0], tr[2], te[2], tr[1], te[1], tr[3], te[3], seconds, tr[4], te[4],
+                        rmse_energy_validation=va[0], rmse_force_validation=va[2], mae_energy_validation=va[1],
+                        mae_force_validation=va[3], rmse_stress_validation=va[4])
         self.history.append(st)
         return st
 
@@ -680,7 +716,7 @@ class Trainer:
     def predictions(self):
         """Reference and predicted energies per atom and force components, with their set."""
         rows = {"E_ref": [], "E": [], "E_set": [], "F_ref": [], "F": [], "F_set": []}
-        for name, idx in (("train", self.train_idx), ("test", self.test_idx)):
+        for name, idx in (("train", self.train_idx), ("validation", self.val_idx), ("test", self.test_idx)):
             for k in idx:
                 E, F, Eref, Fref, nat, _ = self._forward([k])
                 rows["E_ref"].append(Eref / nat)
@@ -730,8 +766,9 @@ class Trainer:
         for z, net in zip(self.model.atomic_numbers, self.nets):
             _core.write_file_atomic(os.path.join(output_dir, f"weights.{z:03d}.data"), format_weights(net))
         self.write_plots(output_dir)
-        info = {"best_epoch": self.best_epoch, "config": asdict(self.config),
-                "final": asdict(self.history[-1]) if self.history else None}
+        info = {"best_epoch": self.best_epoch, "structures": split_sizes(self),
+                "best": asdict(self.history[self.best_epoch]) if 0 <= self.best_epoch < len(self.history) else None,
+                "config": asdict(self.config), "final": asdict(self.history[-1]) if self.history else None}
         _core.write_file_atomic(os.path.join(output_dir, "training.json"), json.dumps(info, indent=1) + "\n")
 
 

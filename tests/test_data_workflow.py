@@ -1,0 +1,189 @@
+"""The training workflow as a new user meets it: ASE data written without silent zeros, and an
+honest train / validation / test split (the test set makes no choice)."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import hdnnp
+from hdnnp.training.data import selection_score, split
+from hdnnp.training.trainer import Trainer, TrainingConfig
+from synth import random_cluster, write_potential
+
+pytestmark = pytest.mark.filterwarnings("ignore::hdnnp.potential.ExtrapolationWarning")
+UNITS = "# hdnnp: length_unit=Angstrom energy_unit=eV\n"
+
+
+def labelled(tmp_path, n=14, seed=0):
+    """Structures labelled by a random teacher potential, as ASE Atoms with a calculator."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    teacher = hdnnp.load(write_potential(tmp_path / "teacher", types=[2, 3], extra_lines=UNITS, seed=seed))
+    out = []
+    for k in range(n):
+        a = random_cluster(n_h=6, n_o=3, box=(5.0, 5.2, 5.4), tilt=(0.5, -0.2, 0.3), seed=200 + k, dmin=0.95)
+        r = teacher.evaluate(a, extrapolation="ignore")
+        a.calc = SinglePointCalculator(a, energy=r.energy, forces=r.forces, stress=r.stress)
+        out.append(a)
+    return out
+
+
+# -- write_input_data ----------------------------------------------------------------------------
+def test_write_input_data_takes_calculator_results(tmp_path):
+    import ase.io
+
+    structs = labelled(tmp_path, n=3)
+    ase.io.write(tmp_path / "data.extxyz", structs)
+    back = ase.io.read(tmp_path / "data.extxyz", ":")        # results on a SinglePointCalculator
+    assert "energy" not in back[0].info
+    hdnnp.write_input_data(tmp_path / "input.data", back)
+    again = hdnnp.read_input_data(tmp_path / "input.data")
+    for a, r, b in zip(structs, back, again):      # (extxyz keeps 8 decimals of the forces)
+        assert b.info["energy"] == pytest.approx(a.get_potential_energy(), rel=1e-14)
+        np.testing.assert_array_equal(b.arrays["ref_forces"], r.get_forces())
+        np.testing.assert_allclose(b.arrays["ref_forces"], a.get_forces(), rtol=0, atol=1e-8)
+        assert b.info["energy"] != 0.0
+
+
+def test_write_input_data_refuses_missing_references(tmp_path):
+    structs = labelled(tmp_path, n=3)
+    bare = structs[1].copy()                                   # no calculator, no info
+    with pytest.raises(ValueError, match=r"structure 1 \(H6O3\): no reference energy and forces"):
+        hdnnp.write_input_data(tmp_path / "x.data", [structs[0], bare, structs[2]])
+    assert not (tmp_path / "x.data").exists()                  # nothing half-written
+    energy_only = structs[1].copy()
+    energy_only.info["energy"] = -3.0
+    with pytest.raises(ValueError, match="structure 0 .*no reference forces"):
+        hdnnp.write_input_data(tmp_path / "x.data", [energy_only])
+    hdnnp.write_input_data(tmp_path / "e.data", [energy_only], references="energy")
+    assert hdnnp.read_input_data(tmp_path / "e.data")[0].info["energy"] == -3.0
+    hdnnp.write_input_data(tmp_path / "u.data", [bare], references=False)   # frames to predict
+    assert hdnnp.read_input_data(tmp_path / "u.data")[0].info["energy"] == 0.0
+
+
+# -- the split -----------------------------------------------------------------------------------
+def test_split_is_disjoint_and_honours_tags():
+    tr, va, te = split(50, 0.1, 3, validation_fraction=0.2)
+    assert (len(tr), len(va), len(te)) == (35, 10, 5)
+    assert not (set(tr) & set(va) or set(tr) & set(te) or set(va) & set(te))
+    assert sorted(np.concatenate([tr, va, te])) == list(range(50))
+    tags = ["train"] * 6 + ["validation"] * 2 + ["test"] * 2
+    tr, va, te = split(10, 0.5, 3, tags, validation_fraction=0.3)
+    assert list(tr) == list(range(6)) and list(va) == [6, 7] and list(te) == [8, 9]
+    # tags without validation: validation is drawn from the training-tagged structures only
+    tr, va, te = split(10, 0.5, 3, ["train"] * 8 + ["test"] * 2, validation_fraction=0.2)
+    assert len(va) == 2 and set(va) < set(range(8)) and list(te) == [8, 9]
+    with pytest.raises(ValueError):
+        split(10, 0.6, 3, validation_fraction=0.5)
+
+
+def test_selection_combines_energy_and_force_errors():
+    """An epoch whose energy error is 2.7x worse does not win by a 2 % better force error, in
+    any units; without forces the energy decides."""
+    good, bad = (0.010, 0.100), (0.027, 0.098)
+    assert selection_score(*good) < selection_score(*bad)
+    assert selection_score(good[0] * 27.2, good[1] * 51.4) < selection_score(bad[0] * 27.2, bad[1] * 51.4)
+    assert selection_score(0.02) < selection_score(0.03)
+    assert selection_score(0.02, 0.05, force_weight=0.0) == selection_score(0.02)
+
+
+def _train(tmp_path, name, structs, epochs=6):
+    settings = write_potential(tmp_path / name, types=[2, 3], extra_lines=UNITS, seed=1)
+    os.remove(os.path.join(settings, "scaling.data"))          # the trainer computes it
+    cfg = TrainingConfig(epochs=epochs, optimizer="adam", learning_rate=3e-3, fit_offsets=True, threads=1,
+                         validation_fraction=0.2, test_fraction=0.2, seed=11)
+    tr = Trainer(settings, structs, cfg)
+    tr.train(tmp_path / name / "out", progress=False, log=lambda *_: None)
+    return tr
+
+
+def test_test_structures_make_no_choice(tmp_path):
+    """Changing only the test structures (positions, references) leaves the split, scaling,
+    offsets, best epoch and weights identical; the validation set chooses."""
+    from hdnnp.training.data import from_ase
+
+    data = from_ase(labelled(tmp_path))
+    a = _train(tmp_path, "a", data)
+    changed = [s.copy() for s in data]
+    for k in a.test_idx:
+        changed[k].info = dict(data[k].info, energy=data[k].info["energy"] + 5.0)
+        changed[k].arrays["ref_forces"] = data[k].arrays["ref_forces"] * -3.0
+        changed[k].positions = data[k].positions + np.random.default_rng(k).normal(0, 0.05, (len(data[k]), 3))
+    b = _train(tmp_path, "b", changed)
+    assert list(b.test_idx) == list(a.test_idx) and list(b.val_idx) == list(a.val_idx)
+    assert b.best_epoch == a.best_epoch
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(pa, pb)
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    for e in range(2):
+        np.testing.assert_array_equal(a.stats[e]["max"], b.stats[e]["max"])
+    # ... while the test errors do change
+    assert a.history[-1].rmse_energy_test != b.history[-1].rmse_energy_test
+    # the best epoch is the validation criterion's
+    scores = [a.score(st) for st in a.history]
+    assert a.best_epoch == int(np.argmin(scores[1:])) + 1
+    info = json.load(open(tmp_path / "a" / "out" / "training.json"))
+    assert info["structures"] == {"train": 8, "validation": 3, "test": 3}
+    assert info["best"]["epoch"] == a.best_epoch
+
+
+def test_validation_tags_and_early_stopping(tmp_path):
+    from hdnnp.training.data import from_ase
+
+    data = from_ase(labelled(tmp_path, n=10))
+    for k, s in enumerate(data):
+        s.info["set"] = "train" if k < 6 else "validation" if k < 8 else "test"
+    settings = write_potential(tmp_path / "s", types=[2, 3], extra_lines=UNITS, seed=1)
+    os.remove(os.path.join(settings, "scaling.data"))
+    lines = []
+    tr = Trainer(settings, data, TrainingConfig(epochs=40, optimizer="adam", learning_rate=0.3, patience=3,
+                                                threads=1))
+    tr.train(None, progress=False, log=lines.append)
+    assert list(tr.val_idx) == [6, 7] and list(tr.test_idx) == [8, 9]
+    assert lines[0].startswith("structures: 6 train, 2 validation")
+    assert tr.epoch < 40 and any("no better validation score" in l for l in lines)
+    assert tr.epoch - tr.best_epoch == 3
+
+
+def test_set_tags_round_trip_through_input_data(tmp_path):
+    structs = labelled(tmp_path, n=3)
+    for a, tag in zip(structs, ("train", "validation", "test")):
+        a.info["set"] = tag
+    hdnnp.write_input_data(tmp_path / "t.data", structs)
+    assert [a.info["set"] for a in hdnnp.read_input_data(tmp_path / "t.data")] == ["train", "validation", "test"]
+
+
+# -- units of the electrostatics ----------------------------------------------------------------
+@pytest.mark.parametrize("units, four_pi_eps", [("Angstrom eV", None), ("Bohr Ha", None), ("Angstrom eV", 0.0694461),
+                                               ("Bohr Ha", 1.0)])
+def test_declared_units_give_four_pi_epsilon(tmp_path, units, four_pi_eps):
+    """An isolated ion pair (point charges +1, -1, 3G) has E = q1 q2 / (4 pi eps0 r) in eV and
+    Angstrom whatever units the potential declares; a four_pi_epsilon line may repeat (rounded)
+    what the units give."""
+    from ase import Atoms
+    from ase.units import Bohr, Hartree
+
+    from synth import write_3g_potential
+
+    lu, eu = units.split()
+    extra = f"# hdnnp: length_unit={lu} energy_unit={eu}\n"
+    if four_pi_eps is not None:
+        extra += f"four_pi_epsilon {four_pi_eps}\n"
+    pot = hdnnp.load(write_3g_potential(tmp_path / "p", extra_lines=extra, screen=None))
+    lf, ef = (1.0, 1.0) if lu == "Angstrom" else (Bohr, Hartree)
+    r = 7.3  # Angstrom
+    atoms = Atoms("HO", positions=[[0, 0, 0], [r / lf, 0, 0]])
+    op, _ = pot.electrostatics(atoms, np.array([0, 1]))
+    e = op.energy(np.array([1.0, -1.0]), None)[0] * ef
+    assert e == pytest.approx(-14.399645351950548 / r, rel=1e-6 if four_pi_eps else 1e-12)
+
+
+def test_contradicting_four_pi_epsilon_is_refused(tmp_path):
+    from synth import write_3g_potential
+
+    d = write_3g_potential(tmp_path / "p", extra_lines="# hdnnp: length_unit=Angstrom energy_unit=eV\n"
+                                                       "four_pi_epsilon 1.0\n")
+    with pytest.raises(ValueError, match=r"input.nn:\d+: four_pi_epsilon 1 contradicts the declared units "
+                                         r"\(Angstrom, eV\), in which 4 pi eps0 = 0.06944"):
+        hdnnp.load(d)
