@@ -187,3 +187,90 @@ def test_contradicting_four_pi_epsilon_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"input.nn:\d+: four_pi_epsilon 1 contradicts the declared units "
                                          r"\(Angstrom, eV\), in which 4 pi eps0 = 0.06944"):
         hdnnp.load(d)
+
+
+# -- one data path for every command -------------------------------------------------------------
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "hdnnp.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_scaling_and_norm_read_ase_files(tmp_path):
+    """`hdnnp scaling/norm --data x.extxyz` give what the same structures as input.data give
+    (the potential declares Bohr/Ha: the extxyz's eV/Angstrom are converted)."""
+    import ase.io
+    from ase.units import Bohr, Hartree
+
+    from hdnnp.training.data import from_ase
+
+    structs = labelled(tmp_path, n=5)
+    ase.io.write(tmp_path / "data.extxyz", structs)
+    for name in ("a", "b"):
+        d = write_potential(tmp_path / name, types=[2, 3], extra_lines="# hdnnp: length_unit=Bohr energy_unit=Ha\n",
+                            rc=8.0)
+        os.remove(os.path.join(d, "scaling.data"))
+    native = from_ase(ase.io.read(tmp_path / "data.extxyz", ":"), energy_factor=1 / Hartree, length_factor=1 / Bohr)
+    hdnnp.write_input_data(tmp_path / "a" / "input.data", native)
+    for args in (["scaling", tmp_path / "a"], ["scaling", tmp_path / "b", "--data", tmp_path / "data.extxyz"],
+                 ["norm", tmp_path / "a"], ["norm", tmp_path / "b", "--data", tmp_path / "data.extxyz"]):
+        r = _cli(*args)
+        assert r.returncode == 0, r.stderr
+    sa = np.loadtxt(tmp_path / "a" / "scaling.data")
+    sb = np.loadtxt(tmp_path / "b" / "scaling.data")
+    np.testing.assert_allclose(sa, sb, rtol=1e-9, atol=1e-12)
+    norm = [[l for l in open(tmp_path / n / "input.nn") if l.startswith(("mean_energy", "conv_"))] for n in "ab"]
+    assert len(norm[0]) == 3
+    for la, lb in zip(*norm):
+        assert float(la.split()[1]) == pytest.approx(float(lb.split()[1]), rel=1e-9)
+
+
+def test_predict_reads_and_writes_extxyz(tmp_path):
+    import ase.io
+
+    structs = labelled(tmp_path, n=3)
+    ase.io.write(tmp_path / "in.extxyz", structs)
+    d = write_potential(tmp_path / "pot", types=[2, 3], extra_lines=UNITS, seed=4)
+    pot = hdnnp.load(d)
+    r = _cli("predict", d, tmp_path / "in.extxyz", "-o", tmp_path / "out.extxyz", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "eV and Angstrom" in r.stdout and "extrapolation:" in r.stdout
+    out = ase.io.read(tmp_path / "out.extxyz", ":")
+    inp = ase.io.read(tmp_path / "in.extxyz", ":")          # (the positions as extxyz holds them)
+    for a, b in zip(inp, out):
+        ref = pot.evaluate(a, extrapolation="ignore")
+        assert b.get_potential_energy() == pytest.approx(ref.energy, rel=1e-12)
+        np.testing.assert_allclose(b.get_forces(), ref.forces, rtol=0, atol=1e-7)   # (8 decimals in extxyz)
+        np.testing.assert_allclose(b.get_stress(), ref.stress, rtol=0, atol=1e-7)
+    assert os.path.exists(tmp_path / "out.extxyz.extrapolation")
+    # ... and n2p2 output from an extxyz input (the potential's units: here eV and Angstrom too)
+    r = _cli("predict", d, tmp_path / "in.extxyz", "-o", tmp_path / "out.data", "-q")
+    assert r.returncode == 0, r.stderr
+    back = hdnnp.read_input_data(tmp_path / "out.data")
+    assert back[1].info["energy"] == pytest.approx(pot.evaluate(inp[1], extrapolation="ignore").energy, rel=1e-12)
+    # a potential without declared units cannot convert eV/Angstrom: a clear error
+    plain = write_potential(tmp_path / "plain", types=[2, 3])
+    r = _cli("predict", plain, tmp_path / "in.extxyz", "-o", tmp_path / "x.extxyz")
+    assert r.returncode == 1 and "units are needed" in r.stderr and not os.path.exists(tmp_path / "x.extxyz")
+
+
+def test_charged_predict_writes_the_extrapolation_report(tmp_path):
+    from synth import write_cent_potential
+
+    d = write_cent_potential(tmp_path / "cent", extra_lines=UNITS)
+    structs = [random_cluster(seed=s, dmin=0.6) for s in range(3)]
+    hdnnp.write_input_data(tmp_path / "in.data", structs, references=False)
+    pot = hdnnp.load(d)
+    n_out = [int(np.count_nonzero(pot.evaluate(a, total_charge=0.0, extrapolation="ignore")["extrapolating_atoms"]))
+             for a in structs]
+    assert sum(n_out) > 0
+    r = _cli("predict", d, tmp_path / "in.data", "-o", tmp_path / "out.data", "-q")
+    assert r.returncode == 0, r.stderr
+    assert f"extrapolation: {sum(n_out)} atom(s) in {sum(1 for n in n_out if n)} structure(s)" in r.stdout
+    rows = [l for l in open(tmp_path / "out.data.extrapolation") if not l.startswith("#")]
+    assert len({(l.split()[0], l.split()[1]) for l in rows}) == sum(n_out)
+    out = hdnnp.read_input_data(tmp_path / "out.data")
+    e = pot.evaluate(structs[2], total_charge=0.0, extrapolation="ignore")
+    assert out[2].info["energy"] == pytest.approx(e["energy"], rel=1e-12)
+    np.testing.assert_allclose(out[2].arrays["ref_charges"], e["charges"], rtol=0, atol=1e-12)

@@ -57,7 +57,7 @@ class Cent(FourthGeneration):
         e_qeq = float(s.chi @ Q + 0.5 * (s.J * Q) @ Q + 0.5 * Q @ AQ)
         res = {"energy": e_qeq + e_bg + float(self.offsets[s.species].sum()), "charges": Q,
                "electronegativities": s.chi, "electrostatic_energy": float(0.5 * Q @ AQ + e_bg), "solver": s.info,
-               "extrapolating_atoms": s.extrapolating_atoms}
+               "extrapolating_atoms": s.extrapolating_atoms, "extrapolation_records": [("", s.extrapolations)]}
         self._report(res, s.op, s.params, Q, s.pos)
         base = self._baseline(s.pos, s.species, s.nl, forces or stress, stress)
         self._add_baseline(res, base, False, False)

@@ -11,90 +11,133 @@ import warnings
 import numpy as np
 
 
-def _predict_charged(args, gen: int) -> int:
-    """3G and 4G: energies, forces and charges."""
-    from tqdm import tqdm
+def _is_n2p2(path) -> bool:
+    name = os.path.basename(os.fspath(path))
+    return name.endswith(".data") and not name.endswith(".lammps-data")
 
-    from . import _core
-    from .io import _dict_to_atoms
-    from .potential import load
 
-    pot = load(args.potential, threads=args.threads)
-    structures = _core.read_input_data(args.input)
-    if not structures:
-        print(f"error: {args.input} contains no structure", file=sys.stderr)
-        return 1
-    out = []
-    for k, s in enumerate(tqdm(structures, desc="predict", unit="struct", disable=args.quiet or len(structures) < 2,
-                               file=sys.stderr)):
-        try:
-            r = pot.evaluate(_dict_to_atoms(s), forces=True)
-        except (ValueError, _core.Error) as e:
-            print(f"error: {args.input}: structure {k} (line {s['line']}): {e}", file=sys.stderr)
-            return 1
-        out.append(dict(s, energy=r["energy"], forces=r["forces"], charges=r["charges"]))
-    _core.write_file_atomic(args.output, _core.format_input_data(out))
-    name = "CENT" if gen == "cent" else f"{gen}G"
-    print(f"{len(out)} structure(s) predicted ({name}: energies, forces, charges) -> {args.output} (native units)")
-    if len(out) == 1:
-        print(f"energy {out[0]['energy']:.16e}")
-    return 0
+def _units(directory, length_unit=None, energy_unit=None, need: str = ""):
+    """(Angstrom per length unit, eV per energy unit) of a potential directory: the given units,
+    else the declared ones; an error saying `need` when they are not known."""
+    from .potential import _declared_units
+    from .units import energy_factor, length_factor
+
+    decl_l, decl_e = _declared_units(directory)
+    lu, eu = length_unit or decl_l, energy_unit or decl_e
+    if not lu or not eu:
+        raise OSError(f"{need}: ASE data are in eV/Angstrom; the potential's units are needed to convert them: "
+                      f"declare them in {os.path.join(directory, 'input.nn')} ('# hdnnp: length_unit=... "
+                      f"energy_unit=...') or pass --length-unit/--energy-unit")
+    return length_factor(lu), energy_factor(eu)
 
 
 def _predict(args) -> int:
+    """Energies, forces (stress of periodic structures, charges of 3G/4G/CENT) of every structure
+    of an n2p2 input.data file (the potential's own units) or anything ASE reads (eV, Angstrom);
+    written as extended XYZ (OUTPUT ending in .xyz or .extxyz: eV and Angstrom, the results as
+    ASE reads them back onto a calculator) or else as n2p2 input.data (the potential's units),
+    with an extrapolation summary and report file for every generation."""
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
     from tqdm import tqdm
 
     from . import _core
-    from .io import _dict_to_atoms
-    from .potential import Potential, generation
+    from .io import atoms_to_dict, read_input_data
+    from .potential import generation, load
 
     gen = generation(args.potential)
-    if gen in (3, 4, "cent"):
-        return _predict_charged(args, gen)
-
+    charged = gen in (3, 4, "cent")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pot = Potential(args.potential, threads=args.threads)
+        pot = load(args.potential, threads=args.threads)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    structures = _core.read_input_data(args.input)
+    n2p2_in = _is_n2p2(args.input)
+    n2p2_out = not os.fspath(args.output).lower().endswith((".xyz", ".extxyz"))
+    lf = ef = None
+    if not (n2p2_in and n2p2_out):
+        lf, ef = _units(args.potential, args.length_unit, args.energy_unit,
+                        need=args.input if not n2p2_in else args.output)
+    if n2p2_in:
+        structures = read_input_data(args.input)
+        lines = [a.info.get("line") for a in structures]
+    else:
+        structures = []
+        for a in ase.io.read(args.input, ":"):
+            b = a.copy()
+            b.calc = None
+            b.positions = a.positions / lf
+            if a.cell.rank:
+                b.set_cell(a.cell[:] / lf, scale_atoms=False)
+            structures.append(b)
+        lines = [None] * len(structures)
     if not structures:
         print(f"error: {args.input} contains no structure", file=sys.stderr)
         return 1
-    out_structs = []
-    report = ["# Extrapolation report: symmetry functions outside the scaling.data range",
-              "# structure (0-based)  atom (0-based)  element  sf (1-based, n2p2 order)  value  min  max"]
-    n_extra_atoms = 0
-    n_extra_structs = 0
-    e_list = []
-    for k, s in enumerate(tqdm(structures, desc="predict", unit="struct", disable=args.quiet or len(structures) < 2,
-                               file=sys.stderr)):
-        atoms = _dict_to_atoms(s)
+    out, report = [], ["# Extrapolation report: symmetry functions outside the scaling.data range",
+                       "# structure (0-based)  atom (0-based)  element  sf (1-based, n2p2 order)  value  min  max  "
+                       "network"]
+    n_atoms_out = n_structs_out = 0
+    for k, atoms in enumerate(tqdm(structures, desc="predict", unit="struct", file=sys.stderr,
+                                   disable=args.quiet or len(structures) < 2)):
+        periodic = bool(atoms.pbc.all())
         try:
-            r = pot.evaluate(atoms, forces=True, stress=False, extrapolation="ignore", native=True)
-        except _core.Error as e:
-            print(f"error: {args.input}: structure {k} (line {s['line']}): {e}", file=sys.stderr)
+            if charged:
+                r = pot.evaluate(atoms, forces=True, stress=periodic, extrapolation="ignore")
+                res = {"energy": r["energy"], "forces": r["forces"], "charges": r["charges"],
+                       "virial": r.get("virial"), "n_out": int(np.count_nonzero(r["extrapolating_atoms"])),
+                       "records": r["extrapolation_records"]}
+            else:
+                r = pot.evaluate(atoms, forces=True, stress=periodic, extrapolation="ignore", native=True)
+                res = {"energy": r.energy, "forces": r.forces, "charges": None, "virial": r.virial,
+                       "n_out": r.n_extrapolating, "records": [("", r.extrapolations)]}
+        except (ValueError, _core.Error) as e:
+            where = f" (line {lines[k]})" if lines[k] else ""
+            print(f"error: {args.input}: structure {k}{where}: {e}", file=sys.stderr)
             return 1
-        e_list.append(r.energy)
-        s = dict(s)
-        s["energy"] = r.energy
-        s["forces"] = r.forces
-        s["charges"] = np.zeros(len(atoms))
-        out_structs.append(s)
-        if r.n_extrapolating:
-            n_extra_structs += 1
-            n_extra_atoms += r.n_extrapolating
-            ex = r.extrapolations
+        if res["n_out"]:
+            n_structs_out += 1
+            n_atoms_out += res["n_out"]
             sym = atoms.get_chemical_symbols()
-            for a, f, v, lo, hi in zip(ex["atom"], ex["sf"], ex["value"], ex["min"], ex["max"]):
-                report.append(f"{k:8d} {a:8d} {sym[a]:>3s} {f + 1:5d} {v: .10e} {lo: .10e} {hi: .10e}")
-    _core.write_file_atomic(args.output, _core.format_input_data(out_structs))
+            for label, ex in res["records"]:
+                for a, f, v, lo, hi in zip(ex["atom"], ex["sf"], ex["value"], ex["min"], ex["max"]):
+                    report.append(f"{k:8d} {a:8d} {sym[a]:>3s} {f + 1:5d} {v: .10e} {lo: .10e} {hi: .10e} "
+                                  f"{label.strip() or 'short'}")
+        out.append((atoms, res))
+    if n2p2_out:
+        items = [atoms_to_dict(a, energy=r["energy"], forces=r["forces"], charges=r["charges"],
+                               charge=a.info.get("charge", 0.0), references=False) for a, r in out]
+        _core.write_file_atomic(args.output, _core.format_input_data(items))
+        units = "the potential's own units"
+    else:
+        frames = []
+        for a, r in out:
+            b = a.copy()
+            b.positions = a.positions * lf
+            if a.cell.rank:
+                b.set_cell(a.cell[:] * lf, scale_atoms=False)
+            kw = {"energy": r["energy"] * ef, "forces": r["forces"] * ef / lf}
+            if r["charges"] is not None:
+                kw["charges"] = np.asarray(r["charges"])
+            if bool(a.pbc.all()) and r["virial"] is not None:
+                W = np.asarray(r["virial"]) * ef
+                sig = -0.5 * (W + W.T) / abs(np.linalg.det(b.cell[:]))
+                kw["stress"] = np.array([sig[0, 0], sig[1, 1], sig[2, 2], sig[1, 2], sig[0, 2], sig[0, 1]])
+            b.calc = SinglePointCalculator(b, **kw)
+            frames.append(b)
+        root, ext = os.path.splitext(os.fspath(args.output))
+        tmp = f"{root}.tmp-hdnnp{ext}"
+        ase.io.write(tmp, frames, format="extxyz")
+        os.replace(tmp, args.output)
+        units = "eV and Angstrom"
     report_path = args.report or (os.fspath(args.output) + ".extrapolation")
     _core.write_file_atomic(report_path, "\n".join(report) + "\n")
-    print(f"{len(out_structs)} structure(s) predicted -> {args.output} (native units of the potential)")
-    if len(e_list) == 1:
-        print(f"energy {e_list[0]:.16e}")
-    print(f"extrapolation: {n_extra_atoms} atom(s) in {n_extra_structs} structure(s) outside the "
+    name = "CENT" if gen == "cent" else f"{gen}G"
+    what = "energies, forces, charges" if charged else "energies, forces"
+    print(f"{len(out)} structure(s) predicted ({name}: {what}) -> {args.output} ({units})")
+    if len(out) == 1:
+        print(f"energy {out[0][1]['energy']:.16e}")
+    print(f"extrapolation: {n_atoms_out} atom(s) in {n_structs_out} structure(s) outside the "
           f"scaling.data range; details in {report_path}")
     return 0
 
@@ -108,22 +151,15 @@ def _load_data(directory, data=None, length_unit=None, energy_unit=None):
     path = data or os.path.join(directory, "input.data")
     if not os.path.exists(path):
         raise OSError(f"{path} not found (the training structures: n2p2 input.data, or --data FILE)")
-    if os.path.basename(path).endswith(".data") and not path.endswith(".lammps-data"):
+    if _is_n2p2(path):
         return read_input_data(path)
     import ase.io
 
-    from .potential import _declared_units
     from .training.data import from_ase
-    from .units import energy_factor, length_factor
 
-    decl_l, decl_e = _declared_units(directory)
-    lu, eu = length_unit or decl_l, energy_unit or decl_e
-    if not lu or not eu:
-        raise OSError(f"{path}: ASE data are in eV/Angstrom; the potential's units are needed to convert "
-                      f"them: declare them in input.nn ('# hdnnp: length_unit=... energy_unit=...') or pass "
-                      f"--length-unit/--energy-unit")
+    lf, ef = _units(directory, length_unit, energy_unit, need=path)
     structures = ase.io.read(path, index=":")
-    return from_ase(structures, energy_factor=1.0 / energy_factor(eu), length_factor=1.0 / length_factor(lu))
+    return from_ase(structures, energy_factor=1.0 / ef, length_factor=1.0 / lf)
 
 
 def _scaling(args) -> int:
@@ -133,10 +169,10 @@ def _scaling(args) -> int:
     from .training.data import prepare
     from .training.trainer import format_scaling, scaling_statistics
 
-    structs = _load_data(args.directory)
+    structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)
+    source = args.data or os.path.join(args.directory, "input.data")
     model = _core.Model.load(args.directory, False)
-    preps = [prepare(model, a, f"{args.directory}/input.data: structure {k}", jacobian=False)
-             for k, a in enumerate(structs)]
+    preps = [prepare(model, a, f"{source}: structure {k}", jacobian=False) for k, a in enumerate(structs)]
     stats = scaling_statistics(preps, len(model.elements))
     out = os.path.join(args.directory, "scaling.data")
     _core.write_file_atomic(out, format_scaling(stats))
@@ -202,7 +238,7 @@ def _norm(args) -> int:
     from .training.n2p2 import read_keywords
     from .training.trainer import normalize_input_nn
 
-    structs = _load_data(args.directory)
+    structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)
     use_forces = "use_short_forces" in read_keywords(os.path.join(args.directory, "input.nn"))
     me, ce, cl = normalize_input_nn(args.directory, structs, use_forces)
     print(f"mean_energy {me:.10e}, conv_energy {ce:.10e}, conv_length {cl:.10e} -> "
@@ -338,16 +374,29 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="predict energies and forces for every structure of an input.data file")
     p.add_argument("potential", help="potential directory (input.nn, scaling.data, weights.ZZZ.data)")
-    p.add_argument("input", help="n2p2 input.data with one or more structures")
-    p.add_argument("-o", "--output", default="output.data", help="output file (n2p2 input.data layout)")
+    p.add_argument("input", help="structures: n2p2 input.data (*.data, the potential's units) or anything ASE "
+                   "reads (extxyz, ...; eV and Angstrom)")
+    p.add_argument("-o", "--output", default="output.data", help="output file: *.xyz / *.extxyz as extended XYZ "
+                   "(eV and Angstrom), anything else as n2p2 input.data (the potential's units)")
+    p.add_argument("--length-unit", default=None, help="the potential's length unit (if input.nn does not "
+                   "declare it; for ASE files)")
+    p.add_argument("--energy-unit", default=None, help="the potential's energy unit (as --length-unit)")
     p.add_argument("--report", default=None, help="extrapolation report (default: OUTPUT.extrapolation)")
     p.add_argument("--threads", type=int, default=0, help="OpenMP threads (0: all)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p = sub.add_parser("scaling", help="write scaling.data from input.nn and input.data (like nnp-scaling)")
+    data_help = ("structures instead of DIRECTORY/input.data: an n2p2 *.data file or anything ASE reads with "
+                 "energies/forces (extxyz, ASE db, OUTCAR...; eV and Angstrom)")
+    p = sub.add_parser("scaling", help="write scaling.data from input.nn and the data (like nnp-scaling)")
     p.add_argument("directory", nargs="?", default=".")
-    p = sub.add_parser("norm", help="write mean_energy/conv_energy/conv_length from input.data into input.nn "
+    p.add_argument("--data", default=None, help=data_help)
+    p.add_argument("--length-unit", default=None, help="the potential's length unit (for ASE data)")
+    p.add_argument("--energy-unit", default=None, help="the potential's energy unit (for ASE data)")
+    p = sub.add_parser("norm", help="write mean_energy/conv_energy/conv_length from the data into input.nn "
                        "(like nnp-norm)")
     p.add_argument("directory", nargs="?", default=".")
+    p.add_argument("--data", default=None, help=data_help)
+    p.add_argument("--length-unit", default=None, help="the potential's length unit (for ASE data)")
+    p.add_argument("--energy-unit", default=None, help="the potential's energy unit (for ASE data)")
     p = sub.add_parser("train", help="train from input.nn (n2p2 training keywords) and input.data (like nnp-train)")
     p.add_argument("directory", nargs="?", default=".")
     p.add_argument("-o", "--output", default=None, help="output folder (default DIRECTORY/potential)")
@@ -362,8 +411,7 @@ def main(argv=None) -> int:
     p.add_argument("--test-fraction", type=float, default=None,
                    help="share of the structures held out for reporting only (default 0.1; input.nn: "
                         "test_fraction)")
-    p.add_argument("--data", default=None, help="training structures instead of DIRECTORY/input.data: an n2p2 "
-                   "*.data file or anything ASE reads with energies/forces (extxyz, ASE db, OUTCAR...)")
+    p.add_argument("--data", default=None, help=data_help)
     p.add_argument("--length-unit", default=None, help="the potential's length unit (for ASE data)")
     p.add_argument("--energy-unit", default=None, help="the potential's energy unit (for ASE data)")
     p.add_argument("--threads", type=int, default=0)

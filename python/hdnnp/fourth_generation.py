@@ -195,7 +195,8 @@ class FourthGeneration(LongRangePotential):
                     dEs_dQ[g] = d[:, -1]
         energy = float(e_short.sum() + e_elec + self.offsets[species].sum())
         res = {"energy": energy, "charges": Q, "atom_energies_short": e_short, "electrostatic_energy": float(e_elec),
-               "electronegativities": s.chi, "solver": s.info, "extrapolating_atoms": s.extrapolating_atoms}
+               "electronegativities": s.chi, "solver": s.info, "extrapolating_atoms": s.extrapolating_atoms,
+               "extrapolation_records": [("", s.extrapolations)]}
         self._report(res, op, params, Q, pos)
         base = self._baseline(pos, species, s.nl, grads, stress)
         self._add_baseline(res, base, False, False)

@@ -228,6 +228,7 @@ class ThirdGeneration(LongRangePotential):
         report_extrapolation([(0, short["extrapolations"], ""), (0, elec["extrapolations"], "charge network ")], 1,
                              extrapolation, stacklevel=3)
         res["extrapolating_atoms"] = np.maximum(short["extrapolating_atoms"], elec["extrapolating_atoms"])
+        res["extrapolation_records"] = [("", short["extrapolations"]), ("charge network ", elec["extrapolations"])]
         res["energy"] = float(short["energy"] + res["electrostatic_energy"])
         res["atom_energies_short"] = short["atom_energies"]
         if not grads:
