@@ -274,3 +274,48 @@ def test_charged_predict_writes_the_extrapolation_report(tmp_path):
     e = pot.evaluate(structs[2], total_charge=0.0, extrapolation="ignore")
     assert out[2].info["energy"] == pytest.approx(e["energy"], rel=1e-12)
     np.testing.assert_allclose(out[2].arrays["ref_charges"], e["charges"], rtol=0, atol=1e-12)
+
+
+# -- offsets from the CLI ------------------------------------------------------------------------
+def test_cli_fits_offsets_when_input_nn_has_none(tmp_path):
+    """`hdnnp train` on an input.nn without atom_energy lines fits per-element offsets to the
+    training energies (reported, written to the potential); the compositions here (H6O3 and
+    H4O2 only: H:O always 2:1) do not separate H from O, which the report says."""
+    import ase.io
+
+    from hdnnp.training.trainer import fit_atomic_energies
+
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    structs = labelled(tmp_path, n=8)
+    teacher = hdnnp.load(tmp_path / "teacher")
+    for k, a in enumerate(structs):
+        if k % 2 == 0:                                             # some H4O2: still H:O = 2:1
+            a.calc = None
+            del a[[0, 1, 6]]
+        r = teacher.evaluate(a, extrapolation="ignore")
+        # a DFT-like offset: -300 eV per O, -13 eV per H
+        e = r.energy - 300.0 * a.get_chemical_symbols().count("O") - 13.0 * a.get_chemical_symbols().count("H")
+        a.calc = SinglePointCalculator(a, energy=e, forces=r.forces)
+    ase.io.write(tmp_path / "data.extxyz", structs)
+    d = write_potential(tmp_path / "run", types=[2, 3], extra_lines=UNITS + "epochs 2\nupdater_type 0\n"
+                        "gradient_type 1\nuse_short_forces\nrandom_seed 3\n", seed=1)
+    os.remove(os.path.join(d, "scaling.data"))
+    r = _cli("train", d, "--data", tmp_path / "data.extxyz", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "per-element energy offsets fitted" in r.stdout and "minimum-norm split" in r.stdout
+    info = json.load(open(os.path.join(d, "potential", "training.json")))
+    assert info["structures"]["train"] == 6
+    lines = [l.split() for l in open(os.path.join(d, "potential", "input.nn")) if l.startswith("atom_energy")]
+    written = {e: float(x) for _, e, x in lines}
+    back = ase.io.read(tmp_path / "data.extxyz", ":")
+    from hdnnp.training.data import split
+
+    train = split(8, 0.1, 3, None, 0.1)[0]
+    expect = fit_atomic_energies([back[k] for k in train], ["H", "O"], [back[k].get_potential_energy() for k in train])
+    assert written["H"] == pytest.approx(expect[0], rel=1e-9) and written["O"] == pytest.approx(expect[1], rel=1e-9)
+    # per atom the offsets carry the ~ -109 eV/atom: the networks start close
+    assert (2 * written["H"] + written["O"]) / 3 == pytest.approx(-(2 * 13.0 + 300.0) / 3, abs=3.0)
+    r = _cli("train", d, "--data", tmp_path / "data.extxyz", "-q", "--no-fit-offsets", "-o", tmp_path / "nofit")
+    assert r.returncode == 0 and "offsets fitted" not in r.stdout
+    assert not any(l.startswith("atom_energy") for l in open(tmp_path / "nofit" / "input.nn"))

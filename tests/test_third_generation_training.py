@@ -170,3 +170,16 @@ def test_charge_step_resume_equals_uninterrupted(teacher, tmp_path):
     resumed.train(tmp_path / "c", progress=False)
     np.testing.assert_array_equal(resumed.parameters(), full.parameters())
     assert [h.rmse_charge_test for h in resumed.history] == [h.rmse_charge_test for h in full.history]
+
+
+def test_fitted_offsets_leave_out_the_electrostatics(teacher):
+    """fit_offsets fits E_ref - E_elec (the step-1 charges' electrostatics, which the short
+    networks do not give), by least squares over the training structures."""
+    from hdnnp.training.trainer import fit_atomic_energies
+
+    tdir, _, structs = teacher
+    tr = LocalShortTrainer(tdir, structs, TrainingConfig(seed=5, fit_offsets=True))
+    pot = ThirdGeneration(tdir, ewald=1e-10)
+    train = [structs[k] for k in tr.train_idx]
+    resid = [a.info["energy"] - pot.evaluate(a)["electrostatic_energy"] for a in train]
+    np.testing.assert_allclose(tr.offsets, fit_atomic_energies(train, tr.elements, resid), rtol=1e-6)

@@ -270,6 +270,13 @@ def _train(args) -> int:
                                    validation_fraction=args.validation_fraction, test_fraction=args.test_fraction)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
+    # Offsets: n2p2's atom_energy lines when input.nn has them, else a least-squares fit to the
+    # training energies (what the networks do not give: baseline, electrostatics) unless refused.
+    from .training.n2p2 import read_keywords
+
+    has_offsets = "atom_energy" in read_keywords(os.path.join(settings, "input.nn"))
+    if args.stage != 1 and gen != "cent" and not has_offsets and args.fit_offsets:
+        cfg.fit_offsets = True
     if args.stage == 1:
         if gen == 4:
             from .training.fourth_generation import ChargeTrainer
@@ -300,6 +307,12 @@ def _train(args) -> int:
         tr = ShortTrainer(settings, structs, cfg)
     else:
         tr = Trainer(args.directory, structs, cfg)
+    if cfg.fit_offsets:
+        print("per-element energy offsets fitted to the training energies (no atom_energy in input.nn; "
+              "--no-fit-offsets to start from zero): " +
+              ", ".join(f"{e} {x:.10g}" for e, x in zip(tr.elements, tr.offsets)))
+        for note in tr.offset_notes:
+            print(f"  {note}")
     best = _run(tr, out, "checkpoint.npz", args)
     print(f"best epoch {best.epoch} (chosen on the validation set): energy RMSE {best.rmse_energy_train:.4e} / "
           f"{best.rmse_energy_validation:.4e} / {best.rmse_energy_test:.4e} (train / validation / test, per atom), "
@@ -405,6 +418,9 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.npz")
     p.add_argument("--patience", type=int, default=None,
                    help="early stopping: stop after this many epochs without a better validation score")
+    p.add_argument("--no-fit-offsets", dest="fit_offsets", action="store_false",
+                   help="without atom_energy lines in input.nn, do not fit per-element offsets (least squares on "
+                        "the training energies, the default) but start from zero")
     p.add_argument("--validation-fraction", type=float, default=None,
                    help="share of the structures that chooses the best epoch and early stopping (default 0.1; "
                         "input.nn: validation_fraction); structures tagged set=validation are used when given")

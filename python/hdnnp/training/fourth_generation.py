@@ -78,6 +78,13 @@ def _check_4g_structure(atoms, label, name="4G"):
                         f"(pbc = {pbc.tolist()})")
 
 
+def _total_charge(atoms) -> float:
+    """info['charge'], else the rounded sum of the reference charges, else 0."""
+    if "charge" in atoms.info:
+        return float(atoms.info["charge"])
+    return float(np.round(np.sum(atoms.arrays.get("ref_charges", 0.0))))
+
+
 def _elec_gradients(potential, X_by_el):
     """chi and dchi/dG (scaled inputs) per element."""
     return [potential.elec[e].forward(X, True)[:2] if len(X) else (np.zeros(0), np.zeros((0, X.shape[1])))
@@ -390,8 +397,6 @@ class ShortTrainer(Trainer):
         config = config or TrainingConfig()
         if config.stress_weight > 0.0:
             raise ValueError("stress training is not available for 4G potentials")
-        if config.fit_offsets:
-            raise ValueError("fit_offsets is not available for 4G potentials (give atom_energy in input.nn)")
         if not os.path.exists(os.path.join(os.fspath(settings_dir), "scaling.data")):
             raise DataError(f"{settings_dir}: stage 2 needs the scaling.data the electronegativity networks were "
                             f"trained with (stage 1 writes it)")
@@ -415,6 +420,13 @@ class ShortTrainer(Trainer):
     def _load_model(self):
         return self.pot.model
 
+    def _fixed_energy(self, k: int) -> float:
+        """Baseline and the stage-1 charges' electrostatic energy (for fitted offsets)."""
+        a = self.structures[k]
+        s = self.pot.equilibrate(a, _total_charge(a), "dense")
+        e = s.op.energy(s.Q, s.A0 @ s.Q)[0] + self.pot.background_energy(a, s.q_tot, s.params)
+        return super()._fixed_energy(k) + float(e)
+
     def _make_networks(self) -> List[ElementNetwork]:
         return self.pot.short
 
@@ -433,7 +445,7 @@ class ShortTrainer(Trainer):
         a = self.structures[k]
         n = len(a)
         species = species_of(a, self.elements, f"structure {k}")
-        q_tot = float(a.info["charge"]) if "charge" in a.info else float(np.round(np.sum(a.arrays.get("ref_charges", 0.0))))
+        q_tot = _total_charge(a)
         chi, dchi = np.zeros(n), {}
         for e, (E, g) in enumerate(_elec_gradients(self.pot, [p.G[e] for e in range(len(self.elements))])):
             chi[p.rows[e]] = E

@@ -22,7 +22,7 @@ from .. import _core
 from ..long_range import load_weights
 from ..third_generation import ThirdGeneration
 from .data import DataError, Prepared, species_of
-from .fourth_generation import ChargeTrainer, _check_4g_structure
+from .fourth_generation import ChargeTrainer, _check_4g_structure, _total_charge
 from .trainer import Trainer, TrainingConfig, format_scaling, format_weights
 
 
@@ -100,15 +100,18 @@ class LocalShortTrainer(Trainer):
     def _load_model(self):
         return self.pot.model
 
+    def _fixed_energy(self, k: int) -> float:
+        """Baseline and the step-1 charges' electrostatic energy (for fitted offsets)."""
+        a = self.structures[k]
+        r = self.pot.long_range(a, species_of(a, self.elements, f"structure {k}"), _total_charge(a), forces=False,
+                                stress=False)
+        return super()._fixed_energy(k) + float(r["electrostatic_energy"])
+
     def prepared(self, k: int) -> Prepared:
         p = super().prepared(k)
         if not hasattr(p, "e_elec"):
             a = self.structures[k]
-            if "charge" in a.info:
-                q_tot = float(a.info["charge"])
-            else:
-                q_tot = float(np.round(np.sum(a.arrays["ref_charges"]))) if "ref_charges" in a.arrays else 0.0
-            r = self.pot.long_range(a, species_of(a, self.elements, f"structure {k}"), q_tot, forces=True,
+            r = self.pot.long_range(a, species_of(a, self.elements, f"structure {k}"), _total_charge(a), forces=True,
                                     stress=p.stress is not None)
             p.e_elec, p.F_elec, p.W_elec = r["electrostatic_energy"], r["forces"], r.get("virial")
         return p

@@ -124,6 +124,32 @@ def fit_atomic_energies(structures: Sequence, elements: Sequence[str], energies=
     return np.linalg.lstsq(A, E, rcond=None)[0]
 
 
+def fit_offsets_report(structures: Sequence, elements: Sequence[str], energies) -> tuple:
+    """(offsets, notes): fit_atomic_energies and what a user should know of the fit: elements
+    absent from the structures (offset 0), compositions that do not separate some elements
+    (every structure has them in the same ratio: the minimum-norm split is taken), and the RMS
+    energy per atom left after the offsets."""
+    index = {e: i for i, e in enumerate(elements)}
+    A = np.zeros((len(structures), len(elements)))
+    for s_, a in enumerate(structures):
+        for sym in a.get_chemical_symbols():
+            A[s_, index[sym]] += 1
+    E = np.asarray(energies, dtype=float)
+    x, _, rank, _ = np.linalg.lstsq(A, E, rcond=None)
+    notes = []
+    absent = [e for e, c in zip(elements, A.sum(axis=0)) if c == 0]
+    if absent:
+        notes.append(f"no training structure contains {', '.join(absent)}: offset 0")
+    present = len(elements) - len(absent)
+    if rank < present:
+        notes.append(f"the training compositions determine only {rank} combination(s) of the {present} elements' "
+                     f"offsets (every structure has some elements in the same ratio): the minimum-norm split is used; "
+                     f"only energies of such compositions are meaningful")
+    resid = (E - A @ x) / A.sum(axis=1)
+    notes.append(f"RMS energy per atom left after the offsets: {float(np.sqrt(np.mean(resid ** 2))):.6g}")
+    return x, notes
+
+
 def format_scaling(stats) -> str:
     lines = ["#" * 80, "# Symmetry function scaling data (written by hdnnp).", "#" * 80,
              "#  e_index   sf_index                   sf_min                   sf_max                  sf_mean"
@@ -268,14 +294,15 @@ class Trainer:
         # 'hdnnp_zbl auto' come from the training structures (never from the test set).
         self.baseline, self._baseline_lines = pair_baseline.resolve(
             self.model, [self.structures[k] for k in self.train_idx])
+        self.offset_notes: List[str] = []
         if self.config.fit_offsets:
             if np.any(self.offsets != 0.0):
                 raise DataError(f"{self.settings_dir}/input.nn already has atom_energy lines; fit_offsets "
                                 f"would replace them (remove them or do not fit)")
             train = [self.structures[k] for k in self.train_idx]
-            residual = [a.info["energy"] - self._baseline_of(a, k)["energy"] if self.baseline else a.info["energy"]
-                        for k, a in zip(self.train_idx, train)]
-            self.offsets = fit_atomic_energies(train, self.elements, residual)
+            # what the networks do not give: the baseline, and the electrostatics of 3G/4G
+            residual = [a.info["energy"] - self._fixed_energy(k) for k, a in zip(self.train_idx, train)]
+            self.offsets, self.offset_notes = fit_offsets_report(train, self.elements, residual)
         self.nets: List[ElementNetwork] = self._make_networks()
         self.rng = np.random.default_rng(self.config.seed)
         for net in self.nets:
@@ -303,6 +330,11 @@ class Trainer:
         return out
 
     # -- data ----------------------------------------------------------------------------------
+    def _fixed_energy(self, k: int) -> float:
+        """The part of structure k's energy that is not the networks' and not fitted: the pair
+        baseline (3G/4G add their electrostatics)."""
+        return self._baseline_of(self.structures[k], k)["energy"] if self.baseline is not None else 0.0
+
     def _baseline_of(self, atoms, k: int):
         from .data import species_of
 
