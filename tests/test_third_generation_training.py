@@ -183,3 +183,28 @@ def test_fitted_offsets_leave_out_the_electrostatics(teacher):
     train = [structs[k] for k in tr.train_idx]
     resid = [a.info["energy"] - pot.evaluate(a)["electrostatic_energy"] for a in train]
     np.testing.assert_allclose(tr.offsets, fit_atomic_energies(train, tr.elements, resid), rtol=1e-6)
+
+
+def test_stage_2_reads_the_directory_settings_or_refuses(teacher, tmp_path, capsys):
+    """`--stage 2 --charges DIR` trains with the training keywords of ./input.nn (here: 3 epochs,
+    Adam), and refuses when ./input.nn describes another potential than stage 1's copy."""
+    _, settings, structs = teacher
+    d = tmp_path / "run"
+    shutil.copytree(settings, d)
+    hdnnp.write_input_data(d / "input.data", structs[:10])
+    assert main(["train", str(d), "--stage", "1", "--epochs", "5", "--optimizer", "kalman", "--quiet"]) == 0
+    with open(d / "input.nn", "a") as fh:
+        fh.write("epochs 3\nupdater_type 0\ngradient_type 1\n")
+    assert main(["train", str(d), "--stage", "2", "--charges", str(d / "charges"), "--quiet"]) == 0
+    curve = [l for l in open(d / "potential" / "learning-curve.out") if not l.startswith("#")]
+    assert len(curve) == 4                                  # epochs 0..3, as ./input.nn says
+    info = __import__("json").load(open(d / "potential" / "training.json"))
+    assert info["config"]["optimizer"] == "adam" and info["config"]["epochs"] == 3
+    capsys.readouterr()
+    text = (d / "input.nn").read_text().replace("global_nodes_short 6 5", "global_nodes_short 7 5", 1)
+    assert "global_nodes_short 7 5" in text
+    (d / "input.nn").write_text(text)
+    assert main(["train", str(d), "--stage", "2", "--charges", str(d / "charges"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "describe different potentials (global_nodes_short)" in err
+    assert str(d / "input.nn") in err and str(d / "charges" / "input.nn") in err

@@ -263,9 +263,21 @@ def _train(args) -> int:
         return 1
     structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)
     settings = args.charges if args.stage == 2 and args.charges else args.directory
+    if settings != args.directory:
+        # Stage 2: the potential is stage 1's (its input.nn copy, scaling.data, charge networks);
+        # the training settings are the user's DIRECTORY/input.nn. Both must describe the same
+        # potential: anything else would silently train another one than the user's file says.
+        from .training.n2p2 import model_differences
+
+        mine, theirs = os.path.join(args.directory, "input.nn"), os.path.join(settings, "input.nn")
+        diff = model_differences(mine, theirs)
+        if diff:
+            raise OSError(f"--stage 2: {mine} and {theirs} (stage 1's copy, which the written potential keeps) "
+                          f"describe different potentials ({', '.join(diff)}); the training settings are read from "
+                          f"{mine}, the potential's from stage 1: make them agree or run stage 1 again")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cfg = config_from_input_nn(settings, stage=1 if gen == "cent" else args.stage or 0, epochs=args.epochs,
+        cfg = config_from_input_nn(args.directory, stage=1 if gen == "cent" else args.stage or 0, epochs=args.epochs,
                                    optimizer=args.optimizer, threads=args.threads, patience=args.patience,
                                    validation_fraction=args.validation_fraction, test_fraction=args.test_fraction)
     for w in caught:
@@ -274,7 +286,7 @@ def _train(args) -> int:
     # training energies (what the networks do not give: baseline, electrostatics) unless refused.
     from .training.n2p2 import read_keywords
 
-    has_offsets = "atom_energy" in read_keywords(os.path.join(settings, "input.nn"))
+    has_offsets = "atom_energy" in read_keywords(os.path.join(args.directory, "input.nn"))
     if args.stage != 1 and gen != "cent" and not has_offsets and args.fit_offsets:
         cfg.fit_offsets = True
     if args.stage == 1:
@@ -438,7 +450,9 @@ def main(argv=None) -> int:
                         "DIRECTORY/potential)")
     p.add_argument("--charges", default=None, help="stage 2: the stage-1 output folder (4G: input.nn, scaling.data, "
                    "weightse.ZZZ.data, hardness.ZZZ.data; 3G: input.nn, scalinge.data, weightse.ZZZ.data); "
-                   "default DIRECTORY, as nnp-train 2")
+                   "default DIRECTORY, as nnp-train 2. The training settings (epochs, optimiser, ...) come from "
+                   "DIRECTORY/input.nn, the potential from the stage-1 folder; they must describe the same "
+                   "potential (else an error names the keywords)")
     p = sub.add_parser("sfgen", help="print symfunction_short lines for input.nn (radial/angular grids)")
     p.add_argument("--elements", nargs="+", required=True)
     p.add_argument("--cutoff", type=float, required=True, help="cutoff radius (the potential's length unit)")

@@ -51,6 +51,23 @@ _IGNORED = {
 }
 
 
+# Keywords that steer training only (the rest describe the potential itself).
+TRAINING_KEYWORDS = set(_MAP) | _IGNORED | {
+    "updater_type", "gradient_type", "selection_mode", "selection_mode_energy", "selection_mode_force",
+    "selection_mode_charge", "use_short_forces", "nguyen_widrow_weights_short", "nguyen_widrow_weights_charge",
+    "rmse_threshold", "rmse_threshold_energy", "rmse_threshold_force", "rmse_threshold_charge",
+    "rmse_threshold_trials_energy", "rmse_threshold_trials_force", "rmse_threshold_trials_charge",
+    "normalize_data_set", "random_seed", "energy_fraction", "force_fraction", "initial_hardness"}
+
+
+def model_differences(path_a: str, path_b: str) -> List[str]:
+    """The keywords describing the potential (not its training) that two input.nn files give
+    differently (in value or order of repeated lines)."""
+    a, b = read_keyword_lines(path_a), read_keyword_lines(path_b)
+    keys = (set(a) | set(b)) - TRAINING_KEYWORDS
+    return sorted(k for k in keys if [v for _, v in a.get(k, [])] != [v for _, v in b.get(k, [])])
+
+
 def read_keyword_lines(path: str) -> Dict[str, List[Tuple[int, List[str]]]]:
     """keyword -> every (line, arguments) of an input.nn (comments after # or ! removed)."""
     out: Dict[str, List[Tuple[int, List[str]]]] = {}
