@@ -319,3 +319,78 @@ def test_cli_fits_offsets_when_input_nn_has_none(tmp_path):
     r = _cli("train", d, "--data", tmp_path / "data.extxyz", "-q", "--no-fit-offsets", "-o", tmp_path / "nofit")
     assert r.returncode == 0 and "offsets fitted" not in r.stdout
     assert not any(l.startswith("atom_energy") for l in open(tmp_path / "nofit" / "input.nn"))
+
+
+# -- every optimiser setting without Python ------------------------------------------------------
+def test_every_training_setting_from_input_nn_and_cli(tmp_path):
+    """input.nn keywords (n2p2's where they exist: task_batch_size_energy is Adam's batch) and
+    CLI flags reach every TrainingConfig setting; the written potential loads without warnings."""
+    import ase.io
+
+    from hdnnp.training.n2p2 import apply_settings, config_from_input_nn
+
+    extra = (UNITS + "epochs 2\nupdater_type 0\ngradient_type 1\nuse_short_forces\ntask_batch_size_energy 3\n"
+             "learning_rate_decay 0.9\nenergy_weight 2.5\nstress_weight 0.5\nearly_stopping_patience 7\n"
+             "memory_budget_mb 64\nfit_offsets 0\nweights_init glorot\nvalidation_fraction 0.25\n"
+             "selection_force_weight 0.5\n")
+    d = write_potential(tmp_path / "run", types=[2, 3], extra_lines=extra, seed=1)
+    os.remove(os.path.join(d, "scaling.data"))
+    cfg = config_from_input_nn(d)
+    assert (cfg.batch_size, cfg.learning_rate_decay, cfg.energy_weight, cfg.stress_weight, cfg.patience,
+            cfg.memory_budget_mb, cfg.fit_offsets, cfg.init, cfg.validation_fraction,
+            cfg.selection_force_weight) == (3, 0.9, 2.5, 0.5, 7, 64.0, False, "glorot", 0.25, 0.5)
+    apply_settings(cfg, ["beta2=0.99", "kalman.q0=0.02", "use_forces=false", "patience=none"])
+    assert cfg.beta2 == 0.99 and cfg.kalman.q0 == 0.02 and cfg.use_forces is False and cfg.patience is None
+    with pytest.raises(ValueError, match="unknown setting 'learnig_rate'"):
+        apply_settings(cfg, ["learnig_rate=1"])
+    ase.io.write(tmp_path / "data.extxyz", labelled(tmp_path, n=8))
+    r = _cli("train", d, "--data", tmp_path / "data.extxyz", "-q", "--learning-rate", "0.004", "--batch-size", "2",
+             "--set", "beta1=0.8", "--set", "kalman.eta=0.5")
+    assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr
+    info = json.load(open(os.path.join(d, "potential", "training.json")))
+    c = info["config"]
+    assert (c["learning_rate"], c["batch_size"], c["beta1"], c["kalman"]["eta"], c["energy_weight"],
+            c["fit_offsets"]) == (0.004, 2, 0.8, 0.5, 2.5, False)
+    assert info["structures"] == {"train": 5, "validation": 2, "test": 1}   # validation_fraction 0.25 of 8
+    # what train writes, predict reads without warnings
+    ase.io.write(tmp_path / "one.extxyz", labelled(tmp_path, n=1))
+    r = _cli("predict", os.path.join(d, "potential"), tmp_path / "one.extxyz", "-o", tmp_path / "p.extxyz", "-q")
+    assert r.returncode == 0 and "warning" not in r.stderr.lower(), r.stderr
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+def test_kalman_checkpoints_are_packed_and_sparse(tmp_path, monkeypatch):
+    """The Kalman covariance is checkpointed as its upper triangle (half the matrix, exact) and,
+    when large, not every epoch; a resume from such a checkpoint continues exactly."""
+    from hdnnp.training.data import from_ase
+    from hdnnp.training.trainer import checkpoint_due
+
+    data = from_ase(labelled(tmp_path, n=6))
+    settings = write_potential(tmp_path / "s", types=[2, 3], extra_lines=UNITS, seed=1)
+    cfg = dict(epochs=7, optimizer="kalman", threads=1, seed=5, force_fraction=0.05, checkpoint_every=3)
+    written = []
+    orig = Trainer.checkpoint
+    monkeypatch.setattr(Trainer, "checkpoint", lambda self, path: (written.append(self.epoch), orig(self, path)))
+    full = Trainer(settings, data, TrainingConfig(**cfg))
+    full.train(tmp_path / "full", progress=False, log=lambda *_: None)
+    assert written == [3, 6, 7]
+    n = sum(net.n_parameters for net in full.nets)
+    with np.load(tmp_path / "full" / "checkpoint.npz") as z:
+        assert z["kf_P_upper"].shape == (n * (n + 1) // 2,) and "kf_P" not in z.files
+    size = os.path.getsize(tmp_path / "full" / "checkpoint.npz")
+    assert size < 8 * n * n * 0.55 + 2e5                      # about half the full matrix
+    # an interrupted run (checkpoint after epoch 3) resumed equals the uninterrupted one
+    part = Trainer(settings, data, TrainingConfig(**{**cfg, "epochs": 3}))
+    part.train(tmp_path / "part", progress=False, log=lambda *_: None)
+    resumed = Trainer(settings, data, TrainingConfig(**cfg)).resume(tmp_path / "part" / "checkpoint.npz")
+    resumed.train(tmp_path / "resumed", progress=False, log=lambda *_: None)
+    for a, b in zip(full.parameters(), resumed.parameters()):
+        np.testing.assert_array_equal(a, b)
+    # the automatic rule: every epoch while the covariance is small, every 10 epochs when large
+    full._kf.n = 1500                                          # 9 MB
+    assert all(checkpoint_due(type("T", (), {"config": TrainingConfig(), "_kf": full._kf})(), e, False)
+               for e in (1, 2, 3))
+    full._kf.n = 3000                                          # 36 MB
+    t = type("T", (), {"config": TrainingConfig(), "_kf": full._kf})()
+    assert [e for e in range(1, 31) if checkpoint_due(t, e, False)] == [10, 20, 30] and checkpoint_due(t, 7, True)

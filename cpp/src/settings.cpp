@@ -61,6 +61,8 @@ const std::set<std::string>& known_keywords() {
         "kalman_qmin", "kalman_lambda_short", "kalman_nue_short", "memorize_symfunc_results",
         // this project's own keywords (n2p2 warns about them and goes on)
         "hdnnp_zbl", "validation_fraction", "selection_energy_weight", "selection_force_weight",
+        "learning_rate_decay", "energy_weight", "stress_weight", "early_stopping_patience", "memory_budget_mb",
+        "fit_offsets", "weights_init",
     };
     return s;
 }

@@ -282,12 +282,19 @@ def _train(args) -> int:
                                    validation_fraction=args.validation_fraction, test_fraction=args.test_fraction)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
+    from .training.n2p2 import apply_settings
+
+    for name in ("learning_rate", "batch_size", "force_weight", "energy_weight", "stress_weight", "seed"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    apply_settings(cfg, args.set)
     # Offsets: n2p2's atom_energy lines when input.nn has them, else a least-squares fit to the
     # training energies (what the networks do not give: baseline, electrostatics) unless refused.
     from .training.n2p2 import read_keywords
 
-    has_offsets = "atom_energy" in read_keywords(os.path.join(args.directory, "input.nn"))
-    if args.stage != 1 and gen != "cent" and not has_offsets and args.fit_offsets:
+    kw_user = read_keywords(os.path.join(args.directory, "input.nn"))
+    explicit = "fit_offsets" in kw_user or any(i.split("=", 1)[0].strip() == "fit_offsets" for i in args.set or [])
+    if args.stage != 1 and gen != "cent" and "atom_energy" not in kw_user and args.fit_offsets and not explicit:
         cfg.fit_offsets = True
     if args.stage == 1:
         if gen == 4:
@@ -430,6 +437,16 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.npz")
     p.add_argument("--patience", type=int, default=None,
                    help="early stopping: stop after this many epochs without a better validation score")
+    p.add_argument("--learning-rate", type=float, default=None, help="Adam step size (input.nn: gradient_adam_eta)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="Adam: structures per update (input.nn: task_batch_size_energy)")
+    p.add_argument("--energy-weight", type=float, default=None, help="loss weight of energies (input.nn: energy_weight)")
+    p.add_argument("--force-weight", type=float, default=None, help="loss weight of forces (input.nn: force_weight)")
+    p.add_argument("--stress-weight", type=float, default=None, help="loss weight of stresses (input.nn: stress_weight)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (input.nn: random_seed)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any training setting (a field of hdnnp.training.trainer.TrainingConfig, kalman.FIELD for "
+                        "the Kalman filter's), e.g. --set learning_rate_decay=0.98 --set kalman.q0=0.01; repeatable")
     p.add_argument("--no-fit-offsets", dest="fit_offsets", action="store_false",
                    help="without atom_energy lines in input.nn, do not fit per-element offsets (least squares on "
                         "the training energies, the default) but start from zero")

@@ -33,7 +33,8 @@ from .kalman import KalmanFilter
 from .network import ElementNetwork, initialise
 from .trainer import (SCALING_NONE, Trainer, TrainingConfig, adam_update, format_scaling, format_weights,
                       load_run_state, restore_optimizer_state, run_state, save_state, scaling_statistics,
-                      scaling_transform, split_line, split_sizes, split_structures, write_learning_curve)
+                      checkpoint_due, scaling_transform, split_line, split_sizes, split_structures,
+                      write_learning_curve)
 
 
 def _kkt(A0: np.ndarray, J: np.ndarray):
@@ -301,10 +302,12 @@ class ChargeTrainer:
             if bar:
                 bar.update(1)
                 bar.set_postfix(rmse=f"{astuple(st)[6]:.3g}")
+            stop = cfg.patience is not None and epoch - self.best_epoch >= cfg.patience
             if output_dir is not None:
                 self.write_learning_curve(os.path.join(output_dir, self.CURVE))
-                self.checkpoint(os.path.join(output_dir, self.CHECKPOINT))
-            if cfg.patience is not None and epoch - self.best_epoch >= cfg.patience:
+                if checkpoint_due(self, epoch, stop or epoch == cfg.epochs):
+                    self.checkpoint(os.path.join(output_dir, self.CHECKPOINT))
+            if stop:
                 log(f"early stopping at epoch {epoch}: no better validation error since epoch {self.best_epoch}")
                 break
         if bar:

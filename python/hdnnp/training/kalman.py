@@ -69,9 +69,20 @@ class KalmanFilter:
         return w + K * xi
 
     def state(self) -> dict:
-        # only the upper triangle of P is meaningful (symv/syr with lower=0 never read the rest)
-        return {"P": self.P, "q": self.q, "eta": self.eta, "lam": self.lam, "count": self.count}
+        """The filter's state; P as its upper triangle, packed (symv/syr with lower=0 never read
+        the rest): n(n+1)/2 numbers, half the full matrix, exact."""
+        iu = np.triu_indices(self.n)
+        return {"P_upper": self.P[iu], "q": self.q, "eta": self.eta, "lam": self.lam, "count": self.count}
 
     def load_state(self, st: dict):
-        self.P = np.asfortranarray(st["P"])
+        if "P_upper" in st:
+            P = np.zeros((self.n, self.n), order="F")
+            P[np.triu_indices(self.n)] = st["P_upper"]
+            self.P = P
+        else:  # (checkpoints of earlier versions: the full matrix)
+            self.P = np.asfortranarray(st["P"])
         self.q, self.eta, self.lam, self.count = float(st["q"]), float(st["eta"]), float(st["lam"]), int(st["count"])
+
+    @property
+    def state_bytes(self) -> int:
+        return 8 * self.n * (self.n + 1) // 2

@@ -17,6 +17,13 @@ _MAP = {
     "validation_fraction": ("validation_fraction", float),
     "selection_energy_weight": ("selection_energy_weight", float),
     "selection_force_weight": ("selection_force_weight", float),
+    "learning_rate_decay": ("learning_rate_decay", float),
+    "energy_weight": ("energy_weight", float),
+    "stress_weight": ("stress_weight", float),
+    "early_stopping_patience": ("patience", int),
+    "memory_budget_mb": ("memory_budget_mb", float),
+    "fit_offsets": ("fit_offsets", lambda v: bool(int(float(v)))),
+    "weights_init": ("init", str),
     "force_weight": ("force_weight", float),
     "short_energy_fraction": ("energy_fraction", float),
     "short_force_fraction": ("force_fraction", float),
@@ -43,7 +50,7 @@ _MAP = {
 }
 # Accepted with no effect here (parallelisation and output details of n2p2's implementation).
 _IGNORED = {
-    "parallel_mode", "jacobian_mode", "update_strategy", "task_batch_size_energy", "task_batch_size_force",
+    "parallel_mode", "jacobian_mode", "update_strategy", "task_batch_size_force",
     "memorize_symfunc_results", "write_trainpoints", "write_trainforces", "write_weights_epoch",
     "write_neuronstats", "write_trainlog", "main_error_metric", "repeated_energy_update", "gradient_eta",
     "precondition_weights", "force_energy_ratio", "use_old_weights_short", "write_traincharges",
@@ -101,6 +108,8 @@ def config_from_input_nn(directory: str, stage: int = 0, **overrides) -> Trainin
             raise ValueError(f"{path}:{no}: keyword {key} needs a value")
         try:
             val = typ(float(args[0])) if typ is int else typ(args[0])
+            if key == "weights_init" and val not in ("uniform", "glorot", "nguyen-widrow", "n2p2"):
+                raise ValueError(val)
         except ValueError:
             raise ValueError(f"{path}:{no}: cannot read {args[0]!r} as the value of {key}") from None
         if attr.startswith("kalman."):
@@ -128,13 +137,65 @@ def config_from_input_nn(directory: str, stage: int = 0, **overrides) -> Trainin
             raise ValueError(f"{path}:{no}: selection_mode must be 0, 1 or 2")
         cfg.selection = modes[args[0]]
     cfg.use_forces = "use_short_forces" in kw
-    if f"nguyen_widrow_weights_{'charge' if stage == 1 else 'short'}" in kw:
+    if "weights_init" in kw:
+        pass
+    elif f"nguyen_widrow_weights_{'charge' if stage == 1 else 'short'}" in kw:
         cfg.init = "nguyen-widrow"
     else:  # what nnp-train does then (weights_min/max bound the uniform draw)
         cfg.init = "n2p2"
+    if "task_batch_size_energy" in kw:
+        no, args = kw["task_batch_size_energy"]
+        if cfg.optimizer == "adam":  # n2p2: the energy candidates combined in one gradient update
+            try:
+                cfg.batch_size = int(args[0])
+            except (IndexError, ValueError):
+                raise ValueError(f"{path}:{no}: task_batch_size_energy needs an integer") from None
+            if cfg.batch_size < 1:
+                raise ValueError(f"{path}:{no}: task_batch_size_energy must be >= 1")
+        else:
+            warnings.warn(f"{path}:{no}: task_batch_size_energy has no effect with the Kalman filter in hdnnp's "
+                          f"trainer (one observation per update)", stacklevel=2)
     for key in sorted(set(kw) & _IGNORED):
         warnings.warn(f"{path}:{kw[key][0]}: {key} has no effect in hdnnp's trainer", stacklevel=2)
     for k, v in overrides.items():
         if v is not None:
             setattr(cfg, k, v)
+    return cfg
+
+
+def apply_settings(cfg: TrainingConfig, items) -> TrainingConfig:
+    """`KEY=VALUE` strings onto a TrainingConfig (any field; `kalman.FIELD` for the Kalman
+    filter's), with the field's type; an unknown key is an error listing the known ones."""
+    from dataclasses import fields
+
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        key, value = (t.strip() for t in item.split("=", 1))
+        target = cfg
+        if key.startswith("kalman."):
+            target, key = cfg.kalman, key[len("kalman."):]
+        known = {f.name: f for f in fields(target) if f.name != "kalman"}
+        if key not in known:
+            raise ValueError(f"--set {item!r}: unknown setting {key!r}; known: {', '.join(sorted(known))}"
+                             + (", kalman.<field>" if target is cfg else ""))
+        current = getattr(target, key)
+        if known[key].default is None:  # Optional settings (patience): None or an int
+            current = 0 if value.lower() != "none" else None
+        try:
+            if current is None:
+                val = None
+            elif isinstance(current, bool):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(value)
+                val = value.lower() in ("1", "true", "yes")
+            elif isinstance(current, int):
+                val = int(value)
+            elif isinstance(current, float):
+                val = float(value)
+            else:
+                val = value
+        except ValueError:
+            raise ValueError(f"--set {item!r}: {value!r} is not a valid {type(current).__name__}") from None
+        setattr(target, key, val)
     return cfg

@@ -42,6 +42,10 @@ class TrainingConfig:
     weights_max: float = 1.0
     patience: Optional[int] = None      # early stopping: epochs without a better test error
     memory_budget_mb: float = 4096.0    # descriptor derivatives kept in memory up to this
+    # Checkpoint every N epochs (and after the last): 0 = every epoch for Adam; for the Kalman
+    # filter, whose covariance is n(n+1)/2 numbers, every epoch while that is below 16 MB and
+    # every 10 epochs above. A resume continues exactly from the last checkpoint.
+    checkpoint_every: int = 0
     fit_offsets: bool = False           # atom_energy per element by a linear fit to the training energies
     threads: int = 0
     # Kalman filter (n2p2 semantics): updates per epoch = energy_fraction x training structures
@@ -195,6 +199,14 @@ def write_learning_curve(path, history, units: str):
         lines.append(" ".join(f"{d[c]:d}" if c == "epoch" else f"{d[c]:.10e}" for c in cols))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     _core.write_file_atomic(os.fspath(path), "\n".join(lines) + "\n")
+
+
+def checkpoint_due(tr, epoch: int, last: bool) -> bool:
+    """Whether `train` writes its checkpoint after `epoch` (see TrainingConfig.checkpoint_every)."""
+    every = tr.config.checkpoint_every
+    if every <= 0:
+        every = 10 if tr._kf is not None and tr._kf.state_bytes > 16 * 2 ** 20 else 1
+    return last or epoch % every == 0
 
 
 def split_structures(structures, cfg):
@@ -603,10 +615,12 @@ class Trainer:
             if bar:
                 bar.update(1)
                 bar.set_postfix(E=f"{st.rmse_energy_validation:.3g}", F=f"{st.rmse_force_validation:.3g}")
+            stop = cfg.patience is not None and epoch - self.best_epoch >= cfg.patience
             if output_dir is not None:
                 self.write_learning_curve(os.path.join(output_dir, "learning-curve.out"))
-                self.checkpoint(os.path.join(output_dir, "checkpoint.npz"))
-            if cfg.patience is not None and epoch - self.best_epoch >= cfg.patience:
+                if checkpoint_due(self, epoch, stop or epoch == cfg.epochs):
+                    self.checkpoint(os.path.join(output_dir, "checkpoint.npz"))
+            if stop:
                 log(f"early stopping at epoch {epoch}: no better validation score since epoch {self.best_epoch}")
                 break
         if bar:
