@@ -153,3 +153,27 @@ def write_cent_potential(path, seed=0, hidden=(5,), hardness=(("H", 0.6), ("O", 
         with open(os.path.join(path, f"hardness.{z[e]:03d}.data"), "w") as fh:
             fh.write(f"{j}\n")
     return path
+
+
+def write_4g_potential(path, seed=0, **kw):
+    """A 4G potential (n2p2 layout): write_cent_potential's electronegativity networks, hardness
+    and Gaussian widths, plus short networks on [G, Q] (K + 1 inputs, weights.ZZZ.data)."""
+    write_cent_potential(path, seed=seed, **kw)
+    rng = np.random.default_rng(seed + 3000)
+    nn = os.path.join(path, "input.nn")
+    with open(nn) as fh:
+        text = fh.read().replace("nnp_generation cent", "nnp_generation 4")
+    with open(nn, "w") as fh:
+        fh.write(text)
+    z = {"H": 1, "O": 8, "C": 6, "N": 7}
+    per_el = {}
+    for line in text.splitlines():
+        if line.startswith("symfunction_short"):
+            per_el[line.split()[1]] = per_el.get(line.split()[1], 0) + 1
+    hidden = [int(x) for x in next(l for l in text.splitlines() if l.startswith("global_nodes_short")).split()[1:]]
+    for e, k in per_el.items():
+        sizes = [k + 1, *hidden, 1]
+        n = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+        with open(os.path.join(path, f"weights.{z[e]:03d}.data"), "w") as fh:
+            fh.write("".join(f"{x:.17e}\n" for x in rng.normal(0, 0.5, n)))
+    return path

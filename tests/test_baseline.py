@@ -333,7 +333,7 @@ def test_cli_scaling_reports_shortest_distances(tmp_path):
     data = teacher_data(tmp_path, n=4)
     d = baseline_potential(tmp_path / "s", extra=UNITS)
     write_input_data(os.path.join(d, "input.data"), data)
-    r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "scaling", str(d)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "scaling", str(d), "--all"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     dmin = zbl.shortest_distances(data, ["H", "O"], 4.2)
     ri, ro = zbl.suggest_radii(dmin[("H", "O")])

@@ -220,7 +220,8 @@ def test_scaling_cli_reproduces_n2p2(fixtures, tmp_path):
     src = fixtures / "n2p2_H2O_RPBE-D3_2G" / "train"
     for f in ("input.nn", "input.data"):
         shutil.copy(src / f, tmp_path / f)
-    r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "scaling", str(tmp_path)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "scaling", str(tmp_path), "--all"], capture_output=True,
+                       text=True)
     assert r.returncode == 0, r.stderr
     ours, ref = np.loadtxt(tmp_path / "scaling.data"), np.loadtxt(src / "scaling.data")
     assert ours.shape == ref.shape

@@ -163,19 +163,52 @@ def _load_data(directory, data=None, length_unit=None, energy_unit=None):
 
 
 def _scaling(args) -> int:
+    """scaling.data (and scalinge.data for 3G) from the training structures as `hdnnp train`
+    will split them (validation and test structures make no choice), or from all (--all, as
+    n2p2's nnp-scaling); statistics files."""
     import numpy as np
 
     from . import _core
+    from .potential import generation
     from .training.data import prepare
-    from .training.trainer import format_scaling, scaling_statistics
+    from .training.n2p2 import config_from_input_nn
+    from .training.trainer import format_scaling, scaling_statistics, split_structures
 
-    structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)
+    all_structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)
     source = args.data or os.path.join(args.directory, "input.data")
-    model = _core.Model.load(args.directory, False)
-    preps = [prepare(model, a, f"{source}: structure {k}", jacobian=False) for k, a in enumerate(structs)]
-    stats = scaling_statistics(preps, len(model.elements))
-    out = os.path.join(args.directory, "scaling.data")
-    _core.write_file_atomic(out, format_scaling(stats))
+    gen = generation(args.directory)
+    if gen in (3, 4, "cent"):
+        if gen == 3:
+            from .third_generation import ThirdGeneration as cls
+        elif gen == 4:
+            from .fourth_generation import FourthGeneration as cls
+        else:
+            from .cent import Cent as cls
+        pot = cls(args.directory, weights=False)
+        models = [("scaling.data", pot.model)] + ([("scalinge.data", pot.elec_model)] if gen == 3 else [])
+    else:
+        models = [("scaling.data", _core.Model.load(args.directory, False))]
+    if args.all:
+        chosen = list(range(len(all_structs)))
+        what = f"all {len(all_structs)} structures (as nnp-scaling)"
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cfg = config_from_input_nn(args.directory, stage=1 if gen in (3, 4, "cent") else 0)
+        train, val, test = split_structures(all_structs, cfg)
+        chosen = list(train)
+        what = (f"the {len(train)} training structures ({len(val)} validation and {len(test)} test structures held "
+                f"out as hdnnp train will split them; --all for every structure)")
+    structs = [all_structs[k] for k in chosen]
+    outs = []
+    for name, m in models:
+        preps = [prepare(m, all_structs[k], f"{source}: structure {k}", jacobian=False) for k in chosen]
+        stats = scaling_statistics(preps, len(m.elements))
+        outs.append(os.path.join(args.directory, name))
+        _core.write_file_atomic(outs[-1], format_scaling(stats))
+        if name == "scaling.data":
+            model, main_stats, main_preps = m, stats, preps
+    stats, preps = main_stats, main_preps
     # Neighbour statistics (within the largest SF cutoff) and per-SF statistics, as n2p2's
     # neighbors.out / function.data give them.
     counts = {e: [] for e in model.elements}
@@ -230,7 +263,7 @@ def _scaling(args) -> int:
                   f"constant on the data; consider removing them (hdnnp.training.sfgen.prune_input_nn)",
                   file=sys.stderr)
     _core.write_file_atomic(os.path.join(args.directory, "sf-statistics.out"), "\n".join(sf) + "\n")
-    print(f"scaling data of {len(structs)} structure(s) -> {out} (and neighbors.out, distances.out, sf-statistics.out)")
+    print(f"scaling data of {what} -> {', '.join(outs)} (and neighbors.out, distances.out, sf-statistics.out)")
     return 0
 
 
@@ -357,12 +390,23 @@ def _checkpoint(out, name):
 
 
 def _sfgen(args) -> int:
-    from .training.sfgen import generate
+    from .training.sfgen import generate, input_nn
 
     lines = generate(args.elements, args.cutoff, args.kinds, radial_points=args.radial_points,
                      angular_points=args.angular_points, zetas=args.zetas, mode=args.mode, r_lower=args.r_lower)
-    print(f"# {len(lines)} symmetry functions: {' '.join(args.kinds)}, {args.mode} grid, r_c {args.cutoff:g} "
-          f"(hdnnp sfgen)")
+    head = (f"# {len(lines)} symmetry functions: {' '.join(args.kinds)}, {args.mode} grid, r_c {args.cutoff:g} "
+            f"(hdnnp sfgen)")
+    if args.input_nn:
+        if (args.length_unit is None) != (args.energy_unit is None):
+            raise OSError("--input-nn: give both --length-unit and --energy-unit, or neither")
+        print(head)
+        training = ("# training: Adam on energies and forces (hdnnp train; README lists every setting)\n"
+                    "use_short_forces\nupdater_type 0\ngradient_type 1\nepochs 100\ngradient_adam_eta 3.0e-3\n"
+                    "learning_rate_decay 0.99\ntask_batch_size_energy 2\n")
+        print(input_nn(args.elements, lines, args.hidden, length_unit=args.length_unit,
+                       energy_unit=args.energy_unit, extra=training), end="")
+        return 0
+    print(head)
     for line in lines:
         print(f"symfunction_short {line}")
     return 0
@@ -418,8 +462,11 @@ def main(argv=None) -> int:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     data_help = ("structures instead of DIRECTORY/input.data: an n2p2 *.data file or anything ASE reads with "
                  "energies/forces (extxyz, ASE db, OUTCAR...; eV and Angstrom)")
-    p = sub.add_parser("scaling", help="write scaling.data from input.nn and the data (like nnp-scaling)")
+    p = sub.add_parser("scaling", help="write scaling.data from input.nn and the data's training structures "
+                       "(like nnp-scaling; 3G: scalinge.data too)")
     p.add_argument("directory", nargs="?", default=".")
+    p.add_argument("--all", action="store_true", help="use every structure, as n2p2's nnp-scaling (by default the "
+                   "validation and test structures hdnnp train will hold out are left out)")
     p.add_argument("--data", default=None, help=data_help)
     p.add_argument("--length-unit", default=None, help="the potential's length unit (for ASE data)")
     p.add_argument("--energy-unit", default=None, help="the potential's energy unit (for ASE data)")
@@ -470,16 +517,39 @@ def main(argv=None) -> int:
                    "default DIRECTORY, as nnp-train 2. The training settings (epochs, optimiser, ...) come from "
                    "DIRECTORY/input.nn, the potential from the stage-1 folder; they must describe the same "
                    "potential (else an error names the keywords)")
-    p = sub.add_parser("sfgen", help="print symfunction_short lines for input.nn (radial/angular grids)")
+    p = sub.add_parser(
+        "sfgen", help="print symfunction_short lines (or a whole 2G input.nn) for radial/angular grids",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Symmetry functions on parameter grids (Gastegger et al., J. Chem. Phys. 148, 241709 (2018)).",
+        epilog="""kinds:
+  radial      type 2: Gaussians exp(-eta (r - r_s)^2) fc(r), one set per (centre, neighbour) element pair
+  narrow      type 3: angular (1 + lambda cos theta)^zeta with all three distances' Gaussians and
+              cutoffs, per centre and unordered neighbour pair; lambda = +-1, zeta from --zetas
+  wide        type 9: angular like narrow without the r_jk terms (reaches wider angles)
+  weighted    types 12 and 13: element-weighted radial and angular functions (weights Z_j, one set per
+              centre element: few functions for many elements)
+  polynomial  types 20 and 21: compactly supported polynomial radial windows on the grid and angular
+              windows over 0-180 degrees (no exponentials)
+  ani         type 90: ANI-style angular functions (Smith et al. 2017) with theta_s on an even grid
+grids (--mode):
+  shift       r_s on an even grid from --r-lower (default 0) to r_c, common width eta from the spacing
+  center      r_s = 0, widths eta_i = 1/(2 r_i^2) for r_i from --r-lower (default 1.5) to r_c
+Angular kinds use --angular-points of the radial (eta, r_s) pairs. Lengths in the potential's unit.""")
     p.add_argument("--elements", nargs="+", required=True)
     p.add_argument("--cutoff", type=float, required=True, help="cutoff radius (the potential's length unit)")
     p.add_argument("--kinds", nargs="+", default=["radial", "narrow"],
-                   choices=["radial", "narrow", "wide", "weighted", "polynomial", "ani"])
-    p.add_argument("--mode", choices=["shift", "center"], default="shift")
-    p.add_argument("--radial-points", type=int, default=8)
-    p.add_argument("--angular-points", type=int, default=3)
-    p.add_argument("--zetas", type=float, nargs="+", default=[1.0, 4.0])
-    p.add_argument("--r-lower", type=float, default=None)
+                   choices=["radial", "narrow", "wide", "weighted", "polynomial", "ani"],
+                   help="which kinds (below); default: radial narrow")
+    p.add_argument("--mode", choices=["shift", "center"], default="shift", help="radial grid rule (below)")
+    p.add_argument("--radial-points", type=int, default=8, help="grid points of the radial functions")
+    p.add_argument("--angular-points", type=int, default=3, help="radial parts reused by the angular kinds")
+    p.add_argument("--zetas", type=float, nargs="+", default=[1.0, 4.0], help="angular exponents zeta")
+    p.add_argument("--r-lower", type=float, default=None, help="start of the radial grid")
+    p.add_argument("--input-nn", action="store_true",
+                   help="print a complete 2G input.nn (these functions, scaling, tanh networks of --hidden)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[15, 15], help="hidden layer sizes (with --input-nn)")
+    p.add_argument("--length-unit", default=None, help="declare the units in input.nn (with --input-nn)")
+    p.add_argument("--energy-unit", default=None, help="declare the units in input.nn (with --input-nn)")
     p = sub.add_parser("demo", help="the end-to-end workflow on Cu-Au with EMT as the reference (active "
                        "learning with a committee, LAMMPS MD, validation, report)")
     p.add_argument("-o", "--output", default="hdnnp-demo")

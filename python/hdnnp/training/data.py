@@ -182,8 +182,10 @@ def selection_score(energy_rmse: float, force_rmse: float = float("nan"), energy
 
 
 def from_ase(structures: Sequence, energy_factor: float = 1.0, length_factor: float = 1.0) -> List:
-    """Copies of ASE structures with calculator results as references, converted to the
-    potential's units (``energy_factor``/``length_factor``: potential units per ASE unit)."""
+    """Copies of ASE structures with calculator results as references (energy, forces, stress,
+    charges -> ``arrays['ref_charges']``; the total charge stays in ``info['charge']``),
+    converted to the potential's units (``energy_factor``/``length_factor``: potential units per
+    ASE unit)."""
     out = []
     for k, a in enumerate(structures):
         b = a.copy()
@@ -199,5 +201,7 @@ def from_ase(structures: Sequence, energy_factor: float = 1.0, length_factor: fl
             b.arrays["ref_forces"] = calc.results["forces"] * energy_factor / length_factor
         if "stress" in calc.results and all(a.pbc):
             b.info["stress"] = np.asarray(calc.results["stress"]) * energy_factor / length_factor ** 3
+        if "charges" in calc.results:  # reference charges (4G/3G), elementary charges
+            b.arrays["ref_charges"] = np.asarray(calc.results["charges"], dtype=float)
         out.append(b)
     return out
