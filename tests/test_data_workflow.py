@@ -205,7 +205,7 @@ def test_scaling_and_norm_read_ase_files(tmp_path):
 
     from hdnnp.training.data import from_ase
 
-    structs = labelled(tmp_path, n=5)
+    structs = labelled(tmp_path, n=12)
     ase.io.write(tmp_path / "data.extxyz", structs)
     for name in ("a", "b"):
         d = write_potential(tmp_path / name, types=[2, 3], extra_lines="# hdnnp: length_unit=Bohr energy_unit=Ha\n",
@@ -224,6 +224,15 @@ def test_scaling_and_norm_read_ase_files(tmp_path):
     assert len(norm[0]) == 3
     for la, lb in zip(*norm):
         assert float(la.split()[1]) == pytest.approx(float(lb.split()[1]), rel=1e-9)
+    # both from the training structures only, as hdnnp train will split these twelve
+    from hdnnp.training.n2p2 import config_from_input_nn
+    from hdnnp.training.trainer import normalization_from_data, split_structures
+
+    train = split_structures(native, config_from_input_nn(tmp_path / "a"))[0]
+    assert len(train) == 10
+    me, ce, cl = normalization_from_data([native[k] for k in train], use_forces=False)
+    assert float(norm[0][0].split()[1]) == pytest.approx(me, rel=1e-9)
+    assert float(norm[0][1].split()[1]) == pytest.approx(ce, rel=1e-9)
 
 
 def test_predict_reads_and_writes_extxyz(tmp_path):

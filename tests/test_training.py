@@ -483,7 +483,8 @@ def test_normalised_training_matches_core(tmp_path):
     hdnnp.write_input_data(settings / "input.data", structs)
     with open(settings / "input.nn", "a") as fh:
         fh.write("use_short_forces\n")
-    r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "norm", str(settings)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "norm", str(settings), "--all"], capture_output=True,
+                       text=True)
     assert r.returncode == 0, r.stderr
     text = (settings / "input.nn").read_text()
     assert text.count("conv_energy") == 1 and f"conv_length {cl:.16e}" in text

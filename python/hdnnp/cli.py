@@ -171,8 +171,7 @@ def _scaling(args) -> int:
     from . import _core
     from .potential import generation
     from .training.data import prepare
-    from .training.n2p2 import config_from_input_nn
-    from .training.trainer import format_scaling, scaling_statistics, split_structures
+    from .training.trainer import format_scaling, scaling_statistics
 
     all_structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)
     source = args.data or os.path.join(args.directory, "input.data")
@@ -188,21 +187,11 @@ def _scaling(args) -> int:
         models = [("scaling.data", pot.model)] + ([("scalinge.data", pot.elec_model)] if gen == 3 else [])
     else:
         models = [("scaling.data", _core.Model.load(args.directory, False))]
-    if args.all:
-        chosen = list(range(len(all_structs)))
-        what = f"all {len(all_structs)} structures (as nnp-scaling)"
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cfg = config_from_input_nn(args.directory, stage=1 if gen in (3, 4, "cent") else 0)
-        train, val, test = split_structures(all_structs, cfg)
-        chosen = list(train)
-        what = (f"the {len(train)} training structures ({len(val)} validation and {len(test)} test structures held "
-                f"out as hdnnp train will split them; --all for every structure)")
-    structs = [all_structs[k] for k in chosen]
+    structs, what = _training_part(args, all_structs, stage=1 if gen in (3, 4, "cent") else 0)
+    position = {id(a): k for k, a in enumerate(all_structs)}
     outs = []
     for name, m in models:
-        preps = [prepare(m, all_structs[k], f"{source}: structure {k}", jacobian=False) for k in chosen]
+        preps = [prepare(m, a, f"{source}: structure {position[id(a)]}", jacobian=False) for a in structs]
         stats = scaling_statistics(preps, len(m.elements))
         outs.append(os.path.join(args.directory, name))
         _core.write_file_atomic(outs[-1], format_scaling(stats))
@@ -272,11 +261,28 @@ def _norm(args) -> int:
     from .training.trainer import normalize_input_nn
 
     structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)
+    structs, what = _training_part(args, structs)
     use_forces = "use_short_forces" in read_keywords(os.path.join(args.directory, "input.nn"))
     me, ce, cl = normalize_input_nn(args.directory, structs, use_forces)
-    print(f"mean_energy {me:.10e}, conv_energy {ce:.10e}, conv_length {cl:.10e} -> "
+    print(f"mean_energy {me:.10e}, conv_energy {ce:.10e}, conv_length {cl:.10e} from {what} -> "
           f"{os.path.join(args.directory, 'input.nn')}")
     return 0
+
+
+def _training_part(args, structs, stage: int = 0):
+    """(the structures hdnnp train will train on, given the directory's input.nn and the same
+    data; all of them with --all), and words saying which."""
+    from .training.n2p2 import config_from_input_nn
+    from .training.trainer import split_structures
+
+    if args.all:
+        return list(structs), f"all {len(structs)} structures (as n2p2)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = config_from_input_nn(args.directory, stage=stage)
+    train, val, test = split_structures(structs, cfg)
+    return ([structs[k] for k in train], f"the {len(train)} training structures ({len(val)} validation and "
+            f"{len(test)} test structures held out as hdnnp train will split them; --all for every structure)")
 
 
 def _train(args) -> int:
@@ -473,6 +479,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("norm", help="write mean_energy/conv_energy/conv_length from the data into input.nn "
                        "(like nnp-norm)")
     p.add_argument("directory", nargs="?", default=".")
+    p.add_argument("--all", action="store_true", help="use every structure, as n2p2's nnp-norm (by default the "
+                   "validation and test structures hdnnp train will hold out are left out)")
     p.add_argument("--data", default=None, help=data_help)
     p.add_argument("--length-unit", default=None, help="the potential's length unit (for ASE data)")
     p.add_argument("--energy-unit", default=None, help="the potential's energy unit (for ASE data)")
