@@ -114,7 +114,7 @@ def test_cli_predict_all_structures(tmp_path):
     (tmp_path / "bad.data").write_text("begin\natom 0 0 0 Xe 0 0 0 0 0\nend\n")
     p = subprocess.run([sys.executable, "-m", "hdnnp.cli", "predict", str(d), str(tmp_path / "bad.data"), "-o",
                         str(tmp_path / "bad.out")], capture_output=True, text=True)
-    assert p.returncode == 1 and "Xe" in p.stderr and not (tmp_path / "bad.out").exists()
+    assert p.returncode == 2 and "Xe" in p.stderr and not (tmp_path / "bad.out").exists()
 
 
 def test_cli_matches_n2p2_output_data(fixtures, tmp_path):

@@ -150,7 +150,7 @@ def test_cli_trains_and_predicts_cent(teacher, tmp_path, capsys):
     d = tmp_path / "run"
     shutil.copytree(settings, d)
     hdnnp.write_input_data(d / "input.data", structs[:10], references="energy")
-    assert main(["train", str(d), "--stage", "1", "-q"]) == 1
+    assert main(["train", str(d), "--stage", "1", "-q"]) == 2
     assert "one stage" in capsys.readouterr().err
     assert main(["train", str(d), "--epochs", "3", "--optimizer", "kalman", "-q"]) == 0
     assert main(["predict", str(d / "potential"), str(d / "input.data"), "-o", str(tmp_path / "out.data")]) == 0

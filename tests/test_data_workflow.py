@@ -261,7 +261,7 @@ def test_predict_reads_and_writes_extxyz(tmp_path):
     # a potential without declared units cannot convert eV/Angstrom: a clear error
     plain = write_potential(tmp_path / "plain", types=[2, 3])
     r = _cli("predict", plain, tmp_path / "in.extxyz", "-o", tmp_path / "x.extxyz")
-    assert r.returncode == 1 and "units are needed" in r.stderr and not os.path.exists(tmp_path / "x.extxyz")
+    assert r.returncode == 2 and "units are needed" in r.stderr and not os.path.exists(tmp_path / "x.extxyz")
 
 
 def test_charged_predict_writes_the_extrapolation_report(tmp_path):
@@ -403,3 +403,27 @@ def test_kalman_checkpoints_are_packed_and_sparse(tmp_path, monkeypatch):
     full._kf.n = 3000                                          # 36 MB
     t = type("T", (), {"config": TrainingConfig(), "_kf": full._kf})()
     assert [e for e in range(1, 31) if checkpoint_due(t, e, False)] == [10, 20, 30] and checkpoint_due(t, 7, True)
+
+
+# -- CLI errors ----------------------------------------------------------------------------------
+def test_cli_errors_are_one_line_with_status_2(tmp_path):
+    """Bad input: one line 'hdnnp: error: ...' naming the file/line/atom, exit status 2, no
+    traceback; --debug shows the traceback."""
+    d = write_potential(tmp_path / "pot", types=[2])
+    (tmp_path / "bad.data").write_text("begin\natom 0 0 0 H 0 0 0 0 0\natom 0 0 nan O 0 0 0 0 0\nend\n")
+    cases = [
+        (["predict", d, tmp_path / "bad.data"], "bad.data:3"),                      # file and line
+        (["predict", d, tmp_path / "missing.data"], "missing.data"),
+        (["predict", tmp_path / "nowhere", tmp_path / "bad.data"], "nowhere"),
+        (["train", tmp_path / "nowhere"], "nowhere"),
+    ]
+    (tmp_path / "xe.data").write_text("begin\natom 0 0 0 Xe 0 0 0 0 0\nend\n")
+    cases.append((["predict", d, tmp_path / "xe.data"], "atom 0 is Xe"))               # the atom
+    for args, needle in cases:
+        r = _cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("hdnnp: error: ") and needle in lines[0], r.stderr
+        assert "Traceback" not in r.stderr
+    r = _cli("predict", d, tmp_path / "xe.data", "--debug")
+    assert r.returncode != 0 and "Traceback" in r.stderr

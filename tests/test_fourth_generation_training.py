@@ -244,7 +244,7 @@ def test_cli_trains_and_predicts_4g(fixtures, tmp_path, capsys):
     hdnnp.write_input_data(tmp_path / "input.data", structs[::6])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(["train", str(tmp_path), "-q"]) == 1
+        assert main(["train", str(tmp_path), "-q"]) == 2
         assert "train it in two stages" in capsys.readouterr().err
         assert main(["train", str(tmp_path), "--stage", "1", "-q", "--epochs", "2"]) == 0
         assert main(["train", str(tmp_path), "--stage", "2", "--charges", str(tmp_path / "charges"), "-q",

@@ -142,7 +142,7 @@ def test_cli_trains_and_predicts_3g(teacher, tmp_path, capsys):
     d = tmp_path / "run"
     shutil.copytree(settings, d)
     hdnnp.write_input_data(d / "input.data", structs[:12])
-    assert main(["train", str(d), "--epochs", "2", "--quiet"]) == 1
+    assert main(["train", str(d), "--epochs", "2", "--quiet"]) == 2
     assert "--stage 1" in capsys.readouterr().err
     assert main(["train", str(d), "--stage", "1", "--epochs", "5", "--optimizer", "kalman", "--quiet"]) == 0
     assert main(["train", str(d), "--stage", "2", "--charges", str(d / "charges"), "--epochs", "2", "--quiet"]) == 0
@@ -204,7 +204,7 @@ def test_stage_2_reads_the_directory_settings_or_refuses(teacher, tmp_path, caps
     text = (d / "input.nn").read_text().replace("global_nodes_short 6 5", "global_nodes_short 7 5", 1)
     assert "global_nodes_short 7 5" in text
     (d / "input.nn").write_text(text)
-    assert main(["train", str(d), "--stage", "2", "--charges", str(d / "charges"), "--quiet"]) == 1
+    assert main(["train", str(d), "--stage", "2", "--charges", str(d / "charges"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "describe different potentials (global_nodes_short)" in err
     assert str(d / "input.nn") in err and str(d / "charges" / "input.nn") in err

@@ -270,7 +270,7 @@ def test_train_cli_with_n2p2_keywords_and_resume(tmp_path):
     assert np.loadtxt(out / "learning-curve.out").shape[0] == 5
     (settings / "input.data").write_text("begin\natom 0 0 0 H 0 0 0 0 0\nenergy nan\nend\n")
     r = run()
-    assert r.returncode == 1 and "non-finite reference energy" in r.stderr
+    assert r.returncode == 2 and "non-finite reference energy" in r.stderr
 
 
 def test_memory_budget_streams_with_same_results(tmp_path):
@@ -395,7 +395,7 @@ def test_train_cli_from_extxyz_with_unit_conversion(tmp_path):
     (settings / "input.nn").write_text(text + "\nuse_short_forces\nepochs 1\n")
     r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "train", str(settings), "--data",
                         str(tmp_path / "data.extxyz"), "-q"], capture_output=True, text=True)
-    assert r.returncode == 1 and "the potential's units are needed" in r.stderr
+    assert r.returncode == 2 and "the potential's units are needed" in r.stderr
 
 
 def _fixture_trainer(fixtures, tmp_path, name, **overrides):

@@ -86,4 +86,4 @@ def test_active_learn_cli(tmp_path):
     assert summary[0]["structures"] == 3 and summary[0]["new_structures"] >= 1
     r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "active-learn", str(tmp_path / "start.extxyz"),
                         "--calculator", "nope"], capture_output=True, text=True)
-    assert r.returncode == 1 and "--calculator" in r.stderr
+    assert r.returncode == 2 and "--calculator" in r.stderr

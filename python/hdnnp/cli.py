@@ -11,6 +11,10 @@ import warnings
 import numpy as np
 
 
+class UsageError(Exception):
+    """A problem with what the user gave (reported as one line, exit status 2)."""
+
+
 def _is_n2p2(path) -> bool:
     name = os.path.basename(os.fspath(path))
     return name.endswith(".data") and not name.endswith(".lammps-data")
@@ -19,7 +23,7 @@ def _is_n2p2(path) -> bool:
 def _units(directory, length_unit=None, energy_unit=None, need: str = ""):
     """(Angstrom per length unit, eV per energy unit) of a potential directory: the given units,
     else the declared ones; an error saying `need` when they are not known."""
-    from .potential import _declared_units
+    from .keywords import declared_units as _declared_units
     from .units import energy_factor, length_factor
 
     decl_l, decl_e = _declared_units(directory)
@@ -72,8 +76,7 @@ def _predict(args) -> int:
             structures.append(b)
         lines = [None] * len(structures)
     if not structures:
-        print(f"error: {args.input} contains no structure", file=sys.stderr)
-        return 1
+        raise UsageError(f"{args.input} contains no structure")
     out, report = [], ["# Extrapolation report: symmetry functions outside the scaling.data range",
                        "# structure (0-based)  atom (0-based)  element  sf (1-based, n2p2 order)  value  min  max  "
                        "network"]
@@ -93,8 +96,7 @@ def _predict(args) -> int:
                        "n_out": r.n_extrapolating, "records": [("", r.extrapolations)]}
         except (ValueError, _core.Error) as e:
             where = f" (line {lines[k]})" if lines[k] else ""
-            print(f"error: {args.input}: structure {k}{where}: {e}", file=sys.stderr)
-            return 1
+            raise UsageError(f"{args.input}: structure {k}{where}: {e}") from e
         if res["n_out"]:
             n_structs_out += 1
             n_atoms_out += res["n_out"]
@@ -292,14 +294,14 @@ def _train(args) -> int:
 
     gen = generation(args.directory)
     if gen in (3, 4) and args.stage not in (1, 2):
-        print(f"error: input.nn declares a {gen}G potential: train it in two stages, --stage 1 (charges) and then "
-              "--stage 2 (short networks, with --charges pointing at the stage-1 output)", file=sys.stderr)
-        return 1
+        raise UsageError(f"{os.path.join(args.directory, 'input.nn')} declares a {gen}G potential: train it in two "
+                         "stages, --stage 1 (charges) and "
+                         "then --stage 2 (short networks, with --charges pointing at the stage-1 output)")
     if gen not in (3, 4) and args.stage:
         if gen == "cent":
             gen = "CENT (one stage, no --stage)"
-        print(f"error: --stage is for 3G and 4G potentials; input.nn declares generation {gen}", file=sys.stderr)
-        return 1
+        raise UsageError(f"--stage is for 3G and 4G potentials; {os.path.join(args.directory, 'input.nn')} declares "
+                         f"generation {gen}")
     structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)
     settings = args.charges if args.stage == 2 and args.charges else args.directory
     if settings != args.directory:
@@ -453,6 +455,7 @@ def _active_learn(args) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="hdnnp", description="High-dimensional neural network potentials")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the traceback")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="predict energies and forces for every structure of an input.data file")
     p.add_argument("potential", help="potential directory (input.nn, scaling.data, weights.ZZZ.data)")
@@ -576,7 +579,10 @@ Angular kinds use --angular-points of the radial (eta, r_s) pairs. Lengths in th
     p.add_argument("--md-steps", type=int, default=400)
     p.add_argument("--threshold", type=float, default=0.05, help="force deviation (eV/A) of candidate frames")
     p.add_argument("--max-deviation", type=float, default=2.0)
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv               # (accepted anywhere on the line)
+    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     from . import _core
     from .training.data import DataError
 
@@ -595,9 +601,13 @@ Angular kinds use --angular-points of the radial (eta, r_s) pairs. Lengths in th
             return _demo(args)
         if args.command == "active-learn":
             return _active_learn(args)
-    except (_core.Error, OSError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (_core.Error, OSError, DataError, ValueError, UsageError) as e:
+        # bad input: one line naming the file, line or atom, exit status 2; --debug: the traceback
+        if args.debug:
+            raise
+        msg = " ".join(str(e).split("\n"))
+        print(f"hdnnp: error: {msg}", file=sys.stderr)
+        return 2
     return 2
 
 

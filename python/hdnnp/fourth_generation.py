@@ -91,7 +91,7 @@ class FourthGeneration(LongRangePotential):
 
     @staticmethod
     def check_extrapolation(s, mode: str):
-        from .potential import report_extrapolation
+        from .extrapolation import report_extrapolation
 
         report_extrapolation([(0, s.extrapolations, "")], 1, mode, stacklevel=4)
 

@@ -19,8 +19,8 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from . import _core
 from .electrostatics import EwaldParameters, accuracy_parameters, n2p2_parameters, pme_parameters
-from .training.n2p2 import read_keyword_lines
-from .training.network import ElementNetwork
+from .keywords import read_keyword_lines
+from .network import ElementNetwork
 from .units import energy_factor, length_factor
 
 
@@ -98,7 +98,7 @@ class LongRangePotential:
         units input.nn declares ('# hdnnp: length_unit=... energy_unit=...'; Bohr and Ha give 1);
         a four_pi_epsilon line that contradicts them (by more than 1e-4 relative) is an error.
         Without declared units: the four_pi_epsilon line, else 1 (atomic units, n2p2's default)."""
-        from .potential import _declared_units
+        from .keywords import declared_units as _declared_units
         from .units import energy_factor, length_factor
 
         lu, eu = _declared_units(self.directory)
@@ -202,7 +202,7 @@ class LongRangePotential:
     @staticmethod
     def scaling_of(model):
         """(offset, factor) per element: the scaling of `model`'s symmetry functions."""
-        from .training.trainer import scaling_transform
+        from .scaling import scaling_transform
 
         stats = [{k: np.asarray(model.scaling(e)[k]) for k in ("min", "max", "mean", "sigma")}
                  for e in range(len(model.elements))]
@@ -311,7 +311,7 @@ class LongRangePotential:
         """ASE calculator (eV, Angstrom): energy, forces, stress (periodic), charges and, for
         molecules, the dipole (e Angstrom). The potential's units come from the arguments or a
         '# hdnnp: length_unit=... energy_unit=...' line in input.nn (n2p2's examples: Bohr, Ha)."""
-        from .potential import _declared_units
+        from .keywords import declared_units as _declared_units
 
         decl_l, decl_e = _declared_units(self.directory)
         lu, eu = length_unit or self.length_unit or decl_l, energy_unit or self.energy_unit or decl_e

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Union
@@ -10,38 +9,10 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 
 from . import _core
+from .extrapolation import ExtrapolationWarning, report_extrapolation  # noqa: F401 (public names here too)
+from .keywords import declared_units as _declared_units
+from .keywords import generation  # noqa: F401 (a public name here too)
 from .units import energy_factor, length_factor
-
-
-class ExtrapolationWarning(UserWarning):
-    """Symmetry-function values outside the range seen in training (scaling.data)."""
-
-
-def report_extrapolation(reports, n_structures: int, mode: str, stacklevel: int = 3):
-    """One summarised warning (mode "warn") or an ExtrapolationError ("raise") for the symmetry
-    functions outside their scaling.data range; `reports`: (structure, the core's extrapolations
-    record, a label for the symmetry-function set) of the structures that extrapolate."""
-    if mode not in ("warn", "raise", "ignore"):
-        raise ValueError("extrapolation must be 'warn', 'raise' or 'ignore'")
-    reports = [r for r in reports if len(r[1]["atom"])]
-    if not reports or mode == "ignore":
-        return
-    worst, atoms = None, set()
-    for k, ex, label in reports:
-        atoms.update((k, int(a)) for a in ex["atom"])
-        span = np.maximum(ex["max"] - ex["min"], 1e-300)
-        excess = np.maximum(ex["min"] - ex["value"], ex["value"] - ex["max"]) / span
-        j = int(np.argmax(excess))
-        if worst is None or excess[j] > worst[0]:
-            worst = (excess[j], k, int(ex["atom"][j]), int(ex["sf"][j]), label)
-    n_bad = len({k for k, _, _ in reports})
-    msg = (f"extrapolation: {len(atoms)} atom(s) in {n_bad} of {n_structures} structure(s) have symmetry "
-           f"functions outside the scaling.data range; worst: structure {worst[1]}, atom {worst[2]}, "
-           f"{worst[4]}SF {worst[3] + 1}, {worst[0]:.3g} x the training range outside. Predictions there are "
-           f"unreliable.")
-    if mode == "raise":
-        raise _core.ExtrapolationError(msg)
-    warnings.warn(msg, ExtrapolationWarning, stacklevel=stacklevel)
 
 
 @dataclass
@@ -81,27 +52,6 @@ class Result:
     def max_force_deviation(self) -> Optional[float]:
         fd = self.force_deviation
         return None if fd is None else float(fd.max(initial=0.0))
-
-
-_UNIT_DECL = re.compile(r"^\s*#\s*hdnnp:\s*(.*)$")
-
-
-def _declared_units(directory: str):
-    """Units declared in input.nn by a comment line ``# hdnnp: length_unit=Bohr energy_unit=Ha``."""
-    path = os.path.join(directory, "input.nn")
-    found = {}
-    try:
-        with open(path) as fh:
-            for line in fh:
-                m = _UNIT_DECL.match(line)
-                if m:
-                    for kv in m.group(1).split():
-                        if "=" in kv:
-                            k, v = kv.split("=", 1)
-                            found[k.strip()] = v.strip()
-    except OSError:
-        pass
-    return found.get("length_unit"), found.get("energy_unit")
 
 
 SPATIAL_ORDER_MIN_ATOMS = 1024
@@ -353,21 +303,3 @@ def load(directory, length_unit: Optional[str] = None, energy_unit: Optional[str
 
         return ThirdGeneration(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit)
     return Potential(directory, length_unit, energy_unit, threads)
-
-
-def generation(directory):
-    """The HDNNP generation input.nn declares (nnp_generation / nnp_type; 2 when absent): 1-4,
-    or "cent" for the CENT mode."""
-    from .training.n2p2 import read_keywords
-
-    path = os.path.join(os.fspath(directory), "input.nn")
-    if not os.path.exists(path):
-        return 2  # (Potential names the missing file)
-    kw = read_keywords(path)
-    for key in ("nnp_generation", "nnp_type"):
-        if key in kw and kw[key][1]:
-            value = kw[key][1][0]
-            if value.lower() == "cent":
-                return "cent"
-            return int(value[0]) if value[:1].isdigit() else 2
-    return 2

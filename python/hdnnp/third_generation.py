@@ -213,7 +213,7 @@ class ThirdGeneration(LongRangePotential):
         `extrapolation`: symmetry functions (short or charge) outside their scaling ranges give one
         warning ("warn"), an ExtrapolationError ("raise") or nothing ("ignore"); the atoms are
         flagged in `extrapolating_atoms` either way."""
-        from .potential import report_extrapolation
+        from .extrapolation import report_extrapolation
 
         periodic = self._periodic(atoms)
         q_tot = float(atoms.info.get("charge", 0.0) if total_charge is None else total_charge)

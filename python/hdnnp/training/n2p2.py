@@ -5,6 +5,7 @@ import os
 import warnings
 from typing import Dict, List, Tuple
 
+from ..keywords import read_keyword_lines, read_keywords  # noqa: F401 (their home is hdnnp.keywords)
 from .kalman import KalmanSettings
 from .trainer import TrainingConfig
 
@@ -73,24 +74,6 @@ def model_differences(path_a: str, path_b: str) -> List[str]:
     a, b = read_keyword_lines(path_a), read_keyword_lines(path_b)
     keys = (set(a) | set(b)) - TRAINING_KEYWORDS
     return sorted(k for k in keys if [v for _, v in a.get(k, [])] != [v for _, v in b.get(k, [])])
-
-
-def read_keyword_lines(path: str) -> Dict[str, List[Tuple[int, List[str]]]]:
-    """keyword -> every (line, arguments) of an input.nn (comments after # or ! removed)."""
-    out: Dict[str, List[Tuple[int, List[str]]]] = {}
-    with open(path) as fh:
-        for no, line in enumerate(fh, 1):
-            for c in "#!":
-                line = line.split(c, 1)[0]
-            tok = line.split()
-            if tok:
-                out.setdefault(tok[0], []).append((no, tok[1:]))
-    return out
-
-
-def read_keywords(path: str) -> Dict[str, Tuple[int, List[str]]]:
-    """keyword -> (line, arguments) of its first occurrence."""
-    return {k: v[0] for k, v in read_keyword_lines(path).items()}
 
 
 def config_from_input_nn(directory: str, stage: int = 0, **overrides) -> TrainingConfig:

@@ -14,8 +14,8 @@ from .. import baseline as pair_baseline
 from .data import DataError, Prepared, check_reference, prepare, selection_score, split
 from .kalman import KalmanFilter, KalmanSettings
 from .network import ElementNetwork, initialise
-
-SCALING_NONE, SCALING_SCALE, SCALING_CENTER, SCALING_SCALE_CENTER, SCALING_SIGMA = range(5)
+from ..scaling import (SCALING_CENTER, SCALING_NONE, SCALING_SCALE, SCALING_SCALE_CENTER,  # noqa: F401
+                       SCALING_SIGMA, scaling_transform)
 
 
 @dataclass
@@ -92,27 +92,6 @@ def scaling_statistics(preps: Sequence[Prepared], n_elements: int):
         G = np.concatenate(rows)
         stats.append({"min": G.min(axis=0), "max": G.max(axis=0), "mean": G.mean(axis=0), "sigma": G.std(axis=0, ddof=1) if len(G) > 1 else np.zeros(G.shape[1])})
     return stats
-
-
-def scaling_transform(stats, mode: int, smin: float, smax: float):
-    """(offset, factor, shift) with scaled G = offset + factor (G - shift), as the core does."""
-    out = []
-    for st in stats:
-        K = len(st["min"])
-        factor, shift, offset = np.ones(K), np.zeros(K), 0.0
-        if mode == SCALING_CENTER:
-            shift = st["mean"].copy()
-        elif mode in (SCALING_SCALE, SCALING_SCALE_CENTER):
-            shift = (st["min"] if mode == SCALING_SCALE else st["mean"]).copy()
-            rng = st["max"] - st["min"]
-            factor = np.where(rng > 0, (smax - smin) / np.where(rng > 0, rng, 1.0), 0.0)
-            offset = smin
-        elif mode == SCALING_SIGMA:
-            shift = st["mean"].copy()
-            factor = np.where(st["sigma"] > 0, (smax - smin) / np.where(st["sigma"] > 0, st["sigma"], 1.0), 0.0)
-            offset = smin
-        out.append((offset, factor, shift))
-    return out
 
 
 def fit_atomic_energies(structures: Sequence, elements: Sequence[str], energies=None) -> np.ndarray:
