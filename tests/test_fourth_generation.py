@@ -391,3 +391,59 @@ def test_4g_extrapolation_is_reported(fixtures):
     assert r["extrapolating_atoms"].sum() > 0
     with pytest.raises(hdnnp.ExtrapolationError):
         pot.evaluate(small, extrapolation="raise")
+
+
+def test_qeq_dense_solver_equals_the_bordered_system():
+    """The core's charge equilibration (Cholesky of A = A0 + diag J with the constraint by its
+    Schur complement; bordered LU when A is not positive definite) equals a direct solve of
+    [A 1; 1^T 0] [Q; mu] = [b; total], for one and for many right-hand sides."""
+    from hdnnp import _core
+
+    rng = np.random.default_rng(4)
+    n = 40
+    M = rng.normal(size=(n, n))
+    A0 = M @ M.T / n + 0.1 * np.eye(n)
+    for J, chol in ((rng.uniform(0.5, 2.0, n), True), (np.full(n, -5.0), False)):
+        K = np.zeros((n + 1, n + 1))
+        K[:n, :n] = A0 + np.diag(J)
+        K[n, :n] = K[:n, n] = 1.0
+        q = _core.QEqDense(np.ascontiguousarray(A0), J)
+        assert q.cholesky == chol and q.size == n
+        b = rng.normal(size=n)
+        x = q.solve(b, 1.5)
+        ref = np.linalg.solve(K, np.concatenate([b, [1.5]]))[:n]
+        np.testing.assert_allclose(x, ref, rtol=1e-10, atol=1e-12)
+        assert x.sum() == pytest.approx(1.5, abs=1e-12)
+        B = rng.normal(size=(n, 7))
+        X = q.solve(B, 0.0)
+        np.testing.assert_allclose(X, np.linalg.solve(K, np.vstack([B, np.zeros((1, 7))]))[:n], rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError):
+        _core.QEqDense(np.ascontiguousarray(A0), np.ones(n)).solve(np.ones(n + 1), 0.0)
+
+
+def test_ewald_parameters_in_the_core_equal_the_python_oracle():
+    """n2p2's Jackson-Catlow and Kolafa-Perram choices (optimal eta, fixed r_cut), the energy
+    accuracy mode (dense / per particle / given r_cut / sigma floor) and the particle-mesh grid,
+    now computed in the core, equal the earlier Python implementation (tests/ewald_oracle.py)."""
+    import ewald_oracle as ref
+
+    from hdnnp import electrostatics as es
+
+    def same(a, b):
+        assert (a.eta, a.r_cut, a.k_cut) == pytest.approx((b.eta, b.r_cut, b.k_cut), rel=1e-12)
+        assert a.method == b.method and a.reliable == b.reliable and tuple(a.mesh) == tuple(b.mesh)
+
+    for volume, n in ((10_000.0, 384), (2_500.0, 60), (80_000.0, 3072)):
+        same(es.n2p2_parameters(0, [1e-6], volume, n), ref.n2p2_parameters(0, [1e-6], volume, n))
+        for args in ([1e-5], [1e-5, 0.36], [1e-4, 1.0, 12.0]):
+            for fpe, sig in ((1.0, 0.0), (0.0694461, 2.5)):
+                same(es.n2p2_parameters(1, args, volume, n, fpe, sig), ref.n2p2_parameters(1, args, volume, n, fpe, sig))
+        for tol in (1e-2, 1e-5, 1e-8):
+            for kw in ({}, {"per_particle": True}, {"r_cut": 9.0}, {"max_sigma": 3.0, "r_cut": 4.0}, {"q_max": 2.0}):
+                same(es.accuracy_parameters(tol, volume, n, **kw), ref.accuracy_parameters(tol, volume, n, **kw))
+    cell = np.array([[23.5, 0.0, 0.0], [1.2, 24.0, 0.0], [0.5, -0.7, 47.0]])
+    for tol in (1e-2, 1e-4, 1e-7):
+        same(es.pme_parameters(tol, cell, 3072, max_sigma=1.1), ref.pme_parameters(tol, cell, 3072, max_sigma=1.1))
+    assert [es.fft_size(k) for k in (7, 11, 13, 31, 97)] == [ref.fft_size(k) for k in (7, 11, 13, 31, 97)]
+    with pytest.raises(ValueError, match="needs a precision < 1"):
+        es.n2p2_parameters(0, [2.0], 1000.0, 10)

@@ -11,8 +11,10 @@
 
 #include "hdnnp/electrostatics.hpp"
 #include "hdnnp/errors.hpp"
+#include "hdnnp/ewald_parameters.hpp"
 #include "hdnnp/model.hpp"
 #include "hdnnp/network.hpp"
+#include "hdnnp/qeq.hpp"
 #include "hdnnp/neighbor.hpp"
 #include "hdnnp/structure_io.hpp"
 
@@ -488,6 +490,59 @@ PYBIND11_MODULE(_core, m) {
         return py::make_tuple(to_numpy(std::move(x), {n}), info);
     }, py::arg("op"), py::arg("hardness"), py::arg("b"), py::arg("total"), py::arg("x0"), py::arg("tol") = 1e-10,
        py::arg("max_iterations") = 1000);
+
+    py::class_<QEqDense, std::shared_ptr<QEqDense>>(m, "QEqDense",
+        "Charge equilibration [A0 + diag(J) 1; 1^T 0] factorised once (Eigen): charges, adjoint and response solves")
+        .def(py::init([](CArrD A0, CArrD J) {
+            const auto n = J.size();
+            if (A0.ndim() != 2 || A0.shape(0) != n || A0.shape(1) != n) throw std::invalid_argument("A0 must be (n, n)");
+            py::gil_scoped_release release;
+            return std::make_shared<QEqDense>(n, A0.data(), J.data());
+        }), py::arg("A0").noconvert(), py::arg("hardness"))
+        .def(py::init([](const Electrostatics& op, CArrD J) {
+            if (J.size() != op.size()) throw std::invalid_argument("hardness needs one value per atom");
+            py::gil_scoped_release release;
+            return std::make_shared<QEqDense>(op, J.data());
+        }), py::arg("op"), py::arg("hardness"))
+        .def_property_readonly("size", &QEqDense::size)
+        .def_property_readonly("cholesky", &QEqDense::cholesky)
+        .def("solve", [](const QEqDense& q, py::array_t<double, py::array::c_style | py::array::forcecast> B,
+                         double total) {
+            const auto n = q.size();
+            if (B.ndim() < 1 || B.ndim() > 2 || B.shape(0) != n)
+                throw std::invalid_argument("right-hand side must be (n,) or (n, m)");
+            const int64_t m = B.ndim() == 2 ? B.shape(1) : 1;
+            std::vector<double> X(static_cast<size_t>(n) * m);
+            { py::gil_scoped_release release; q.solve(B.data(), m, total, X.data()); }
+            if (B.ndim() == 1) return to_numpy(std::move(X), {n});
+            return to_numpy(std::move(X), {n, static_cast<py::ssize_t>(m)});
+        }, py::arg("rhs"), py::arg("total") = 0.0,
+           "first n rows of K^-1 [rhs; total] (rhs (n,) or (n, m))");
+
+    auto ewald_dict = [](const EwaldParameters& p) {
+        py::dict d;
+        d["eta"] = p.eta; d["r_cut"] = p.r_cut; d["k_cut"] = p.k_cut; d["method"] = p.method;
+        d["reliable"] = p.reliable; d["mesh"] = py::make_tuple(p.mesh[0], p.mesh[1], p.mesh[2]);
+        d["mesh_order"] = p.mesh_order;
+        return d;
+    };
+    m.def("n2p2_ewald_parameters", [ewald_dict](int method, const std::vector<double>& prec, double volume, long n,
+                                                double fpe, double max_sigma) {
+        return ewald_dict(n2p2_ewald_parameters(method, prec, volume, n, fpe, max_sigma));
+    }, py::arg("method"), py::arg("prec_args"), py::arg("volume"), py::arg("n_atoms"), py::arg("four_pi_eps") = 1.0,
+       py::arg("max_sigma") = 0.0);
+    m.def("accuracy_ewald_parameters", [ewald_dict](double tol, double volume, long n, double q_max, double fpe,
+                                                    double r_cut, double max_sigma, bool per_particle) {
+        return ewald_dict(accuracy_ewald_parameters(tol, volume, n, q_max, fpe, r_cut, max_sigma, per_particle));
+    }, py::arg("energy_tolerance"), py::arg("volume"), py::arg("n_atoms"), py::arg("q_max") = 1.0,
+       py::arg("four_pi_eps") = 1.0, py::arg("r_cut") = 0.0, py::arg("max_sigma") = 0.0, py::arg("per_particle") = false);
+    m.def("pme_ewald_parameters", [ewald_dict](double tol, CArrD cell, long n, double q_max, double fpe,
+                                               double max_sigma, double neighbours, int order) {
+        if (cell.size() != 9) throw std::invalid_argument("cell must be 3 x 3");
+        return ewald_dict(pme_ewald_parameters(tol, cell.data(), n, q_max, fpe, max_sigma, neighbours, order));
+    }, py::arg("energy_tolerance"), py::arg("cell"), py::arg("n_atoms"), py::arg("q_max") = 1.0,
+       py::arg("four_pi_eps") = 1.0, py::arg("max_sigma") = 0.0, py::arg("neighbours") = 150.0, py::arg("order") = 6);
+    m.def("fft_size", &fft_size, py::arg("n"));
 
     m.def("read_input_data", [](const std::string& path) {
         std::vector<Structure> v;

@@ -9,7 +9,7 @@ Python drives, the C++ core computes: symmetry functions and their gradient pass
 (`Model.compute(dEdG=...)`), the networks (`_core.Network`), and the electrostatics
 (`_core.Electrostatics`: the QEq matrix dense or matrix-free, the screened energy, its position
 derivatives and the virial; `_core.solve_qeq_cg`). Two solvers behind one interface: "dense"
-(the KKT matrix factorised once by LU, reused for the charges and the adjoint) and "cg"
+(the QEq matrix factorised once in the core, _core.QEqDense, reused for the charges and the adjoint) and "cg"
 (matrix-free preconditioned conjugate gradients on sum(Q) = Q_tot, warm-started from the
 previous charges). Forces and stress cost one adjoint solve (THEORY B.4):
 F = -d/dR [E(R, Q) + lambda^T (A Q + chi)] at fixed Q and lambda, K lambda = -[dE/dQ; 0].
@@ -20,7 +20,6 @@ import os
 from typing import Optional
 
 import numpy as np
-import scipy.linalg
 
 from . import _core
 from .long_range import ChargeCalculator, LongRangePotential, _column
@@ -138,14 +137,9 @@ class FourthGeneration(LongRangePotential):
         info = {"solver": solver}
         if solver == "dense":
             A0 = op.dense()
-            Kmat = np.zeros((n + 1, n + 1))
-            Kmat[:n, :n] = A0
-            Kmat[np.arange(n), np.arange(n)] += J
-            Kmat[n, :n] = Kmat[:n, n] = 1.0
-            lu = scipy.linalg.lu_factor(Kmat, overwrite_a=True, check_finite=False)
-            sol = scipy.linalg.lu_solve(lu, np.concatenate([-chi, [q_tot]]), check_finite=False)
-            Q = sol[:n]
-            solve = lambda rhs: scipy.linalg.lu_solve(lu, np.concatenate([rhs, [0.0]]), check_finite=False)[:n]
+            qeq = _core.QEqDense(A0, J)      # factorised once: charges and the adjoint
+            Q = qeq.solve(-chi, q_tot)
+            solve = lambda rhs: qeq.solve(rhs, 0.0)
         else:
             warm = self._previous if self._previous is not None and self._previous[0] == n else None
             x0 = warm[1] if warm else np.full(n, q_tot / n)

