@@ -81,7 +81,9 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
 
     if (S.has("nnp_type")) {
         const std::string t = S.args("nnp_type").at(0);
-        if (t != "2" && t != "2G-HDNNP")
+        // (the descriptors of a 4G potential load without networks; FourthGenerationPotential adds them)
+        const bool descriptors_of_4g = !with_weights && (t == "4" || t == "4G-HDNNP");
+        if (t != "2" && t != "2G-HDNNP" && !descriptors_of_4g)
             throw ConfigError(where("nnp_type") + ": nnp_type " + t +
                               " is not supported by this version (only 2G potentials)");
     }

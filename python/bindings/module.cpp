@@ -12,6 +12,7 @@
 #include "hdnnp/electrostatics.hpp"
 #include "hdnnp/errors.hpp"
 #include "hdnnp/ewald_parameters.hpp"
+#include "hdnnp/fourth_generation.hpp"
 #include "hdnnp/model.hpp"
 #include "hdnnp/network.hpp"
 #include "hdnnp/qeq.hpp"
@@ -543,6 +544,56 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("energy_tolerance"), py::arg("cell"), py::arg("n_atoms"), py::arg("q_max") = 1.0,
        py::arg("four_pi_eps") = 1.0, py::arg("max_sigma") = 0.0, py::arg("neighbours") = 150.0, py::arg("order") = 6);
     m.def("fft_size", &fft_size, py::arg("n"));
+
+    py::class_<FourthGenerationPotential, std::shared_ptr<FourthGenerationPotential>>(m, "FourthGenerationPotential",
+        "A 4G potential computed in the core: electronegativities, charge equilibration, short networks, forces")
+        .def_static("load", [](const std::string& dir) {
+            return std::const_pointer_cast<FourthGenerationPotential>(FourthGenerationPotential::load(dir));
+        }, py::arg("directory"), py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("elements", [](const FourthGenerationPotential& p) { return p.descriptors().element_symbols(); })
+        .def_property_readonly("cutoff", [](const FourthGenerationPotential& p) { return p.descriptors().cutoff(); })
+        .def_property_readonly("four_pi_epsilon", &FourthGenerationPotential::four_pi_epsilon)
+        .def_property_readonly("hardness", &FourthGenerationPotential::hardness)
+        .def("compute", [ewald_dict](const FourthGenerationPotential& p, CArrD pos, CArrI32 species,
+                                     std::optional<CArrD> cell, double total, double ewald_tolerance,
+                                     const std::string& solver, double cg_tolerance, bool forces, bool virial,
+                                     int threads, std::optional<CArrD> warm_start) {
+            const int64_t n = pos.shape(0);
+            if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
+            if (species.size() != n) throw std::invalid_argument("species must be (n,)");
+            if (cell && cell->size() != 9) throw std::invalid_argument("cell must be 3 x 3");
+            ChargeOptions o;
+            o.ewald_tolerance = ewald_tolerance; o.solver = solver; o.cg_tolerance = cg_tolerance;
+            o.forces = forces; o.virial = virial; o.threads = threads;
+            std::vector<double> warm;
+            if (warm_start) {
+                if (warm_start->size() != n) throw std::invalid_argument("warm_start needs one charge per atom");
+                warm.assign(warm_start->data(), warm_start->data() + n);
+            }
+            ChargeResult r;
+            {
+                py::gil_scoped_release release;
+                p.compute(n, pos.data(), species.data(), cell ? cell->data() : nullptr, total, o, r,
+                          warm_start ? &warm : nullptr);
+            }
+            py::dict d;
+            d["energy"] = r.energy;
+            d["electrostatic_energy"] = r.electrostatic_energy;
+            d["charges"] = to_numpy(std::move(r.charges), {n});
+            d["electronegativities"] = to_numpy(std::move(r.electronegativities), {n});
+            d["atom_energies_short"] = to_numpy(std::move(r.atom_energies_short), {n});
+            if (forces || virial) {
+                d["forces"] = to_numpy(std::move(r.forces), {n, 3});
+                d["virial"] = to_numpy(std::vector<double>(r.virial, r.virial + 9), {3, 3});
+            }
+            if (cell) d["ewald"] = ewald_dict(r.ewald);
+            d["cg_iterations"] = r.cg_iterations;
+            d["extrapolating_atoms"] = to_numpy(std::move(r.extrapolating_atoms), {n});
+            return d;
+        }, py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("cell") = py::none(),
+           py::arg("total_charge") = 0.0, py::arg("ewald_tolerance") = 0.0, py::arg("solver") = "dense",
+           py::arg("cg_tolerance") = 1e-10, py::arg("forces") = true, py::arg("virial") = true, py::arg("threads") = 0,
+           py::arg("warm_start") = py::none());
 
     m.def("read_input_data", [](const std::string& path) {
         std::vector<Structure> v;

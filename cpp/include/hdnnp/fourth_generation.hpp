@@ -1,0 +1,78 @@
+// A 4th-generation HDNNP in the core (THEORY.md B.0-B.5; n2p2's Mode::evaluateNNP): electronegativity
+// networks chi_i = NN_e(G_i) -> charge equilibration with Gaussian charges under the total charge
+// -> short networks on [G_i, Q_i] -> E = sum_i E_i^short + E_elec + offsets, forces with one
+// adjoint solve, virial. Immutable after load(); compute() is const and thread-safe (warm-start
+// charges are the caller's, passed in and out).
+//
+// Files (n2p2 layout): input.nn with nnp_generation 4 (symfunction_short, global_*_short for the
+// short networks on K + 1 inputs, global_*_electrostatic, fixed_gausswidth, screen_electrostatics,
+// ewald_truncation_error_method, ewald_prec, four_pi_epsilon or declared units), scaling.data,
+// weights.ZZZ.data, weightse.ZZZ.data, hardness.ZZZ.data. Units: the potential's own.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hdnnp/electrostatics.hpp"
+#include "hdnnp/ewald_parameters.hpp"
+#include "hdnnp/model.hpp"
+#include "hdnnp/network.hpp"
+
+namespace hdnnp {
+
+struct ChargeOptions {
+    /// Ewald parameters: n2p2's (ewald_tolerance <= 0) or an absolute energy tolerance.
+    double ewald_tolerance = 0.0;
+    /// "dense" (QEqDense, factorised once for charges and adjoint) or "cg" (matrix-free PCG;
+    /// with a tolerance-chosen Ewald the reciprocal part runs on a particle mesh).
+    std::string solver = "dense";
+    double cg_tolerance = 1e-10;
+    int cg_max_iterations = 1000;
+    bool forces = true;
+    bool virial = true;
+    int threads = 0;
+};
+
+struct ChargeResult {
+    double energy = 0.0;                 ///< offsets and a charged cell's background included
+    double electrostatic_energy = 0.0;   ///< E_elec (+ background)
+    std::vector<double> charges;         ///< n
+    std::vector<double> electronegativities;
+    std::vector<double> atom_energies_short;
+    std::vector<double> forces;          ///< n x 3
+    double virial[9] = {0};
+    EwaldParameters ewald;               ///< (periodic structures)
+    std::vector<int> cg_iterations;      ///< charges, adjoint (solver "cg")
+    std::vector<Extrapolation> extrapolations;
+    std::vector<int64_t> extrapolating_atoms;
+};
+
+class FourthGenerationPotential {
+public:
+    static std::shared_ptr<const FourthGenerationPotential> load(const std::string& directory);
+
+    const Model& descriptors() const { return *desc_; }
+    int n_elements() const { return desc_->n_elements(); }
+    double four_pi_epsilon() const { return fpe_; }
+    const std::vector<double>& hardness() const { return hardness_; }
+    const std::vector<double>& gaussian_widths() const { return sigma_; }
+
+    /// One structure: n atoms (positions n x 3, species by the model's element order), `cell`
+    /// (rows) or null for a molecule, the total charge. `warm_start` (n charges, may be null):
+    /// the CG solver's starting charges, replaced by the solution.
+    void compute(int64_t n, const double* positions, const int32_t* species, const double* cell,
+                 double total_charge, const ChargeOptions& opt, ChargeResult& out,
+                 std::vector<double>* warm_start = nullptr) const;
+
+private:
+    std::shared_ptr<const Model> desc_;
+    std::vector<NeuralNetwork> elec_, short_;
+    std::vector<double> hardness_, sigma_;
+    double fpe_ = 1.0;
+    Screening screening_;
+    int ewald_method_ = 0;
+    std::vector<double> ewald_prec_{1e-6};
+    std::string path_;
+};
+
+}  // namespace hdnnp

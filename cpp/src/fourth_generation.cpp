@@ -1,0 +1,290 @@
+#include "hdnnp/fourth_generation.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "hdnnp/errors.hpp"
+#include "hdnnp/neighbor.hpp"
+#include "hdnnp/qeq.hpp"
+#include "hdnnp/units.hpp"
+
+namespace hdnnp {
+namespace {
+
+std::string join(const std::string& dir, const std::string& f) {
+    return dir.empty() || dir.back() == '/' ? dir + f : dir + "/" + f;
+}
+
+/// The first number of every non-comment line (weight and hardness files).
+std::vector<double> column(const std::string& path, const std::string& what) {
+    std::ifstream in(path);
+    if (!in) throw ModelFileError(path + ": no such file (" + what + ")");
+    std::vector<double> v;
+    std::string line;
+    int no = 0;
+    while (std::getline(in, line)) {
+        ++no;
+        const auto c = line.find('#');
+        if (c != std::string::npos) line.resize(c);
+        const auto tok = split_ws(line);
+        if (tok.empty()) continue;
+        try {
+            v.push_back(parse_double(tok[0], path + ":" + std::to_string(no)));
+        } catch (const ConfigError& e) {
+            throw ModelFileError(e.what());
+        }
+    }
+    return v;
+}
+
+NeuralNetwork network(const Settings& S, const std::string& kind, int n_in, const std::string& where) {
+    const std::string h = "global_hidden_layers_" + kind, nd = "global_nodes_" + kind, ac = "global_activation_" + kind;
+    for (const auto& k : {h, nd, ac})
+        if (!S.has(k)) throw ConfigError(where + ": " + k + " is missing");
+    const long nh = parse_int(S.args(h).at(0), where);
+    const auto nodes = S.args(nd), acts = S.args(ac);
+    if (static_cast<long>(nodes.size()) < nh || static_cast<long>(acts.size()) < nh + 1)
+        throw ConfigError(where + ": " + nd + "/" + ac + " do not match " + h + " " + std::to_string(nh));
+    std::vector<int> sizes{n_in};
+    std::vector<Activation> av;
+    for (long l = 0; l < nh; ++l) sizes.push_back(static_cast<int>(parse_int(nodes[l], where)));
+    sizes.push_back(1);
+    for (long l = 0; l <= nh; ++l) av.push_back(activation_from_letter(acts[l], where));
+    return NeuralNetwork(sizes, av, S.has("normalize_nodes"));
+}
+
+void load_weights(NeuralNetwork& net, const std::string& path, const std::string& what) {
+    const auto w = column(path, what);
+    if (static_cast<int>(w.size()) != net.n_weights()) {
+        std::string arch;
+        for (int s : net.sizes()) arch += (arch.empty() ? "" : "-") + std::to_string(s);
+        throw ModelFileError(path + ": expected " + std::to_string(net.n_weights()) + " weights for the declared "
+                             "architecture " + arch + ", found " + std::to_string(w.size()));
+    }
+    net.set_parameters(w);
+}
+
+}  // namespace
+
+std::shared_ptr<const FourthGenerationPotential> FourthGenerationPotential::load(const std::string& dir) {
+    auto p = std::make_shared<FourthGenerationPotential>();
+    p->desc_ = Model::load(dir, false);
+    const Model& M = *p->desc_;
+    const Settings& S = M.settings();
+    const std::string nn = join(dir, "input.nn");
+    p->path_ = nn;
+    const std::string gen = S.has("nnp_type") ? S.args("nnp_type").at(0) : "2";
+    if (gen != "4" && gen != "4G-HDNNP") throw ConfigError(nn + ": not a 4G potential (nnp_generation " + gen + ")");
+    if (M.scaling_mode() != ScalingMode::None && M.elements().front().g_min.empty())
+        throw ModelFileError(join(dir, "scaling.data") + ": no such file");
+    if (M.mean_energy() != 0.0 || M.conv_energy() != 1.0)
+        throw ConfigError(nn + ": normalised 4G potentials are not supported yet");
+    const int ne = M.n_elements();
+    p->sigma_.assign(ne, 0.0);
+    p->hardness_.assign(ne, 0.0);
+    for (const auto& e : S.all("fixed_gausswidth")) {
+        const auto t = split_ws(e.args);
+        const std::string w = nn + ":" + std::to_string(e.line);
+        if (t.size() < 2) throw ConfigError(w + ": expected 'fixed_gausswidth <element> <width>'");
+        const int el = M.element_index(t[0]);
+        if (el < 0) throw ConfigError(w + ": fixed_gausswidth for " + t[0] + ", which is not an element of this potential");
+        p->sigma_[el] = parse_double(t[1], w);
+    }
+    for (int e = 0; e < ne; ++e)
+        if (!(p->sigma_[e] > 0.0)) throw ConfigError(nn + ": fixed_gausswidth must be given for every element");
+    if (S.has("screen_electrostatics")) {
+        const auto t = S.args("screen_electrostatics");
+        const std::string w = nn + ":" + std::to_string(S.get("screen_electrostatics").line);
+        if (t.size() < 2) throw ConfigError(w + ": screen_electrostatics needs r_in and r_out");
+        p->screening_.r_in = parse_double(t[0], w);
+        p->screening_.r_out = parse_double(t[1], w);
+        const std::string core = t.size() > 2 ? t[2] : "c";
+        if (core != "c" && core != "e" && core != "p1" && core != "p2" && core != "p3" && core != "p4")
+            throw ConfigError(w + ": screen_electrostatics: unknown core function '" + core + "'");
+        p->screening_.core = core.size() == 2 ? core[1] : core[0];
+    }
+    if (S.has("ewald_truncation_error_method"))
+        p->ewald_method_ = static_cast<int>(parse_int(S.args("ewald_truncation_error_method").at(0), nn));
+    if (S.has("ewald_prec")) {
+        p->ewald_prec_.clear();
+        for (const auto& a : S.args("ewald_prec")) p->ewald_prec_.push_back(parse_double(a, nn));
+    }
+    // 4 pi eps0: derived from the declared units (1 for Bohr/Ha); a contradicting value is an error
+    double given = 0.0;
+    if (S.has("four_pi_epsilon")) given = parse_double(S.args("four_pi_epsilon").at(0), nn);
+    p->fpe_ = given > 0.0 ? given : 1.0;
+    if (!M.length_unit().empty() && !M.energy_unit().empty()) {
+        const double lf = angstrom_per_length_unit(M.length_unit()), ef = ev_per_energy_unit(M.energy_unit());
+        if (lf > 0.0 && ef > 0.0) {
+            const double derived = lf * ef / COULOMB_EV_ANGSTROM;
+            if (given > 0.0 && std::fabs(given - derived) > 1e-4 * derived)
+                throw ConfigError(nn + ": four_pi_epsilon " + std::to_string(given) + " contradicts the declared units");
+            p->fpe_ = derived;
+        }
+    }
+    for (int e = 0; e < ne; ++e) {
+        const ElementModel& em = M.elements()[e];
+        const int K = em.descriptor.size();
+        char name[40];
+        p->elec_.push_back(network(S, "electrostatic", K, nn));
+        std::snprintf(name, sizeof(name), "weightse.%03d.data", em.z);
+        load_weights(p->elec_.back(), join(dir, name), "the electronegativity network of " + em.symbol);
+        p->short_.push_back(network(S, "short", K + 1, nn));
+        std::snprintf(name, sizeof(name), "weights.%03d.data", em.z);
+        load_weights(p->short_.back(), join(dir, name), "the short network of " + em.symbol);
+        std::snprintf(name, sizeof(name), "hardness.%03d.data", em.z);
+        const auto h = column(join(dir, name), "the hardness of " + em.symbol);
+        if (h.empty()) throw ModelFileError(join(dir, name) + ": no hardness value");
+        p->hardness_[e] = h[0];
+    }
+    return p;
+}
+
+void FourthGenerationPotential::compute(int64_t n, const double* pos, const int32_t* species, const double* cell,
+                                        double q_tot, const ChargeOptions& opt, ChargeResult& out,
+                                        std::vector<double>* warm) const {
+    const Model& M = *desc_;
+    const int ne = M.n_elements();
+    if (n < 1) throw InputError("the structure has no atoms");
+    for (int64_t i = 0; i < n; ++i)
+        if (species[i] < 0 || species[i] >= ne)
+            throw InputError("atom " + std::to_string(i) + " has an element index outside the potential's elements");
+    const bool periodic = cell != nullptr;
+    const bool pbc[3] = {periodic, periodic, periodic};
+    const NeighborList nl = build_neighbor_list(pos, n, cell, pbc, M.cutoff(), 1e-6);
+    AtomsView A;
+    A.n_local = n; A.n_all = n; A.positions = pos; A.species = species; A.neighbors = nl.view();
+    // descriptors (scaled: the networks' inputs)
+    ComputeOptions dopt;
+    dopt.forces = false; dopt.virial = false; dopt.descriptors = true; dopt.scaled_descriptors = true;
+    dopt.threads = opt.threads; dopt.baseline = false;
+    ComputeResult dres;
+    M.compute(A, dopt, dres);
+    out.extrapolations = std::move(dres.extrapolations);
+    out.extrapolating_atoms = std::move(dres.extrapolating_atoms);
+    const auto& G = dres.descriptors;
+    const auto& off = dres.descriptor_offsets;
+    // electronegativities
+    NetworkWorkspace ws;
+    out.electronegativities.assign(n, 0.0);
+    for (int64_t i = 0; i < n; ++i)
+        out.electronegativities[i] = elec_[species[i]].evaluate(&G[off[i]], nullptr, ws);
+    const auto& chi = out.electronegativities;
+    // electrostatics and Ewald parameters
+    std::vector<double> sig(n), J(n);
+    for (int64_t i = 0; i < n; ++i) { sig[i] = sigma_[species[i]]; J[i] = hardness_[species[i]]; }
+    double max_sigma = 0.0;
+    for (double s : sigma_) max_sigma = std::max(max_sigma, s);
+    const bool cg = opt.solver == "cg";
+    if (!cg && opt.solver != "dense") throw std::invalid_argument("solver must be 'dense' or 'cg'");
+    ElectrostaticsSetup es;
+    es.n = n; es.positions = pos; es.cell = cell; es.sigma = sig.data(); es.four_pi_eps = fpe_;
+    es.screening = screening_; es.threads = opt.threads;
+    double volume = 0.0;
+    if (periodic) {
+        const double* a = cell;
+        volume = std::fabs(a[0] * (a[4] * a[8] - a[5] * a[7]) - a[1] * (a[3] * a[8] - a[5] * a[6]) +
+                           a[2] * (a[3] * a[7] - a[4] * a[6]));
+        if (opt.ewald_tolerance <= 0.0)
+            out.ewald = n2p2_ewald_parameters(ewald_method_, ewald_prec_, volume, n, fpe_, max_sigma);
+        else if (cg)
+            out.ewald = pme_ewald_parameters(opt.ewald_tolerance, cell, n, 1.0, fpe_, max_sigma);
+        else
+            out.ewald = accuracy_ewald_parameters(opt.ewald_tolerance, volume, n, 1.0, fpe_, 0.0, max_sigma, false);
+        es.eta = out.ewald.eta; es.r_cut = out.ewald.r_cut; es.k_cut = out.ewald.k_cut;
+        for (int d = 0; d < 3; ++d) es.mesh[d] = out.ewald.mesh[d];
+        es.mesh_order = out.ewald.mesh_order;
+    } else {
+        out.ewald = EwaldParameters();
+    }
+    const Electrostatics op(es);
+    // charges
+    std::vector<double> minus_chi(n);
+    for (int64_t i = 0; i < n; ++i) minus_chi[i] = -chi[i];
+    out.charges.assign(n, q_tot / n);
+    out.cg_iterations.clear();
+    std::unique_ptr<QEqDense> qeq;
+    std::vector<double> A0Q;
+    if (!cg) {
+        std::vector<double> A0(static_cast<size_t>(n) * n);
+        op.dense(A0.data());
+        qeq = std::make_unique<QEqDense>(n, A0.data(), J.data());
+        qeq->solve(minus_chi.data(), 1, q_tot, out.charges.data());
+        A0Q.assign(n, 0.0);
+        for (int64_t i = 0; i < n; ++i) {
+            double s = 0.0;
+            for (int64_t j = 0; j < n; ++j) s += A0[i * n + j] * out.charges[j];
+            A0Q[i] = s;
+        }
+    } else {
+        if (warm && static_cast<int64_t>(warm->size()) == n) out.charges = *warm;
+        const QEqSolution sol = solve_qeq_cg(op, J.data(), minus_chi.data(), q_tot, out.charges.data(),
+                                             opt.cg_tolerance, opt.cg_max_iterations);
+        out.cg_iterations.push_back(sol.iterations);
+    }
+    if (warm) *warm = out.charges;
+    const auto& Q = out.charges;
+    std::vector<double> dEelec(n);
+    double e_elec = op.energy(Q.data(), dEelec.data(), A0Q.empty() ? nullptr : A0Q.data());
+    const double e_bg = periodic && q_tot != 0.0 ? -3.14159265358979323846 * out.ewald.eta * out.ewald.eta * q_tot * q_tot /
+                                                       (volume * fpe_) : 0.0;
+    out.electrostatic_energy = e_elec + e_bg;
+    // short networks on [G, Q]
+    const bool grads = opt.forces || opt.virial;
+    out.atom_energies_short.assign(n, 0.0);
+    std::vector<double> x, dx, dEs_dQ(n, 0.0);
+    double e_short = 0.0, e_off = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        const int e = species[i];
+        const int K = M.elements()[e].descriptor.size();
+        x.assign(&G[off[i]], &G[off[i]] + K);
+        x.push_back(Q[i]);
+        dx.assign(K + 1, 0.0);
+        out.atom_energies_short[i] = short_[e].evaluate(x.data(), grads ? dx.data() : nullptr, ws);
+        if (grads) dEs_dQ[i] = dx[K];
+        e_short += out.atom_energies_short[i];
+        e_off += M.elements()[e].atom_energy;
+    }
+    out.energy = e_short + out.electrostatic_energy + e_off;
+    out.forces.clear();
+    std::fill(out.virial, out.virial + 9, 0.0);
+    if (!grads) return;
+    // one adjoint solve: lambda = K^-1 [-(dE_elec/dQ + dE_short/dQ); 0]
+    std::vector<double> rhs(n), lam(n, 0.0);
+    for (int64_t i = 0; i < n; ++i) rhs[i] = -(dEelec[i] + dEs_dQ[i]);
+    if (!cg) {
+        qeq->solve(rhs.data(), 1, 0.0, lam.data());
+    } else {
+        const QEqSolution sol = solve_qeq_cg(op, J.data(), rhs.data(), 0.0, lam.data(), opt.cg_tolerance,
+                                             opt.cg_max_iterations);
+        out.cg_iterations.push_back(sol.iterations);
+    }
+    // dE/dG (raw G) = (dE_short/dG + lambda dchi/dG) x the scaling factor, through the core's force pass
+    std::vector<double> w(G.size());
+    std::vector<double> dchi;
+    for (int64_t i = 0; i < n; ++i) {
+        const int e = species[i];
+        const ElementModel& em = M.elements()[e];
+        const int K = em.descriptor.size();
+        x.assign(&G[off[i]], &G[off[i]] + K);
+        dchi.assign(K, 0.0);
+        elec_[e].evaluate(x.data(), dchi.data(), ws);
+        x.push_back(Q[i]);
+        dx.assign(K + 1, 0.0);
+        short_[e].evaluate(x.data(), dx.data(), ws);
+        for (int k = 0; k < K; ++k) w[off[i] + k] = (dx[k] + lam[i] * dchi[k]) * em.factor[k];
+    }
+    ComputeOptions fopt;
+    fopt.forces = true; fopt.virial = true; fopt.dEdG = w.data(); fopt.threads = opt.threads; fopt.baseline = false;
+    ComputeResult fres;
+    M.compute(A, fopt, fres);
+    out.forces = std::move(fres.forces);
+    double W[9] = {0};
+    op.add_derivatives(Q.data(), lam.data(), out.forces.data(), W);
+    for (int k = 0; k < 9; ++k) out.virial[k] = fres.virial[k] + W[k];
+    for (int d = 0; d < 3; ++d) out.virial[4 * d] += e_bg;
+}
+
+}  // namespace hdnnp
