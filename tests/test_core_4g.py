@@ -171,3 +171,60 @@ def test_bad_input_is_refused(fixtures, tmp_path):
         pot.compute(np.ascontiguousarray(atoms.positions), sp, np.ascontiguousarray(atoms.cell[:]), 0.0)
     with pytest.raises(_core.ConfigError, match="not a 4G potential"):
         _core.FourthGenerationPotential.load(str(fixtures / "n2p2_H2O_RPBE-D3_2G" / "potential"))
+
+
+def _bench(*args):
+    import json
+    import subprocess
+
+    from hdnnp.bench_path import bench_executable
+
+    exe = bench_executable()
+    if not os.path.exists(exe):
+        pytest.skip("hdnnp-bench is not built")
+    r = subprocess.run([exe, *map(str, args)], capture_output=True, text=True)
+    return r, (json.load(open(args[args.index("--json") + 1])) if "--json" in args and r.returncode == 0 else None)
+
+
+@pytest.mark.parametrize("name,ref", [(CC, "nnp-predict_C10H2"), ("n2p2_AlAuMgO_4G", "nnp-predict_110atoms"),
+                                      ("n2p2_H2O_RPBE-D3_4G", "nnp-predict_384atoms")])
+def test_hdnnp_bench_runs_4g_and_writes_json(fixtures, tmp_path, name, ref):
+    """hdnnp-bench (no Python) on the 4G fixtures: its --json (first evaluation, the potential's
+    units) equals n2p2's nnp-predict."""
+    r, out = _bench(fixtures / name / "potential", fixtures / name / "predict" / "input.data", "--steps", "0",
+                    "--json", tmp_path / "out.json")
+    assert r.returncode == 0, r.stderr
+    ref_dir = fixtures / name / "reference" / ref
+    e_ref = float([l.split() for l in open(ref_dir / "energy.out") if not l.startswith("#")][0][3])
+    assert out["energy"] == pytest.approx(e_ref, rel=1e-12)
+    at = np.loadtxt(ref_dir / "nnatoms.out")
+    assert out["natoms"] == len(at)
+    np.testing.assert_allclose(out["charges"], at[:, 4], rtol=0, atol=1e-12)
+    f_ref = np.loadtxt(ref_dir / "nnforces.out")[:, 5:8]
+    np.testing.assert_allclose(out["forces"], f_ref, rtol=0, atol=1e-12 * max(1.0, np.abs(f_ref).max()))
+    assert out["timings"]["first_evaluation"] > 0
+
+
+def test_hdnnp_bench_options_and_errors(fixtures, tmp_path):
+    w = fixtures / "n2p2_H2O_RPBE-D3_4G"
+    r, dense = _bench(w / "potential", w / "predict" / "input.data", "--steps", "0", "--ewald", "1e-6", "--json",
+                      tmp_path / "d.json")
+    assert r.returncode == 0, r.stderr
+    r, cg = _bench(w / "potential", w / "predict" / "input.data", "--steps", "1", "--ewald", "1e-6", "--solver", "cg",
+                   "--json", tmp_path / "c.json")
+    assert r.returncode == 0 and "CG iterations" in r.stdout, r.stderr
+    assert cg["energy"] == pytest.approx(dense["energy"], abs=1e-5)
+    np.testing.assert_allclose(cg["charges"], dense["charges"], atol=1e-5)
+    # 2G: charges empty, forces in the input order, equal to the Python API
+    d2 = fixtures / "n2p2_H2O_RPBE-D3_2G"
+    r, two = _bench(d2 / "potential", d2 / "predict" / "input.data", "--steps", "0", "--json", tmp_path / "2.json")
+    assert r.returncode == 0, r.stderr
+    atoms = hdnnp.read_input_data(d2 / "predict" / "input.data")[0]
+    py = hdnnp.Potential(d2 / "potential", warn=False).evaluate(atoms, native=True, extrapolation="ignore")
+    assert two["charges"] == [] and two["energy"] == pytest.approx(py.energy, rel=1e-12)
+    np.testing.assert_allclose(two["forces"], py.forces, rtol=0, atol=1e-12)
+    for bad, msg in ((["--ewald", "abc"], "--ewald takes n2p2"), (["--solver", "lu"], "--solver takes dense or cg")):
+        r, _ = _bench(w / "potential", w / "predict" / "input.data", *bad)
+        assert r.returncode == 2 and msg in r.stderr and r.stderr.startswith("hdnnp-bench: error:")
+    r, _ = _bench(tmp_path / "nowhere", w / "predict" / "input.data")
+    assert r.returncode == 2 and "nowhere" in r.stderr
