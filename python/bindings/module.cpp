@@ -83,6 +83,21 @@ Structure dict_to_structure(const py::dict& d) {
     return s;
 }
 
+py::dict extrapolation_dict(const std::vector<Extrapolation>& x) {
+    const auto ne = static_cast<py::ssize_t>(x.size());
+    std::vector<int64_t> xa(ne); std::vector<int32_t> xs(ne); std::vector<double> xv(ne), xmin(ne), xmax(ne);
+    for (py::ssize_t k = 0; k < ne; ++k) {
+        xa[k] = x[k].atom; xs[k] = x[k].sf; xv[k] = x[k].value; xmin[k] = x[k].min; xmax[k] = x[k].max;
+    }
+    py::dict ex;
+    ex["atom"] = to_numpy(std::move(xa), {ne});
+    ex["sf"] = to_numpy(std::move(xs), {ne});
+    ex["value"] = to_numpy(std::move(xv), {ne});
+    ex["min"] = to_numpy(std::move(xmin), {ne});
+    ex["max"] = to_numpy(std::move(xmax), {ne});
+    return ex;
+}
+
 const Model& first_model(const Model& m) { return m; }
 const Model& first_model(const Committee& c) { return c.first(); }
 
@@ -146,19 +161,7 @@ py::dict compute_py(const Potential& mo, py::array_t<double, py::array::c_style>
     d["atom_energies"] = to_numpy(std::move(r.atom_energies), {n_local});
     if (forces || virial) d["forces"] = to_numpy(std::move(r.forces), {na, 3});
     d["virial"] = to_numpy(std::vector<double>(r.virial, r.virial + 9), {3, 3});
-    const auto ne = static_cast<py::ssize_t>(r.extrapolations.size());
-    std::vector<int64_t> xa(ne); std::vector<int32_t> xs(ne); std::vector<double> xv(ne), xmin(ne), xmax(ne);
-    for (py::ssize_t k = 0; k < ne; ++k) {
-        xa[k] = r.extrapolations[k].atom; xs[k] = r.extrapolations[k].sf; xv[k] = r.extrapolations[k].value;
-        xmin[k] = r.extrapolations[k].min; xmax[k] = r.extrapolations[k].max;
-    }
-    py::dict ex;
-    ex["atom"] = to_numpy(std::move(xa), {ne});
-    ex["sf"] = to_numpy(std::move(xs), {ne});
-    ex["value"] = to_numpy(std::move(xv), {ne});
-    ex["min"] = to_numpy(std::move(xmin), {ne});
-    ex["max"] = to_numpy(std::move(xmax), {ne});
-    d["extrapolations"] = ex;
+    d["extrapolations"] = extrapolation_dict(r.extrapolations);
     d["extrapolating_atoms"] = to_numpy(std::move(r.extrapolating_atoms), {n_local});
     if (descriptors) {
         const auto nd = static_cast<py::ssize_t>(r.descriptors.size());
@@ -557,7 +560,8 @@ PYBIND11_MODULE(_core, m) {
         .def("compute", [ewald_dict](const FourthGenerationPotential& p, CArrD pos, CArrI32 species,
                                      std::optional<CArrD> cell, double total, double ewald_tolerance,
                                      const std::string& solver, double cg_tolerance, bool forces, bool virial,
-                                     int threads, std::optional<CArrD> warm_start) {
+                                     int threads, std::optional<CArrD> warm_start, std::optional<py::dict> ewald,
+                                     std::optional<CArrD> warm_adjoint) {
             const int64_t n = pos.shape(0);
             if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
             if (species.size() != n) throw std::invalid_argument("species must be (n,)");
@@ -565,35 +569,59 @@ PYBIND11_MODULE(_core, m) {
             ChargeOptions o;
             o.ewald_tolerance = ewald_tolerance; o.solver = solver; o.cg_tolerance = cg_tolerance;
             o.forces = forces; o.virial = virial; o.threads = threads;
-            std::vector<double> warm;
+            if (ewald) {
+                const py::dict& e = *ewald;
+                o.fixed_ewald = true;
+                o.ewald.eta = py::cast<double>(e["eta"]);
+                o.ewald.r_cut = py::cast<double>(e["r_cut"]);
+                o.ewald.k_cut = py::cast<double>(e["k_cut"]);
+                if (e.contains("method")) o.ewald.method = py::cast<std::string>(e["method"]);
+                if (e.contains("mesh")) {
+                    const auto m = py::cast<std::array<int, 3>>(e["mesh"]);
+                    for (int d = 0; d < 3; ++d) o.ewald.mesh[d] = m[d];
+                }
+                if (e.contains("mesh_order")) o.ewald.mesh_order = py::cast<int>(e["mesh_order"]);
+            }
+            std::vector<double> warm, warm_adj;
             if (warm_start) {
                 if (warm_start->size() != n) throw std::invalid_argument("warm_start needs one charge per atom");
                 warm.assign(warm_start->data(), warm_start->data() + n);
+            }
+            if (warm_adjoint) {
+                if (warm_adjoint->size() != n) throw std::invalid_argument("warm_adjoint needs one value per atom");
+                warm_adj.assign(warm_adjoint->data(), warm_adjoint->data() + n);
             }
             ChargeResult r;
             {
                 py::gil_scoped_release release;
                 p.compute(n, pos.data(), species.data(), cell ? cell->data() : nullptr, total, o, r,
-                          warm_start ? &warm : nullptr);
+                          warm_start ? &warm : nullptr, warm_adjoint ? &warm_adj : nullptr);
             }
             py::dict d;
             d["energy"] = r.energy;
             d["electrostatic_energy"] = r.electrostatic_energy;
             d["charges"] = to_numpy(std::move(r.charges), {n});
+            if (!r.adjoint.empty()) d["adjoint"] = to_numpy(std::move(r.adjoint), {n});
             d["electronegativities"] = to_numpy(std::move(r.electronegativities), {n});
             d["atom_energies_short"] = to_numpy(std::move(r.atom_energies_short), {n});
             if (forces || virial) {
                 d["forces"] = to_numpy(std::move(r.forces), {n, 3});
                 d["virial"] = to_numpy(std::vector<double>(r.virial, r.virial + 9), {3, 3});
             }
-            if (cell) d["ewald"] = ewald_dict(r.ewald);
+            if (cell) {
+                py::dict e = ewald_dict(r.ewald);
+                e["n_kvectors"] = r.n_kvectors;
+                e["mesh_points"] = r.mesh_points;
+                d["ewald"] = e;
+            }
             d["cg_iterations"] = r.cg_iterations;
             d["extrapolating_atoms"] = to_numpy(std::move(r.extrapolating_atoms), {n});
+            d["extrapolations"] = extrapolation_dict(r.extrapolations);
             return d;
         }, py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("cell") = py::none(),
            py::arg("total_charge") = 0.0, py::arg("ewald_tolerance") = 0.0, py::arg("solver") = "dense",
            py::arg("cg_tolerance") = 1e-10, py::arg("forces") = true, py::arg("virial") = true, py::arg("threads") = 0,
-           py::arg("warm_start") = py::none());
+           py::arg("warm_start") = py::none(), py::arg("ewald") = py::none(), py::arg("warm_adjoint") = py::none());
 
     m.def("read_input_data", [](const std::string& path) {
         std::vector<Structure> v;

@@ -68,6 +68,8 @@ class FourthGeneration(LongRangePotential):
         self.sigma = self._gaussian_widths()
         self._previous = None  # (n, charges, adjoint) for warm starts of the CG solver
         self.offsets = np.array(self.model.atom_energies)
+        # the core's 4G potential computes predictions (Cent and potentials being trained: None)
+        self.core = _core.FourthGenerationPotential.load(os.fspath(directory)) if weights and type(self).SHORT else None
         self.transform = (self.scaling_of(self.model) if os.path.exists(os.path.join(directory, "scaling.data"))
                           else None)
         self.elec, self.short, self.hardness = [], [], np.zeros(len(self.elements))
@@ -87,6 +89,59 @@ class FourthGeneration(LongRangePotential):
             if np.any(self.hardness <= 0):
                 missing = [el for el, j in zip(self.elements, self.hardness) if j <= 0]
                 raise ValueError(f"{self.path}: initial_hardness (> 0) is needed for {', '.join(missing)} to train")
+
+    def solver_for(self, atoms, solver: Optional[str] = None) -> str:
+        solver = solver or self.solver
+        return ("dense" if len(atoms) <= self.dense_max_atoms else "cg") if solver == "auto" else solver
+
+    def _evaluate_core(self, atoms, total_charge, forces, stress, solver, extrapolation):
+        """evaluate() through the core's 4G potential (the same results, keys and warm starts)."""
+        from .extrapolation import report_extrapolation
+
+        periodic = self._periodic(atoms)
+        n = len(atoms)
+        q_tot = float(atoms.info.get("charge", 0.0) if total_charge is None else total_charge)
+        species = self._species(atoms)
+        pos = np.ascontiguousarray(atoms.positions, dtype=float)
+        cell = np.ascontiguousarray(np.asarray(atoms.cell, dtype=float)) if periodic else None
+        solver = self.solver_for(atoms, solver)
+        params = self.ewald_parameters(atoms, solver) if periodic else None
+        prev = self._previous if solver == "cg" and self._previous is not None and self._previous[0] == n else None
+        grads = forces or stress
+        r = self.core.compute(pos, species, cell, q_tot, solver=solver, cg_tolerance=self.tolerance, forces=grads,
+                              virial=grads, threads=self.threads,
+                              warm_start=prev[1] if prev else None, warm_adjoint=prev[2] if prev and grads else None,
+                              ewald=None if params is None else {**params.as_dict(), "mesh": params.mesh,
+                                                                  "mesh_order": params.mesh_order})
+        report_extrapolation([(0, r["extrapolations"], "")], 1, extrapolation, stacklevel=4)
+        Q = r["charges"]
+        info = {"solver": solver}
+        if solver == "cg":
+            info["iterations"] = list(r["cg_iterations"])
+            self._previous = (n, Q.copy(), r["adjoint"].copy() if grads else (prev[2] if prev else np.zeros(n)))
+        res = {"energy": r["energy"], "charges": Q, "atom_energies_short": r["atom_energies_short"],
+               "electrostatic_energy": r["electrostatic_energy"], "electronegativities": r["electronegativities"],
+               "solver": info, "extrapolating_atoms": r["extrapolating_atoms"],
+               "extrapolation_records": [("", r["extrapolations"])]}
+        if periodic:
+            res["ewald"] = params.as_dict()
+            res["ewald"]["n_kvectors"] = r["ewald"]["n_kvectors"]
+            res["ewald"]["mesh_points"] = r["ewald"]["mesh_points"]
+        else:
+            res["dipole"] = Q @ pos
+        base = None
+        if self.model.baseline is not None:
+            nl = _core.neighbor_list(pos, cell, [periodic] * 3, self.model.cutoff)[:4]
+            base = self._baseline(pos, species, nl, grads, stress)
+        self._add_baseline(res, base, False, False)
+        if grads:
+            res["forces"] = r["forces"]
+            if stress:
+                res["virial"] = r["virial"]
+                if periodic:
+                    res["stress"] = -r["virial"] / abs(np.linalg.det(cell))
+            self._add_baseline(res, base, True, stress, cell if periodic else None)
+        return res
 
     @staticmethod
     def check_extrapolation(s, mode: str):
@@ -168,7 +223,13 @@ class FourthGeneration(LongRangePotential):
         neutralised by a uniform background (its energy -pi eta^2 Q^2 / (V 4 pi eps0) included).
         `extrapolation`: symmetry functions outside the scaling.data range give one warning
         ("warn"), an ExtrapolationError ("raise") or nothing ("ignore"); the atoms are flagged in
-        `extrapolating_atoms` either way."""
+        `extrapolating_atoms` either way.
+
+        The core computes it (`_core.FourthGenerationPotential`, with the Ewald parameters of
+        `ewald_parameters`) unless `self.core` is None (a potential being trained, or the numpy
+        path kept as a test oracle)."""
+        if self.core is not None:
+            return self._evaluate_core(atoms, total_charge, forces, stress, solver, extrapolation)
         s = self.equilibrate(atoms, total_charge, solver)
         self.check_extrapolation(s, extrapolation)
         periodic, n, q_tot, species, pos, cell = s.periodic, s.n, s.q_tot, s.species, s.pos, s.cell

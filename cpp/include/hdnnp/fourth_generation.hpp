@@ -27,6 +27,10 @@ struct ChargeOptions {
     /// with a tolerance-chosen Ewald the reciprocal part runs on a particle mesh).
     std::string solver = "dense";
     double cg_tolerance = 1e-10;
+    /// Use these Ewald parameters (periodic structures) instead of choosing them: e.g. held fixed
+    /// along a trajectory or a finite difference. (mesh[0] > 0: particle mesh; else structure factors.)
+    bool fixed_ewald = false;
+    EwaldParameters ewald;
     int cg_max_iterations = 1000;
     bool forces = true;
     bool virial = true;
@@ -37,11 +41,13 @@ struct ChargeResult {
     double energy = 0.0;                 ///< offsets and a charged cell's background included
     double electrostatic_energy = 0.0;   ///< E_elec (+ background)
     std::vector<double> charges;         ///< n
+    std::vector<double> adjoint;         ///< n: the adjoint vector of the forces (with forces/virial)
     std::vector<double> electronegativities;
     std::vector<double> atom_energies_short;
     std::vector<double> forces;          ///< n x 3
     double virial[9] = {0};
     EwaldParameters ewald;               ///< (periodic structures)
+    int64_t n_kvectors = 0, mesh_points = 0;
     std::vector<int> cg_iterations;      ///< charges, adjoint (solver "cg")
     std::vector<Extrapolation> extrapolations;
     std::vector<int64_t> extrapolating_atoms;
@@ -58,11 +64,12 @@ public:
     const std::vector<double>& gaussian_widths() const { return sigma_; }
 
     /// One structure: n atoms (positions n x 3, species by the model's element order), `cell`
-    /// (rows) or null for a molecule, the total charge. `warm_start` (n charges, may be null):
-    /// the CG solver's starting charges, replaced by the solution.
+    /// (rows) or null for a molecule, the total charge. `warm_start` / `warm_adjoint` (n values
+    /// each, may be null): the CG solver's starting charges and adjoint vector, replaced by the
+    /// solutions (state the caller keeps, e.g. from MD step to step).
     void compute(int64_t n, const double* positions, const int32_t* species, const double* cell,
                  double total_charge, const ChargeOptions& opt, ChargeResult& out,
-                 std::vector<double>* warm_start = nullptr) const;
+                 std::vector<double>* warm_start = nullptr, std::vector<double>* warm_adjoint = nullptr) const;
 
 private:
     std::shared_ptr<const Model> desc_;
