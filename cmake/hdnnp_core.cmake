@@ -62,4 +62,5 @@ if(HDNNP_OPENMP)
   endif()
 endif()
 # (GCC 12 warns about its own AVX-512 intrinsics inside Eigen's kernels)
-set_source_files_properties(${HDNNP_SOURCE_DIR}/cpp/src/qeq.cpp PROPERTIES COMPILE_OPTIONS "-Wno-maybe-uninitialized")
+set_source_files_properties(${HDNNP_SOURCE_DIR}/cpp/src/qeq.cpp ${HDNNP_SOURCE_DIR}/cpp/src/pme.cpp
+                            PROPERTIES COMPILE_OPTIONS "-Wno-maybe-uninitialized")

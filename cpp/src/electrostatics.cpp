@@ -135,7 +135,7 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
     }
     if (s.mesh[0] > 0) {
         pme_ = std::make_shared<const ParticleMesh>(cell_, inv_cell_, volume_, s.mesh, s.mesh_order, eta_, fpe_,
-                                                    pos_.data(), n_, threads_);
+                                                    pos_.data(), n_, threads_, s.fft);
         return;
     }
     // Reciprocal vectors and the half sphere |k| < k_cut (n2p2's KspaceGrid: the same index

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <unsupported/Eigen/FFT>
+
 #include "hdnnp/threads.hpp"
 
 namespace hdnnp {
@@ -69,8 +71,8 @@ void fft1(std::complex<double>* x, int n, const std::vector<std::complex<double>
 }  // namespace
 
 ParticleMesh::ParticleMesh(const double* cell, const double* inv_cell, double volume, const int grid[3], int order,
-                           double eta, double fpe, const double* pos, int64_t n, int threads)
-    : p_(order), threads_(threads), n_(n), eta_(eta) {
+                           double eta, double fpe, const double* pos, int64_t n, int threads, FftEngine fft)
+    : p_(order), threads_(threads), fft_(fft), n_(n), eta_(eta) {
     (void)cell;
     if (order < 4 || order > 12 || order % 2)
         throw std::invalid_argument("particle mesh: the B-spline order must be even, 4..12");
@@ -164,19 +166,31 @@ void ParticleMesh::fft3(Grid& g, int sign) const {
 #pragma omp parallel num_threads(nt)
     {
         std::vector<std::complex<double>> line(std::max({K1, K2, K3})), scratch(line.size());
+        Eigen::FFT<double> eig;                       // (plans cached per size; one per thread)
+        eig.SetFlag(Eigen::FFT<double>::Unscaled);
+        // x_k <- sum_j x_j exp(sign 2 pi i j k / n): Eigen's inverse for sign > 0, forward else
+        auto line_fft = [&](std::complex<double>* x, int n, const std::vector<std::complex<double>>& tw) {
+            if (fft_ == FftEngine::Own) {
+                fft1(x, n, tw, sign, scratch.data());
+                return;
+            }
+            std::copy(x, x + n, scratch.data());
+            if (sign > 0) eig.inv(x, scratch.data(), n);
+            else eig.fwd(x, scratch.data(), n);
+        };
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < K1 * K2; ++r) fft1(&g[r * K3], static_cast<int>(K3), twiddle_[2], sign, scratch.data());
+        for (int64_t r = 0; r < K1 * K2; ++r) line_fft(&g[r * K3], static_cast<int>(K3), twiddle_[2]);
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < K1 * K3; ++r) {
             const int64_t a = r / K3, c = r % K3;
             for (int64_t b = 0; b < K2; ++b) line[b] = g[(a * K2 + b) * K3 + c];
-            fft1(line.data(), static_cast<int>(K2), twiddle_[1], sign, scratch.data());
+            line_fft(line.data(), static_cast<int>(K2), twiddle_[1]);
             for (int64_t b = 0; b < K2; ++b) g[(a * K2 + b) * K3 + c] = line[b];
         }
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < K2 * K3; ++r) {
             for (int64_t a = 0; a < K1; ++a) line[a] = g[a * K2 * K3 + r];
-            fft1(line.data(), static_cast<int>(K1), twiddle_[0], sign, scratch.data());
+            line_fft(line.data(), static_cast<int>(K1), twiddle_[0]);
             for (int64_t a = 0; a < K1; ++a) g[a * K2 * K3 + r] = line[a];
         }
     }

@@ -418,7 +418,7 @@ PYBIND11_MODULE(_core, m) {
         "matrix-free or dense, the screened energy and its position derivatives.")
         .def(py::init([](CArrD pos, std::optional<CArrD> cell, CArrD sigma, double four_pi_eps, double eta,
                          double r_cut, double k_cut, double r_in, double r_out, const std::string& core, int threads,
-                         bool neighbor_list, std::array<int, 3> mesh, int mesh_order) {
+                         bool neighbor_list, std::array<int, 3> mesh, int mesh_order, const std::string& fft) {
                  if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
                  if (sigma.size() != pos.shape(0)) throw std::invalid_argument("sigma must have one value per atom");
                  if (cell && cell->size() != 9) throw std::invalid_argument("cell must be 3x3");
@@ -432,13 +432,15 @@ PYBIND11_MODULE(_core, m) {
                  s.neighbor_list = neighbor_list;
                  for (int d = 0; d < 3; ++d) s.mesh[d] = mesh[d];
                  s.mesh_order = mesh_order;
+                 if (fft != "eigen" && fft != "own") throw std::invalid_argument("fft must be 'eigen' or 'own'");
+                 s.fft = fft == "own" ? FftEngine::Own : FftEngine::Eigen;
                  py::gil_scoped_release release;
                  return std::make_shared<Electrostatics>(s);
              }),
              py::arg("positions"), py::arg("cell"), py::arg("sigma"), py::arg("four_pi_eps") = 1.0,
              py::arg("eta") = 0.0, py::arg("r_cut") = 0.0, py::arg("k_cut") = 0.0, py::arg("r_in") = -2.0,
              py::arg("r_out") = -1.0, py::arg("core") = "c", py::arg("threads") = 0, py::arg("neighbor_list") = false,
-             py::arg("mesh") = std::array<int, 3>{0, 0, 0}, py::arg("mesh_order") = 6)
+             py::arg("mesh") = std::array<int, 3>{0, 0, 0}, py::arg("mesh_order") = 6, py::arg("fft") = "eigen")
         .def_property_readonly("size", &Electrostatics::size)
         .def_property_readonly("periodic", &Electrostatics::periodic)
         .def_property_readonly("n_kvectors", &Electrostatics::n_kvectors)

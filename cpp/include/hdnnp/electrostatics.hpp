@@ -59,6 +59,7 @@ struct ElectrostaticsSetup {
     /// the structure factors).
     int mesh[3] = {0, 0, 0};
     int mesh_order = 6;
+    FftEngine fft = FftEngine::Eigen;   ///< the mesh's FFTs (pme.hpp)
 };
 
 class Electrostatics {

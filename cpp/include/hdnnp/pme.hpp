@@ -12,11 +12,16 @@
 
 namespace hdnnp {
 
+/// The 1-D FFTs of the mesh: Eigen's FFT module (kissfft; the default, faster here:
+/// benchmarks/bench_fft.py) or this project's own mixed-radix (2, 3, 5) transform.
+enum class FftEngine { Eigen = 0, Own = 1 };
+
 class ParticleMesh {
 public:
     /// `grid`: K per lattice direction, products of 2, 3 and 5; `order`: even B-spline order (4..12).
     ParticleMesh(const double* cell, const double* inv_cell, double volume, const int grid[3], int order, double eta,
-                 double four_pi_eps, const double* positions, int64_t n, int threads);
+                 double four_pi_eps, const double* positions, int64_t n, int threads,
+                 FftEngine fft = FftEngine::Eigen);
     /// y += A_rec x.
     void apply(const double* x, double* y) const;
     /// F -= d/dR (u^T A_rec v), W -= d(u^T A_rec v)/d(strain) (row-major 3 x 3).
@@ -33,6 +38,7 @@ private:
     void kvector(int64_t idx, double k[3]) const;
 
     int K_[3] = {0, 0, 0}, p_ = 0, threads_ = 0;
+    FftEngine fft_ = FftEngine::Eigen;
     int64_t n_ = 0;
     double eta_ = 0.0, recip_[9] = {0};      ///< rows: 2 pi b_d (reciprocal lattice vectors)
     double dudr_[9] = {0};                  ///< du_d/dR_c = K_d inv_cell[c][d], stored [d][c]
