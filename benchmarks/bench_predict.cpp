@@ -4,7 +4,7 @@
 //
 //   hdnnp-bench POTENTIAL_DIR INPUT.data [--rep NX NY NZ] [--steps N] [--threads T] [--no-sort]
 //               [--ewald n2p2|TOL] [--solver dense|cg] [--json FILE]
-// 2G and 4G potentials (nnp_generation in input.nn). 4G: the total charge is the structure's
+// 2G, 4G and CENT potentials (nnp_generation in input.nn). 4G/CENT: the total charge is the structure's
 // `charge` line (times the replicas); --ewald n2p2 (default: n2p2's parameters) or an energy
 // tolerance; --solver dense (default) or cg. --json FILE: {"energy", "forces", "charges",
 // "natoms", "timings"} of the first evaluation in the potential's units (charges empty for 2G).
@@ -121,10 +121,10 @@ int main(int argc, char** argv) {
         const long rss0 = peak_rss_kb();
         const Settings settings = Settings::read_file(std::string(argv[1]) + "/input.nn");
         const std::string gen = settings.has("nnp_type") ? settings.args("nnp_type").at(0) : "2";
-        const bool g4 = gen == "4" || gen == "4G-HDNNP";
+        const bool g4 = gen == "4" || gen == "4G-HDNNP" || gen == "cent" || gen == "CENT";
         if (!g4 && gen != "2" && gen != "2G-HDNNP")
             throw ConfigError(std::string(argv[1]) + "/input.nn: nnp_generation " + gen +
-                              ": hdnnp-bench runs 2G and 4G potentials (3G and CENT are not in the core yet)");
+                              ": hdnnp-bench runs 2G, 4G and CENT potentials (3G is not in the core yet)");
         std::shared_ptr<const FourthGenerationPotential> pot4;
         std::shared_ptr<const Model> model;
         if (g4) {
@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
                 }
             }
             const long rss1 = peak_rss_kb();
-            std::printf("potential          %s (4G)\n", argv[1]);
+            std::printf("potential          %s (%s)\n", argv[1], pot4->cent() ? "CENT" : "4G");
             std::printf("atoms              %lld (replication %dx%dx%d), threads %d, total charge %g\n",
                         static_cast<long long>(n), rep[0], rep[1], rep[2], used_threads, q_tot);
             std::printf("solver             %s, Ewald %s", solver.c_str(), ewald_tol > 0 ? "tolerance" : "n2p2");

@@ -169,7 +169,7 @@ def test_bad_input_is_refused(fixtures, tmp_path):
     sp = np.full(len(atoms), 5, dtype=np.int32)
     with pytest.raises(_core.InputError, match="atom 0 has an element index outside"):
         pot.compute(np.ascontiguousarray(atoms.positions), sp, np.ascontiguousarray(atoms.cell[:]), 0.0)
-    with pytest.raises(_core.ConfigError, match="not a 4G potential"):
+    with pytest.raises(_core.ConfigError, match="not a 4G or CENT potential"):
         _core.FourthGenerationPotential.load(str(fixtures / "n2p2_H2O_RPBE-D3_2G" / "potential"))
 
 
@@ -248,3 +248,29 @@ def test_mesh_fft_engines_agree():
     with pytest.raises(ValueError, match="fft must be"):
         _core.Electrostatics(np.ascontiguousarray(a.positions), np.ascontiguousarray(a.cell[:]), sigma, 1.0,
                              1.2, 6.0, 3.0, mesh=(18, 20, 25), fft="fftw")
+
+
+def test_cent_in_the_core(tmp_path):
+    """CENT in the core (the same class, no short networks, no adjoint solve) equals the numpy
+    path (charged molecules and cells, dense and CG), and hdnnp-bench runs it."""
+    from synth import random_cluster, write_cent_potential
+
+    d = write_cent_potential(tmp_path / "cent", extra_lines="# hdnnp: length_unit=Angstrom energy_unit=eV\n")
+    pot = hdnnp.load(d)
+    assert pot.core is not None and pot.core.cent
+    for pbc, q, solver in ((False, -1.0, "dense"), (True, 1.0, "dense"), (True, 0.0, "cg")):
+        a = random_cluster(seed=5, pbc=pbc)
+        r = pot.evaluate(a, total_charge=q, forces=True, stress=pbc, solver=solver, extrapolation="ignore")
+        core, pot.core = pot.core, None              # the numpy oracle
+        ref = pot.evaluate(a, total_charge=q, forces=True, stress=pbc, solver=solver, extrapolation="ignore")
+        pot.core = core
+        assert r["energy"] == pytest.approx(ref["energy"], rel=1e-12, abs=1e-12)
+        np.testing.assert_allclose(r["charges"], ref["charges"], rtol=0, atol=1e-9 if solver == "cg" else 1e-12)
+        np.testing.assert_allclose(r["forces"], ref["forces"], rtol=0, atol=1e-8 if solver == "cg" else 1e-12)
+        if pbc:
+            np.testing.assert_allclose(r["virial"], ref["virial"], rtol=0, atol=1e-8 if solver == "cg" else 1e-11)
+    hdnnp.write_input_data(tmp_path / "in.data", [random_cluster(seed=5, pbc=True)], references=False)
+    res, out = _bench(d, tmp_path / "in.data", "--steps", "0", "--json", tmp_path / "c.json")
+    assert res.returncode == 0 and "(CENT)" in res.stdout, res.stderr
+    ref = pot.evaluate(random_cluster(seed=5, pbc=True), total_charge=0.0, forces=True, extrapolation="ignore")
+    assert out["energy"] == pytest.approx(ref["energy"], rel=1e-12)

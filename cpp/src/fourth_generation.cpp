@@ -88,7 +88,9 @@ std::shared_ptr<const FourthGenerationPotential> FourthGenerationPotential::load
     const std::string nn = join(dir, "input.nn");
     p->path_ = nn;
     const std::string gen = S.has("nnp_type") ? S.args("nnp_type").at(0) : "2";
-    if (gen != "4" && gen != "4G-HDNNP") throw ConfigError(nn + ": not a 4G potential (nnp_generation " + gen + ")");
+    p->cent_ = gen == "cent" || gen == "CENT";
+    if (gen != "4" && gen != "4G-HDNNP" && !p->cent_)
+        throw ConfigError(nn + ": not a 4G or CENT potential (nnp_generation " + gen + ")");
     if (M.scaling_mode() != ScalingMode::None && M.elements().front().g_min.empty())
         throw ModelFileError(join(dir, "scaling.data") + ": no such file");
     if (M.mean_energy() != 0.0 || M.conv_energy() != 1.0)
@@ -110,6 +112,9 @@ std::shared_ptr<const FourthGenerationPotential> FourthGenerationPotential::load
         const auto t = S.args("screen_electrostatics");
         const std::string w = nn + ":" + std::to_string(S.get("screen_electrostatics").line);
         if (t.size() < 2) throw ConfigError(w + ": screen_electrostatics needs r_in and r_out");
+        if (p->cent_)
+            throw ConfigError(w + ": screen_electrostatics cannot be used with CENT (the energy is the "
+                              "charge-equilibration functional itself)");
         p->screening_.r_in = parse_double(t[0], w);
         p->screening_.r_out = parse_double(t[1], w);
         const std::string core = t.size() > 2 ? t[2] : "c";
@@ -143,9 +148,11 @@ std::shared_ptr<const FourthGenerationPotential> FourthGenerationPotential::load
         p->elec_.push_back(network(S, "electrostatic", K, nn));
         std::snprintf(name, sizeof(name), "weightse.%03d.data", em.z);
         load_weights(p->elec_.back(), join(dir, name), "the electronegativity network of " + em.symbol);
-        p->short_.push_back(network(S, "short", K + 1, nn));
-        std::snprintf(name, sizeof(name), "weights.%03d.data", em.z);
-        load_weights(p->short_.back(), join(dir, name), "the short network of " + em.symbol);
+        if (!p->cent_) {
+            p->short_.push_back(network(S, "short", K + 1, nn));
+            std::snprintf(name, sizeof(name), "weights.%03d.data", em.z);
+            load_weights(p->short_.back(), join(dir, name), "the short network of " + em.symbol);
+        }
         std::snprintf(name, sizeof(name), "hardness.%03d.data", em.z);
         const auto h = column(join(dir, name), "the hardness of " + em.symbol);
         if (h.empty()) throw ModelFileError(join(dir, name) + ": no hardness value");
@@ -247,8 +254,51 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
     const double e_bg = periodic && q_tot != 0.0 ? -3.14159265358979323846 * out.ewald.eta * out.ewald.eta * q_tot * q_tot /
                                                        (volume * fpe_) : 0.0;
     out.electrostatic_energy = e_elec + e_bg;
-    // short networks on [G, Q]
     const bool grads = opt.forces || opt.virial;
+    if (cent_) {
+        // E = chi.Q + 1/2 J Q^2 + 1/2 Q^T A0 Q (+ background, offsets); dE/dQ is uniform at the
+        // minimum, so the forces are those at fixed Q: -Q dchi/dR - d(1/2 Q^T A0 Q)/dR
+        if (A0Q.empty()) {
+            A0Q.assign(n, 0.0);
+            op.apply(Q.data(), A0Q.data());
+        }
+        Sum e, e_off, half;
+        for (int64_t i = 0; i < n; ++i) {
+            e.add(chi[i] * Q[i] + 0.5 * J[i] * Q[i] * Q[i] + 0.5 * Q[i] * A0Q[i]);
+            half.add(0.5 * Q[i] * A0Q[i]);
+            e_off.add(M.elements()[species[i]].atom_energy);
+        }
+        out.electrostatic_energy = half.value() + e_bg;
+        Sum total;
+        total.add(e.value());
+        total.add(e_bg);
+        total.add(e_off.value());
+        out.energy = total.value();
+        out.atom_energies_short.assign(n, 0.0);
+        out.forces.clear();
+        out.adjoint.clear();
+        std::fill(out.virial, out.virial + 9, 0.0);
+        if (!grads) return;
+        std::vector<double> w(G.size()), dchi, zero(n, 0.0);
+        for (int64_t i = 0; i < n; ++i) {
+            const ElementModel& em = M.elements()[species[i]];
+            const int K = em.descriptor.size();
+            dchi.assign(K, 0.0);
+            elec_[species[i]].evaluate(&G[off[i]], dchi.data(), ws);
+            for (int k = 0; k < K; ++k) w[off[i] + k] = Q[i] * dchi[k] * em.factor[k];
+        }
+        ComputeOptions fopt;
+        fopt.forces = true; fopt.virial = true; fopt.dEdG = w.data(); fopt.threads = opt.threads; fopt.baseline = false;
+        ComputeResult fres;
+        M.compute(A, fopt, fres);
+        out.forces = std::move(fres.forces);
+        double W[9] = {0};
+        op.add_derivatives(Q.data(), zero.data(), out.forces.data(), W);
+        for (int k = 0; k < 9; ++k) out.virial[k] = fres.virial[k] + W[k];
+        for (int d = 0; d < 3; ++d) out.virial[4 * d] += e_bg;
+        return;
+    }
+    // short networks on [G, Q]
     out.atom_energies_short.assign(n, 0.0);
     std::vector<double> x, dx, dEs_dQ(n, 0.0);
     Sum e_short, e_off;

@@ -79,11 +79,13 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
         return nn_path + ":" + std::to_string(S.get(key).line);
     };
 
+    // (the descriptors of a 4G or CENT potential load without networks; FourthGenerationPotential
+    // adds them; CENT has no short networks, so their architecture may be absent)
+    bool descriptors_only = false;
     if (S.has("nnp_type")) {
         const std::string t = S.args("nnp_type").at(0);
-        // (the descriptors of a 4G potential load without networks; FourthGenerationPotential adds them)
-        const bool descriptors_of_4g = !with_weights && (t == "4" || t == "4G-HDNNP");
-        if (t != "2" && t != "2G-HDNNP" && !descriptors_of_4g)
+        descriptors_only = !with_weights && (t == "4" || t == "4G-HDNNP" || t == "cent" || t == "CENT");
+        if (t != "2" && t != "2G-HDNNP" && !descriptors_only)
             throw ConfigError(where("nnp_type") + ": nnp_type " + t +
                               " is not supported by this version (only 2G potentials)");
     }
@@ -159,9 +161,11 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
     }
 
     // Network architecture.
-    const long n_hidden = parse_int(S.args("global_hidden_layers_short").at(0), where("global_hidden_layers_short"));
-    auto gnodes = S.args("global_nodes_short");
-    auto gacts = S.args("global_activation_short");
+    const bool no_short = descriptors_only && !S.has("global_hidden_layers_short");
+    const long n_hidden = no_short ? 0 : parse_int(S.args("global_hidden_layers_short").at(0),
+                                                   where("global_hidden_layers_short"));
+    auto gnodes = no_short ? std::vector<std::string>{} : S.args("global_nodes_short");
+    auto gacts = no_short ? std::vector<std::string>{"l"} : S.args("global_activation_short");
     if (n_hidden < 0 || static_cast<long>(gnodes.size()) != n_hidden)
         throw ConfigError(where("global_nodes_short") + ": expected " + std::to_string(n_hidden) +
                           " hidden layer sizes, found " + std::to_string(gnodes.size()));

@@ -558,6 +558,7 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("elements", [](const FourthGenerationPotential& p) { return p.descriptors().element_symbols(); })
         .def_property_readonly("cutoff", [](const FourthGenerationPotential& p) { return p.descriptors().cutoff(); })
         .def_property_readonly("four_pi_epsilon", &FourthGenerationPotential::four_pi_epsilon)
+        .def_property_readonly("cent", &FourthGenerationPotential::cent)
         .def_property_readonly("hardness", &FourthGenerationPotential::hardness)
         .def("compute", [ewald_dict](const FourthGenerationPotential& p, CArrD pos, CArrI32 species,
                                      std::optional<CArrD> cell, double total, double ewald_tolerance,

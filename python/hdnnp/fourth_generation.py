@@ -68,8 +68,8 @@ class FourthGeneration(LongRangePotential):
         self.sigma = self._gaussian_widths()
         self._previous = None  # (n, charges, adjoint) for warm starts of the CG solver
         self.offsets = np.array(self.model.atom_energies)
-        # the core's 4G potential computes predictions (Cent and potentials being trained: None)
-        self.core = _core.FourthGenerationPotential.load(os.fspath(directory)) if weights and type(self).SHORT else None
+        # the core's 4G (or CENT) potential computes predictions (potentials being trained: None)
+        self.core = _core.FourthGenerationPotential.load(os.fspath(directory)) if weights else None
         self.transform = (self.scaling_of(self.model) if os.path.exists(os.path.join(directory, "scaling.data"))
                           else None)
         self.elec, self.short, self.hardness = [], [], np.zeros(len(self.elements))
@@ -118,7 +118,8 @@ class FourthGeneration(LongRangePotential):
         info = {"solver": solver}
         if solver == "cg":
             info["iterations"] = list(r["cg_iterations"])
-            self._previous = (n, Q.copy(), r["adjoint"].copy() if grads else (prev[2] if prev else np.zeros(n)))
+            adj = r.get("adjoint")   # (none for CENT, whose forces need no adjoint solve)
+            self._previous = (n, Q.copy(), adj.copy() if adj is not None else (prev[2] if prev else np.zeros(n)))
         res = {"energy": r["energy"], "charges": Q, "atom_energies_short": r["atom_energies_short"],
                "electrostatic_energy": r["electrostatic_energy"], "electronegativities": r["electronegativities"],
                "solver": info, "extrapolating_atoms": r["extrapolating_atoms"],

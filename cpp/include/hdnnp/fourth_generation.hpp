@@ -1,4 +1,4 @@
-// A 4th-generation HDNNP in the core (THEORY.md B.0-B.5; n2p2's Mode::evaluateNNP): electronegativity
+// A 4th-generation HDNNP (and CENT, as a mode) in the core (THEORY.md B.0-B.5; n2p2's Mode::evaluateNNP): electronegativity
 // networks chi_i = NN_e(G_i) -> charge equilibration with Gaussian charges under the total charge
 // -> short networks on [G_i, Q_i] -> E = sum_i E_i^short + E_elec + offsets, forces with one
 // adjoint solve, virial. Immutable after load(); compute() is const and thread-safe (warm-start
@@ -56,6 +56,10 @@ struct ChargeResult {
 class FourthGenerationPotential {
 public:
     static std::shared_ptr<const FourthGenerationPotential> load(const std::string& directory);
+    /// CENT (nnp_generation cent): no short networks; the energy is the charge-equilibration
+    /// functional at its minimum, sum chi Q + J Q^2/2 + Q^T A0 Q/2 (+ background, offsets), so the
+    /// forces need no adjoint solve.
+    bool cent() const { return cent_; }
 
     const Model& descriptors() const { return *desc_; }
     int n_elements() const { return desc_->n_elements(); }
@@ -74,6 +78,7 @@ public:
 private:
     std::shared_ptr<const Model> desc_;
     std::vector<NeuralNetwork> elec_, short_;
+    bool cent_ = false;
     std::vector<double> hardness_, sigma_;
     double fpe_ = 1.0;
     Screening screening_;
