@@ -255,6 +255,20 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
                                                        (volume * fpe_) : 0.0;
     out.electrostatic_energy = e_elec + e_bg;
     const bool grads = opt.forces || opt.virial;
+    // Forces and virial of E(R) with dE/dG (raw G) = w through the core's descriptor force pass,
+    // plus -d/dR [E_elec(Q) + lam^T A0 Q] at fixed Q and lam, plus the background's virial.
+    auto force_pass = [&](const std::vector<double>& w, const std::vector<double>& lam) {
+        ComputeOptions fopt;
+        fopt.forces = true; fopt.virial = true; fopt.dEdG = w.data(); fopt.threads = opt.threads;
+        fopt.baseline = false;
+        ComputeResult fres;
+        M.compute(A, fopt, fres);
+        out.forces = std::move(fres.forces);
+        double W[9] = {0};
+        op.add_derivatives(Q.data(), lam.data(), out.forces.data(), W);
+        for (int k = 0; k < 9; ++k) out.virial[k] = fres.virial[k] + W[k];
+        for (int d = 0; d < 3; ++d) out.virial[4 * d] += e_bg;
+    };
     if (cent_) {
         // E = chi.Q + 1/2 J Q^2 + 1/2 Q^T A0 Q (+ background, offsets); dE/dQ is uniform at the
         // minimum, so the forces are those at fixed Q: -Q dchi/dR - d(1/2 Q^T A0 Q)/dR
@@ -287,15 +301,7 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
             elec_[species[i]].evaluate(&G[off[i]], dchi.data(), ws);
             for (int k = 0; k < K; ++k) w[off[i] + k] = Q[i] * dchi[k] * em.factor[k];
         }
-        ComputeOptions fopt;
-        fopt.forces = true; fopt.virial = true; fopt.dEdG = w.data(); fopt.threads = opt.threads; fopt.baseline = false;
-        ComputeResult fres;
-        M.compute(A, fopt, fres);
-        out.forces = std::move(fres.forces);
-        double W[9] = {0};
-        op.add_derivatives(Q.data(), zero.data(), out.forces.data(), W);
-        for (int k = 0; k < 9; ++k) out.virial[k] = fres.virial[k] + W[k];
-        for (int d = 0; d < 3; ++d) out.virial[4 * d] += e_bg;
+        force_pass(w, zero);
         return;
     }
     // short networks on [G, Q]
@@ -350,15 +356,7 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
         short_[e].evaluate(x.data(), dx.data(), ws);
         for (int k = 0; k < K; ++k) w[off[i] + k] = (dx[k] + lam[i] * dchi[k]) * em.factor[k];
     }
-    ComputeOptions fopt;
-    fopt.forces = true; fopt.virial = true; fopt.dEdG = w.data(); fopt.threads = opt.threads; fopt.baseline = false;
-    ComputeResult fres;
-    M.compute(A, fopt, fres);
-    out.forces = std::move(fres.forces);
-    double W[9] = {0};
-    op.add_derivatives(Q.data(), lam.data(), out.forces.data(), W);
-    for (int k = 0; k < 9; ++k) out.virial[k] = fres.virial[k] + W[k];
-    for (int d = 0; d < 3; ++d) out.virial[4 * d] += e_bg;
+    force_pass(w, lam);
 }
 
 }  // namespace hdnnp
