@@ -427,3 +427,51 @@ def test_cli_errors_are_one_line_with_status_2(tmp_path):
         assert "Traceback" not in r.stderr
     r = _cli("predict", d, tmp_path / "xe.data", "--debug")
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+# -- time limit ----------------------------------------------------------------------------------
+def test_time_limit_stops_and_writes_the_best_potential(tmp_path):
+    """`hdnnp train --time-limit S` stops within the budget (no epoch started that would end
+    beyond it) and writes a loadable potential with the best epoch's weights."""
+    import time
+
+    import ase.io
+
+    ase.io.write(tmp_path / "data.extxyz", labelled(tmp_path, n=10))
+    d = write_potential(tmp_path / "run", types=[2, 3], extra_lines=UNITS + "epochs 100000\nupdater_type 0\n"
+                        "gradient_type 1\nuse_short_forces\n", seed=1)
+    os.remove(os.path.join(d, "scaling.data"))
+    t0 = time.perf_counter()
+    r = _cli("train", d, "--data", tmp_path / "data.extxyz", "-q", "--time-limit", "3")
+    elapsed = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr
+    assert "time limit of 3 s: stopping after epoch" in r.stdout
+    info = json.load(open(os.path.join(d, "potential", "training.json")))
+    epochs = info["final"]["epoch"]
+    assert 1 <= epochs < 100000 and elapsed < 3 + 15          # (start-up, set-up and writing outside the budget)
+    curve = [l for l in open(os.path.join(d, "potential", "learning-curve.out")) if not l.startswith("#")]
+    assert len(curve) == epochs + 1
+    pot = hdnnp.load(os.path.join(d, "potential"))
+    assert np.isfinite(pot.evaluate(labelled(tmp_path / "x", n=1)[0], extrapolation="ignore").energy)
+    from hdnnp.training.trainer import TrainingConfig as TC
+
+    assert TC(time_limit=2.0).time_limit == 2.0
+
+
+def test_time_limit_in_python_for_charge_trainers(tmp_path):
+    from hdnnp.training.cent import CentTrainer
+    from hdnnp.training.trainer import TrainingConfig
+    from synth import write_cent_potential
+
+    teacher = hdnnp.load(write_cent_potential(tmp_path / "t", seed=3))
+    structs = []
+    for s in range(6):
+        a = random_cluster(seed=40 + s, dmin=0.9)
+        a.info["energy"] = teacher.evaluate(a, total_charge=0.0)["energy"]
+        structs.append(a)
+    lines = []
+    tr = CentTrainer(tmp_path / "t", structs, TrainingConfig(epochs=100000, optimizer="adam", time_limit=1.0))
+    tr.train(tmp_path / "out", progress=False, log=lines.append)
+    assert any("time limit of 1 s" in l for l in lines) and 1 <= tr.epoch < 100000
+    assert hdnnp.load(tmp_path / "out").evaluate(structs[0], total_charge=0.0)["energy"] == pytest.approx(
+        tr.residual(0)[0][0] * len(structs[0]) + structs[0].info["energy"], abs=1e-9)

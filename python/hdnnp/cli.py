@@ -325,7 +325,7 @@ def _train(args) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     from .training.n2p2 import apply_settings
 
-    for name in ("learning_rate", "batch_size", "force_weight", "energy_weight", "stress_weight", "seed"):
+    for name in ("learning_rate", "batch_size", "force_weight", "energy_weight", "stress_weight", "seed", "time_limit"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     apply_settings(cfg, args.set)
@@ -505,6 +505,9 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any training setting (a field of hdnnp.training.trainer.TrainingConfig, kalman.FIELD for "
                         "the Kalman filter's), e.g. --set learning_rate_decay=0.98 --set kalman.q0=0.01; repeatable")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="wall-clock budget of the training: no epoch is started that would end beyond it; the best "
+                        "weights (validation) are written as at a normal end")
     p.add_argument("--no-fit-offsets", dest="fit_offsets", action="store_false",
                    help="without atom_energy lines in input.nn, do not fit per-element offsets (least squares on "
                         "the training energies, the default) but start from zero")

@@ -32,7 +32,7 @@ from .kalman import KalmanFilter
 from .network import ElementNetwork, initialise
 from .trainer import (SCALING_NONE, Trainer, TrainingConfig, adam_update, format_scaling, format_weights,
                       load_run_state, restore_optimizer_state, run_state, save_state, scaling_statistics,
-                      checkpoint_due, scaling_transform, split_line, split_sizes, split_structures,
+                      checkpoint_due, over_time, scaling_transform, split_line, split_sizes, split_structures,
                       write_learning_curve)
 
 
@@ -279,15 +279,23 @@ class ChargeTrainer:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.epochs, initial=self.epoch, desc="train charges", unit="epoch")
+        t_start, last = time.perf_counter(), 0.0
         if not self.history:
             self._record(0, 0.0)
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
+            if over_time(cfg, t_start, last):
+                log(f"time limit of {cfg.time_limit:g} s: stopping after epoch {self.epoch} (best: epoch "
+                    f"{self.best_epoch})")
+                if output_dir is not None:
+                    self.checkpoint(os.path.join(output_dir, self.CHECKPOINT))
+                break
             t0 = time.perf_counter()
             if cfg.optimizer == "kalman":
                 self._epoch_kalman()
             else:
                 self._epoch_adam()
             st = self._record(epoch, time.perf_counter() - t0)
+            last = time.perf_counter() - t0
             # validation (else train) RMSE: the test set makes no choice
             score = astuple(st)[6 if len(self.val_idx) else 1]
             if score < self.best_score:

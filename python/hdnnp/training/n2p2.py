@@ -25,6 +25,7 @@ _MAP = {
     "memory_budget_mb": ("memory_budget_mb", float),
     "fit_offsets": ("fit_offsets", lambda v: bool(int(float(v)))),
     "weights_init": ("init", str),
+    "time_limit": ("time_limit", float),
     "force_weight": ("force_weight", float),
     "short_energy_fraction": ("energy_fraction", float),
     "short_force_fraction": ("force_fraction", float),

@@ -46,6 +46,9 @@ class TrainingConfig:
     # filter, whose covariance is n(n+1)/2 numbers, every epoch while that is below 16 MB and
     # every 10 epochs above. A resume continues exactly from the last checkpoint.
     checkpoint_every: int = 0
+    # Wall-clock budget of a train() call in seconds (None: none): no epoch is started that the
+    # last epoch's duration says would end beyond it; the best weights are written as at a normal end.
+    time_limit: Optional[float] = None
     fit_offsets: bool = False           # atom_energy per element by a linear fit to the training energies
     threads: int = 0
     # Kalman filter (n2p2 semantics): updates per epoch = energy_fraction x training structures
@@ -186,6 +189,15 @@ def checkpoint_due(tr, epoch: int, last: bool) -> bool:
     if every <= 0:
         every = 10 if tr._kf is not None and tr._kf.state_bytes > 16 * 2 ** 20 else 1
     return last or epoch % every == 0
+
+
+def over_time(cfg, t_start: float, last_epoch_seconds: float) -> bool:
+    """Whether another epoch (taking about as long as the last) would pass cfg.time_limit."""
+    import time
+
+    if cfg.time_limit is None:
+        return False
+    return time.perf_counter() - t_start + last_epoch_seconds > cfg.time_limit
 
 
 def split_structures(structures, cfg):
@@ -576,15 +588,24 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.epochs, initial=self.epoch, desc="train", unit="epoch")
+        t_start, last = time.perf_counter(), 0.0
         if not self.history:
             self._record(0, 0.0, log)
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
+            if over_time(cfg, t_start, last):
+                log(f"time limit of {cfg.time_limit:g} s: stopping after epoch {self.epoch} (best: epoch "
+                    f"{self.best_epoch})")
+                if output_dir is not None:
+                    self.checkpoint(os.path.join(output_dir, "checkpoint.npz"))
+                break
             t0 = time.perf_counter()
             if cfg.optimizer == "adam":
                 self._epoch_adam()
             else:
                 self._epoch_kalman()
-            st = self._record(epoch, time.perf_counter() - t0, log)
+            last = time.perf_counter() - t0
+            st = self._record(epoch, last, log)
+            last = time.perf_counter() - t0          # (an epoch's cost includes its error evaluation)
             score = self.score(st)
             if score < self.best_score:
                 self.best_score = score
