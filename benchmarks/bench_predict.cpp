@@ -3,9 +3,10 @@
 // each stage, atom-steps/s and memory. Run it on a cluster node to size a simulation.
 //
 //   hdnnp-bench POTENTIAL_DIR INPUT.data [--rep NX NY NZ] [--steps N] [--threads T] [--no-sort]
-//               [--ewald n2p2|TOL] [--solver dense|cg] [--json FILE]
+//               [--ewald n2p2|TOL] [--solver dense|cg] [--background] [--json FILE]
 // 2G, 4G and CENT potentials (nnp_generation in input.nn). 4G/CENT: the total charge is the structure's
-// `charge` line (times the replicas); --ewald n2p2 (default: n2p2's parameters) or an energy
+// `charge` line (times the replicas; a charged cell needs --background, the uniform neutralising
+// background); --ewald n2p2 (default: n2p2's parameters) or an energy
 // tolerance; --solver dense (default) or cg. --json FILE: {"energy", "forces", "charges",
 // "natoms", "timings"} of the first evaluation in the potential's units (charges empty for 2G).
 // (--no-sort: compute in the input atom order instead of the neighbour list's spatial order)
@@ -72,13 +73,14 @@ static void write_json(const std::string& path, double energy, const std::vector
 int main(int argc, char** argv) {
     if (argc < 3) {
         std::fprintf(stderr, "usage: %s POTENTIAL_DIR INPUT.data [--rep NX NY NZ] [--steps N] [--threads T] [--no-sort] "
-                             "[--ewald n2p2|TOL] [--solver dense|cg] [--json FILE]\n", argv[0]);
+                             "[--ewald n2p2|TOL] [--solver dense|cg] [--background] [--json FILE]\n", argv[0]);
         return 2;
     }
     int rep[3] = {1, 1, 1}, steps = 5, threads = 0;
     bool sort = true;
     double ewald_tol = 0.0;
     std::string solver = "dense", json;
+    bool background = false;
     for (int a = 3; a < argc; ++a) {
         if (!std::strcmp(argv[a], "--ewald") && a + 1 < argc) {
             const std::string v = argv[++a];
@@ -98,6 +100,10 @@ int main(int argc, char** argv) {
                 std::fprintf(stderr, "hdnnp-bench: error: --solver takes dense or cg, not %s\n", solver.c_str());
                 return 2;
             }
+            continue;
+        }
+        if (!std::strcmp(argv[a], "--background")) {
+            background = true;
             continue;
         }
         if (!std::strcmp(argv[a], "--json") && a + 1 < argc) {
@@ -165,7 +171,7 @@ int main(int argc, char** argv) {
         if (g4) {
             const double q_tot = s.charge * rep[0] * rep[1] * rep[2];
             ChargeOptions o;
-            o.ewald_tolerance = ewald_tol; o.solver = solver; o.threads = threads;
+            o.ewald_tolerance = ewald_tol; o.solver = solver; o.threads = threads; o.background = background;
             ChargeResult r4;
             std::vector<double> warm;
             double t_first = 0.0, t_sum = 0.0;

@@ -29,7 +29,7 @@ def cent_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("periodic, q", [(False, 0.0), (False, 1.0), (True, 0.0), (True, -1.0)])
 def test_forces_stress_and_charges(cent_dir, periodic, q):
-    pot = Cent(cent_dir, ewald=1e-12, reciprocal="ewald")
+    pot = Cent(cent_dir, ewald=1e-12, reciprocal="ewald", background=True)
     atoms = random_cluster(pbc=periodic)
     if periodic:
         fixed = pot.ewald_parameters(atoms)
@@ -89,7 +89,7 @@ def test_screening_refused_and_load_dispatch(tmp_path):
 def teacher(tmp_path_factory):
     base = tmp_path_factory.mktemp("tcent")
     tdir = write_cent_potential(str(base / "teacher"), seed=11)
-    pot = Cent(tdir)
+    pot = Cent(tdir, background=True)
     structs = []
     for s in range(30):
         a = random_cluster(pbc=s % 3 == 0, seed=300 + s)
@@ -137,7 +137,7 @@ def test_training_on_energies_learns_the_teacher(teacher, tmp_path):
     tr = CentTrainer(settings, structs, TrainingConfig(seed=3, epochs=20, optimizer="kalman", test_fraction=0.2))
     hist = tr.train(tmp_path / "out", progress=False)
     assert hist[-1].rmse_energy_train < hist[0].rmse_energy_train / 10
-    pot = hdnnp.load(tmp_path / "out")
+    pot = hdnnp.load(tmp_path / "out", background=True)
     for k in (0, 1, 5):
         r = pot.evaluate(structs[k])
         res, _ = tr.residual(k)
@@ -153,9 +153,13 @@ def test_cli_trains_and_predicts_cent(teacher, tmp_path, capsys):
     assert main(["train", str(d), "--stage", "1", "-q"]) == 2
     assert "one stage" in capsys.readouterr().err
     assert main(["train", str(d), "--epochs", "3", "--optimizer", "kalman", "-q"]) == 0
-    assert main(["predict", str(d / "potential"), str(d / "input.data"), "-o", str(tmp_path / "out.data")]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(d / "potential"), str(d / "input.data"), "-o", str(tmp_path / "out.data")]) == 2
+    assert "total charge of" in capsys.readouterr().err     # charged cells need the background option
+    assert main(["predict", str(d / "potential"), str(d / "input.data"), "-o", str(tmp_path / "out.data"),
+                 "--background"]) == 0
     out = hdnnp.read_input_data(tmp_path / "out.data")
-    pot = Cent(d / "potential")
+    pot = Cent(d / "potential", background=True)
     for k in (0, 3):
         r = pot.evaluate(structs[k], forces=True)
         assert out[k].info["energy"] == pytest.approx(r["energy"], rel=1e-14)

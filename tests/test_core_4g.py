@@ -87,18 +87,21 @@ def test_forces_and_virial_are_derivatives(fixtures):
     wpot = _core.FourthGenerationPotential.load(str(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential"))
     water = hdnnp.read_input_data(fixtures / "n2p2_H2O_RPBE-D3_4G" / "train" / "input.data")[3]
     tol = 1e-6   # the accuracy mode keeps the Ewald parameters fixed under strain only per structure:
-    r = compute(wpot, water, q=-1.0, ewald_tolerance=tol)
+    with pytest.raises(_core.InputError, match="total charge of -1 e"):
+        compute(wpot, water, q=-1.0, ewald_tolerance=tol)
+    r = compute(wpot, water, q=-1.0, ewald_tolerance=tol, background=True)
     fixed = r["ewald"]
     for i, c in ((0, 0), (17, 2)):
         e = []
         for s in (1, -1):
             a = water.copy()
             a.positions[i, c] += s * h
-            e.append(compute(wpot, a, q=-1.0, ewald_tolerance=tol, forces=False, virial=False)["energy"])
+            e.append(compute(wpot, a, q=-1.0, ewald_tolerance=tol, forces=False, virial=False,
+                             background=True)["energy"])
         assert r["forces"][i, c] == pytest.approx(-(e[0] - e[1]) / (2 * h), abs=1e-7)
     # virial against strain differences, the Ewald parameters held at the unstrained ones via a
     # Python oracle of the same potential (FourthGeneration with the same eta, r_cut, k_cut)
-    py = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential", ewald=tol)
+    py = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential", ewald=tol, background=True)
     from hdnnp.electrostatics import EwaldParameters
 
     py.ewald_parameters = lambda atoms, solver="dense": EwaldParameters(fixed["eta"], fixed["r_cut"],
@@ -256,7 +259,7 @@ def test_cent_in_the_core(tmp_path):
     from synth import random_cluster, write_cent_potential
 
     d = write_cent_potential(tmp_path / "cent", extra_lines="# hdnnp: length_unit=Angstrom energy_unit=eV\n")
-    pot = hdnnp.load(d)
+    pot = hdnnp.load(d, background=True)
     assert pot.core is not None and pot.core.cent
     for pbc, q, solver in ((False, -1.0, "dense"), (True, 1.0, "dense"), (True, 0.0, "cg")):
         a = random_cluster(seed=5, pbc=pbc)
@@ -274,3 +277,17 @@ def test_cent_in_the_core(tmp_path):
     assert res.returncode == 0 and "(CENT)" in res.stdout, res.stderr
     ref = pot.evaluate(random_cluster(seed=5, pbc=True), total_charge=0.0, forces=True, extrapolation="ignore")
     assert out["energy"] == pytest.approx(ref["energy"], rel=1e-12)
+
+
+def test_hdnnp_bench_charged_cell_needs_background(fixtures, tmp_path):
+    w = fixtures / "n2p2_H2O_RPBE-D3_4G"
+    atoms = hdnnp.read_input_data(w / "predict" / "input.data")[0]
+    atoms.info["charge"] = -1.0
+    hdnnp.write_input_data(tmp_path / "charged.data", [atoms], references=False)
+    r, _ = _bench(w / "potential", tmp_path / "charged.data", "--steps", "0")
+    assert r.returncode == 2 and "total charge of -1 e" in r.stderr and "background" in r.stderr
+    r, out = _bench(w / "potential", tmp_path / "charged.data", "--steps", "0", "--background", "--json",
+                    tmp_path / "b.json")
+    assert r.returncode == 0 and "total charge -1" in r.stdout, r.stderr
+    pot = FourthGeneration(w / "potential", background=True)
+    assert out["energy"] == pytest.approx(pot.evaluate(atoms, total_charge=-1.0)["energy"], rel=1e-12)

@@ -133,7 +133,7 @@ def test_periodic_forces_and_stress_equal_finite_differences(fixtures):
     make the truncated energy jump by more than the differences resolve."""
     water = _water48(fixtures)
     for q in (0.0, 1.0):
-        pot = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential", ewald=1e-12)
+        pot = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential", ewald=1e-12, background=True)
         fixed = pot.ewald_parameters(water)
         pot.ewald_parameters = lambda atoms, solver=None, p=fixed: p  # FD at fixed eta, r_cut, k_cut
         r = pot.evaluate(water, total_charge=q, forces=True, stress=True)
@@ -207,6 +207,10 @@ def test_charged_cell_and_supercell(fixtures):
 
     water = _water48(fixtures)
     pot = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential", ewald=1e-10)
+    with pytest.raises(ValueError, match="total charge of 1 e: 4G potential .*input.nn neutralises a charged cell "
+                                         "with a uniform background only when asked for"):
+        pot.evaluate(water, total_charge=1.0)
+    pot.background = True
     r1 = pot.evaluate(water, forces=True)
     sup = water.repeat((2, 1, 1))
     r2 = pot.evaluate(sup, forces=True)

@@ -86,7 +86,7 @@ def test_forces_and_stress_equal_finite_differences(pot3g, correction, periodic)
     """Forces (charges' position dependence and the correction included) and, periodic, the
     virial at fixed Ewald parameters. Without correction the periodic cell carries a net charge
     and its neutralising background."""
-    pot = ThirdGeneration(pot3g, ewald=1e-12, charge_correction=correction)
+    pot = ThirdGeneration(pot3g, ewald=1e-12, charge_correction=correction, background=True)
     atoms = random_cluster(pbc=periodic)
     q_tot = 1.0 if correction != "none" else 0.0
     if periodic:

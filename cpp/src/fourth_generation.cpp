@@ -171,6 +171,12 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
         if (species[i] < 0 || species[i] >= ne)
             throw InputError("atom " + std::to_string(i) + " has an element index outside the potential's elements");
     const bool periodic = cell != nullptr;
+    if (periodic && q_tot != 0.0 && !opt.background) {
+        char buf[64];
+        std::snprintf(buf, sizeof(buf), "%g", q_tot);
+        throw InputError(std::string("the periodic cell carries a total charge of ") + buf + " e: a charged cell is "
+                         "neutralised by a uniform background only when that is asked for (background option)");
+    }
     const bool pbc[3] = {periodic, periodic, periodic};
     const NeighborList nl = build_neighbor_list(pos, n, cell, pbc, M.cutoff(), 1e-6);
     AtomsView A;

@@ -564,14 +564,14 @@ PYBIND11_MODULE(_core, m) {
                                      std::optional<CArrD> cell, double total, double ewald_tolerance,
                                      const std::string& solver, double cg_tolerance, bool forces, bool virial,
                                      int threads, std::optional<CArrD> warm_start, std::optional<py::dict> ewald,
-                                     std::optional<CArrD> warm_adjoint) {
+                                     std::optional<CArrD> warm_adjoint, bool background) {
             const int64_t n = pos.shape(0);
             if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
             if (species.size() != n) throw std::invalid_argument("species must be (n,)");
             if (cell && cell->size() != 9) throw std::invalid_argument("cell must be 3 x 3");
             ChargeOptions o;
             o.ewald_tolerance = ewald_tolerance; o.solver = solver; o.cg_tolerance = cg_tolerance;
-            o.forces = forces; o.virial = virial; o.threads = threads;
+            o.forces = forces; o.virial = virial; o.threads = threads; o.background = background;
             if (ewald) {
                 const py::dict& e = *ewald;
                 o.fixed_ewald = true;
@@ -624,7 +624,8 @@ PYBIND11_MODULE(_core, m) {
         }, py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("cell") = py::none(),
            py::arg("total_charge") = 0.0, py::arg("ewald_tolerance") = 0.0, py::arg("solver") = "dense",
            py::arg("cg_tolerance") = 1e-10, py::arg("forces") = true, py::arg("virial") = true, py::arg("threads") = 0,
-           py::arg("warm_start") = py::none(), py::arg("ewald") = py::none(), py::arg("warm_adjoint") = py::none());
+           py::arg("warm_start") = py::none(), py::arg("ewald") = py::none(), py::arg("warm_adjoint") = py::none(),
+           py::arg("background") = false);
 
     m.def("read_input_data", [](const std::string& path) {
         std::vector<Structure> v;

@@ -55,6 +55,7 @@ class Cent(FourthGeneration):
             del res["atom_energies_short"]
             return res
         s = self.equilibrate(atoms, total_charge, solver)
+        self.check_charged_cell(s.periodic, s.q_tot)
         self.check_extrapolation(s, extrapolation)
         Q = s.Q
         AQ = s.A0 @ Q if s.A0 is not None else s.op.apply(Q)

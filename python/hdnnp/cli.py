@@ -53,7 +53,7 @@ def _predict(args) -> int:
     charged = gen in (3, 4, "cent")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pot = load(args.potential, threads=args.threads)
+        pot = load(args.potential, threads=args.threads, **({"background": args.background} if charged else {}))
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     n2p2_in = _is_n2p2(args.input)
@@ -463,6 +463,8 @@ def main(argv=None) -> int:
                    "reads (extxyz, ...; eV and Angstrom)")
     p.add_argument("-o", "--output", default="output.data", help="output file: *.xyz / *.extxyz as extended XYZ "
                    "(eV and Angstrom), anything else as n2p2 input.data (the potential's units)")
+    p.add_argument("--background", action="store_true", help="3G/4G/CENT: neutralise charged periodic cells with a "
+                   "uniform background (an error otherwise)")
     p.add_argument("--length-unit", default=None, help="the potential's length unit (if input.nn does not "
                    "declare it; for ASE files)")
     p.add_argument("--energy-unit", default=None, help="the potential's energy unit (as --length-unit)")

@@ -53,9 +53,10 @@ class FourthGeneration(LongRangePotential):
 
     def __init__(self, directory, ewald="n2p2", solver: str = "auto", tolerance: float = 1e-10,
                  dense_max_atoms: int = 3000, threads: int = 0, weights: bool = True,
-                 length_unit: Optional[str] = None, energy_unit: Optional[str] = None, reciprocal: str = "auto"):
+                 length_unit: Optional[str] = None, energy_unit: Optional[str] = None, reciprocal: str = "auto",
+                 background: bool = False):
         super().__init__(directory, ewald, solver, tolerance, dense_max_atoms, threads, length_unit, energy_unit,
-                         reciprocal)
+                         reciprocal, background)
         # Descriptors: the core reads the same file without the 4G keywords. (Training may
         # compute the scaling itself: then scaling.data need not exist.)
         self.model = self._load_model(drop=self._DROP, rename=self._RENAME, files={"scaling.data": "scaling.data"})
@@ -101,6 +102,7 @@ class FourthGeneration(LongRangePotential):
         periodic = self._periodic(atoms)
         n = len(atoms)
         q_tot = float(atoms.info.get("charge", 0.0) if total_charge is None else total_charge)
+        self.check_charged_cell(periodic, q_tot)
         species = self._species(atoms)
         pos = np.ascontiguousarray(atoms.positions, dtype=float)
         cell = np.ascontiguousarray(np.asarray(atoms.cell, dtype=float)) if periodic else None
@@ -109,7 +111,7 @@ class FourthGeneration(LongRangePotential):
         prev = self._previous if solver == "cg" and self._previous is not None and self._previous[0] == n else None
         grads = forces or stress
         r = self.core.compute(pos, species, cell, q_tot, solver=solver, cg_tolerance=self.tolerance, forces=grads,
-                              virial=grads, threads=self.threads,
+                              virial=grads, threads=self.threads, background=self.background,
                               warm_start=prev[1] if prev else None, warm_adjoint=prev[2] if prev and grads else None,
                               ewald=None if params is None else {**params.as_dict(), "mesh": params.mesh,
                                                                   "mesh_order": params.mesh_order})
@@ -232,6 +234,7 @@ class FourthGeneration(LongRangePotential):
         if self.core is not None:
             return self._evaluate_core(atoms, total_charge, forces, stress, solver, extrapolation)
         s = self.equilibrate(atoms, total_charge, solver)
+        self.check_charged_cell(s.periodic, s.q_tot)
         self.check_extrapolation(s, extrapolation)
         periodic, n, q_tot, species, pos, cell = s.periodic, s.n, s.q_tot, s.species, s.pos, s.cell
         solver, op, params, Q = s.solver, s.op, s.params, s.Q

@@ -63,7 +63,7 @@ class LongRangePotential:
 
     def __init__(self, directory, ewald="n2p2", solver: str = "auto", tolerance: float = 1e-10,
                  dense_max_atoms: int = 3000, threads: int = 0, length_unit: Optional[str] = None,
-                 energy_unit: Optional[str] = None, reciprocal: str = "auto"):
+                 energy_unit: Optional[str] = None, reciprocal: str = "auto", background: bool = False):
         directory = os.fspath(directory)
         self.directory = directory
         self.length_unit, self.energy_unit = length_unit, energy_unit  # (for calculator())
@@ -89,6 +89,9 @@ class LongRangePotential:
         if reciprocal not in ("auto", "mesh", "ewald"):
             raise ValueError(f"reciprocal must be 'auto', 'mesh' or 'ewald', not {reciprocal!r}")
         self.ewald, self.solver, self.tolerance, self.reciprocal = ewald, solver, tolerance, reciprocal
+        # a periodic cell with a nonzero total charge: neutralised by a uniform background only
+        # when asked for (evaluate refuses it otherwise)
+        self.background = bool(background)
         self.dense_max_atoms, self.threads = dense_max_atoms, threads
         self.four_pi_eps = self._four_pi_epsilon()
         self.sigma = np.zeros(0)  # Gaussian width per element (0: point charges)
@@ -256,6 +259,13 @@ class LongRangePotential:
                                   mesh=params.mesh if params else (0, 0, 0),
                                   mesh_order=params.mesh_order if params else 6)
         return op, params
+
+    def check_charged_cell(self, periodic: bool, q_tot: float):
+        """A charged periodic cell needs the background option (an error naming it otherwise)."""
+        if periodic and q_tot != 0.0 and not self.background:
+            raise ValueError(f"the periodic cell carries a total charge of {q_tot:g} e: {self.NAME} potential "
+                             f"{self.path} neutralises a charged cell with a uniform background only when asked for "
+                             f"(background=True; its energy -pi eta^2 Q^2 / (V 4 pi eps0) is then included)")
 
     def background_energy(self, atoms, q_tot: float, params) -> float:
         """Energy of the uniform background that neutralises a charged periodic cell,

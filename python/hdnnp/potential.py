@@ -276,7 +276,7 @@ class Committee(Potential):
 
 
 def load(directory, length_unit: Optional[str] = None, energy_unit: Optional[str] = None,
-         threads: int = 0) -> Potential:
+         threads: int = 0, **options) -> Potential:
     """Load an n2p2/RuNNer potential directory (input.nn, scaling.data, weights.ZZZ.data),
     or a committee when given a list of directories. A 4G directory (``nnp_generation 4``,
     with weightse.ZZZ.data and hardness.ZZZ.data) gives a ``FourthGeneration``, a 3G one
@@ -285,7 +285,9 @@ def load(directory, length_unit: Optional[str] = None, energy_unit: Optional[str
     ``nnp_generation cent`` gives a ``Cent`` (hdnnp.cent).
 
     ``length_unit``/``energy_unit`` name the units the potential was trained in (n2p2 files
-    do not record them), e.g. ``"Bohr", "Ha"`` or ``"Angstrom", "eV"``.
+    do not record them), e.g. ``"Bohr", "Ha"`` or ``"Angstrom", "eV"``. ``options`` go to the
+    3G/4G/CENT classes (e.g. ``ewald=1e-6``, ``solver="cg"``, ``background=True`` for charged
+    periodic cells).
     """
     if isinstance(directory, (list, tuple)):
         return Committee(directory, length_unit, energy_unit, threads)
@@ -293,13 +295,15 @@ def load(directory, length_unit: Optional[str] = None, energy_unit: Optional[str
     if gen == 4:
         from .fourth_generation import FourthGeneration
 
-        return FourthGeneration(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit)
+        return FourthGeneration(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit, **options)
     if gen == "cent":
         from .cent import Cent
 
-        return Cent(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit)
+        return Cent(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit, **options)
     if gen == 3:
         from .third_generation import ThirdGeneration
 
-        return ThirdGeneration(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit)
+        return ThirdGeneration(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit, **options)
+    if options:
+        raise TypeError(f"{', '.join(options)}: options of 3G/4G/CENT potentials; {directory} is a 2G potential")
     return Potential(directory, length_unit, energy_unit, threads)

@@ -88,8 +88,8 @@ class ThirdGeneration(LongRangePotential):
 
     def __init__(self, directory, ewald="n2p2", threads: int = 0, weights: bool = True,
                  charge_correction: Optional[str] = None, length_unit: Optional[str] = None,
-                 energy_unit: Optional[str] = None, reciprocal: str = "auto"):
-        super().__init__(directory, ewald, "cg", 1e-10, 0, threads, length_unit, energy_unit, reciprocal)
+                 energy_unit: Optional[str] = None, reciprocal: str = "auto", background: bool = False):
+        super().__init__(directory, ewald, "cg", 1e-10, 0, threads, length_unit, energy_unit, reciprocal, background)
         if "symfunction_electrostatic" not in self.kw:
             raise ValueError(f"{self.path}: a 3G potential needs symfunction_electrostatic lines (the charge "
                              f"networks' symmetry functions)")
@@ -217,6 +217,7 @@ class ThirdGeneration(LongRangePotential):
 
         periodic = self._periodic(atoms)
         q_tot = float(atoms.info.get("charge", 0.0) if total_charge is None else total_charge)
+        self.check_charged_cell(periodic, q_tot)
         species = self._species(atoms)
         grads = forces or stress
         res = self.long_range(atoms, species, q_tot, forces, stress)

@@ -31,6 +31,9 @@ struct ChargeOptions {
     /// along a trajectory or a finite difference. (mesh[0] > 0: particle mesh; else structure factors.)
     bool fixed_ewald = false;
     EwaldParameters ewald;
+    /// A periodic cell with a nonzero total charge is neutralised by a uniform background (its
+    /// energy -pi eta^2 Q^2 / (V 4 pi eps0) included) only when this is set; else an error.
+    bool background = false;
     int cg_max_iterations = 1000;
     bool forces = true;
     bool virial = true;
