@@ -189,7 +189,8 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
     M.compute(A, dopt, dres);
     out.extrapolations = std::move(dres.extrapolations);
     out.extrapolating_atoms = std::move(dres.extrapolating_atoms);
-    const auto& G = dres.descriptors;
+    // (dE/dG overwrites the descriptors atom by atom for the force pass: no second array of them)
+    std::vector<double>& G = dres.descriptors;
     const auto& off = dres.descriptor_offsets;
     // electronegativities
     NetworkWorkspace ws;
@@ -299,15 +300,15 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
         out.adjoint.clear();
         std::fill(out.virial, out.virial + 9, 0.0);
         if (!grads) return;
-        std::vector<double> w(G.size()), dchi, zero(n, 0.0);
+        std::vector<double> dchi, zero(n, 0.0);
         for (int64_t i = 0; i < n; ++i) {
             const ElementModel& em = M.elements()[species[i]];
             const int K = em.descriptor.size();
             dchi.assign(K, 0.0);
             elec_[species[i]].evaluate(&G[off[i]], dchi.data(), ws);
-            for (int k = 0; k < K; ++k) w[off[i] + k] = Q[i] * dchi[k] * em.factor[k];
+            for (int k = 0; k < K; ++k) G[off[i] + k] = Q[i] * dchi[k] * em.factor[k];   // now dE/dG
         }
-        force_pass(w, zero);
+        force_pass(G, zero);
         return;
     }
     // short networks on [G, Q]
@@ -348,7 +349,6 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
     if (warm_adj) *warm_adj = lam;
     out.adjoint = lam;
     // dE/dG (raw G) = (dE_short/dG + lambda dchi/dG) x the scaling factor, through the core's force pass
-    std::vector<double> w(G.size());
     std::vector<double> dchi;
     for (int64_t i = 0; i < n; ++i) {
         const int e = species[i];
@@ -360,9 +360,9 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
         x.push_back(Q[i]);
         dx.assign(K + 1, 0.0);
         short_[e].evaluate(x.data(), dx.data(), ws);
-        for (int k = 0; k < K; ++k) w[off[i] + k] = (dx[k] + lam[i] * dchi[k]) * em.factor[k];
+        for (int k = 0; k < K; ++k) G[off[i] + k] = (dx[k] + lam[i] * dchi[k]) * em.factor[k];   // now dE/dG
     }
-    force_pass(w, lam);
+    force_pass(G, lam);
 }
 
 }  // namespace hdnnp
