@@ -147,8 +147,7 @@ EwaldParameters pme_ewald_parameters(double energy_tolerance, const double* cell
                                      double four_pi_eps, double max_sigma, double neighbours, int order) {
     if (order != 6) throw ConfigError("particle mesh: only B-splines of order 6 are calibrated");
     const double* a = cell;
-    const double volume = std::fabs(a[0] * (a[4] * a[8] - a[5] * a[7]) - a[1] * (a[3] * a[8] - a[5] * a[6]) +
-                                    a[2] * (a[3] * a[7] - a[4] * a[6]));
+    const double volume = cell_volume(a);
     const double r_cut = std::cbrt(3.0 * neighbours * volume / (4.0 * PI * n_atoms));
     EwaldParameters p = accuracy_ewald_parameters(energy_tolerance, volume, n_atoms, q_max, four_pi_eps, r_cut,
                                                   max_sigma);

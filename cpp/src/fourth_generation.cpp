@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 
 #include "hdnnp/errors.hpp"
 #include "hdnnp/neighbor.hpp"
@@ -15,28 +14,6 @@ namespace {
 
 std::string join(const std::string& dir, const std::string& f) {
     return dir.empty() || dir.back() == '/' ? dir + f : dir + "/" + f;
-}
-
-/// The first number of every non-comment line (weight and hardness files).
-std::vector<double> column(const std::string& path, const std::string& what) {
-    std::ifstream in(path);
-    if (!in) throw ModelFileError(path + ": no such file (" + what + ")");
-    std::vector<double> v;
-    std::string line;
-    int no = 0;
-    while (std::getline(in, line)) {
-        ++no;
-        const auto c = line.find('#');
-        if (c != std::string::npos) line.resize(c);
-        const auto tok = split_ws(line);
-        if (tok.empty()) continue;
-        try {
-            v.push_back(parse_double(tok[0], path + ":" + std::to_string(no)));
-        } catch (const ConfigError& e) {
-            throw ModelFileError(e.what());
-        }
-    }
-    return v;
 }
 
 NeuralNetwork network(const Settings& S, const std::string& kind, int n_in, const std::string& where) {
@@ -66,17 +43,6 @@ struct Sum {
     }
     double value() const { return s + c; }
 };
-
-void load_weights(NeuralNetwork& net, const std::string& path, const std::string& what) {
-    const auto w = column(path, what);
-    if (static_cast<int>(w.size()) != net.n_weights()) {
-        std::string arch;
-        for (int s : net.sizes()) arch += (arch.empty() ? "" : "-") + std::to_string(s);
-        throw ModelFileError(path + ": expected " + std::to_string(net.n_weights()) + " weights for the declared "
-                             "architecture " + arch + ", found " + std::to_string(w.size()));
-    }
-    net.set_parameters(w);
-}
 
 }  // namespace
 
@@ -147,14 +113,14 @@ std::shared_ptr<const FourthGenerationPotential> FourthGenerationPotential::load
         char name[40];
         p->elec_.push_back(network(S, "electrostatic", K, nn));
         std::snprintf(name, sizeof(name), "weightse.%03d.data", em.z);
-        load_weights(p->elec_.back(), join(dir, name), "the electronegativity network of " + em.symbol);
+        load_network_weights(p->elec_.back(), join(dir, name), "the electronegativity network of " + em.symbol);
         if (!p->cent_) {
             p->short_.push_back(network(S, "short", K + 1, nn));
             std::snprintf(name, sizeof(name), "weights.%03d.data", em.z);
-            load_weights(p->short_.back(), join(dir, name), "the short network of " + em.symbol);
+            load_network_weights(p->short_.back(), join(dir, name), "the short network of " + em.symbol);
         }
         std::snprintf(name, sizeof(name), "hardness.%03d.data", em.z);
-        const auto h = column(join(dir, name), "the hardness of " + em.symbol);
+        const auto h = read_number_column(join(dir, name), "the hardness of " + em.symbol);
         if (h.empty()) throw ModelFileError(join(dir, name) + ": no hardness value");
         p->hardness_[e] = h[0];
     }
@@ -210,9 +176,7 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
     es.screening = screening_; es.threads = opt.threads;
     double volume = 0.0;
     if (periodic) {
-        const double* a = cell;
-        volume = std::fabs(a[0] * (a[4] * a[8] - a[5] * a[7]) - a[1] * (a[3] * a[8] - a[5] * a[6]) +
-                           a[2] * (a[3] * a[7] - a[4] * a[6]));
+        volume = cell_volume(cell);
         if (opt.fixed_ewald)
             out.ewald = opt.ewald;
         else if (opt.ewald_tolerance <= 0.0)

@@ -55,6 +55,33 @@ double file_number(const std::string& tok, const std::string& path, int line) {
 
 }  // namespace
 
+std::vector<double> read_number_column(const std::string& path, const std::string& what) {
+    if (!file_exists(path)) throw ModelFileError(path + ": no such file (" + what + ")");
+    std::vector<double> v;
+    for (const auto& [no, t] : data_lines(path)) v.push_back(file_number(t[0], path, no));
+    return v;
+}
+
+void load_network_weights(NeuralNetwork& net, const std::string& wp, const std::string& what) {
+    if (!file_exists(wp)) throw ModelFileError("weight file '" + wp + "' for " + what + " is missing");
+    const auto lines = data_lines(wp);
+    std::vector<double> w;
+    w.reserve(lines.size());
+    for (const auto& [no, t] : lines) w.push_back(file_number(t[0], wp, no));
+    if (static_cast<int>(w.size()) != net.n_weights()) {
+        std::ostringstream os;
+        os << wp << ": expected " << net.n_weights() << " weights for the declared architecture ";
+        const auto sz = net.sizes();
+        for (size_t i = 0; i < sz.size(); ++i) os << (i ? "-" : "") << sz[i];
+        os << " of " << what << ", found " << w.size();
+        throw ModelFileError(os.str());
+    }
+    for (size_t i = 0; i < w.size(); ++i)
+        if (!std::isfinite(w[i]))
+            throw ModelFileError(wp + ":" + std::to_string(lines[i].first) + ": weight is not finite");
+    net.set_parameters(w);
+}
+
 std::vector<std::string> Model::element_symbols() const {
     std::vector<std::string> s;
     for (const auto& e : elements_) s.push_back(e.symbol);
@@ -352,24 +379,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
         if (!with_weights) break;
         char name[32];
         std::snprintf(name, sizeof(name), "weights.%03d.data", em.z);
-        const std::string wp = join_path(dir, name);
-        if (!file_exists(wp)) throw ModelFileError("weight file '" + wp + "' for element " + em.symbol + " is missing");
-        auto lines = data_lines(wp);
-        std::vector<double> w;
-        w.reserve(lines.size());
-        for (const auto& [no, t] : lines) w.push_back(file_number(t[0], wp, no));
-        if (static_cast<int>(w.size()) != em.network.n_weights()) {
-            std::ostringstream os;
-            os << wp << ": expected " << em.network.n_weights() << " weights for the declared architecture ";
-            const auto sz = em.network.sizes();
-            for (size_t i = 0; i < sz.size(); ++i) os << (i ? "-" : "") << sz[i];
-            os << " of element " << em.symbol << ", found " << w.size();
-            throw ModelFileError(os.str());
-        }
-        for (size_t i = 0; i < w.size(); ++i)
-            if (!std::isfinite(w[i]))
-                throw ModelFileError(wp + ":" + std::to_string(lines[i].first) + ": weight is not finite");
-        em.network.set_parameters(w);
+        load_network_weights(em.network, join_path(dir, name), "element " + em.symbol);
     }
     return m;
 }

@@ -19,6 +19,7 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 
 from . import _core
+from .units import energy_factor, length_factor
 
 #: default radii as fractions of the shortest distance d_min of a pair in the data: the
 #: baseline is zero at and beyond OUTER x d_min and pure ZBL inside INNER x d_min
@@ -72,8 +73,6 @@ def resolve(model, structures: Sequence):
         return model.baseline, None
     if not model.baseline_auto:
         return None, None
-    from .units import length_factor
-
     elements = list(model.elements)
     ne = len(elements)
     ri, ro = np.zeros((ne, ne)), np.zeros((ne, ne))
@@ -102,14 +101,8 @@ def resolve(model, structures: Sequence):
             else:
                 lines.append(f"hdnnp_zbl {elements[a]} {elements[b]} {float(ri[a, b])!r} {float(ro[a, b])!r}")
     base = _core.PairBaseline(list(model.atomic_numbers), np.ascontiguousarray(ri), np.ascontiguousarray(ro),
-                              lf, _energy_factor(model.energy_unit))
+                              lf, energy_factor(model.energy_unit))
     return base, lines
-
-
-def _energy_factor(unit):
-    from .units import energy_factor
-
-    return energy_factor(unit)
 
 
 def written_input_nn(text: str, lines) -> str:

@@ -65,7 +65,7 @@ class Cent(FourthGeneration):
                "electronegativities": s.chi, "electrostatic_energy": float(0.5 * Q @ AQ + e_bg), "solver": s.info,
                "extrapolating_atoms": s.extrapolating_atoms, "extrapolation_records": [("", s.extrapolations)]}
         self._report(res, s.op, s.params, Q, s.pos)
-        base = self._baseline(s.pos, s.species, s.nl, forces or stress, stress)
+        base = self._baseline(atoms, s.species, forces or stress, stress, s.nl)
         self._add_baseline(res, base, False, False)
         if s.solver == "cg":
             self._previous = (s.n, Q.copy(), np.zeros(s.n))

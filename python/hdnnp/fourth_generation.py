@@ -132,10 +132,7 @@ class FourthGeneration(LongRangePotential):
             res["ewald"]["mesh_points"] = r["ewald"]["mesh_points"]
         else:
             res["dipole"] = Q @ pos
-        base = None
-        if self.model.baseline is not None:
-            nl = _core.neighbor_list(pos, cell, [periodic] * 3, self.model.cutoff)[:4]
-            base = self._baseline(pos, species, nl, grads, stress)
+        base = self._baseline(atoms, species, grads, stress)
         self._add_baseline(res, base, False, False)
         if grads:
             res["forces"] = r["forces"]
@@ -257,7 +254,7 @@ class FourthGeneration(LongRangePotential):
                "electronegativities": s.chi, "solver": s.info, "extrapolating_atoms": s.extrapolating_atoms,
                "extrapolation_records": [("", s.extrapolations)]}
         self._report(res, op, params, Q, pos)
-        base = self._baseline(pos, species, s.nl, grads, stress)
+        base = self._baseline(atoms, species, grads, stress, s.nl)
         self._add_baseline(res, base, False, False)
         if not grads:
             if solver == "cg":

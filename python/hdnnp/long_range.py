@@ -275,14 +275,14 @@ class LongRangePotential:
         volume = abs(np.linalg.det(np.asarray(atoms.cell, dtype=float)))
         return -np.pi * params.eta ** 2 * q_tot ** 2 / (volume * self.four_pi_eps)
 
-    def _baseline(self, pos, species, nl, forces: bool, virial: bool):
+    def _baseline(self, atoms, species, forces: bool, virial: bool, nl=None):
         """The ZBL pair baseline (hdnnp_zbl) of a structure, as the core's result dict, or None
-        when the potential has none. `nl` is the descriptors' neighbour list (longer than r_outer)."""
+        when the potential has none. `nl`: a neighbour list at hand (longer than r_outer), else
+        one to r_outer is built."""
+        from .baseline import compute
+
         b = self.model.baseline
-        if b is None:
-            return None
-        return b.compute(pos, np.ascontiguousarray(species, dtype=np.int32), len(species), *nl,
-                         forces=forces or virial, virial=virial)
+        return None if b is None else compute(b, atoms, species, forces or virial, virial, nl)
 
     @staticmethod
     def _add_baseline(res, base, forces: bool, stress: bool, cell=None):

@@ -45,4 +45,11 @@ EwaldParameters pme_ewald_parameters(double energy_tolerance, const double* cell
 /// The smallest product of 2, 3 and 5 that is >= n.
 int fft_size(int n);
 
+/// |det| of a cell given by its lattice vectors as rows (row-major 3 x 3).
+inline double cell_volume(const double* a) {
+    const double det = a[0] * (a[4] * a[8] - a[5] * a[7]) - a[1] * (a[3] * a[8] - a[5] * a[6]) +
+                       a[2] * (a[3] * a[7] - a[4] * a[6]);
+    return det < 0.0 ? -det : det;
+}
+
 }  // namespace hdnnp

@@ -98,6 +98,14 @@ struct DescriptorJacobian {
     std::vector<int64_t> dg_offsets;      ///< pairs + 1: start of each pair's block in dG
 };
 
+/// Set `net` from an n2p2 weight file (the first number of every non-comment line, in n2p2's
+/// order), checking that the file exists, that every value is a finite number and that their
+/// count fits the architecture; errors name the file (and line) and `what` ("element O").
+void load_network_weights(NeuralNetwork& net, const std::string& path, const std::string& what);
+/// The first number of every non-comment line of a model file (e.g. hardness.ZZZ.data); a
+/// missing file is an error naming `what`.
+std::vector<double> read_number_column(const std::string& path, const std::string& what);
+
 class Model {
 public:
     /// Load an n2p2/RuNNer potential directory (input.nn, scaling.data, weights.ZZZ.data).

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _core
 from .. import baseline as pair_baseline
-from .data import DataError, Prepared, check_reference, prepare, selection_score, split
+from .data import DataError, Prepared, check_reference, prepare, selection_score, species_of, split
 from .kalman import KalmanFilter, KalmanSettings
 from .network import ElementNetwork, initialise
 from ..scaling import (SCALING_CENTER, SCALING_NONE, SCALING_SCALE, SCALING_SCALE_CENTER,  # noqa: F401
@@ -339,8 +339,6 @@ class Trainer:
         return self._baseline_of(self.structures[k], k)["energy"] if self.baseline is not None else 0.0
 
     def _baseline_of(self, atoms, k: int):
-        from .data import species_of
-
         return pair_baseline.compute(self.baseline, atoms, species_of(atoms, self.elements, f"structure {k}"))
 
     def prepared(self, k: int) -> Prepared:
