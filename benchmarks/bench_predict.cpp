@@ -4,7 +4,7 @@
 //
 //   hdnnp-bench POTENTIAL_DIR INPUT.data [--rep NX NY NZ] [--steps N] [--threads T] [--no-sort]
 //               [--ewald n2p2|TOL] [--solver dense|cg] [--background] [--json FILE]
-// 2G, 4G and CENT potentials (nnp_generation in input.nn). 4G/CENT: the total charge is the structure's
+// 2G, 3G, 4G and CENT potentials (nnp_generation in input.nn). 3G/4G/CENT: the total charge is the structure's
 // `charge` line (times the replicas; a charged cell needs --background, the uniform neutralising
 // background); --ewald n2p2 (default: n2p2's parameters) or an energy
 // tolerance; --solver dense (default) or cg. --json FILE: {"energy", "forces", "charges",
@@ -25,6 +25,7 @@
 
 #include "hdnnp/errors.hpp"
 #include "hdnnp/fourth_generation.hpp"
+#include "hdnnp/third_generation.hpp"
 #include "hdnnp/model.hpp"
 #include "hdnnp/settings.hpp"
 #include "hdnnp/neighbor.hpp"
@@ -127,15 +128,21 @@ int main(int argc, char** argv) {
         const long rss0 = peak_rss_kb();
         const Settings settings = Settings::read_file(std::string(argv[1]) + "/input.nn");
         const std::string gen = settings.has("nnp_type") ? settings.args("nnp_type").at(0) : "2";
-        const bool g4 = gen == "4" || gen == "4G-HDNNP" || gen == "cent" || gen == "CENT";
+        const bool g3 = gen == "3" || gen == "3G-HDNNP";
+        const bool g4 = g3 || gen == "4" || gen == "4G-HDNNP" || gen == "cent" || gen == "CENT";   // with charges
         if (!g4 && gen != "2" && gen != "2G-HDNNP")
             throw ConfigError(std::string(argv[1]) + "/input.nn: nnp_generation " + gen +
-                              ": hdnnp-bench runs 2G, 4G and CENT potentials (3G is not in the core yet)");
+                              ": hdnnp-bench runs 2G, 3G, 4G and CENT potentials");
         std::shared_ptr<const FourthGenerationPotential> pot4;
+        std::shared_ptr<const ThirdGenerationPotential> pot3;
         std::shared_ptr<const Model> model;
-        if (g4) {
+        if (g3) {
+            pot3 = ThirdGenerationPotential::load(argv[1]);
+            model = pot3->short_model_ptr();
+            for (const auto& w : pot3->warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
+        } else if (g4) {
             pot4 = FourthGenerationPotential::load(argv[1]);
-            model = std::shared_ptr<const Model>(pot4, &pot4->descriptors());
+            model = pot4->descriptor_model();
         } else {
             model = Model::load(argv[1]);
         }
@@ -177,8 +184,11 @@ int main(int argc, char** argv) {
             double t_first = 0.0, t_sum = 0.0;
             for (int step = 0; step < steps + 1; ++step) {  // step 0: the first (cold) evaluation
                 auto t0 = Clock::now();
-                pot4->compute(n, pos.data(), species.data(), s.periodic ? cell : nullptr, q_tot, o, r4,
-                              solver == "cg" ? &warm : nullptr);
+                if (pot3)
+                    pot3->compute(n, pos.data(), species.data(), s.periodic ? cell : nullptr, q_tot, o, r4);
+                else
+                    pot4->compute(n, pos.data(), species.data(), s.periodic ? cell : nullptr, q_tot, o, r4,
+                                  solver == "cg" ? &warm : nullptr);
                 const double dt = seconds(t0, Clock::now());
                 if (step == 0) {
                     t_first = dt;
@@ -189,10 +199,11 @@ int main(int argc, char** argv) {
                 }
             }
             const long rss1 = peak_rss_kb();
-            std::printf("potential          %s (%s)\n", argv[1], pot4->cent() ? "CENT" : "4G");
+            std::printf("potential          %s (%s)\n", argv[1], pot3 ? "3G" : pot4->cent() ? "CENT" : "4G");
             std::printf("atoms              %lld (replication %dx%dx%d), threads %d, total charge %g\n",
                         static_cast<long long>(n), rep[0], rep[1], rep[2], used_threads, q_tot);
-            std::printf("solver             %s, Ewald %s", solver.c_str(), ewald_tol > 0 ? "tolerance" : "n2p2");
+            std::printf("solver             %s, Ewald %s", pot3 ? "none (3G: local charges)" : solver.c_str(),
+                        ewald_tol > 0 ? "tolerance" : "n2p2");
             if (s.periodic)
                 std::printf(" (eta %.6g, r_cut %.6g, k_cut %.6g, mesh %d x %d x %d)", r4.ewald.eta, r4.ewald.r_cut,
                             r4.ewald.k_cut, r4.ewald.mesh[0], r4.ewald.mesh[1], r4.ewald.mesh[2]);

@@ -55,7 +55,7 @@ def test_charged_periodic_cell_needs_the_background_option(tmp_path, gen):
                                          "cell with a uniform background only when asked for"):
         hdnnp.load(d).evaluate(atoms, total_charge=1.0)
     r = hdnnp.load(d, background=True).evaluate(atoms, total_charge=1.0)
-    assert np.isfinite(r["energy"])
+    assert np.isfinite(r.energy)
     mol = atoms.copy()
     mol.pbc = False                                     # a charged molecule needs no background
-    assert np.isfinite(hdnnp.load(d).evaluate(mol, total_charge=1.0)["energy"])
+    assert np.isfinite(hdnnp.load(d).evaluate(mol, total_charge=1.0).energy)

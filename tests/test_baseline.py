@@ -251,7 +251,7 @@ def test_cent_and_3g_add_the_baseline(tmp_path, cluster):
         d1 = writer(tmp_path / f"{kind}1", extra_lines=LINES)
         p0, p1 = hdnnp.load(d0), hdnnp.load(d1)
         kw = dict(total_charge=0.0, forces=True, stress=True, extrapolation="ignore")
-        r0, r1 = p0.evaluate(cluster, **kw), p1.evaluate(cluster, **kw)
+        r0, r1 = p0.compute(cluster, **kw), p1.compute(cluster, **kw)
         model = p1.model
         b = zbl.compute(model.baseline, cluster, np.array([{"H": 0, "O": 1}[s] for s in cluster.get_chemical_symbols()]))
         assert r1["energy"] == pytest.approx(r0["energy"] + b["energy"], rel=1e-11), kind
@@ -265,7 +265,7 @@ def test_cent_and_3g_add_the_baseline(tmp_path, cluster):
                 for s in (1, -1):
                     a = cluster.copy()
                     a.positions[i, c] += s * h
-                    e.append(p1.evaluate(a, total_charge=0.0, extrapolation="ignore")["energy"])
+                    e.append(p1.compute(a, total_charge=0.0, extrapolation="ignore")["energy"])
                 assert r1["forces"][i, c] == pytest.approx(-(e[0] - e[1]) / (2 * h), abs=1e-6)
 
 
@@ -356,7 +356,7 @@ def test_3g_short_step_trains_on_the_residual(tmp_path):
     structs = []
     for s in range(6):
         a = random_cluster(seed=300 + s, dmin=0.9)
-        r = teacher.evaluate(a, forces=True, stress=True)
+        r = teacher.compute(a, forces=True, stress=True)
         st = r["stress"]
         a.info.update(energy=r["energy"], charge=0.0, stress=np.array([st[0, 0], st[1, 1], st[2, 2], st[1, 2],
                                                                         st[0, 2], st[0, 1]]))
@@ -372,7 +372,7 @@ def test_3g_short_step_trains_on_the_residual(tmp_path):
     pot = hdnnp.load(tmp_path / "step2")
     species = np.array([{"H": 0, "O": 1}[x] for x in structs[0].get_chemical_symbols()])
     assert zbl.compute(pot.model.baseline, structs[0], species)["energy"] > 0.1   # the baseline acts here
-    r = pot.evaluate(structs[0], forces=True, stress=True)
+    r = pot.compute(structs[0], forces=True, stress=True)
     E, F, _, _, _, state = tr._forward([0])
     assert r["energy"] == pytest.approx(E[0], rel=1e-10)
     np.testing.assert_allclose(r["forces"], F, rtol=0, atol=1e-9)
@@ -404,7 +404,7 @@ def test_4g_short_stage_trains_on_the_residual(fixtures, tmp_path):
     tr = ShortTrainer(d, structs, cfg)
     tr.train(tmp_path / "out", progress=False, log=lambda *_: None)
     pot = FourthGeneration(tmp_path / "out")
-    r = pot.evaluate(structs[1], forces=True)
+    r = pot.compute(structs[1], forces=True)
     assert r["baseline_energy"] > 1e-3
     E, F, _, _, _, _ = tr._forward([1])
     assert r["energy"] == pytest.approx(E[0], rel=1e-12)
@@ -416,7 +416,7 @@ def test_4g_short_stage_trains_on_the_residual(fixtures, tmp_path):
         for s in (1, -1):
             a = structs[1].copy()
             a.positions[i, c] += s * h
-            e.append(pot.evaluate(a)["energy"])
+            e.append(pot.compute(a)["energy"])
         assert r["forces"][i, c] == pytest.approx(-(e[0] - e[1]) / (2 * h), abs=1e-7)
 
 
@@ -477,7 +477,7 @@ def test_cent_training_fits_the_residual(tmp_path):
     structs = []
     for s in range(8):
         a = random_cluster(seed=500 + s, pbc=s % 2 == 0, dmin=0.9)
-        a.info["energy"] = teacher.evaluate(a, total_charge=0.0)["energy"]
+        a.info["energy"] = teacher.compute(a, total_charge=0.0)["energy"]
         a.info["charge"] = 0.0
         structs.append(a)
     settings = tmp_path / "settings"
@@ -494,6 +494,6 @@ def test_cent_training_fits_the_residual(tmp_path):
     acting = [k for k, a in enumerate(structs) if zbl.compute(pot.model.baseline, a, sp(a))["energy"] > 1e-3]
     assert acting, "the H-H baseline should act on some structure"
     for k in acting[:2] + [0]:
-        r = pot.evaluate(structs[k], total_charge=0.0)
+        r = pot.compute(structs[k], total_charge=0.0)
         res, _ = tr.residual(k)
         assert r["energy"] - structs[k].info["energy"] == pytest.approx(res[0] * len(structs[k]), abs=1e-10)

@@ -34,7 +34,7 @@ def test_forces_stress_and_charges(cent_dir, periodic, q):
     if periodic:
         fixed = pot.ewald_parameters(atoms)
         pot.ewald_parameters = lambda a, solver=None, p=fixed: p   # differences at fixed Ewald parameters
-    r = pot.evaluate(atoms, total_charge=q, forces=True, stress=True)
+    r = pot.compute(atoms, total_charge=q, forces=True, stress=True)
     assert r["charges"].sum() == pytest.approx(q, abs=1e-12)
     h = 1e-5
     for i, c in ((0, 0), (3, 1), (8, 2), (9, 0)):
@@ -42,13 +42,13 @@ def test_forces_stress_and_charges(cent_dir, periodic, q):
         for sgn in (1, -1):
             b = atoms.copy()
             b.positions[i, c] += sgn * h
-            e.append(pot.evaluate(b, total_charge=q)["energy"])
+            e.append(pot.compute(b, total_charge=q)["energy"])
         assert r["forces"][i, c] == pytest.approx(-(e[0] - e[1]) / (2 * h), abs=2e-9), (i, c)
     np.testing.assert_allclose(r["forces"].sum(axis=0), 0.0, atol=1e-10)
     if not periodic:
         np.testing.assert_allclose(r["dipole"], r["charges"] @ atoms.positions)
         return
-    assert_virial_is_strain_derivative(lambda b: pot.evaluate(b, total_charge=q)["energy"], atoms, r["virial"])
+    assert_virial_is_strain_derivative(lambda b: pot.compute(b, total_charge=q)["energy"], atoms, r["virial"])
 
 
 def test_energy_is_the_minimum_of_the_qeq_functional(cent_dir):
@@ -56,7 +56,7 @@ def test_energy_is_the_minimum_of_the_qeq_functional(cent_dir):
     Q_tot, its value is the returned energy, and the CG solver gives the same as the dense one."""
     pot = Cent(cent_dir)
     atoms = random_cluster(pbc=False)
-    r = pot.evaluate(atoms, total_charge=0.5)
+    r = pot.compute(atoms, total_charge=0.5)
     species = pot._species(atoms)
     op, _ = pot.electrostatics(atoms, species)
     A0, chi, J = op.dense(), r["electronegativities"], pot.hardness[species]
@@ -71,8 +71,8 @@ def test_energy_is_the_minimum_of_the_qeq_functional(cent_dir):
         d = rng.normal(size=len(atoms)) * 1e-3
         d -= d.mean()
         assert functional(r["charges"] + d) > r["energy"]
-    cg = Cent(cent_dir, solver="cg", tolerance=1e-12).evaluate(atoms, total_charge=0.5, forces=True)
-    ref = pot.evaluate(atoms, total_charge=0.5, forces=True)
+    cg = Cent(cent_dir, solver="cg", tolerance=1e-12).compute(atoms, total_charge=0.5, forces=True)
+    ref = pot.compute(atoms, total_charge=0.5, forces=True)
     assert cg["energy"] == pytest.approx(ref["energy"], abs=1e-10)
     np.testing.assert_allclose(cg["forces"], ref["forces"], atol=1e-8)
 
@@ -94,7 +94,7 @@ def teacher(tmp_path_factory):
     for s in range(30):
         a = random_cluster(pbc=s % 3 == 0, seed=300 + s)
         a.info["charge"] = float(s % 2)
-        a.info["energy"] = pot.evaluate(a)["energy"]
+        a.info["energy"] = pot.compute(a)["energy"]
         structs.append(a)
     settings = base / "settings"
     settings.mkdir()
@@ -139,7 +139,7 @@ def test_training_on_energies_learns_the_teacher(teacher, tmp_path):
     assert hist[-1].rmse_energy_train < hist[0].rmse_energy_train / 10
     pot = hdnnp.load(tmp_path / "out", background=True)
     for k in (0, 1, 5):
-        r = pot.evaluate(structs[k])
+        r = pot.compute(structs[k])
         res, _ = tr.residual(k)
         assert r["energy"] - structs[k].info["energy"] == pytest.approx(res[0] * len(structs[k]), abs=1e-10)
     assert (tmp_path / "out" / "learning-curve.out").exists() and (tmp_path / "out" / "training.json").exists()
@@ -161,7 +161,7 @@ def test_cli_trains_and_predicts_cent(teacher, tmp_path, capsys):
     out = hdnnp.read_input_data(tmp_path / "out.data")
     pot = Cent(d / "potential", background=True)
     for k in (0, 3):
-        r = pot.evaluate(structs[k], forces=True)
+        r = pot.compute(structs[k], forces=True)
         assert out[k].info["energy"] == pytest.approx(r["energy"], rel=1e-14)
         np.testing.assert_allclose(out[k].arrays["ref_charges"], r["charges"], rtol=0, atol=1e-14)
 

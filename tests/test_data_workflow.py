@@ -271,7 +271,7 @@ def test_charged_predict_writes_the_extrapolation_report(tmp_path):
     structs = [random_cluster(seed=s, dmin=0.6) for s in range(3)]
     hdnnp.write_input_data(tmp_path / "in.data", structs, references=False)
     pot = hdnnp.load(d)
-    n_out = [int(np.count_nonzero(pot.evaluate(a, total_charge=0.0, extrapolation="ignore")["extrapolating_atoms"]))
+    n_out = [int(np.count_nonzero(pot.compute(a, total_charge=0.0, extrapolation="ignore")["extrapolating_atoms"]))
              for a in structs]
     assert sum(n_out) > 0
     r = _cli("predict", d, tmp_path / "in.data", "-o", tmp_path / "out.data", "-q")
@@ -280,7 +280,7 @@ def test_charged_predict_writes_the_extrapolation_report(tmp_path):
     rows = [l for l in open(tmp_path / "out.data.extrapolation") if not l.startswith("#")]
     assert len({(l.split()[0], l.split()[1]) for l in rows}) == sum(n_out)
     out = hdnnp.read_input_data(tmp_path / "out.data")
-    e = pot.evaluate(structs[2], total_charge=0.0, extrapolation="ignore")
+    e = pot.compute(structs[2], total_charge=0.0, extrapolation="ignore")
     assert out[2].info["energy"] == pytest.approx(e["energy"], rel=1e-12)
     np.testing.assert_allclose(out[2].arrays["ref_charges"], e["charges"], rtol=0, atol=1e-12)
 
@@ -467,11 +467,11 @@ def test_time_limit_in_python_for_charge_trainers(tmp_path):
     structs = []
     for s in range(6):
         a = random_cluster(seed=40 + s, dmin=0.9)
-        a.info["energy"] = teacher.evaluate(a, total_charge=0.0)["energy"]
+        a.info["energy"] = teacher.compute(a, total_charge=0.0)["energy"]
         structs.append(a)
     lines = []
     tr = CentTrainer(tmp_path / "t", structs, TrainingConfig(epochs=100000, optimizer="adam", time_limit=1.0))
     tr.train(tmp_path / "out", progress=False, log=lines.append)
     assert any("time limit of 1 s" in l for l in lines) and 1 <= tr.epoch < 100000
-    assert hdnnp.load(tmp_path / "out").evaluate(structs[0], total_charge=0.0)["energy"] == pytest.approx(
+    assert hdnnp.load(tmp_path / "out").compute(structs[0], total_charge=0.0)["energy"] == pytest.approx(
         tr.residual(0)[0][0] * len(structs[0]) + structs[0].info["energy"], abs=1e-9)

@@ -31,7 +31,7 @@ def test_carbon_chain_mismatched_layers(fixtures, tmp_path):
 
 
 def test_4g_refused_with_reason(fixtures):
-    with pytest.raises(hdnnp.ConfigError, match="nnp_type 4 is not supported"):
+    with pytest.raises(hdnnp.ConfigError, match="nnp_type 4 is not a 2G potential: load it with hdnnp.load"):
         hdnnp.Potential(fixtures / "n2p2_Carbon_chain_4G" / "potential", warn=False)
 
 
@@ -79,8 +79,8 @@ def test_duplicate_keyword_and_alias(pot_dir):
 
 def test_unknown_keyword_warns_and_comments(pot_dir):
     nn = pot_dir / "input.nn"
-    nn.write_text(nn.read_text() + "use_short_nn   ! RuNNer keyword, RuNNer comment\nnnp_gen 2 # n2p2 comment\n")
-    with pytest.warns(UserWarning, match="unknown keyword 'use_short_nn'"):
+    nn.write_text(nn.read_text() + "analyze_error   ! RuNNer keyword, RuNNer comment\nnnp_gen 2 # n2p2 comment\n")
+    with pytest.warns(UserWarning, match="unknown keyword 'analyze_error'"):
         hdnnp.Potential(pot_dir)
 
 

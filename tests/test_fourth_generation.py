@@ -14,7 +14,7 @@ CC = "n2p2_Carbon_chain_4G"
 def test_carbon_chain_prediction_equals_n2p2(fixtures):
     pot = FourthGeneration(fixtures / CC / "potential")
     atoms = hdnnp.read_input_data(fixtures / CC / "predict" / "input.data")[0]
-    r = pot.evaluate(atoms)
+    r = pot.compute(atoms)
     assert r["energy"] == pytest.approx(-3.8161078713069378e02, rel=1e-12)  # reference/nnp-predict_C10H2/energy.out
     ref = np.loadtxt(fixtures / CC / "reference" / "nnp-predict_C10H2" / "nnatoms.out")
     np.testing.assert_allclose(r["charges"], ref[:, 4], rtol=0, atol=1e-12)
@@ -31,7 +31,7 @@ def test_carbon_chain_dataset_both_charge_states(fixtures):
     charges = set()
     for k, _, _, e_ref in ref:
         a = structs[int(k)]
-        r = pot.evaluate(a)
+        r = pot.compute(a)
         assert r["energy"] == pytest.approx(e_ref, rel=1e-8)
         assert r["charges"].sum() == pytest.approx(a.info.get("charge", 0.0), abs=1e-12)
         charges.add(a.info.get("charge", 0.0))
@@ -53,32 +53,32 @@ def test_mixed_periodicity_and_unknown_elements_refused(fixtures):
     a.set_cell([30.0, 30.0, 30.0])
     a.pbc = [True, True, False]
     with pytest.raises(ValueError, match="periodic in all three directions or in none"):
-        pot.evaluate(a)
+        pot.compute(a)
     a = atoms.copy()
     a[3].symbol = "Fe"
     with pytest.raises(ValueError, match="atom 3: element Fe is not in this potential"):
-        pot.evaluate(a)
+        pot.compute(a)
 
 
 def test_forces_equal_n2p2_and_finite_differences(fixtures):
     pot = FourthGeneration(fixtures / CC / "potential")
     atoms = hdnnp.read_input_data(fixtures / CC / "predict" / "input.data")[0]
-    r = pot.evaluate(atoms, forces=True)
+    r = pot.compute(atoms, forces=True)
     ref = np.loadtxt(fixtures / CC / "reference" / "nnp-predict_C10H2" / "nnforces.out")
     np.testing.assert_allclose(r["forces"], ref[:, 5:8], rtol=0, atol=1e-12)
     np.testing.assert_allclose(r["forces"].sum(axis=0), 0.0, atol=1e-13)
     # a charged chain (+1) against central differences of the energy
     structs = hdnnp.read_input_data(fixtures / CC / "train" / "input.data")
     charged = next(a for a in structs if a.info.get("charge", 0.0) == 1.0)
-    r = pot.evaluate(charged, forces=True)
+    r = pot.compute(charged, forces=True)
     h = 1e-5
     for i in (0, 5, len(charged) - 1):
         for c in range(3):
             b = charged.copy()
             b.positions[i, c] += h
-            ep = pot.evaluate(b)["energy"]
+            ep = pot.compute(b)["energy"]
             b.positions[i, c] -= 2 * h
-            em = pot.evaluate(b)["energy"]
+            em = pot.compute(b)["energy"]
             assert r["forces"][i, c] == pytest.approx(-(ep - em) / (2 * h), abs=1e-8)
 
 
@@ -92,7 +92,7 @@ def test_periodic_prediction_equals_n2p2(fixtures, name, predict, dataset):
     charges, short atomic energies and forces equal nnp-predict's."""
     pot = FourthGeneration(fixtures / name / "potential")
     atoms = hdnnp.read_input_data(fixtures / name / "predict" / "input.data")[0]
-    r = pot.evaluate(atoms, forces=True)
+    r = pot.compute(atoms, forces=True)
     ref_dir = fixtures / name / "reference" / predict
     e_ref = float([l.split() for l in open(ref_dir / "energy.out") if not l.startswith("#")][0][3])
     assert r["energy"] == pytest.approx(e_ref, rel=1e-12)
@@ -115,7 +115,7 @@ def test_periodic_datasets_equal_n2p2(fixtures, name, predict, dataset):
     comp = np.loadtxt(fixtures / name / "reference" / dataset / "energy.comp")
     assert len(structs) == len(out) == len(comp)
     for a, o, (k, _, _, e_ref) in zip(structs, out, comp):
-        r = pot.evaluate(a, forces=True)
+        r = pot.compute(a, forces=True)
         assert r["energy"] == pytest.approx(e_ref, rel=1e-8)
         assert r["energy"] == pytest.approx(o.info["energy"], rel=1e-12)
         np.testing.assert_allclose(r["charges"], o.arrays["ref_charges"], rtol=0, atol=1e-10)
@@ -136,17 +136,17 @@ def test_periodic_forces_and_stress_equal_finite_differences(fixtures):
         pot = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential", ewald=1e-12, background=True)
         fixed = pot.ewald_parameters(water)
         pot.ewald_parameters = lambda atoms, solver=None, p=fixed: p  # FD at fixed eta, r_cut, k_cut
-        r = pot.evaluate(water, total_charge=q, forces=True, stress=True)
+        r = pot.compute(water, total_charge=q, forces=True, stress=True)
         h = 1e-4
         for i, c in ((0, 0), (1, 2), (47, 1)):
             b = water.copy()
             b.positions[i, c] += h
-            ep = pot.evaluate(b, total_charge=q)["energy"]
+            ep = pot.compute(b, total_charge=q)["energy"]
             b.positions[i, c] -= 2 * h
-            em = pot.evaluate(b, total_charge=q)["energy"]
+            em = pot.compute(b, total_charge=q)["energy"]
             assert r["forces"][i, c] == pytest.approx(-(ep - em) / (2 * h), abs=2e-9)
         # strain step: the O(h^2) error of the central difference is ~1e-7 at 1e-4
-        assert_virial_is_strain_derivative(lambda b: pot.evaluate(b, total_charge=q)["energy"], water, r["virial"],
+        assert_virial_is_strain_derivative(lambda b: pot.compute(b, total_charge=q)["energy"], water, r["virial"],
                                            h=2e-5)
         np.testing.assert_allclose(r["virial"], r["virial"].T, atol=1e-9)
         np.testing.assert_allclose(r["forces"].sum(axis=0), 0.0, atol=1e-10)
@@ -156,25 +156,27 @@ def test_periodic_forces_and_stress_equal_finite_differences(fixtures):
 def test_cg_solver_equals_dense_and_warm_starts(fixtures):
     name = "n2p2_H2O_RPBE-D3_4G"
     atoms = hdnnp.read_input_data(fixtures / name / "predict" / "input.data")[0]
-    dense = FourthGeneration(fixtures / name / "potential", solver="dense").evaluate(atoms, forces=True)
+    dense = FourthGeneration(fixtures / name / "potential", solver="dense").compute(atoms, forces=True)
     cg = FourthGeneration(fixtures / name / "potential", solver="cg", tolerance=1e-10)
-    r = cg.evaluate(atoms, forces=True)
+    r = cg.compute(atoms, forces=True)
     assert r["solver"]["solver"] == "cg"
     np.testing.assert_allclose(r["charges"], dense["charges"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(r["forces"], dense["forces"], rtol=0, atol=1e-9)
     assert r["energy"] == pytest.approx(dense["energy"], rel=1e-13)
     assert abs(r["charges"].sum()) < 1e-12  # the constraint holds exactly, not to the tolerance
     # loose tolerance: charges to about that accuracy
-    loose = FourthGeneration(fixtures / name / "potential", solver="cg", tolerance=1e-5).evaluate(atoms)
+    loose = FourthGeneration(fixtures / name / "potential", solver="cg", tolerance=1e-5).compute(atoms)
     err = np.abs(loose["charges"] - dense["charges"]).max()
     assert 1e-12 < err < 1e-5
-    # warm starts from the previous charges and adjoint: none needed for the same structure,
-    # fewer after a small move
+    # warm starts from the previous charges and adjoint (the caller's state): none needed for the
+    # same structure, fewer after a small move; the potential itself keeps no state
     cold = r["solver"]["iterations"]
-    assert cg.evaluate(atoms, forces=True)["solver"]["iterations"] == [0, 0]
+    prev = (r["charges"], r["adjoint"])
+    assert cg.compute(atoms, forces=True, warm_start=prev)["solver"]["iterations"] == [0, 0]
+    assert cg.compute(atoms, forces=True)["solver"]["iterations"] == cold
     moved = atoms.copy()
     moved.positions += np.random.default_rng(1).normal(0, 1e-3, moved.positions.shape)
-    warm = cg.evaluate(moved, forces=True)["solver"]["iterations"]
+    warm = cg.compute(moved, forces=True, warm_start=prev)["solver"]["iterations"]
     assert warm[0] < cold[0] and warm[1] < cold[1]
 
 
@@ -186,17 +188,17 @@ def test_accuracy_controlled_ewald_energy_converges(fixtures):
 
     name = "n2p2_AlAuMgO_4G"
     atoms = hdnnp.read_input_data(fixtures / name / "predict" / "input.data")[0]
-    ref = FourthGeneration(fixtures / name / "potential", ewald=1e-11).evaluate(atoms)["energy"]
+    ref = FourthGeneration(fixtures / name / "potential", ewald=1e-11).compute(atoms)["energy"]
     pot = FourthGeneration(fixtures / name / "potential")
     vol, n = atoms.get_volume(), len(atoms)
     for rc in (20.0, 40.0):  # two splitting widths at 1e-11
         p = accuracy_parameters(1e-11, vol, n, r_cut=rc, max_sigma=float(pot.sigma.max()))
         pot.ewald_parameters = lambda a, solver=None, p=p: p
-        assert pot.evaluate(atoms)["energy"] == pytest.approx(ref, abs=1e-9)
+        assert pot.compute(atoms)["energy"] == pytest.approx(ref, abs=1e-9)
     for tol in (1e-3, 1e-5, 1e-7):
-        r = FourthGeneration(fixtures / name / "potential", ewald=tol).evaluate(atoms)
+        r = FourthGeneration(fixtures / name / "potential", ewald=tol).compute(atoms)
         assert abs(r["energy"] - ref) < tol, (tol, r["energy"] - ref, r["ewald"])
-    n2p2_err = abs(FourthGeneration(fixtures / name / "potential").evaluate(atoms)["energy"] - ref)
+    n2p2_err = abs(FourthGeneration(fixtures / name / "potential").compute(atoms)["energy"] - ref)
     assert n2p2_err > 1e-4  # the force-based n2p2 choice is not an energy tolerance
 
 
@@ -209,23 +211,23 @@ def test_charged_cell_and_supercell(fixtures):
     pot = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential", ewald=1e-10)
     with pytest.raises(ValueError, match="total charge of 1 e: 4G potential .*input.nn neutralises a charged cell "
                                          "with a uniform background only when asked for"):
-        pot.evaluate(water, total_charge=1.0)
+        pot.compute(water, total_charge=1.0)
     pot.background = True
-    r1 = pot.evaluate(water, forces=True)
+    r1 = pot.compute(water, forces=True)
     sup = water.repeat((2, 1, 1))
-    r2 = pot.evaluate(sup, forces=True)
+    r2 = pot.compute(sup, forces=True)
     assert r2["energy"] == pytest.approx(2 * r1["energy"], abs=5e-9)
     np.testing.assert_allclose(r2["charges"], np.tile(r1["charges"], 2), atol=1e-9)
     np.testing.assert_allclose(r2["forces"], np.tile(r1["forces"], (2, 1)), atol=1e-8)
     # translation and rotation
     moved = water.copy()
     moved.positions += [0.3, -1.1, 2.0]
-    assert pot.evaluate(moved)["energy"] == pytest.approx(r1["energy"], abs=1e-9)
+    assert pot.compute(moved)["energy"] == pytest.approx(r1["energy"], abs=1e-9)
     energies = []
     for rc in (15.0, 30.0):
         p = accuracy_parameters(1e-10, water.get_volume(), len(water), r_cut=rc, max_sigma=float(pot.sigma.max()))
         pot.ewald_parameters = lambda a, solver=None, p=p: p
-        energies.append(pot.evaluate(water, total_charge=1.0)["energy"])
+        energies.append(pot.compute(water, total_charge=1.0)["energy"])
     assert energies[0] == pytest.approx(energies[1], abs=1e-8)
 
 
@@ -236,7 +238,7 @@ def test_ase_calculator_charges_dipole_units(fixtures):
 
     pot = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential", ewald=1e-10)
     water = _water48(fixtures)
-    ref = pot.evaluate(water, forces=True, stress=True)
+    ref = pot.compute(water, forces=True, stress=True)
     a = water.copy()
     a.positions *= Bohr
     a.set_cell(np.asarray(water.cell) * Bohr, scale_atoms=False)
@@ -252,7 +254,7 @@ def test_ase_calculator_charges_dipole_units(fixtures):
     np.testing.assert_allclose(a.get_stress(), num, atol=2e-7)  # eV/A^3
     chain = hdnnp.read_input_data(fixtures / CC / "train" / "input.data")
     plus = next(s for s in chain if s.info.get("charge", 0.0) == 1.0).copy()
-    r = FourthGeneration(fixtures / CC / "potential").evaluate(plus)
+    r = FourthGeneration(fixtures / CC / "potential").compute(plus)
     plus.positions *= Bohr
     plus.calc = FourthGeneration(fixtures / CC / "potential").calculator("Bohr", "Ha")
     assert plus.get_charges().sum() == pytest.approx(1.0, abs=1e-12)
@@ -370,16 +372,16 @@ def test_particle_mesh_mode_meets_energy_tolerance(fixtures, name):
     within the tolerance of the converged sum (measured 4x-100x below it), forces and charges
     close; the result reports the mesh."""
     atoms = hdnnp.read_input_data(fixtures / name / "predict" / "input.data")[0]
-    ref = FourthGeneration(fixtures / name / "potential", ewald=1e-11, solver="dense").evaluate(atoms, forces=True)
+    ref = FourthGeneration(fixtures / name / "potential", ewald=1e-11, solver="dense").compute(atoms, forces=True)
     for tol in (1e-3, 1e-5, 1e-7):
         pot = FourthGeneration(fixtures / name / "potential", ewald=tol, solver="cg", tolerance=1e-12)
-        r = pot.evaluate(atoms, forces=True)
+        r = pot.compute(atoms, forces=True)
         assert r["ewald"]["mesh_points"] > 0 and r["ewald"]["n_kvectors"] == 0
         assert abs(r["energy"] - ref["energy"]) < tol, (tol, r["energy"] - ref["energy"], r["ewald"])
         assert np.abs(r["forces"] - ref["forces"]).max() < 10 * tol
         assert abs(r["charges"].sum() - ref["charges"].sum()) < 1e-10
     ew = FourthGeneration(fixtures / name / "potential", ewald=1e-5, solver="cg", reciprocal="ewald")
-    assert ew.evaluate(atoms)["ewald"]["n_kvectors"] > 0
+    assert ew.compute(atoms)["ewald"]["n_kvectors"] > 0
 
 
 def test_4g_extrapolation_is_reported(fixtures):
@@ -387,14 +389,14 @@ def test_4g_extrapolation_is_reported(fixtures):
     atoms are flagged, one warning is given, or an ExtrapolationError raised on request."""
     pot = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential")
     water = hdnnp.read_input_data(fixtures / "n2p2_H2O_RPBE-D3_4G" / "predict" / "input.data")[0]
-    assert not pot.evaluate(water, extrapolation="raise")["extrapolating_atoms"].any()
+    assert not pot.compute(water, extrapolation="raise")["extrapolating_atoms"].any()
     small = water.copy()
     small.set_cell(np.asarray(water.cell) * 0.7, scale_atoms=True)
     with pytest.warns(hdnnp.ExtrapolationWarning, match="outside the scaling.data range"):
-        r = pot.evaluate(small)
+        r = pot.compute(small)
     assert r["extrapolating_atoms"].sum() > 0
     with pytest.raises(hdnnp.ExtrapolationError):
-        pot.evaluate(small, extrapolation="raise")
+        pot.compute(small, extrapolation="raise")
 
 
 def test_qeq_dense_solver_equals_the_bordered_system():

@@ -133,7 +133,7 @@ def test_trained_potential_predicts_what_the_trainer_saw(fixtures, tmp_path):
     tr.train(tmp_path / "out", progress=False)
     pot = FourthGeneration(tmp_path / "out")
     for k in (0, 4):
-        r = pot.evaluate(structs[k], forces=True)
+        r = pot.compute(structs[k], forces=True)
         E, F, _, _, _, _ = tr._forward([k])
         assert r["energy"] == pytest.approx(E[0], rel=1e-12)
         np.testing.assert_allclose(r["forces"], F, rtol=0, atol=1e-12)
@@ -179,7 +179,7 @@ def test_carbon_chain_training_distinguishes_charge_states(fixtures, tmp_path):
         q = int(round(a.info["charge"]))
         row = []
         for total in (q, 1 - q):
-            r = pot.evaluate(a, total_charge=total)
+            r = pot.compute(a, total_charge=total)
             row += [np.sqrt(np.mean((r["charges"] - a.arrays["ref_charges"]) ** 2)),
                     abs(r["energy"] - a.info["energy"]) / len(a)]
         err[q].append(row)
@@ -254,7 +254,7 @@ def test_cli_trains_and_predicts_4g(fixtures, tmp_path, capsys):
     out = hdnnp.read_input_data(tmp_path / "out.data")
     pot = FourthGeneration(tmp_path / "potential")
     for k in (0, 65, 127):
-        r = pot.evaluate(structs[k])
+        r = pot.compute(structs[k])
         assert out[k].info["energy"] == pytest.approx(r["energy"], rel=1e-14)
         np.testing.assert_allclose(out[k].arrays["ref_charges"], r["charges"], rtol=0, atol=1e-14)
         assert out[k].arrays["ref_charges"].sum() == pytest.approx(structs[k].info["charge"], abs=1e-12)

@@ -41,9 +41,9 @@ def labelled_extxyz(path: Path, teacher, n: int, charges: bool):
     for k in range(n):
         a = random_cluster(n_h=6, n_o=3, box=(5.6, 5.8, 6.0), tilt=(0.5, -0.2, 0.3), seed=700 + k, dmin=0.95)
         if charges:
-            r = teacher.evaluate(a, total_charge=0.0, forces=True, extrapolation="ignore")
+            r = teacher.evaluate(a, total_charge=0.0, extrapolation="ignore")
             a.info["charge"] = 0.0
-            a.calc = SinglePointCalculator(a, energy=r["energy"], forces=r["forces"], charges=r["charges"])
+            a.calc = SinglePointCalculator(a, energy=r.energy, forces=r.forces, charges=r.charges)
         else:
             r = teacher.evaluate(a, extrapolation="ignore")
             a.calc = SinglePointCalculator(a, energy=r.energy, forces=r.forces, stress=r.stress)
@@ -62,9 +62,9 @@ def check_predictions(cwd: Path, frames, charged: bool):
         a = a.copy()
         a.calc = None
         if charged:
-            r = pot.evaluate(a, total_charge=0.0, forces=True, extrapolation="ignore")
-            e, f = r["energy"], r["forces"]
-            np.testing.assert_allclose(b.get_charges(), r["charges"], rtol=0, atol=1e-7)
+            r = pot.evaluate(a, total_charge=0.0, extrapolation="ignore")
+            e, f = r.energy, r.forces
+            np.testing.assert_allclose(b.get_charges(), r.charges, rtol=0, atol=1e-7)
         else:
             r = pot.evaluate(a, extrapolation="ignore")
             e, f = r.energy, r.forces

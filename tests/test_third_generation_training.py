@@ -29,7 +29,7 @@ def teacher(tmp_path_factory):
     structs = []
     for s in range(24):
         a = random_cluster(pbc=s % 2 == 0, seed=100 + s)
-        r = pot.evaluate(a, forces=True, stress=a.pbc.all())
+        r = pot.compute(a, forces=True, stress=a.pbc.all())
         if a.pbc.all():
             st = r["stress"]
             a.info["stress"] = np.array([st[0, 0], st[1, 1], st[2, 2], st[1, 2], st[0, 2], st[0, 1]])
@@ -113,7 +113,7 @@ def test_two_step_training_learns_the_teacher(teacher, tmp_path):
     pot = hdnnp.load(tmp_path / "step2")
     assert isinstance(pot, ThirdGeneration) and pot.charge_correction == "rescale"
     for k in (0, 5):
-        r = pot.evaluate(structs[k], forces=True)
+        r = pot.compute(structs[k], forces=True)
         E, F, _, _, _, _ = tr2._forward([k])
         assert r["energy"] == pytest.approx(E[0], rel=1e-10)
         np.testing.assert_allclose(r["forces"], F, rtol=0, atol=1e-9)
@@ -121,7 +121,7 @@ def test_two_step_training_learns_the_teacher(teacher, tmp_path):
         np.testing.assert_allclose(r["charges"], structs[k].arrays["ref_charges"], atol=0.05)
     # stresses: the written potential's (periodic structure 0) = the trainer's (electrostatic virial
     # included), which is close to the teacher's
-    r = pot.evaluate(structs[0], forces=True, stress=True)
+    r = pot.compute(structs[0], forces=True, stress=True)
     st = -0.5 * (r["virial"] + r["virial"].T) / structs[0].get_volume()
     pred, ref, _ = tr2.stress_of(tr2._forward([0])[5])
     np.testing.assert_allclose(pred[0], [st[0, 0], st[1, 1], st[2, 2], st[1, 2], st[0, 2], st[0, 1]], atol=1e-10)
@@ -151,7 +151,7 @@ def test_cli_trains_and_predicts_3g(teacher, tmp_path, capsys):
     assert len(out) == 12
     pot = ThirdGeneration(d / "potential")
     for k in (0, 7):
-        r = pot.evaluate(structs[k], forces=True)
+        r = pot.compute(structs[k], forces=True)
         assert out[k].info["energy"] == pytest.approx(r["energy"], rel=1e-14)
         np.testing.assert_allclose(out[k].arrays["ref_charges"], r["charges"], rtol=0, atol=1e-14)
         assert out[k].arrays["ref_charges"].sum() == pytest.approx(0.0, abs=1e-12)
@@ -181,7 +181,7 @@ def test_fitted_offsets_leave_out_the_electrostatics(teacher):
     tr = LocalShortTrainer(tdir, structs, TrainingConfig(seed=5, fit_offsets=True))
     pot = ThirdGeneration(tdir, ewald=1e-10)
     train = [structs[k] for k in tr.train_idx]
-    resid = [a.info["energy"] - pot.evaluate(a)["electrostatic_energy"] for a in train]
+    resid = [a.info["energy"] - pot.compute(a)["electrostatic_energy"] for a in train]
     np.testing.assert_allclose(tr.offsets, fit_atomic_energies(train, tr.elements, resid), rtol=1e-6)
 
 

@@ -7,7 +7,6 @@
 #include "hdnnp/errors.hpp"
 #include "hdnnp/neighbor.hpp"
 #include "hdnnp/qeq.hpp"
-#include "hdnnp/units.hpp"
 
 namespace hdnnp {
 namespace {
@@ -31,18 +30,6 @@ NeuralNetwork network(const Settings& S, const std::string& kind, int n_in, cons
     for (long l = 0; l <= nh; ++l) av.push_back(activation_from_letter(acts[l], where));
     return NeuralNetwork(sizes, av, S.has("normalize_nodes"));
 }
-
-/// Neumaier's compensated sum: energies of many atoms without the round-off of a running sum
-/// (central differences of the energy resolve 1e-13 relative).
-struct Sum {
-    double s = 0.0, c = 0.0;
-    void add(double x) {
-        const double t = s + x;
-        c += std::fabs(s) >= std::fabs(x) ? (s - t) + x : (x - t) + s;
-        s = t;
-    }
-    double value() const { return s + c; }
-};
 
 }  // namespace
 
@@ -74,39 +61,14 @@ std::shared_ptr<const FourthGenerationPotential> FourthGenerationPotential::load
     }
     for (int e = 0; e < ne; ++e)
         if (!(p->sigma_[e] > 0.0)) throw ConfigError(nn + ": fixed_gausswidth must be given for every element");
-    if (S.has("screen_electrostatics")) {
-        const auto t = S.args("screen_electrostatics");
-        const std::string w = nn + ":" + std::to_string(S.get("screen_electrostatics").line);
-        if (t.size() < 2) throw ConfigError(w + ": screen_electrostatics needs r_in and r_out");
-        if (p->cent_)
-            throw ConfigError(w + ": screen_electrostatics cannot be used with CENT (the energy is the "
-                              "charge-equilibration functional itself)");
-        p->screening_.r_in = parse_double(t[0], w);
-        p->screening_.r_out = parse_double(t[1], w);
-        const std::string core = t.size() > 2 ? t[2] : "c";
-        if (core != "c" && core != "e" && core != "p1" && core != "p2" && core != "p3" && core != "p4")
-            throw ConfigError(w + ": screen_electrostatics: unknown core function '" + core + "'");
-        p->screening_.core = core.size() == 2 ? core[1] : core[0];
-    }
-    if (S.has("ewald_truncation_error_method"))
-        p->ewald_method_ = static_cast<int>(parse_int(S.args("ewald_truncation_error_method").at(0), nn));
-    if (S.has("ewald_prec")) {
-        p->ewald_prec_.clear();
-        for (const auto& a : S.args("ewald_prec")) p->ewald_prec_.push_back(parse_double(a, nn));
-    }
-    // 4 pi eps0: derived from the declared units (1 for Bohr/Ha); a contradicting value is an error
-    double given = 0.0;
-    if (S.has("four_pi_epsilon")) given = parse_double(S.args("four_pi_epsilon").at(0), nn);
-    p->fpe_ = given > 0.0 ? given : 1.0;
-    if (!M.length_unit().empty() && !M.energy_unit().empty()) {
-        const double lf = angstrom_per_length_unit(M.length_unit()), ef = ev_per_energy_unit(M.energy_unit());
-        if (lf > 0.0 && ef > 0.0) {
-            const double derived = lf * ef / COULOMB_EV_ANGSTROM;
-            if (given > 0.0 && std::fabs(given - derived) > 1e-4 * derived)
-                throw ConfigError(nn + ": four_pi_epsilon " + std::to_string(given) + " contradicts the declared units");
-            p->fpe_ = derived;
-        }
-    }
+    p->es_ = ElectrostaticsSettings::read(S, nn);
+    if (p->cent_ && S.has("screen_electrostatics"))
+        throw ConfigError(nn + ":" + std::to_string(S.get("screen_electrostatics").line) + ": screen_electrostatics "
+                          "cannot be used with CENT (the energy is the charge-equilibration functional itself)");
+    if (M.baseline_auto() && !M.baseline())
+        throw ConfigError(nn + ": 'hdnnp_zbl auto' leaves the baseline's radii to training; a potential to predict "
+                          "with needs them written out ('hdnnp_zbl <element> <element> <r_inner> <r_outer>', as "
+                          "hdnnp train writes them)");
     for (int e = 0; e < ne; ++e) {
         const ElementModel& em = M.elements()[e];
         const int K = em.descriptor.size();
@@ -131,18 +93,9 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
                                         double q_tot, const ChargeOptions& opt, ChargeResult& out,
                                         std::vector<double>* warm, std::vector<double>* warm_adj) const {
     const Model& M = *desc_;
-    const int ne = M.n_elements();
-    if (n < 1) throw InputError("the structure has no atoms");
-    for (int64_t i = 0; i < n; ++i)
-        if (species[i] < 0 || species[i] >= ne)
-            throw InputError("atom " + std::to_string(i) + " has an element index outside the potential's elements");
+    check_species(n, species, M.n_elements());
     const bool periodic = cell != nullptr;
-    if (periodic && q_tot != 0.0 && !opt.background) {
-        char buf[64];
-        std::snprintf(buf, sizeof(buf), "%g", q_tot);
-        throw InputError(std::string("the periodic cell carries a total charge of ") + buf + " e: a charged cell is "
-                         "neutralised by a uniform background only when that is asked for (background option)");
-    }
+    ElectrostaticsSettings::check_charged_cell(periodic, q_tot, opt, path_);
     const bool pbc[3] = {periodic, periodic, periodic};
     const NeighborList nl = build_neighbor_list(pos, n, cell, pbc, M.cutoff(), 1e-6);
     AtomsView A;
@@ -172,19 +125,12 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
     const bool cg = opt.solver == "cg";
     if (!cg && opt.solver != "dense") throw std::invalid_argument("solver must be 'dense' or 'cg'");
     ElectrostaticsSetup es;
-    es.n = n; es.positions = pos; es.cell = cell; es.sigma = sig.data(); es.four_pi_eps = fpe_;
-    es.screening = screening_; es.threads = opt.threads;
+    es.n = n; es.positions = pos; es.cell = cell; es.sigma = sig.data(); es.four_pi_eps = es_.four_pi_eps;
+    es.screening = es_.screening; es.threads = opt.threads;
     double volume = 0.0;
     if (periodic) {
         volume = cell_volume(cell);
-        if (opt.fixed_ewald)
-            out.ewald = opt.ewald;
-        else if (opt.ewald_tolerance <= 0.0)
-            out.ewald = n2p2_ewald_parameters(ewald_method_, ewald_prec_, volume, n, fpe_, max_sigma);
-        else if (cg)
-            out.ewald = pme_ewald_parameters(opt.ewald_tolerance, cell, n, 1.0, fpe_, max_sigma);
-        else
-            out.ewald = accuracy_ewald_parameters(opt.ewald_tolerance, volume, n, 1.0, fpe_, 0.0, max_sigma, false);
+        out.ewald = es_.choose(opt, cell, n, max_sigma, cg);
         es.eta = out.ewald.eta; es.r_cut = out.ewald.r_cut; es.k_cut = out.ewald.k_cut;
         for (int d = 0; d < 3; ++d) es.mesh[d] = out.ewald.mesh[d];
         es.mesh_order = out.ewald.mesh_order;
@@ -222,10 +168,30 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
     const auto& Q = out.charges;
     std::vector<double> dEelec(n);
     double e_elec = op.energy(Q.data(), dEelec.data(), A0Q.empty() ? nullptr : A0Q.data());
-    const double e_bg = periodic && q_tot != 0.0 ? -3.14159265358979323846 * out.ewald.eta * out.ewald.eta * q_tot * q_tot /
-                                                       (volume * fpe_) : 0.0;
+    const double e_bg = periodic && q_tot != 0.0 ? es_.background_energy(q_tot, out.ewald.eta, volume) : 0.0;
     out.electrostatic_energy = e_elec + e_bg;
     const bool grads = opt.forces || opt.virial;
+    std::fill(out.dipole, out.dipole + 3, 0.0);
+    if (!periodic)
+        for (int64_t i = 0; i < n; ++i)
+            for (int d = 0; d < 3; ++d) out.dipole[d] += Q[i] * pos[3 * i + d];
+    // the hdnnp_zbl pair baseline (its pairs lie within the descriptors' neighbour list)
+    ComputeResult bres;
+    const bool has_base = static_cast<bool>(M.baseline());
+    if (has_base) {
+        ComputeOptions bopt;
+        bopt.forces = grads; bopt.virial = grads; bopt.threads = opt.threads;
+        M.baseline()->compute(A, bopt, bres);
+    }
+    out.baseline_energy = has_base ? bres.energy : 0.0;
+    auto finish = [&]() {
+        if (!has_base) return;
+        out.energy += bres.energy;
+        for (int64_t i = 0; i < n; ++i) out.atom_energies[i] += bres.atom_energies[i];
+        if (!grads) return;
+        for (int64_t k = 0; k < 3 * n; ++k) out.forces[k] += bres.forces[k];
+        for (int k = 0; k < 9; ++k) out.virial[k] += bres.virial[k];
+    };
     // Forces and virial of E(R) with dE/dG (raw G) = w through the core's descriptor force pass,
     // plus -d/dR [E_elec(Q) + lam^T A0 Q] at fixed Q and lam, plus the background's virial.
     auto force_pass = [&](const std::vector<double>& w, const std::vector<double>& lam) {
@@ -247,14 +213,17 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
             A0Q.assign(n, 0.0);
             op.apply(Q.data(), A0Q.data());
         }
-        Sum e, e_off, half;
+        CompensatedSum e, e_off, half;
+        out.atom_energies.assign(n, 0.0);
         for (int64_t i = 0; i < n; ++i) {
-            e.add(chi[i] * Q[i] + 0.5 * J[i] * Q[i] * Q[i] + 0.5 * Q[i] * A0Q[i]);
+            const double ei = chi[i] * Q[i] + 0.5 * J[i] * Q[i] * Q[i] + 0.5 * Q[i] * A0Q[i];
+            e.add(ei);
             half.add(0.5 * Q[i] * A0Q[i]);
             e_off.add(M.elements()[species[i]].atom_energy);
+            out.atom_energies[i] = ei + e_bg / n + M.elements()[species[i]].atom_energy;
         }
         out.electrostatic_energy = half.value() + e_bg;
-        Sum total;
+        CompensatedSum total;
         total.add(e.value());
         total.add(e_bg);
         total.add(e_off.value());
@@ -263,7 +232,7 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
         out.forces.clear();
         out.adjoint.clear();
         std::fill(out.virial, out.virial + 9, 0.0);
-        if (!grads) return;
+        if (!grads) return finish();
         std::vector<double> dchi, zero(n, 0.0);
         for (int64_t i = 0; i < n; ++i) {
             const ElementModel& em = M.elements()[species[i]];
@@ -273,12 +242,12 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
             for (int k = 0; k < K; ++k) G[off[i] + k] = Q[i] * dchi[k] * em.factor[k];   // now dE/dG
         }
         force_pass(G, zero);
-        return;
+        return finish();
     }
     // short networks on [G, Q]
     out.atom_energies_short.assign(n, 0.0);
     std::vector<double> x, dx, dEs_dQ(n, 0.0);
-    Sum e_short, e_off;
+    CompensatedSum e_short, e_off;
     for (int64_t i = 0; i < n; ++i) {
         const int e = species[i];
         const int K = M.elements()[e].descriptor.size();
@@ -290,15 +259,19 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
         e_short.add(out.atom_energies_short[i]);
         e_off.add(M.elements()[e].atom_energy);
     }
-    Sum total;
+    CompensatedSum total;
     total.add(e_short.value());
     total.add(out.electrostatic_energy);
     total.add(e_off.value());
     out.energy = total.value();
+    out.atom_energies.assign(n, 0.0);
+    for (int64_t i = 0; i < n; ++i)
+        out.atom_energies[i] = out.atom_energies_short[i] + M.elements()[species[i]].atom_energy +
+                               0.5 * Q[i] * dEelec[i] + e_bg / n;
     out.forces.clear();
     out.adjoint.clear();
     std::fill(out.virial, out.virial + 9, 0.0);
-    if (!grads) return;
+    if (!grads) return finish();
     // one adjoint solve: lambda = K^-1 [-(dE_elec/dQ + dE_short/dQ); 0]
     std::vector<double> rhs(n), lam(n, 0.0);
     for (int64_t i = 0; i < n; ++i) rhs[i] = -(dEelec[i] + dEs_dQ[i]);
@@ -327,6 +300,7 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
         for (int k = 0; k < K; ++k) G[off[i] + k] = (dx[k] + lam[i] * dchi[k]) * em.factor[k];   // now dE/dG
     }
     force_pass(G, lam);
+    finish();
 }
 
 }  // namespace hdnnp

@@ -95,26 +95,49 @@ int Model::element_index(const std::string& symbol) const {
 }
 
 std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weights) {
-    auto m = std::make_shared<Model>();
-    m->directory_ = dir;
     const std::string nn_path = join_path(dir, "input.nn");
     if (!file_exists(nn_path)) throw ConfigError("potential directory '" + dir + "' has no input.nn");
-    m->settings_ = Settings::read_file(nn_path);
+    LoadOptions how;
+    how.weights = with_weights;
+    return load(dir, Settings::read_file(nn_path), how);
+}
+
+std::shared_ptr<const Model> Model::load(const std::string& dir, const Settings& settings, const LoadOptions& how) {
+    const bool with_weights = how.weights;
+    const bool charge = how.networks == NetworkSet::Charge;
+    auto m = std::make_shared<Model>();
+    m->directory_ = dir;
+    m->networks_ = how.networks;
+    const std::string nn_path = join_path(dir, "input.nn");
+    m->settings_ = settings;
     const Settings& S = m->settings_;
     m->warnings_ = S.warnings();
     auto where = [&](const std::string& key) {
         return nn_path + ":" + std::to_string(S.get(key).line);
     };
+    // keyword names of the network set
+    const std::string net = charge ? "electrostatic" : "short";
+    const std::string sf_key = charge ? "symfunction_electrostatic" : "symfunction_short";
+    const std::string smin_key = charge ? "scale_min_elec" : "scale_min_short";
+    const std::string smax_key = charge ? "scale_max_elec" : "scale_max_short";
 
     // (the descriptors of a 4G or CENT potential load without networks; FourthGenerationPotential
     // adds them; CENT has no short networks, so their architecture may be absent)
     bool descriptors_only = false;
-    if (S.has("nnp_type")) {
-        const std::string t = S.args("nnp_type").at(0);
-        descriptors_only = !with_weights && (t == "4" || t == "4G-HDNNP" || t == "cent" || t == "CENT");
-        if (t != "2" && t != "2G-HDNNP" && !descriptors_only)
-            throw ConfigError(where("nnp_type") + ": nnp_type " + t +
-                              " is not supported by this version (only 2G potentials)");
+    const std::string gen = S.has("nnp_type") ? S.args("nnp_type").at(0) : "2";
+    {
+        const bool g2 = gen == "2" || gen == "2G-HDNNP", g3 = gen == "3" || gen == "3G-HDNNP";
+        const bool g4 = gen == "4" || gen == "4G-HDNNP" || gen == "cent" || gen == "CENT";
+        descriptors_only = !with_weights && g4;
+        if (charge && !g3)
+            throw ConfigError(nn_path + ": charge networks (symfunction_electrostatic) belong to 3G potentials, "
+                              "not nnp_generation " + gen);
+        if (!(g2 || descriptors_only || (how.part && (g3 || g4))))
+            throw ConfigError(where("nnp_type") + ": nnp_type " + gen + " is not a 2G potential: load it with "
+                              "hdnnp.load (3G, 4G and CENT potentials are their own types)");
+        if (how.part && g3 && !charge && !S.has("symfunction_electrostatic"))
+            throw ConfigError(nn_path + ": a 3G potential needs symfunction_electrostatic lines (the charge "
+                              "networks' symmetry functions)");
     }
 
     // Elements, sorted by atomic number as n2p2 does.
@@ -146,10 +169,11 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
     }
 
     // Normalisation.
-    if (S.has("mean_energy")) m->mean_energy_ = parse_double(S.args("mean_energy").at(0), where("mean_energy"));
-    if (S.has("conv_energy") != S.has("conv_length"))
+    if (charge) {}   // (charges are not normalised)
+    else if (S.has("mean_energy")) m->mean_energy_ = parse_double(S.args("mean_energy").at(0), where("mean_energy"));
+    if (!charge && S.has("conv_energy") != S.has("conv_length"))
         throw ConfigError(nn_path + ": conv_energy and conv_length must be given together");
-    if (S.has("conv_energy")) {
+    if (!charge && S.has("conv_energy")) {
         m->conv_energy_ = parse_double(S.args("conv_energy").at(0), where("conv_energy"));
         m->conv_length_ = parse_double(S.args("conv_length").at(0), where("conv_length"));
         if (!(m->conv_energy_ > 0.0) || !(m->conv_length_ > 0.0))
@@ -168,15 +192,15 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
                      : ce ? ScalingMode::Center : ScalingMode::None;
     if (m->scaling_mode_ == ScalingMode::Scale || m->scaling_mode_ == ScalingMode::ScaleCenter ||
         m->scaling_mode_ == ScalingMode::ScaleSigma) {
-        if (S.has("scale_min_short")) m->s_min_ = parse_double(S.args("scale_min_short").at(0), where("scale_min_short"));
-        else m->warnings_.push_back(nn_path + ": scale_min_short not given, using 0");
-        if (S.has("scale_max_short")) m->s_max_ = parse_double(S.args("scale_max_short").at(0), where("scale_max_short"));
-        else m->warnings_.push_back(nn_path + ": scale_max_short not given, using 1");
+        if (S.has(smin_key)) m->s_min_ = parse_double(S.args(smin_key).at(0), where(smin_key));
+        else m->warnings_.push_back(nn_path + ": " + smin_key + " not given, using 0");
+        if (S.has(smax_key)) m->s_max_ = parse_double(S.args(smax_key).at(0), where(smax_key));
+        else m->warnings_.push_back(nn_path + ": " + smax_key + " not given, using 1");
     }
 
     // Symmetry functions per element, sorted as n2p2 does.
     std::vector<std::vector<SymFuncDef>> defs(el.size());
-    for (const auto& e : S.all("symfunction_short")) {
+    for (const auto& e : S.all(sf_key)) {
         const std::string w = nn_path + ":" + std::to_string(e.line);
         SymFuncDef d = parse_symfunction(split_ws(e.args), el, w);
         d.line = e.line;
@@ -188,31 +212,31 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
     }
 
     // Network architecture.
-    const bool no_short = descriptors_only && !S.has("global_hidden_layers_short");
-    const long n_hidden = no_short ? 0 : parse_int(S.args("global_hidden_layers_short").at(0),
-                                                   where("global_hidden_layers_short"));
-    auto gnodes = no_short ? std::vector<std::string>{} : S.args("global_nodes_short");
-    auto gacts = no_short ? std::vector<std::string>{"l"} : S.args("global_activation_short");
+    const bool no_short = descriptors_only && !S.has("global_hidden_layers_" + net);
+    const long n_hidden = no_short ? 0 : parse_int(S.args("global_hidden_layers_" + net).at(0),
+                                                   where("global_hidden_layers_" + net));
+    auto gnodes = no_short ? std::vector<std::string>{} : S.args("global_nodes_" + net);
+    auto gacts = no_short ? std::vector<std::string>{"l"} : S.args("global_activation_" + net);
     if (n_hidden < 0 || static_cast<long>(gnodes.size()) != n_hidden)
-        throw ConfigError(where("global_nodes_short") + ": expected " + std::to_string(n_hidden) +
+        throw ConfigError(where("global_nodes_" + net) + ": expected " + std::to_string(n_hidden) +
                           " hidden layer sizes, found " + std::to_string(gnodes.size()));
     if (static_cast<long>(gacts.size()) != n_hidden + 1)
-        throw ConfigError(where("global_activation_short") + ": expected " + std::to_string(n_hidden + 1) +
+        throw ConfigError(where("global_activation_" + net) + ": expected " + std::to_string(n_hidden + 1) +
                           " activation letters (hidden layers + output), found " + std::to_string(gacts.size()));
     std::vector<std::vector<int>> nodes(el.size());
     std::vector<std::vector<std::string>> acts(el.size());
     for (size_t e = 0; e < el.size(); ++e) {
-        for (const auto& g : gnodes) nodes[e].push_back(static_cast<int>(parse_int(g, where("global_nodes_short"))));
+        for (const auto& g : gnodes) nodes[e].push_back(static_cast<int>(parse_int(g, where("global_nodes_" + net))));
         acts[e] = gacts;
     }
     auto elem_of = [&](const std::string& sym, const std::string& w) {
         for (size_t i = 0; i < el.size(); ++i) if (el[i] == sym) return i;
         throw ConfigError(w + ": element '" + sym + "' is not in the 'elements' list");
     };
-    for (const auto& en : S.all("element_hidden_layers_short")) {
+    for (const auto& en : S.all("element_hidden_layers_" + net)) {
         const std::string w = nn_path + ":" + std::to_string(en.line);
         auto t = split_ws(en.args);
-        if (t.size() != 2) throw ConfigError(w + ": expected 'element_hidden_layers_short <element> <n>'");
+        if (t.size() != 2) throw ConfigError(w + ": expected 'element_hidden_layers_" + net + " <element> <n>'");
         const size_t e = elem_of(t[0], w);
         const long n = parse_int(t[1], w);
         if (n < 0) throw ConfigError(w + ": number of hidden layers must be >= 0");
@@ -221,12 +245,12 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
         acts[e].resize(n);
         acts[e].push_back(out_act);
     }
-    for (const auto& en : S.all("element_nodes_short")) {
+    for (const auto& en : S.all("element_nodes_" + net)) {
         // Documented meaning (RuNNer/n2p2 docs): element_nodes_short <element> <layer> <nodes>,
         // layer counted from 1 over the hidden layers.
         const std::string w = nn_path + ":" + std::to_string(en.line);
         auto t = split_ws(en.args);
-        if (t.size() != 3) throw ConfigError(w + ": expected 'element_nodes_short <element> <layer> <nodes>'");
+        if (t.size() != 3) throw ConfigError(w + ": expected 'element_nodes_" + net + " <element> <layer> <nodes>'");
         const size_t e = elem_of(t[0], w);
         const long l = parse_int(t[1], w), n = parse_int(t[2], w);
         if (l < 1 || l > static_cast<long>(nodes[e].size()))
@@ -234,11 +258,11 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
         if (n < 1) throw ConfigError(w + ": number of nodes must be >= 1");
         nodes[e][l - 1] = static_cast<int>(n);
     }
-    for (const auto& en : S.all("element_activation_short")) {
+    for (const auto& en : S.all("element_activation_" + net)) {
         const std::string w = nn_path + ":" + std::to_string(en.line);
         auto t = split_ws(en.args);
         if (t.size() != 3)
-            throw ConfigError(w + ": expected 'element_activation_short <element> <layer> <letter>' "
+            throw ConfigError(w + ": expected 'element_activation_" + net + " <element> <layer> <letter>' "
                               "(per-neuron activations are not supported)");
         const size_t e = elem_of(t[0], w);
         const long l = parse_int(t[1], w);
@@ -251,7 +275,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
     // Atomic energy offsets.
     std::vector<double> offsets(el.size(), 0.0);
     std::vector<bool> has_offset(el.size(), false);
-    for (const auto& en : S.all("atom_energy")) {
+    for (const auto& en : charge ? std::vector<SettingsEntry>{} : S.all("atom_energy")) {
         const std::string w = nn_path + ":" + std::to_string(en.line);
         auto t = split_ws(en.args);
         if (t.size() != 2) throw ConfigError(w + ": expected 'atom_energy <element> <energy>'");
@@ -266,7 +290,8 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
         em.symbol = el[e];
         em.z = zs[e];
         em.atom_energy = offsets[e];
-        if (defs[e].empty()) throw ConfigError(nn_path + ": element " + el[e] + " has no symmetry functions");
+        if (defs[e].empty())
+            throw ConfigError(nn_path + ": element " + el[e] + " has no symmetry functions (" + sf_key + ")");
         std::stable_sort(defs[e].begin(), defs[e].end(), symfunction_less);
         em.descriptor = ElementDescriptor(defs[e], m->cutoff_type_, m->cutoff_alpha_, m->conv_length_, zs,
                                           static_cast<int>(el.size()));
@@ -290,8 +315,10 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
         m->elements_.push_back(std::move(em));
     }
 
-    // scaling.data: n2p2 (6 columns) or RuNNer (5 columns + final energy line).
-    const std::string sc_path = join_path(dir, "scaling.data");
+    // scaling.data: n2p2 (6 columns) or RuNNer (5 columns + final energy line); a 3G potential's
+    // scalinge.data in RuNNer's layout ends with one 'charge_min charge_max' line per element.
+    const std::string sc_name = charge ? "scalinge.data" : "scaling.data";
+    const std::string sc_path = join_path(dir, sc_name);
     size_t total_sf = 0;
     for (const auto& em : m->elements_) total_sf += em.descriptor.size();
     if (file_exists(sc_path)) {
@@ -300,14 +327,26 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
         if (ncol != 6 && ncol != 5)
             throw ModelFileError(sc_path + ": expected 6 columns (n2p2) or 5 columns (RuNNer), found " +
                                  std::to_string(ncol));
-        size_t expect = total_sf + (ncol == 5 ? 1 : 0);
+        const size_t tail = ncol == 5 ? (charge ? m->elements_.size() : 1) : 0;
+        size_t expect = total_sf + tail;
         if (lines.size() != expect) {
             std::ostringstream os;
             os << sc_path << ": expected " << expect << " lines (";
             for (size_t e = 0; e < m->elements_.size(); ++e)
                 os << (e ? ", " : "") << m->elements_[e].symbol << " " << m->elements_[e].descriptor.size();
-            os << " symmetry functions" << (ncol == 5 ? " + energy line" : "") << "), found " << lines.size();
+            os << " symmetry functions"
+               << (tail ? charge ? " + one 'charge_min charge_max' line per element" : " + energy line" : "") << "), found "
+               << lines.size();
             throw ModelFileError(os.str());
+        }
+        if (charge && tail) {
+            for (size_t k = total_sf; k < lines.size(); ++k) {
+                const auto& [no, t] = lines[k];
+                if (t.size() != 2)
+                    throw ModelFileError(sc_path + ":" + std::to_string(no) + ": expected 'charge_min charge_max' "
+                                         "(RuNNer's layout ends with one such line per element)");
+                m->charge_range_.push_back({file_number(t[0], sc_path, no), file_number(t[1], sc_path, no)});
+            }
         }
         if (ncol == 5 && m->scaling_mode_ == ScalingMode::ScaleSigma)
             throw ModelFileError(sc_path + ": RuNNer 5-column layout has no sigma, but "
@@ -332,7 +371,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
             }
         }
     } else if (m->scaling_mode_ != ScalingMode::None && with_weights) {
-        throw ModelFileError("potential directory '" + dir + "' has no scaling.data, but input.nn asks "
+        throw ModelFileError("potential directory '" + dir + "' has no " + sc_name + ", but input.nn asks "
                              "for symmetry-function scaling");
     }
     for (auto& em : m->elements_) {
@@ -371,15 +410,16 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, bool with_weigh
     // Declared units and the ZBL pair baseline.
     if (const auto* d = S.declared("length_unit")) m->length_unit_ = d->args;
     if (const auto* d = S.declared("energy_unit")) m->energy_unit_ = d->args;
-    m->read_baseline(nn_path, with_weights);
+    if (!charge) m->read_baseline(nn_path, with_weights);
 
     // Weights.
     m->has_weights_ = with_weights;
     for (auto& em : m->elements_) {
         if (!with_weights) break;
         char name[32];
-        std::snprintf(name, sizeof(name), "weights.%03d.data", em.z);
-        load_network_weights(em.network, join_path(dir, name), "element " + em.symbol);
+        std::snprintf(name, sizeof(name), charge ? "weightse.%03d.data" : "weights.%03d.data", em.z);
+        load_network_weights(em.network, join_path(dir, name),
+                             charge ? "the charge network of " + em.symbol : "element " + em.symbol);
     }
     return m;
 }

@@ -42,6 +42,9 @@ const std::set<std::string>& known_keywords() {
         "element_nodes_electrostatic", "element_activation_electrostatic",
         "fixed_gausswidth", "initial_hardness", "ewald_truncation_error_method", "ewald_prec",
         "screen_electrostatics", "four_pi_epsilon",
+        // 3G (RuNNer): charge networks on their own symmetry functions
+        "symfunction_electrostatic", "scale_min_elec", "scale_max_elec", "enforce_totcharge",
+        "use_electrostatics", "use_short_nn", "electrostatic_type", "ewald_alpha", "ewald_cutoff", "ewald_kmax",
         // training
         "random_seed", "test_fraction", "epochs", "normalize_data_set", "use_short_forces",
         "force_weight", "force_energy_ratio", "energy_fraction", "force_fraction",
@@ -69,7 +72,7 @@ const std::set<std::string>& known_keywords() {
 
 const std::set<std::string>& repeatable() {
     static const std::set<std::string> s = {
-        "symfunction_short",  "atom_energy",          "element_nodes_short",
+        "symfunction_short",  "symfunction_electrostatic", "atom_energy",          "element_nodes_short",
         "fixed_gausswidth",   "initial_hardness",     "element_hidden_layers_short", "hdnnp_zbl",
         "element_activation_short", "element_nodes_electrostatic",
         "element_hidden_layers_electrostatic", "element_activation_electrostatic"};

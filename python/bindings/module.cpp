@@ -13,6 +13,7 @@
 #include "hdnnp/errors.hpp"
 #include "hdnnp/ewald_parameters.hpp"
 #include "hdnnp/fourth_generation.hpp"
+#include "hdnnp/third_generation.hpp"
 #include "hdnnp/model.hpp"
 #include "hdnnp/network.hpp"
 #include "hdnnp/qeq.hpp"
@@ -200,9 +201,21 @@ PYBIND11_MODULE(_core, m) {
 
     py::class_<Model, std::shared_ptr<Model>> model_class(m, "Model");
     model_class
-        .def_static("load", [](const std::string& dir, bool weights) {
-            return std::const_pointer_cast<Model>(Model::load(dir, weights));
-        }, py::arg("directory"), py::arg("weights") = true, py::call_guard<py::gil_scoped_release>())
+        .def_static("load", [](const std::string& dir, bool weights, const std::string& networks) {
+            if (networks == "") return std::const_pointer_cast<Model>(Model::load(dir, weights));
+            if (networks != "short" && networks != "charge")
+                throw std::invalid_argument("networks must be 'short' or 'charge'");
+            // one part of a 3G/4G/CENT potential
+            LoadOptions how;
+            how.weights = weights;
+            how.part = true;
+            how.networks = networks == "charge" ? NetworkSet::Charge : NetworkSet::Short;
+            const std::string nn = dir + "/input.nn";
+            return std::const_pointer_cast<Model>(Model::load(dir, Settings::read_file(nn), how));
+        }, py::arg("directory"), py::arg("weights") = true, py::arg("networks") = "",
+           "a 2G potential; networks='short' or 'charge': that part of a 3G/4G/CENT potential",
+           py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("charge_range", [](const Model& mo) { return mo.charge_range(); })
         .def_property_readonly("has_weights", &Model::has_weights)
         .def_property_readonly("elements", &Model::element_symbols)
         .def_property_readonly("atomic_numbers", [](const Model& mo) {
@@ -550,6 +563,66 @@ PYBIND11_MODULE(_core, m) {
        py::arg("four_pi_eps") = 1.0, py::arg("max_sigma") = 0.0, py::arg("neighbours") = 150.0, py::arg("order") = 6);
     m.def("fft_size", &fft_size, py::arg("n"));
 
+    // 3G / 4G / CENT: options in, one result dict out (the potential's native units)
+    auto charge_options = [](double ewald_tolerance, const std::string& solver, double cg_tolerance, bool forces,
+                             bool virial, int threads, bool background, const std::optional<py::dict>& ewald) {
+        ChargeOptions o;
+        o.ewald_tolerance = ewald_tolerance; o.solver = solver; o.cg_tolerance = cg_tolerance;
+        o.forces = forces; o.virial = virial; o.threads = threads; o.background = background;
+        if (ewald) {
+            const py::dict& e = *ewald;
+            o.fixed_ewald = true;
+            o.ewald.eta = py::cast<double>(e["eta"]);
+            o.ewald.r_cut = py::cast<double>(e["r_cut"]);
+            o.ewald.k_cut = py::cast<double>(e["k_cut"]);
+            if (e.contains("method")) o.ewald.method = py::cast<std::string>(e["method"]);
+            if (e.contains("mesh")) {
+                const auto m = py::cast<std::array<int, 3>>(e["mesh"]);
+                for (int d = 0; d < 3; ++d) o.ewald.mesh[d] = m[d];
+            }
+            if (e.contains("mesh_order")) o.ewald.mesh_order = py::cast<int>(e["mesh_order"]);
+        }
+        return o;
+    };
+    auto check_structure = [](const CArrD& pos, const CArrI32& species, const std::optional<CArrD>& cell) {
+        if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
+        if (species.size() != pos.shape(0)) throw std::invalid_argument("species must be (n,)");
+        if (cell && cell->size() != 9) throw std::invalid_argument("cell must be 3 x 3");
+        return static_cast<int64_t>(pos.shape(0));
+    };
+    auto charge_result = [ewald_dict](ChargeResult& r, int64_t n, bool grads, bool periodic) {
+        py::dict d;
+        d["energy"] = r.energy;
+        d["atom_energies"] = to_numpy(std::move(r.atom_energies), {n});
+        d["electrostatic_energy"] = r.electrostatic_energy;
+        d["baseline_energy"] = r.baseline_energy;
+        d["charges"] = to_numpy(std::move(r.charges), {n});
+        if (!r.network_charges.empty()) d["network_charges"] = to_numpy(std::move(r.network_charges), {n});
+        if (!r.adjoint.empty()) d["adjoint"] = to_numpy(std::move(r.adjoint), {n});
+        if (!r.electronegativities.empty())
+            d["electronegativities"] = to_numpy(std::move(r.electronegativities), {n});
+        if (!r.atom_energies_short.empty())
+            d["atom_energies_short"] = to_numpy(std::move(r.atom_energies_short), {n});
+        if (grads) {
+            d["forces"] = to_numpy(std::move(r.forces), {n, 3});
+            d["virial"] = to_numpy(std::vector<double>(r.virial, r.virial + 9), {3, 3});
+        }
+        if (periodic) {
+            py::dict e = ewald_dict(r.ewald);
+            e["n_kvectors"] = r.n_kvectors;
+            e["mesh_points"] = r.mesh_points;
+            d["ewald"] = e;
+        } else {
+            d["dipole"] = to_numpy(std::vector<double>(r.dipole, r.dipole + 3), {3});
+        }
+        d["cg_iterations"] = r.cg_iterations;
+        d["extrapolating_atoms"] = to_numpy(std::move(r.extrapolating_atoms), {n});
+        d["extrapolations"] = extrapolation_dict(r.extrapolations);
+        if (!r.charge_extrapolations.empty() || !d.contains("electronegativities"))
+            d["charge_extrapolations"] = extrapolation_dict(r.charge_extrapolations);
+        return d;
+    };
+
     py::class_<FourthGenerationPotential, std::shared_ptr<FourthGenerationPotential>>(m, "FourthGenerationPotential",
         "A 4G potential computed in the core: electronegativities, charge equilibration, short networks, forces")
         .def_static("load", [](const std::string& dir) {
@@ -560,31 +633,19 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("four_pi_epsilon", &FourthGenerationPotential::four_pi_epsilon)
         .def_property_readonly("cent", &FourthGenerationPotential::cent)
         .def_property_readonly("hardness", &FourthGenerationPotential::hardness)
-        .def("compute", [ewald_dict](const FourthGenerationPotential& p, CArrD pos, CArrI32 species,
-                                     std::optional<CArrD> cell, double total, double ewald_tolerance,
-                                     const std::string& solver, double cg_tolerance, bool forces, bool virial,
-                                     int threads, std::optional<CArrD> warm_start, std::optional<py::dict> ewald,
-                                     std::optional<CArrD> warm_adjoint, bool background) {
-            const int64_t n = pos.shape(0);
-            if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
-            if (species.size() != n) throw std::invalid_argument("species must be (n,)");
-            if (cell && cell->size() != 9) throw std::invalid_argument("cell must be 3 x 3");
-            ChargeOptions o;
-            o.ewald_tolerance = ewald_tolerance; o.solver = solver; o.cg_tolerance = cg_tolerance;
-            o.forces = forces; o.virial = virial; o.threads = threads; o.background = background;
-            if (ewald) {
-                const py::dict& e = *ewald;
-                o.fixed_ewald = true;
-                o.ewald.eta = py::cast<double>(e["eta"]);
-                o.ewald.r_cut = py::cast<double>(e["r_cut"]);
-                o.ewald.k_cut = py::cast<double>(e["k_cut"]);
-                if (e.contains("method")) o.ewald.method = py::cast<std::string>(e["method"]);
-                if (e.contains("mesh")) {
-                    const auto m = py::cast<std::array<int, 3>>(e["mesh"]);
-                    for (int d = 0; d < 3; ++d) o.ewald.mesh[d] = m[d];
-                }
-                if (e.contains("mesh_order")) o.ewald.mesh_order = py::cast<int>(e["mesh_order"]);
-            }
+        .def_property_readonly("gaussian_widths", &FourthGenerationPotential::gaussian_widths)
+        .def_property_readonly("model", [](const FourthGenerationPotential& p) {
+            return std::const_pointer_cast<Model>(p.descriptor_model());
+        }, "the descriptor model (symmetry functions, scaling, offsets, baseline)")
+        .def("compute", [charge_options, check_structure, charge_result](
+                            const FourthGenerationPotential& p, CArrD pos, CArrI32 species,
+                            std::optional<CArrD> cell, double total, double ewald_tolerance,
+                            const std::string& solver, double cg_tolerance, bool forces, bool virial,
+                            int threads, std::optional<CArrD> warm_start, std::optional<py::dict> ewald,
+                            std::optional<CArrD> warm_adjoint, bool background) {
+            const int64_t n = check_structure(pos, species, cell);
+            const ChargeOptions o = charge_options(ewald_tolerance, solver, cg_tolerance, forces, virial, threads,
+                                                   background, ewald);
             std::vector<double> warm, warm_adj;
             if (warm_start) {
                 if (warm_start->size() != n) throw std::invalid_argument("warm_start needs one charge per atom");
@@ -600,32 +661,99 @@ PYBIND11_MODULE(_core, m) {
                 p.compute(n, pos.data(), species.data(), cell ? cell->data() : nullptr, total, o, r,
                           warm_start ? &warm : nullptr, warm_adjoint ? &warm_adj : nullptr);
             }
-            py::dict d;
-            d["energy"] = r.energy;
-            d["electrostatic_energy"] = r.electrostatic_energy;
-            d["charges"] = to_numpy(std::move(r.charges), {n});
-            if (!r.adjoint.empty()) d["adjoint"] = to_numpy(std::move(r.adjoint), {n});
-            d["electronegativities"] = to_numpy(std::move(r.electronegativities), {n});
-            d["atom_energies_short"] = to_numpy(std::move(r.atom_energies_short), {n});
-            if (forces || virial) {
-                d["forces"] = to_numpy(std::move(r.forces), {n, 3});
-                d["virial"] = to_numpy(std::vector<double>(r.virial, r.virial + 9), {3, 3});
-            }
-            if (cell) {
-                py::dict e = ewald_dict(r.ewald);
-                e["n_kvectors"] = r.n_kvectors;
-                e["mesh_points"] = r.mesh_points;
-                d["ewald"] = e;
-            }
-            d["cg_iterations"] = r.cg_iterations;
-            d["extrapolating_atoms"] = to_numpy(std::move(r.extrapolating_atoms), {n});
-            d["extrapolations"] = extrapolation_dict(r.extrapolations);
-            return d;
+            return charge_result(r, n, forces || virial, static_cast<bool>(cell));
         }, py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("cell") = py::none(),
            py::arg("total_charge") = 0.0, py::arg("ewald_tolerance") = 0.0, py::arg("solver") = "dense",
            py::arg("cg_tolerance") = 1e-10, py::arg("forces") = true, py::arg("virial") = true, py::arg("threads") = 0,
            py::arg("warm_start") = py::none(), py::arg("ewald") = py::none(), py::arg("warm_adjoint") = py::none(),
            py::arg("background") = false);
+
+    py::class_<ThirdGenerationPotential, std::shared_ptr<ThirdGenerationPotential>>(m, "ThirdGenerationPotential",
+        "A 3G potential computed in the core: charge networks, charge correction, point-charge electrostatics, "
+        "short networks, forces")
+        .def_static("load", [](const std::string& dir, const std::string& correction, bool short_networks) {
+            return std::const_pointer_cast<ThirdGenerationPotential>(
+                ThirdGenerationPotential::load(dir, correction, short_networks));
+        }, py::arg("directory"), py::arg("charge_correction") = "", py::arg("short_networks") = true,
+           py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("elements", [](const ThirdGenerationPotential& p) { return p.short_model().element_symbols(); })
+        .def_property_readonly("cutoff", [](const ThirdGenerationPotential& p) {
+            return std::max(p.short_model().cutoff(), p.charge_model().cutoff());
+        })
+        .def_property_readonly("four_pi_epsilon", &ThirdGenerationPotential::four_pi_epsilon)
+        .def_property_readonly("short_model", [](const ThirdGenerationPotential& p) {
+            return std::const_pointer_cast<Model>(p.short_model_ptr());
+        })
+        .def_property_readonly("charge_model", [](const ThirdGenerationPotential& p) {
+            return std::const_pointer_cast<Model>(p.charge_model_ptr());
+        })
+        .def_property_readonly("charge_range", [](const ThirdGenerationPotential& p) {
+            return p.charge_model().charge_range();
+        }, "RuNNer's scalinge.data: the training charges' [min, max] per element (empty if not given)")
+        .def_property_readonly("warnings", &ThirdGenerationPotential::warnings)
+        .def_property_readonly("charge_correction", [](const ThirdGenerationPotential& p) {
+            return std::string(p.correction() == ChargeCorrection::None ? "none"
+                               : p.correction() == ChargeCorrection::Rescale ? "rescale" : "shift");
+        })
+        .def("compute", [charge_options, check_structure, charge_result](
+                            const ThirdGenerationPotential& p, CArrD pos, CArrI32 species, std::optional<CArrD> cell,
+                            double total, double ewald_tolerance, bool forces, bool virial, int threads,
+                            std::optional<py::dict> ewald, bool background) {
+            const int64_t n = check_structure(pos, species, cell);
+            const ChargeOptions o = charge_options(ewald_tolerance, "cg", 1e-10, forces, virial, threads, background,
+                                                   ewald);
+            ChargeResult r;
+            {
+                py::gil_scoped_release release;
+                p.compute(n, pos.data(), species.data(), cell ? cell->data() : nullptr, total, o, r);
+            }
+            return charge_result(r, n, forces || virial, static_cast<bool>(cell));
+        }, py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("cell") = py::none(),
+           py::arg("total_charge") = 0.0, py::arg("ewald_tolerance") = 0.0, py::arg("forces") = true,
+           py::arg("virial") = true, py::arg("threads") = 0, py::arg("ewald") = py::none(),
+           py::arg("background") = false);
+    m.def("correct_charges", [](CArrD q, double total, const std::string& mode, std::optional<CArrD> g) {
+        const int64_t n = q.size();
+        const ChargeCorrection c = mode == "none" ? ChargeCorrection::None
+                                   : mode == "rescale" ? ChargeCorrection::Rescale
+                                   : mode == "shift" ? ChargeCorrection::Shift
+                                   : throw std::invalid_argument("charge_correction must be none, rescale or shift");
+        if (g && g->size() != n) throw std::invalid_argument("g must have one value per charge");
+        std::vector<double> Q(n), v(g ? n : 0);
+        ThirdGenerationPotential::correct(c, n, q.data(), total, Q.data(), g ? g->data() : nullptr,
+                                          g ? v.data() : nullptr);
+        return py::make_tuple(to_numpy(std::move(Q), {n}), g ? py::object(to_numpy(std::move(v), {n})) : py::none());
+    }, py::arg("q"), py::arg("total"), py::arg("mode"), py::arg("g") = py::none(),
+       "(corrected charges, g^T dQ/dq or None): RuNNer's charge correction of a 3G potential");
+
+    m.def("electrostatics_settings", [](const std::string& path) {
+        const ElectrostaticsSettings e = ElectrostaticsSettings::read(Settings::read_file(path), path);
+        py::dict d;
+        d["four_pi_epsilon"] = e.four_pi_eps;
+        d["r_in"] = e.screening.r_in;
+        d["r_out"] = e.screening.r_out;
+        const char c = e.screening.core;
+        d["screen_core"] = c >= '1' && c <= '4' ? std::string("p") + c : std::string(1, c);
+        d["ewald_method"] = e.ewald_method;
+        d["ewald_prec"] = e.ewald_prec;
+        return d;
+    }, py::arg("path"), "the electrostatics keywords of a 3G/4G/CENT input.nn (4 pi eps0 from the declared units)");
+
+    // input.nn, read once by the core: canonical keyword -> [(line, [arguments])], the '# hdnnp:'
+    // declarations and the reader's warnings
+    m.def("read_settings", [](const std::string& path) {
+        const Settings S = Settings::read_file(path);
+        py::dict kw;
+        for (const auto& k : S.keys()) {
+            py::list entries;
+            for (const auto& e : S.all(k)) entries.append(py::make_tuple(e.line, split_ws(e.args)));
+            kw[py::str(k)] = entries;
+        }
+        py::dict decl;
+        for (const auto& k : {"length_unit", "energy_unit"})
+            if (const auto* d = S.declared(k)) decl[k] = d->args;
+        return py::make_tuple(kw, decl, S.warnings());
+    }, py::arg("path"));
 
     m.def("read_input_data", [](const std::string& path) {
         std::vector<Structure> v;

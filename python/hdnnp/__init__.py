@@ -18,7 +18,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._core import ConfigError, Error, ExtrapolationError, InputError, ModelFileError  # noqa: E402
 from .io import read_input_data, write_input_data  # noqa: E402
-from .potential import Committee, ExtrapolationWarning, Potential, Result, load  # noqa: E402
+from .loading import load  # noqa: E402
+from .potential import Committee, ExtrapolationWarning, Potential, Result  # noqa: E402
 
 __all__ = [
     "Committee", "ConfigError", "Error", "ExtrapolationError", "ExtrapolationWarning", "InputError",

@@ -47,7 +47,8 @@ def _predict(args) -> int:
 
     from . import _core
     from .io import atoms_to_dict, read_input_data
-    from .potential import generation, load
+    from .loading import load
+    from .potential import generation
 
     gen = generation(args.potential)
     charged = gen in (3, 4, "cent")
@@ -85,15 +86,9 @@ def _predict(args) -> int:
                                    disable=args.quiet or len(structures) < 2)):
         periodic = bool(atoms.pbc.all())
         try:
-            if charged:
-                r = pot.evaluate(atoms, forces=True, stress=periodic, extrapolation="ignore")
-                res = {"energy": r["energy"], "forces": r["forces"], "charges": r["charges"],
-                       "virial": r.get("virial"), "n_out": int(np.count_nonzero(r["extrapolating_atoms"])),
-                       "records": r["extrapolation_records"]}
-            else:
-                r = pot.evaluate(atoms, forces=True, stress=periodic, extrapolation="ignore", native=True)
-                res = {"energy": r.energy, "forces": r.forces, "charges": None, "virial": r.virial,
-                       "n_out": r.n_extrapolating, "records": [("", r.extrapolations)]}
+            r = pot.evaluate(atoms, forces=True, stress=periodic, extrapolation="ignore", native=True)
+            res = {"energy": r.energy, "forces": r.forces, "charges": r.charges, "virial": r.virial,
+                   "n_out": r.n_extrapolating, "records": r.extrapolation_records}
         except (ValueError, _core.Error) as e:
             where = f" (line {lines[k]})" if lines[k] else ""
             raise UsageError(f"{args.input}: structure {k}{where}: {e}") from e

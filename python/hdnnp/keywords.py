@@ -1,23 +1,27 @@
-"""input.nn read as keywords (Python side): every line's keyword and arguments, the units a
-potential declares, and its generation. (The core parses input.nn itself for what it computes.)"""
+"""input.nn as the core reads it (one reader, `hdnnp/settings.hpp`): every keyword (canonical
+spelling: nnp_generation is nnp_type, symfunction is symfunction_short) with its lines and
+arguments, the units a potential declares, and its generation."""
 from __future__ import annotations
 
 import os
-import re
 from typing import Dict, List, Tuple
+
+from . import _core
+
+
+def read_settings(path: str):
+    """(keyword -> [(line, arguments)], declared {'length_unit': ..., 'energy_unit': ...},
+    the reader's warnings). Errors (duplicate keywords, two spellings of one) name the line."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    kw, declared, warnings = _core.read_settings(path)
+    return {k: [(no, list(args)) for no, args in v] for k, v in kw.items()}, dict(declared), list(warnings)
 
 
 def read_keyword_lines(path: str) -> Dict[str, List[Tuple[int, List[str]]]]:
-    """keyword -> every (line, arguments) of an input.nn (comments after # or ! removed)."""
-    out: Dict[str, List[Tuple[int, List[str]]]] = {}
-    with open(path) as fh:
-        for no, line in enumerate(fh, 1):
-            for c in "#!":
-                line = line.split(c, 1)[0]
-            tok = line.split()
-            if tok:
-                out.setdefault(tok[0], []).append((no, tok[1:]))
-    return out
+    """keyword -> every (line, arguments) of an input.nn."""
+    return read_settings(path)[0]
 
 
 def read_keywords(path: str) -> Dict[str, Tuple[int, List[str]]]:
@@ -25,25 +29,14 @@ def read_keywords(path: str) -> Dict[str, Tuple[int, List[str]]]:
     return {k: v[0] for k, v in read_keyword_lines(path).items()}
 
 
-_UNIT_DECL = re.compile(r"^\s*#\s*hdnnp:\s*(.*)$")
-
-
 def declared_units(directory) -> tuple:
-    """Units declared in input.nn by a comment line ``# hdnnp: length_unit=Bohr energy_unit=Ha``."""
-    path = os.path.join(directory, "input.nn")
-    found = {}
-    try:
-        with open(path) as fh:
-            for line in fh:
-                m = _UNIT_DECL.match(line)
-                if m:
-                    for kv in m.group(1).split():
-                        if "=" in kv:
-                            k, v = kv.split("=", 1)
-                            found[k.strip()] = v.strip()
-    except OSError:
-        pass
-    return found.get("length_unit"), found.get("energy_unit")
+    """Units declared in input.nn by a comment line ``# hdnnp: length_unit=Bohr energy_unit=Ha``
+    ((None, None) without the file or the line)."""
+    path = os.path.join(os.fspath(directory), "input.nn")
+    if not os.path.exists(path):
+        return None, None
+    decl = read_settings(path)[1]
+    return decl.get("length_unit"), decl.get("energy_unit")
 
 
 def generation(directory):
@@ -53,10 +46,9 @@ def generation(directory):
     if not os.path.exists(path):
         return 2  # (Potential names the missing file)
     kw = read_keywords(path)
-    for key in ("nnp_generation", "nnp_type"):
-        if key in kw and kw[key][1]:
-            value = kw[key][1][0]
-            if value.lower() == "cent":
-                return "cent"
-            return int(value[0]) if value[:1].isdigit() else 2
+    if "nnp_type" in kw and kw["nnp_type"][1]:
+        value = kw["nnp_type"][1][0]
+        if value.lower() == "cent":
+            return "cent"
+        return int(value[0]) if value[:1].isdigit() else 2
     return 2

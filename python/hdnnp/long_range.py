@@ -1,26 +1,22 @@
 """What the generations with charges share (3G, 4G, CENT): the electrostatics keywords of
-input.nn (screening, 4 pi eps0, Ewald truncation), the Ewald parameters of a structure, the
-core's electrostatics operator, descriptor models loaded from a keyword-filtered input.nn, the
-element networks of weight files, and the ASE calculator.
+input.nn (read by the core), the Ewald parameters of a structure, the core's electrostatics
+operator, the element networks of weight files (for training), and the one evaluate() of every
+generation (hdnnp.Potential: a Result in eV and Angstrom, or the potential's units).
 
-Units are the potential's own throughout (`evaluate`); the calculator converts to eV and
-Angstrom.
+`compute` gives the native-unit dictionary with the solver's details.
 """
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from typing import Dict, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from ase.calculators.calculator import Calculator, all_changes
-
 from . import _core
 from .electrostatics import EwaldParameters, accuracy_parameters, n2p2_parameters, pme_parameters
-from .keywords import read_keyword_lines
+from .keywords import read_settings
 from .network import ElementNetwork
+from .potential import Potential, Result
 from .units import energy_factor, length_factor
 
 
@@ -50,12 +46,13 @@ def load_weights(net: ElementNetwork, path: str, what: str = "network weights", 
     net.set_parameters(p)
 
 
-class LongRangePotential:
-    """Base of ThirdGeneration, FourthGeneration and Cent: parses input.nn's electrostatics
-    keywords. `ewald`: "n2p2" (n2p2's parameters from ewald_truncation_error_method/ewald_prec)
+class LongRangePotential(Potential):
+    """Base of ThirdGeneration, FourthGeneration and Cent (hdnnp.Potential: evaluate() gives a
+    Result). `ewald`: "n2p2" (n2p2's parameters from ewald_truncation_error_method/ewald_prec)
     or an absolute energy tolerance (float) for the accuracy-controlled mode. `reciprocal`: in
     the accuracy mode with matrix-free products, "auto"/"mesh" uses smooth particle-mesh Ewald,
-    "ewald" structure factors."""
+    "ewald" structure factors. `background`: a charged periodic cell is neutralised by a uniform
+    background (else an error)."""
 
     #: nnp_generation values this class loads
     GENERATIONS: Sequence[str] = ()
@@ -66,107 +63,51 @@ class LongRangePotential:
                  energy_unit: Optional[str] = None, reciprocal: str = "auto", background: bool = False):
         directory = os.fspath(directory)
         self.directory = directory
-        self.length_unit, self.energy_unit = length_unit, energy_unit  # (for calculator())
         self.path = path = os.path.join(directory, "input.nn")
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file")
-        self.keyword_lines = read_keyword_lines(path)
+        self.keyword_lines, declared, _ = read_settings(path)
         self.kw = kw = {k: [args for _, args in v] for k, v in self.keyword_lines.items()}
-        gen = (kw.get("nnp_generation") or kw.get("nnp_type") or [["2"]])[0][0]
+        gen = (kw.get("nnp_type") or [["2"]])[0][0]
         if gen.lower() not in self.GENERATIONS:
             raise ValueError(f"{path}: not a {self.NAME} potential (nnp_generation {gen})")
-        screen = kw.get("screen_electrostatics")
-        if screen and len(screen[0]) < 2:
-            raise ValueError(f"{path}: screen_electrostatics needs r_in and r_out")
-        self.r_in, self.r_out = (float(screen[0][0]), float(screen[0][1])) if screen else (-2.0, -1.0)
-        self.screen_core = screen[0][2] if screen and len(screen[0]) > 2 else "c"
-        if self.screen_core not in ("c", "p1", "p2", "p3", "p4", "e"):
-            raise ValueError(f"{path}: screen_electrostatics: unknown core function {self.screen_core!r}")
-        self.ewald_method = int(kw.get("ewald_truncation_error_method", [["0"]])[0][0])
-        self.ewald_prec = [float(x) for x in kw.get("ewald_prec", [["1e-6"]])[0]]
+        self.length_unit = length_unit or declared.get("length_unit")
+        self.energy_unit = energy_unit or declared.get("energy_unit")
+        self._lf = length_factor(self.length_unit) if self.length_unit else None
+        self._ef = energy_factor(self.energy_unit) if self.energy_unit else None
+        es = _core.electrostatics_settings(path)
+        self.r_in, self.r_out, self.screen_core = es["r_in"], es["r_out"], es["screen_core"]
+        self.ewald_method, self.ewald_prec = es["ewald_method"], list(es["ewald_prec"])
+        #: 4 pi eps0 in the potential's units (from the declared units; 1 in atomic units)
+        self.four_pi_eps = es["four_pi_epsilon"]
         if solver not in ("auto", "dense", "cg"):
             raise ValueError(f"solver must be 'auto', 'dense' or 'cg', not {solver!r}")
         if reciprocal not in ("auto", "mesh", "ewald"):
             raise ValueError(f"reciprocal must be 'auto', 'mesh' or 'ewald', not {reciprocal!r}")
+        if isinstance(ewald, str) and ewald != "n2p2":
+            raise ValueError(f"ewald must be 'n2p2' or an energy tolerance, not {ewald!r}")
         self.ewald, self.solver, self.tolerance, self.reciprocal = ewald, solver, tolerance, reciprocal
-        # a periodic cell with a nonzero total charge: neutralised by a uniform background only
-        # when asked for (evaluate refuses it otherwise)
         self.background = bool(background)
         self.dense_max_atoms, self.threads = dense_max_atoms, threads
-        self.four_pi_eps = self._four_pi_epsilon()
         self.sigma = np.zeros(0)  # Gaussian width per element (0: point charges)
 
-    def _four_pi_epsilon(self) -> float:
-        """4 pi eps0 in the potential's units, e^2 / (energy unit x length unit). Derived from the
-        units input.nn declares ('# hdnnp: length_unit=... energy_unit=...'; Bohr and Ha give 1);
-        a four_pi_epsilon line that contradicts them (by more than 1e-4 relative) is an error.
-        Without declared units: the four_pi_epsilon line, else 1 (atomic units, n2p2's default)."""
-        from .keywords import declared_units as _declared_units
-        from .units import energy_factor, length_factor
+    @property
+    def cutoff(self) -> float:
+        return self.model.cutoff
 
-        lu, eu = _declared_units(self.directory)
-        given = self.keyword_lines.get("four_pi_epsilon")
-        value = None
-        if given:
-            no, args = given[0]
-            try:
-                value = float(args[0])
-            except (IndexError, ValueError):
-                raise ValueError(f"{self.path}:{no}: four_pi_epsilon needs a number") from None
-            if not value > 0:
-                raise ValueError(f"{self.path}:{no}: four_pi_epsilon must be positive, not {args[0]}")
-        if not (lu and eu):
-            return 1.0 if value is None else value
-        # e^2/(4 pi eps0) = 14.3996... eV A  ->  4 pi eps0 = (eV per unit)(A per unit) / 14.3996...
-        derived = energy_factor(eu) * length_factor(lu) / (energy_factor("Ha") * length_factor("Bohr"))
-        if value is not None and abs(value - derived) > 1e-4 * derived:
-            raise ValueError(f"{self.path}:{given[0][0]}: four_pi_epsilon {value:g} contradicts the declared units "
-                             f"({lu}, {eu}), in which 4 pi eps0 = {derived:.10g} e^2/({eu} {lu}); remove the line "
-                             f"(it is derived from the units) or correct it")
-        return derived
+    @property
+    def elements(self):
+        return self._elements
+
+    @elements.setter
+    def elements(self, symbols):
+        self._elements = list(symbols)
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.directory!r}, elements={self.elements}, "
+                f"units {self.length_unit or '(native)'}/{self.energy_unit or '(native)'})")
 
     # -- loading ---------------------------------------------------------------------------------
-    def _load_model(self, drop: Sequence[str] = (), rename: Optional[Dict[str, str]] = None,
-                    files: Optional[Dict[str, str]] = None, weights: bool = False,
-                    texts: Optional[Dict[str, tuple]] = None):
-        """The core Model of input.nn with the keywords in `drop` commented out and those in
-        `rename` renamed (line numbers stay true), and `files` (name in the model directory ->
-        file of this potential) or `texts` (name -> (contents, the file they come from)) next to
-        it. Errors name this potential's files."""
-        rename = rename or {}
-        with open(self.path) as fh:
-            lines = []
-            for line in fh.read().splitlines():
-                key = line.split()[:1]
-                key = key[0] if key and not key[0].startswith(("#", "!")) else None
-                if key in drop:
-                    line = "#" + line
-                elif key in rename:
-                    line = line.replace(key, rename[key], 1)
-                lines.append(line)
-        with tempfile.TemporaryDirectory(prefix="hdnnp-") as tmp:
-            with open(os.path.join(tmp, "input.nn"), "w") as fh:
-                fh.write("\n".join(lines) + "\n")
-            names = {}
-            for name, src in (files or {}).items():
-                path = os.path.join(self.directory, src)
-                if os.path.exists(path):
-                    shutil.copy(path, os.path.join(tmp, name))
-                    names[os.path.join(tmp, name)] = path
-            for name, (text, src) in (texts or {}).items():
-                with open(os.path.join(tmp, name), "w") as fh:
-                    fh.write(text)
-                names[os.path.join(tmp, name)] = os.path.join(self.directory, src)
-            names[os.path.join(tmp, "input.nn")] = self.path
-            try:
-                return _core.Model.load(tmp, weights)
-            except Exception as exc:  # name this potential's files, not the temporary copies
-                msg = str(exc)
-                for t, p in names.items():
-                    msg = msg.replace(t, p)
-                msg = msg.replace(tmp, self.directory)
-                raise type(exc)(msg) from None
-
     def _architecture(self, kind: str):
         for key in (f"global_hidden_layers_{kind}", f"global_nodes_{kind}", f"global_activation_{kind}"):
             if key not in self.kw:
@@ -275,87 +216,74 @@ class LongRangePotential:
         volume = abs(np.linalg.det(np.asarray(atoms.cell, dtype=float)))
         return -np.pi * params.eta ** 2 * q_tot ** 2 / (volume * self.four_pi_eps)
 
-    def _baseline(self, atoms, species, forces: bool, virial: bool, nl=None):
-        """The ZBL pair baseline (hdnnp_zbl) of a structure, as the core's result dict, or None
-        when the potential has none. `nl`: a neighbour list at hand (longer than r_outer), else
-        one to r_outer is built."""
-        from .baseline import compute
+    # -- evaluation (one Result type for every generation) -----------------------------------------
+    def compute(self, atoms, total_charge: Optional[float] = None, forces: bool = False, stress: bool = False,
+                solver: Optional[str] = None, extrapolation: str = "warn", warm_start=None) -> dict:
+        """The native-unit result dict (see FourthGeneration.compute)."""
+        raise NotImplementedError
 
-        b = self.model.baseline
-        return None if b is None else compute(b, atoms, species, forces or virial, virial, nl)
-
-    @staticmethod
-    def _add_baseline(res, base, forces: bool, stress: bool, cell=None):
-        """Add the baseline's energy (also reported as res["baseline_energy"]), forces and
-        virial/stress to a result."""
-        if base is None:
-            return
-        if "baseline_energy" not in res:
-            res["baseline_energy"] = base["energy"]
-            res["energy"] += base["energy"]
-        if forces and "forces" in res:
-            res["forces"] = res["forces"] + base["forces"]
-        if stress and "virial" in res:
-            res["virial"] = res["virial"] + base["virial"]
-            if cell is not None:
-                res["stress"] = -res["virial"] / abs(np.linalg.det(cell))
-
-    def _check_baseline(self, weights: bool):
-        if weights and self.model.baseline is None and self.model.baseline_auto:
-            raise ValueError(f"{self.path}: 'hdnnp_zbl auto' leaves the baseline's radii to training; a potential "
-                             f"to predict with needs them written out ('hdnnp_zbl <element> <element> <r_inner> "
-                             f"<r_outer>', as hdnnp train writes them)")
-
-    @staticmethod
-    def _report(res, op, params, Q, pos):
-        if params is not None:
-            res["ewald"] = params.as_dict()
-            res["ewald"]["n_kvectors"] = op.n_kvectors
-            res["ewald"]["mesh_points"] = op.mesh_points
-        else:
-            res["dipole"] = Q @ pos
-
-    # -- ASE ---------------------------------------------------------------------------------------
-    def calculator(self, length_unit: Optional[str] = None, energy_unit: Optional[str] = None,
-                   total_charge: Optional[float] = None):
-        """ASE calculator (eV, Angstrom): energy, forces, stress (periodic), charges and, for
-        molecules, the dipole (e Angstrom). The potential's units come from the arguments or a
-        '# hdnnp: length_unit=... energy_unit=...' line in input.nn (n2p2's examples: Bohr, Ha)."""
-        from .keywords import declared_units as _declared_units
-
-        decl_l, decl_e = _declared_units(self.directory)
-        lu, eu = length_unit or self.length_unit or decl_l, energy_unit or self.energy_unit or decl_e
-        if not lu or not eu:
-            raise ValueError("the units of this potential are not known: pass length_unit= and energy_unit= "
-                             "(e.g. 'Bohr', 'Ha' for n2p2's examples) or declare them in input.nn with a line "
-                             "'# hdnnp: length_unit=Bohr energy_unit=Ha'")
-        return ChargeCalculator(self, length_factor(lu), energy_factor(eu), total_charge)
-
-
-class ChargeCalculator(Calculator):
-    """ASE calculator of a potential with charges (3G, 4G, CENT)."""
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "charges", "dipole"]
-
-    def __init__(self, potential: LongRangePotential, angstrom_per_unit: float, ev_per_unit: float,
-                 total_charge: Optional[float] = None, **kwargs):
-        super().__init__(**kwargs)
-        self.potential, self.lf, self.ef, self.total_charge = potential, angstrom_per_unit, ev_per_unit, total_charge
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        Calculator.calculate(self, atoms, properties, system_changes)
-        a = self.atoms.copy()
-        a.positions = self.atoms.positions / self.lf
-        if self.atoms.pbc.any():
-            a.set_cell(np.asarray(self.atoms.cell) / self.lf, scale_atoms=False)
-        q = self.total_charge
-        if q is None:
-            q = float(self.atoms.info.get("charge", 0.0))
-        r = self.potential.evaluate(a, total_charge=q, forces=True, stress=bool(a.pbc.all()))
-        self.results["energy"] = self.results["free_energy"] = r["energy"] * self.ef
-        self.results["forces"] = r["forces"] * self.ef / self.lf
-        self.results["charges"] = r["charges"].copy()
-        if "stress" in r:
-            s = r["stress"] * self.ef / self.lf ** 3
-            self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+    def _evaluate_one(self, atoms, k, want_forces, want_stress, want_descriptors, scaled, native, total_charge=None,
+                      extrapolation="warn", **options):
+        if want_descriptors:
+            raise ValueError(f"descriptors=True: {self.NAME} potentials give their symmetry functions through "
+                             f"hdnnp.Potential of their descriptor model (Potential.descriptors of a 2G potential)")
+        lf, ef = self._factors(native)
+        label = f"structure {k}: " if k else ""
+        a = atoms
+        if not native:
+            a = atoms.copy()
+            a.calc = None
+            a.positions = atoms.positions / lf
+            if atoms.cell.rank:
+                a.set_cell(atoms.cell[:] / lf, scale_atoms=False)
+        periodic = bool(np.all(atoms.pbc))
+        if total_charge is None:
+            total_charge = float(atoms.info.get("charge", 0.0))
+        try:
+            r = self.compute(a, total_charge, forces=want_forces or want_stress, stress=want_stress,
+                             extrapolation=extrapolation, **options)
+        except (ValueError, _core.Error) as e:
+            if not label:
+                raise
+            raise type(e)(f"{label}{e}") from None
+        res = Result(energy=r["energy"] * ef, energies=r["atom_energies"] * ef,
+                     extrapolating_atoms=r["extrapolating_atoms"],
+                     extrapolations=r["extrapolation_records"][0][1],
+                     extrapolation_records=r["extrapolation_records"],
+                     charges=r["charges"], electrostatic_energy=r["electrostatic_energy"] * ef,
+                     total_charge=float(r.get("total_charge", np.sum(r["charges"]))), details=r)
         if "dipole" in r:
-            self.results["dipole"] = r["dipole"] * self.lf
+            res.dipole = r["dipole"] * lf
+        if want_forces:
+            res.forces = r["forces"] * (ef / lf)
+        if want_stress:
+            res.virial = r["virial"] * ef
+            if periodic:
+                volume = abs(np.linalg.det(atoms.cell[:]))  # in the units of `atoms`
+                sigma = -0.5 * (res.virial + res.virial.T) / volume
+                res.stress = np.array([sigma[0, 0], sigma[1, 1], sigma[2, 2], sigma[1, 2], sigma[0, 2], sigma[0, 1]])
+        return res
+
+    def _report_extrapolation(self, results, mode):
+        pass   # (compute reports each structure's)
+
+    @staticmethod
+    def _native_result(r: dict, periodic: bool, pos, stress: bool, cell) -> dict:
+        """The core's result dict as compute() returns it (stress of a periodic cell added)."""
+        if stress and periodic and "virial" in r:
+            r["stress"] = -r["virial"] / abs(np.linalg.det(cell))
+        if not stress:
+            r.pop("virial", None)
+        r["extrapolation_records"] = [("", r["extrapolations"])]
+        return r
+
+    def _ewald_dict(self, atoms, solver: str, periodic: bool):
+        """(the EwaldParameters of a periodic structure or None, the dict the core takes)."""
+        if not periodic:
+            return None, None
+        params = self.ewald_parameters(atoms, solver)
+        return params, {**params.as_dict(), "mesh": params.mesh, "mesh_order": params.mesh_order}
+
+
+# (the calculator of every generation; the name is kept for code written against 3G/4G/CENT)
+from .calculator import HDNNPCalculator as ChargeCalculator  # noqa: E402,F401

@@ -17,7 +17,8 @@ from .units import energy_factor, length_factor
 
 @dataclass
 class Result:
-    """Prediction for one structure (eV, Angstrom unless evaluated with native=True)."""
+    """Prediction for one structure, every generation (eV, Angstrom unless evaluated with
+    native=True: then the potential's own units)."""
 
     energy: float
     energies: np.ndarray                 # per atom, sums to energy
@@ -30,6 +31,17 @@ class Result:
     # Committees: energy/forces/stress above are the committee means.
     member_energies: Optional[np.ndarray] = None  # (M,)
     member_forces: Optional[np.ndarray] = None    # (M, N, 3)
+    # 3G, 4G, CENT (None for 2G):
+    charges: Optional[np.ndarray] = None          # (N,), elementary charges
+    dipole: Optional[np.ndarray] = None           # (3,), charge x length (molecules)
+    electrostatic_energy: Optional[float] = None  # included in energy
+    total_charge: Optional[float] = None          # sum of the charges
+    #: every (label, extrapolation record) of the structure: one per descriptor set (3G: the short
+    #: and the charge networks' symmetry functions)
+    extrapolation_records: list = field(default_factory=list)
+    #: 3G/4G/CENT: the potential's native result (its units): solver, Ewald parameters and
+    #: iterations, electronegativities, network charges, short-range atomic energies, ...
+    details: Optional[dict] = None
 
     @property
     def n_extrapolating(self) -> int:
@@ -144,20 +156,36 @@ class Potential:
 
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, atoms, forces: bool = True, stress: bool = True, descriptors: bool = False,
-                 scaled_descriptors: bool = False, extrapolation: str = "warn", native: bool = False):
+                 scaled_descriptors: bool = False, extrapolation: str = "warn", native: bool = False,
+                 total_charge: Optional[float] = None, **options):
         """Evaluate one ``ase.Atoms`` (returns a Result) or a sequence of them (list of Results).
 
         Units are eV and Angstrom (ASE), or the potential's own units with ``native=True``.
         ``extrapolation``: 'warn' (one summarised warning per call), 'raise' or 'ignore'.
+        ``total_charge`` (3G/4G/CENT): the structure's charge, else ``atoms.info["charge"]``, else 0
+        (2G potentials do not model charges and ignore it). ``options``: per-call options of
+        3G/4G/CENT potentials (``solver="dense"|"cg"``).
         """
         if extrapolation not in ("warn", "raise", "ignore"):
             raise ValueError("extrapolation must be 'warn', 'raise' or 'ignore'")
         single = not isinstance(atoms, (list, tuple))
         items = [atoms] if single else list(atoms)
-        results = [self._evaluate_one(a, k, forces, stress, descriptors, scaled_descriptors, native)
+        results = [self._evaluate_one(a, k, forces, stress, descriptors, scaled_descriptors, native, total_charge,
+                                      extrapolation, **options)
                    for k, a in enumerate(items)]
         self._report_extrapolation(results, extrapolation)
         return results[0] if single else results
+
+    def with_units(self, length_unit: Optional[str] = None, energy_unit: Optional[str] = None):
+        """This potential (the same loaded networks) with other physical units for evaluate()."""
+        import copy
+
+        other = copy.copy(self)
+        if length_unit:
+            other.length_unit, other._lf = length_unit, length_factor(length_unit)
+        if energy_unit:
+            other.energy_unit, other._ef = energy_unit, energy_factor(energy_unit)
+        return other
 
     def _species(self, symbols: Sequence[str], label: str) -> np.ndarray:
         index = {s: i for i, s in enumerate(self.model.elements)}
@@ -170,7 +198,10 @@ class Potential:
             species[i] = index[s]
         return species
 
-    def _evaluate_one(self, atoms, k, want_forces, want_stress, want_descriptors, scaled, native):
+    def _evaluate_one(self, atoms, k, want_forces, want_stress, want_descriptors, scaled, native, total_charge=None,
+                      extrapolation="warn", **options):
+        if options:
+            raise TypeError(f"{', '.join(options)}: options of 3G/4G/CENT potentials; this is a 2G potential")
         lf, ef = self._factors(native)
         label = f"structure {k}: " if k else ""
         n = len(atoms)
@@ -201,7 +232,8 @@ class Potential:
         if sort:
             out = _unsort(out, order)
         res = Result(energy=out["energy"] * ef, energies=out["atom_energies"] * ef,
-                     extrapolating_atoms=out["extrapolating_atoms"], extrapolations=out["extrapolations"])
+                     extrapolating_atoms=out["extrapolating_atoms"], extrapolations=out["extrapolations"],
+                     extrapolation_records=[("", out["extrapolations"])])
         if want_forces:
             res.forces = out["forces"] * (ef / lf)
         if self._members:
@@ -228,11 +260,16 @@ class Potential:
         return self.evaluate(atoms, forces=False, stress=False, descriptors=True, scaled_descriptors=scaled,
                              extrapolation="ignore", native=True).descriptors
 
-    def calculator(self, **kwargs):
-        """An ASE calculator using this potential."""
+    def calculator(self, length_unit: Optional[str] = None, energy_unit: Optional[str] = None, **kwargs):
+        """The ASE calculator of this potential (every generation): energy, energies, forces,
+        stress, and charges and dipole where the generation has them. ``length_unit`` /
+        ``energy_unit`` override the potential's units; ``kwargs`` go to HDNNPCalculator
+        (``total_charge``, ``extrapolation``)."""
         from .calculator import HDNNPCalculator
 
-        return HDNNPCalculator(self, **kwargs)
+        pot = self.with_units(length_unit, energy_unit) if (length_unit or energy_unit) else self
+        pot._factors(False)   # (the units must be known: an error now rather than at the first step)
+        return HDNNPCalculator(pot, **kwargs)
 
 
 class Committee(Potential):
@@ -273,37 +310,3 @@ class Committee(Potential):
 
     def __repr__(self):
         return f"Committee({self.directories!r}, elements={self.elements}, cutoff={self.cutoff:g})"
-
-
-def load(directory, length_unit: Optional[str] = None, energy_unit: Optional[str] = None,
-         threads: int = 0, **options) -> Potential:
-    """Load an n2p2/RuNNer potential directory (input.nn, scaling.data, weights.ZZZ.data),
-    or a committee when given a list of directories. A 4G directory (``nnp_generation 4``,
-    with weightse.ZZZ.data and hardness.ZZZ.data) gives a ``FourthGeneration``, a 3G one
-    (``nnp_generation 3``, with scalinge.data and weightse.ZZZ.data) a ``ThirdGeneration``: their
-    ``evaluate`` works in the potential's own units, their ``calculator()`` in eV and Angstrom;
-    ``nnp_generation cent`` gives a ``Cent`` (hdnnp.cent).
-
-    ``length_unit``/``energy_unit`` name the units the potential was trained in (n2p2 files
-    do not record them), e.g. ``"Bohr", "Ha"`` or ``"Angstrom", "eV"``. ``options`` go to the
-    3G/4G/CENT classes (e.g. ``ewald=1e-6``, ``solver="cg"``, ``background=True`` for charged
-    periodic cells).
-    """
-    if isinstance(directory, (list, tuple)):
-        return Committee(directory, length_unit, energy_unit, threads)
-    gen = generation(directory)
-    if gen == 4:
-        from .fourth_generation import FourthGeneration
-
-        return FourthGeneration(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit, **options)
-    if gen == "cent":
-        from .cent import Cent
-
-        return Cent(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit, **options)
-    if gen == 3:
-        from .third_generation import ThirdGeneration
-
-        return ThirdGeneration(directory, threads=threads, length_unit=length_unit, energy_unit=energy_unit, **options)
-    if options:
-        raise TypeError(f"{', '.join(options)}: options of 3G/4G/CENT potentials; {directory} is a 2G potential")
-    return Potential(directory, length_unit, energy_unit, threads)

@@ -13,48 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "hdnnp/electrostatics.hpp"
-#include "hdnnp/ewald_parameters.hpp"
+#include "hdnnp/long_range.hpp"
 #include "hdnnp/model.hpp"
 #include "hdnnp/network.hpp"
 
 namespace hdnnp {
-
-struct ChargeOptions {
-    /// Ewald parameters: n2p2's (ewald_tolerance <= 0) or an absolute energy tolerance.
-    double ewald_tolerance = 0.0;
-    /// "dense" (QEqDense, factorised once for charges and adjoint) or "cg" (matrix-free PCG;
-    /// with a tolerance-chosen Ewald the reciprocal part runs on a particle mesh).
-    std::string solver = "dense";
-    double cg_tolerance = 1e-10;
-    /// Use these Ewald parameters (periodic structures) instead of choosing them: e.g. held fixed
-    /// along a trajectory or a finite difference. (mesh[0] > 0: particle mesh; else structure factors.)
-    bool fixed_ewald = false;
-    EwaldParameters ewald;
-    /// A periodic cell with a nonzero total charge is neutralised by a uniform background (its
-    /// energy -pi eta^2 Q^2 / (V 4 pi eps0) included) only when this is set; else an error.
-    bool background = false;
-    int cg_max_iterations = 1000;
-    bool forces = true;
-    bool virial = true;
-    int threads = 0;
-};
-
-struct ChargeResult {
-    double energy = 0.0;                 ///< offsets and a charged cell's background included
-    double electrostatic_energy = 0.0;   ///< E_elec (+ background)
-    std::vector<double> charges;         ///< n
-    std::vector<double> adjoint;         ///< n: the adjoint vector of the forces (with forces/virial)
-    std::vector<double> electronegativities;
-    std::vector<double> atom_energies_short;
-    std::vector<double> forces;          ///< n x 3
-    double virial[9] = {0};
-    EwaldParameters ewald;               ///< (periodic structures)
-    int64_t n_kvectors = 0, mesh_points = 0;
-    std::vector<int> cg_iterations;      ///< charges, adjoint (solver "cg")
-    std::vector<Extrapolation> extrapolations;
-    std::vector<int64_t> extrapolating_atoms;
-};
 
 class FourthGenerationPotential {
 public:
@@ -65,8 +28,9 @@ public:
     bool cent() const { return cent_; }
 
     const Model& descriptors() const { return *desc_; }
+    std::shared_ptr<const Model> descriptor_model() const { return desc_; }
     int n_elements() const { return desc_->n_elements(); }
-    double four_pi_epsilon() const { return fpe_; }
+    double four_pi_epsilon() const { return es_.four_pi_eps; }
     const std::vector<double>& hardness() const { return hardness_; }
     const std::vector<double>& gaussian_widths() const { return sigma_; }
 
@@ -83,10 +47,7 @@ private:
     std::vector<NeuralNetwork> elec_, short_;
     bool cent_ = false;
     std::vector<double> hardness_, sigma_;
-    double fpe_ = 1.0;
-    Screening screening_;
-    int ewald_method_ = 0;
-    std::vector<double> ewald_prec_{1e-6};
+    ElectrostaticsSettings es_;
     std::string path_;
 };
 

@@ -7,6 +7,7 @@
 // Hartree). Normalised potentials (mean_energy / conv_energy / conv_length) are
 // handled inside: x* = x conv_length, E = E*/conv_energy + N mean_energy + offsets.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -106,12 +107,36 @@ void load_network_weights(NeuralNetwork& net, const std::string& path, const std
 /// missing file is an error naming `what`.
 std::vector<double> read_number_column(const std::string& path, const std::string& what);
 
+/// Which element networks of input.nn a Model holds.
+enum class NetworkSet {
+    /// symfunction_short, global_*_short, scale_*_short, scaling.data, weights.ZZZ.data,
+    /// atom_energy, normalisation and the hdnnp_zbl baseline
+    Short,
+    /// a 3G potential's charge networks: symfunction_electrostatic, global_*_electrostatic,
+    /// scale_*_elec, scalinge.data (n2p2's 6 columns, or RuNNer's 5 with one charge-range line
+    /// per element at the end), weightse.ZZZ.data; no offsets, normalisation or baseline
+    Charge,
+};
+
+struct LoadOptions {
+    bool weights = true;
+    NetworkSet networks = NetworkSet::Short;
+    /// Loaded as one part of a 3G, 4G or CENT potential (their nnp_generation is accepted).
+    bool part = false;
+};
+
 class Model {
 public:
     /// Load an n2p2/RuNNer potential directory (input.nn, scaling.data, weights.ZZZ.data).
     /// With `with_weights = false` only input.nn (and scaling.data if present) are read and
     /// the networks are zero: enough for symmetry functions (e.g. to write scaling.data).
     static std::shared_ptr<const Model> load(const std::string& directory, bool with_weights = true);
+    /// As above, with the settings of `directory`/input.nn already read (one reader for every part).
+    static std::shared_ptr<const Model> load(const std::string& directory, const Settings& settings,
+                                             const LoadOptions& how);
+    NetworkSet networks() const { return networks_; }
+    /// RuNNer's scalinge.data: the training charges' [min, max] per element (empty if not given).
+    const std::vector<std::array<double, 2>>& charge_range() const { return charge_range_; }
     bool has_weights() const { return has_weights_; }
 
     int n_elements() const { return static_cast<int>(elements_.size()); }
@@ -167,6 +192,8 @@ private:
     double cutoff_alpha_ = 0.0;
     std::vector<std::string> warnings_;
     bool has_weights_ = true;
+    NetworkSet networks_ = NetworkSet::Short;
+    std::vector<std::array<double, 2>> charge_range_;
     std::string length_unit_, energy_unit_;
     std::shared_ptr<const PairBaseline> baseline_;
     bool baseline_auto_ = false;

@@ -428,8 +428,10 @@ class ShortTrainer(Trainer):
     def _fixed_energy(self, k: int) -> float:
         """Baseline and the stage-1 charges' electrostatic energy (for fitted offsets)."""
         a = self.structures[k]
-        s = self.pot.equilibrate(a, _total_charge(a), "dense")
-        e = s.op.energy(s.Q, s.A0 @ s.Q)[0] + self.pot.background_energy(a, s.q_tot, s.params)
+        p = prepare(self.model, a, f"structure {k}", jacobian=False, threads=self.config.threads)
+        p.scale(self.pot.transform)
+        Q, _, op, params, A0, _ = self._charges(a, p, gradients=False)
+        e = op.energy(Q, A0 @ Q)[0] + self.pot.background_energy(a, _total_charge(a), params)
         return super()._fixed_energy(k) + float(e)
 
     def _make_networks(self) -> List[ElementNetwork]:
@@ -445,22 +447,32 @@ class ShortTrainer(Trainer):
                 self._electrostatics(k, p)
         return p
 
+    def _charges(self, a, p: Prepared, gradients: bool):
+        """The stage-1 QEq charges of structure `a` (scaled descriptors `p`): (Q, dchi/dG per
+        element (with `gradients`), the Electrostatics operator, its Ewald parameters, A0, the
+        factorised KKT system)."""
+        species = species_of(a, self.elements, "structure")
+        chi, dchi = np.zeros(len(a)), {}
+        if gradients:
+            for e, (E, g) in enumerate(_elec_gradients(self.pot, [p.G[e] for e in range(len(self.elements))])):
+                chi[p.rows[e]] = E
+                dchi[e] = g
+        else:
+            for e in range(len(self.elements)):
+                if len(p.rows[e]):
+                    chi[p.rows[e]] = self.pot.elec[e].forward(p.G[e], False)[0]
+        op, params = self.pot.electrostatics(a, species, "dense")
+        A0 = op.dense()
+        lu = _kkt(A0, self.pot.hardness[species])
+        return _solve(lu, -chi, _total_charge(a)), dchi, op, params, A0, lu
+
     def _electrostatics(self, k: int, p: Prepared):
         """Charges, electrostatic energy and forces and dQ/dR of structure k (fixed in stage 2)."""
         a = self.structures[k]
         n = len(a)
-        species = species_of(a, self.elements, f"structure {k}")
-        q_tot = _total_charge(a)
-        chi, dchi = np.zeros(n), {}
-        for e, (E, g) in enumerate(_elec_gradients(self.pot, [p.G[e] for e in range(len(self.elements))])):
-            chi[p.rows[e]] = E
-            dchi[e] = g
-        op, params = self.pot.electrostatics(a, species, "dense")
-        A0 = op.dense()
-        lu = _kkt(A0, self.pot.hardness[species])
-        Q = _solve(lu, -chi, q_tot)
+        Q, dchi, op, params, A0, lu = self._charges(a, p, gradients=True)
         e_elec, dEdQ = op.energy(Q, A0 @ Q)
-        e_elec += self.pot.background_energy(a, q_tot, params)
+        e_elec += self.pot.background_energy(a, _total_charge(a), params)
         # R[j, a] = d(A0 Q + chi)_j / dR_a at fixed Q: A0's part from the core, chi's from the pairs
         F0, _ = op.derivatives(Q, np.zeros(n))
         R = op.charge_response(Q)

@@ -27,10 +27,10 @@ _MAP = {
     "weights_init": ("init", str),
     "time_limit": ("time_limit", float),
     "force_weight": ("force_weight", float),
-    "short_energy_fraction": ("energy_fraction", float),
-    "short_force_fraction": ("force_fraction", float),
-    "short_energy_error_threshold": ("energy_threshold", float),
-    "short_force_error_threshold": ("force_threshold", float),
+    "energy_fraction": ("energy_fraction", float),            # (n2p2: short_energy_fraction)
+    "force_fraction": ("force_fraction", float),              # (n2p2: short_force_fraction)
+    "rmse_threshold_energy": ("energy_threshold", float),     # (n2p2: short_energy_error_threshold)
+    "rmse_threshold_force": ("force_threshold", float),       # (n2p2: short_force_error_threshold)
     "rmse_threshold_trials": ("threshold_trials", int),
     "charge_fraction": ("charge_fraction", float),
     "weights_min": ("weights_min", float),

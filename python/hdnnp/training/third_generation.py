@@ -93,6 +93,9 @@ class LocalShortTrainer(Trainer):
         for net, z in zip(self.pot.elec, self.pot.elec_model.atomic_numbers):
             load_weights(net, os.path.join(settings_dir, f"weightse.{z:03d}.data"), "step 2 needs this step-1 file",
                          DataError)
+        # the step-1 charges' electrostatics, computed by the core's 3G potential (its charge part
+        # alone), as prediction computes them
+        self._elec = _core.ThirdGenerationPotential.load(settings_dir, short_networks=False)
         for k, a in enumerate(structures):
             _check_4g_structure(a, f"structure {k}", "3G")
         super().__init__(settings_dir, structures, config)
@@ -102,18 +105,25 @@ class LocalShortTrainer(Trainer):
 
     def _fixed_energy(self, k: int) -> float:
         """Baseline and the step-1 charges' electrostatic energy (for fitted offsets)."""
-        a = self.structures[k]
-        r = self.pot.long_range(a, species_of(a, self.elements, f"structure {k}"), _total_charge(a), forces=False,
-                                stress=False)
+        r = self._electrostatics(k, forces=False)
         return super()._fixed_energy(k) + float(r["electrostatic_energy"])
+
+    def _electrostatics(self, k: int, forces: bool):
+        """The step-1 charges' electrostatic energy (a charged periodic cell with its uniform
+        background), with `forces` its forces and virial (the Ewald parameters n2p2's)."""
+        a = self.structures[k]
+        periodic = bool(np.all(a.pbc))
+        cell = np.ascontiguousarray(a.cell[:], dtype=float) if periodic else None
+        return self._elec.compute(np.ascontiguousarray(a.positions, dtype=float),
+                                  species_of(a, self.elements, f"structure {k}"), cell, _total_charge(a),
+                                  forces=forces, virial=forces, threads=self.config.threads, background=True)
 
     def prepared(self, k: int) -> Prepared:
         p = super().prepared(k)
         if not hasattr(p, "e_elec"):
-            a = self.structures[k]
-            r = self.pot.long_range(a, species_of(a, self.elements, f"structure {k}"), _total_charge(a), forces=True,
-                                    stress=p.stress is not None)
-            p.e_elec, p.F_elec, p.W_elec = r["electrostatic_energy"], r["forces"], r.get("virial")
+            r = self._electrostatics(k, forces=True)
+            p.e_elec, p.F_elec = r["electrostatic_energy"], r["forces"]
+            p.W_elec = r["virial"] if p.stress is not None else None
         return p
 
     def _add_long_range(self, preps, aoff, E, F, per_el, W=None):

@@ -72,7 +72,7 @@ def dimer_curves(potential_dir, r=None) -> Dict[str, Dict]:
     rises monotonically as the atoms approach."""
     from ase import Atoms
 
-    from ..potential import load
+    from ..loading import load
 
     pot = load(potential_dir)
     r = np.linspace(2.0, 0.5, 61) if r is None else np.asarray(r)
@@ -142,7 +142,7 @@ def hot_md(potential_dir, work_dir, temperature: float = 3000.0, ps: float = 10.
 def holdout_errors(potential_dir, structures) -> Dict:
     """RMSE of energies per atom (meV) and force components (eV/A) on structures the training
     never saw (eV, Angstrom)."""
-    from ..potential import load
+    from ..loading import load
 
     pot = load(potential_dir)
     de, df = [], []

@@ -1,0 +1,232 @@
+#include "hdnnp/third_generation.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "hdnnp/errors.hpp"
+#include "hdnnp/neighbor.hpp"
+
+namespace hdnnp {
+
+std::shared_ptr<const ThirdGenerationPotential> ThirdGenerationPotential::load(const std::string& dir,
+                                                                               const std::string& correction,
+                                                                               bool short_networks) {
+    auto p = std::make_shared<ThirdGenerationPotential>();
+    const std::string nn = dir.empty() || dir.back() == '/' ? dir + "input.nn" : dir + "/input.nn";
+    p->path_ = nn;
+    {
+        std::ifstream f(nn);
+        if (!f) throw ConfigError(nn + ": no such file");
+    }
+    const Settings S = Settings::read_file(nn);   // read once; both models are built from it
+    const std::string gen = S.has("nnp_type") ? S.args("nnp_type").at(0) : "2";
+    if (gen != "3" && gen != "3G-HDNNP")
+        throw ConfigError(nn + ": not a 3G potential (nnp_generation " + gen + ")");
+    LoadOptions how;
+    how.part = true;
+    how.weights = short_networks;
+    p->has_short_ = short_networks;
+    p->short_ = Model::load(dir, S, how);
+    how.weights = true;
+    how.networks = NetworkSet::Charge;
+    p->charge_ = Model::load(dir, S, how);
+    const Model& M = *p->short_;
+    if (M.mean_energy() != 0.0 || M.conv_energy() != 1.0)
+        throw ConfigError(nn + ": normalised 3G potentials are not supported yet");
+    if (short_networks && M.baseline_auto() && !M.baseline())
+        throw ConfigError(nn + ": 'hdnnp_zbl auto' leaves the baseline's radii to training; a potential to predict "
+                          "with needs them written out ('hdnnp_zbl <element> <element> <r_inner> <r_outer>', as "
+                          "hdnnp train writes them)");
+    if (p->charge_->element_symbols() != M.element_symbols())
+        throw ConfigError(nn + ": the charge and short networks must describe the same elements");
+    p->es_ = ElectrostaticsSettings::read(S, nn);
+    p->warnings_ = M.warnings();
+    std::string ignored;
+    for (const auto& k : {"ewald_alpha", "ewald_cutoff", "ewald_kmax"})
+        if (S.has(k)) ignored += (ignored.empty() ? "" : ", ") + std::string(k);
+    if (!ignored.empty())
+        p->warnings_.push_back(nn + ": " + ignored + " (RuNNer's fixed Ewald parameters) are not used: the Ewald "
+                               "parameters follow from ewald_prec (n2p2's methods) or an energy tolerance, and are "
+                               "reported with each periodic result");
+    std::string mode = correction;
+    if (mode.empty()) {
+        const std::string flag = S.has("enforce_totcharge") ? S.args("enforce_totcharge").at(0) : "0";
+        if (flag != "0" && flag != "1")
+            throw ConfigError(nn + ":" + std::to_string(S.get("enforce_totcharge").line) +
+                              ": enforce_totcharge must be 0 or 1, not " + flag);
+        mode = flag == "1" ? "rescale" : "none";
+    }
+    if (mode == "none") p->correction_ = ChargeCorrection::None;
+    else if (mode == "rescale") p->correction_ = ChargeCorrection::Rescale;
+    else if (mode == "shift") p->correction_ = ChargeCorrection::Shift;
+    else throw ConfigError("charge_correction must be one of none, rescale, shift, not '" + mode + "'");
+    return p;
+}
+
+void ThirdGenerationPotential::correct(ChargeCorrection mode, int64_t n, const double* q, double total, double* Q,
+                                       const double* g, double* out) {
+    if (mode == ChargeCorrection::None) {
+        std::copy(q, q + n, Q);
+        if (g) std::copy(g, g + n, out);
+        return;
+    }
+    if (mode == ChargeCorrection::Shift) {
+        CompensatedSum s, sg;
+        for (int64_t i = 0; i < n; ++i) { s.add(q[i]); if (g) sg.add(g[i]); }
+        const double d = (s.value() - total) / n, mg = sg.value() / n;
+        for (int64_t i = 0; i < n; ++i) {
+            Q[i] = q[i] - d;
+            if (g) out[i] = g[i] - mg;
+        }
+        return;
+    }
+    // rescale: with P, N the sums of the positive and the negative charges and e = (P + N - total)/2,
+    // positive charges are scaled by (P - e)/P, the others by (N - e)/N
+    CompensatedSum sp_, sn_, gp_, gn_;
+    for (int64_t i = 0; i < n; ++i) {
+        (q[i] > 0.0 ? sp_ : sn_).add(q[i]);
+        if (g) (q[i] > 0.0 ? gp_ : gn_).add(g[i] * q[i]);
+    }
+    const double P = sp_.value(), N = sn_.value();
+    if (P == 0.0 || N == 0.0)
+        throw InputError(std::string("charge rescaling (enforce_totcharge) needs both positive and negative atomic "
+                                     "charges; the charge networks give only ") +
+                         (P == 0.0 ? "negative (or zero)" : "positive") + " ones");
+    const double e = 0.5 * (P + N - total), sp = 1.0 - e / P, sn = 1.0 - e / N;
+    const double gp = gp_.value(), gn = gn_.value();
+    for (int64_t i = 0; i < n; ++i) {
+        const bool pos = q[i] > 0.0;
+        Q[i] = q[i] * (pos ? sp : sn);
+        if (g)
+            out[i] = pos ? g[i] * sp + gp * (e - 0.5 * P) / (P * P) - 0.5 * gn / N
+                         : g[i] * sn - 0.5 * gp / P + gn * (e - 0.5 * N) / (N * N);
+    }
+}
+
+void ThirdGenerationPotential::compute(int64_t n, const double* pos, const int32_t* species, const double* cell,
+                                       double q_tot, const ChargeOptions& opt, ChargeResult& out) const {
+    const Model& Ms = *short_;
+    const Model& Mq = *charge_;
+    check_species(n, species, Ms.n_elements());
+    const bool periodic = cell != nullptr;
+    ElectrostaticsSettings::check_charged_cell(periodic, q_tot, opt, path_);
+    const bool pbc[3] = {periodic, periodic, periodic};
+    const bool grads = opt.forces || opt.virial;
+    // charge descriptors (scaled) and network charges
+    const NeighborList nlq = build_neighbor_list(pos, n, cell, pbc, Mq.cutoff(), 1e-6);
+    AtomsView Aq;
+    Aq.n_local = n; Aq.n_all = n; Aq.positions = pos; Aq.species = species; Aq.neighbors = nlq.view();
+    ComputeOptions dopt;
+    dopt.forces = false; dopt.virial = false; dopt.descriptors = true; dopt.scaled_descriptors = true;
+    dopt.threads = opt.threads; dopt.baseline = false;
+    ComputeResult dres;
+    Mq.compute(Aq, dopt, dres);
+    out.charge_extrapolations = std::move(dres.extrapolations);
+    std::vector<double>& G = dres.descriptors;
+    const auto& off = dres.descriptor_offsets;
+    NetworkWorkspace ws;
+    out.network_charges.assign(n, 0.0);
+    for (int64_t i = 0; i < n; ++i)
+        out.network_charges[i] = Mq.elements()[species[i]].network.evaluate(&G[off[i]], nullptr, ws);
+    out.charges.assign(n, 0.0);
+    correct(correction_, n, out.network_charges.data(), q_tot, out.charges.data());
+    const auto& Q = out.charges;
+    CompensatedSum qs;
+    for (int64_t i = 0; i < n; ++i) qs.add(Q[i]);
+    const double S = qs.value();
+    // point-charge electrostatics
+    std::vector<double> zero(n, 0.0);
+    ElectrostaticsSetup es;
+    es.n = n; es.positions = pos; es.cell = cell; es.sigma = zero.data(); es.four_pi_eps = es_.four_pi_eps;
+    es.screening = es_.screening; es.threads = opt.threads;
+    double volume = 0.0;
+    out.ewald = EwaldParameters();
+    if (periodic) {
+        volume = cell_volume(cell);
+        out.ewald = es_.choose(opt, cell, n, 0.0, true);
+        es.eta = out.ewald.eta; es.r_cut = out.ewald.r_cut; es.k_cut = out.ewald.k_cut;
+        for (int d = 0; d < 3; ++d) es.mesh[d] = out.ewald.mesh[d];
+        es.mesh_order = out.ewald.mesh_order;
+    }
+    const Electrostatics op(es);
+    out.n_kvectors = op.n_kvectors();
+    out.mesh_points = op.mesh_points();
+    std::vector<double> dEdQ(n);
+    const double e_elec = op.energy(Q.data(), dEdQ.data());
+    // a charged cell's background, with the charges' sum S a function of the positions
+    const double e_bg = periodic && S != 0.0 ? es_.background_energy(S, out.ewald.eta, volume) : 0.0;
+    out.electrostatic_energy = e_elec + e_bg;
+    std::fill(out.dipole, out.dipole + 3, 0.0);
+    if (!periodic)
+        for (int64_t i = 0; i < n; ++i)
+            for (int d = 0; d < 3; ++d) out.dipole[d] += Q[i] * pos[3 * i + d];
+    // short networks (and the baseline)
+    std::unique_ptr<NeighborList> nls_own;
+    if (Ms.cutoff() != Mq.cutoff())
+        nls_own = std::make_unique<NeighborList>(build_neighbor_list(pos, n, cell, pbc, Ms.cutoff(), 1e-6));
+    AtomsView As = Aq;
+    As.neighbors = nls_own ? nls_own->view() : nlq.view();
+    ComputeOptions sopt;
+    sopt.forces = grads; sopt.virial = grads; sopt.threads = opt.threads; sopt.baseline = false;
+    ComputeResult sres;
+    if (has_short_) {
+        Ms.compute(As, sopt, sres);
+    } else {   // (the electrostatic part alone: training's step 2)
+        sres.energy = 0.0;
+        sres.atom_energies.assign(n, 0.0);
+        sres.extrapolating_atoms.assign(n, 0);
+        sres.forces.assign(grads ? 3 * n : 0, 0.0);
+    }
+    out.atom_energies_short = sres.atom_energies;
+    const double e_short = sres.energy;
+    out.baseline_energy = 0.0;
+    if (has_short_ && Ms.baseline()) {
+        Ms.baseline()->add(As, sopt, sres);
+        out.baseline_energy = sres.energy - e_short;
+    }
+    out.extrapolations = std::move(sres.extrapolations);
+    out.extrapolating_atoms = sres.extrapolating_atoms;
+    for (int64_t i = 0; i < n; ++i)
+        out.extrapolating_atoms[i] = std::max(out.extrapolating_atoms[i], dres.extrapolating_atoms[i]);
+    out.atom_energies.assign(n, 0.0);
+    for (int64_t i = 0; i < n; ++i) out.atom_energies[i] = sres.atom_energies[i] + 0.5 * Q[i] * dEdQ[i] + e_bg / n;
+    CompensatedSum total;
+    total.add(sres.energy);
+    total.add(e_elec);
+    total.add(e_bg);
+    out.energy = total.value();
+    out.forces.clear();
+    out.adjoint.clear();
+    out.electronegativities.clear();
+    out.cg_iterations.clear();
+    std::fill(out.virial, out.virial + 9, 0.0);
+    if (!grads) return;
+    // dE/dq of the network charges through the correction, then dE/dG (raw G) = dE/dq dq/dG x scaling
+    if (e_bg != 0.0)
+        for (int64_t i = 0; i < n; ++i) dEdQ[i] += 2.0 * e_bg / S;
+    std::vector<double> g(n), dq;
+    correct(correction_, n, out.network_charges.data(), q_tot, zero.data(), dEdQ.data(), g.data());
+    std::fill(zero.begin(), zero.end(), 0.0);
+    for (int64_t i = 0; i < n; ++i) {
+        const ElementModel& em = Mq.elements()[species[i]];
+        const int K = em.descriptor.size();
+        dq.assign(K, 0.0);
+        em.network.evaluate(&G[off[i]], dq.data(), ws);
+        for (int k = 0; k < K; ++k) G[off[i] + k] = g[i] * dq[k] * em.factor[k];   // now dE/dG
+    }
+    ComputeOptions fopt;
+    fopt.forces = true; fopt.virial = true; fopt.dEdG = G.data(); fopt.threads = opt.threads; fopt.baseline = false;
+    ComputeResult fres;
+    Mq.compute(Aq, fopt, fres);
+    out.forces = std::move(fres.forces);
+    double W[9] = {0};
+    op.add_derivatives(Q.data(), zero.data(), out.forces.data(), W);
+    for (int64_t k = 0; k < 3 * n; ++k) out.forces[k] += sres.forces[k];
+    for (int k = 0; k < 9; ++k) out.virial[k] = fres.virial[k] + W[k] + sres.virial[k];
+    for (int d = 0; d < 3; ++d) out.virial[4 * d] += e_bg;
+}
+
+}  // namespace hdnnp
