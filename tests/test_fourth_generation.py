@@ -246,6 +246,9 @@ def test_ase_calculator_charges_dipole_units(fixtures):
     assert a.get_potential_energy() == pytest.approx(ref["energy"] * Hartree, rel=1e-12)
     np.testing.assert_allclose(a.get_forces(), ref["forces"] * Hartree / Bohr, atol=1e-10)
     np.testing.assert_allclose(a.get_charges(), ref["charges"], atol=1e-12)
+    # per-atom energies: short + offset + Q_i dE_elec/dQ_i / 2, summing to the energy
+    np.testing.assert_allclose(a.get_potential_energies(), ref["atom_energies"] * Hartree, rtol=1e-12)
+    assert a.get_potential_energies().sum() == pytest.approx(a.get_potential_energy(), rel=1e-12)
     try:
         from ase.calculators.fd import calculate_numerical_stress
         num = calculate_numerical_stress(a, eps=1e-5)
@@ -453,3 +456,30 @@ def test_ewald_parameters_in_the_core_equal_the_python_oracle():
     assert [es.fft_size(k) for k in (7, 11, 13, 31, 97)] == [ref.fft_size(k) for k in (7, 11, 13, 31, 97)]
     with pytest.raises(ValueError, match="needs a precision < 1"):
         es.n2p2_parameters(0, [2.0], 1000.0, 10)
+
+
+def test_calculator_keeps_the_cg_warm_start(fixtures):
+    """The warm start of the CG solver is the calculator's state (the potential keeps none): the
+    second step of an MD-like sequence needs fewer iterations than the same step started cold."""
+    from ase.units import Bohr
+
+    pot = FourthGeneration(fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential", solver="cg", tolerance=1e-10)
+    water = _water48(fixtures)
+    a = water.copy()
+    a.positions *= Bohr
+    a.set_cell(np.asarray(water.cell) * Bohr, scale_atoms=False)
+    a.calc = pot.calculator(length_unit="Bohr", energy_unit="Ha")
+    a.get_forces()
+    cold = a.calc.last_result.details["solver"]["iterations"]
+    a.calc.reset()            # (ASE's results cache; the warm start stays)
+    a.get_forces()
+    assert a.calc.last_result.details["solver"]["iterations"] == [0, 0]
+    a.positions += np.random.default_rng(2).normal(0, 2e-4, a.positions.shape)
+    a.get_forces()
+    warm = a.calc.last_result.details["solver"]["iterations"]
+    b = a.copy()
+    b.calc = pot.calculator(length_unit="Bohr", energy_unit="Ha")
+    b.get_forces()
+    fresh = b.calc.last_result.details["solver"]["iterations"]
+    assert sum(warm) < sum(fresh) and warm[0] <= fresh[0] and warm[1] <= fresh[1], (cold, warm, fresh)
+    np.testing.assert_allclose(a.get_forces(), b.get_forces(), rtol=0, atol=1e-7)

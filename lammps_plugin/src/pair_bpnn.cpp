@@ -93,33 +93,13 @@ void PairBPNN::read_units_from_potential() {
     native_length_.clear();
     native_energy_.clear();
     for (int k = 0; k < model_->size(); ++k) {
-        std::string l, e;
-        read_declared_units(model_->member(k).directory(), l, e);
+        // the '# hdnnp: length_unit=... energy_unit=...' declaration, as the core read it
+        const std::string l = model_->member(k).length_unit(), e = model_->member(k).energy_unit();
         if (k == 0) { native_length_ = l; native_energy_ = e; continue; }
         if (l != native_length_ || e != native_energy_)
             error->all(FLERR, "pair bpnn: committee member '{}' declares units '{}'/'{}' but '{}' declares "
                               "'{}'/'{}'", model_->member(k).directory(), l, e, directory_, native_length_,
                        native_energy_);
-    }
-}
-
-void PairBPNN::read_declared_units(const std::string& dir, std::string& native_length,
-                                   std::string& native_energy) {
-    // The declaration written by hdnnp: a line "# hdnnp: length_unit=Bohr energy_unit=Ha".
-    const std::string path = dir + "/input.nn";
-    std::ifstream in(path);
-    std::string line;
-    while (std::getline(in, line)) {
-        const auto pos = line.find("hdnnp:");
-        if (line.rfind("#", 0) != 0 || pos == std::string::npos) continue;
-        std::istringstream ss(line.substr(pos + 6));
-        std::string kv;
-        while (ss >> kv) {
-            const auto eq = kv.find('=');
-            if (eq == std::string::npos) continue;
-            if (kv.substr(0, eq) == "length_unit") native_length = kv.substr(eq + 1);
-            if (kv.substr(0, eq) == "energy_unit") native_energy = kv.substr(eq + 1);
-        }
     }
 }
 

@@ -60,7 +60,6 @@ private:
     hdnnp::ComputeResult res_;
 
     void read_units_from_potential();
-    static void read_declared_units(const std::string& dir, std::string& length, std::string& energy);
     void handle_extrapolation();
     void handle_deviation();
     void write_configuration(const std::string& path, const std::string& reason);

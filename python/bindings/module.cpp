@@ -19,6 +19,7 @@
 #include "hdnnp/qeq.hpp"
 #include "hdnnp/neighbor.hpp"
 #include "hdnnp/structure_io.hpp"
+#include "hdnnp/units.hpp"
 
 namespace py = pybind11;
 using namespace hdnnp;
@@ -738,6 +739,11 @@ PYBIND11_MODULE(_core, m) {
         d["ewald_prec"] = e.ewald_prec;
         return d;
     }, py::arg("path"), "the electrostatics keywords of a 3G/4G/CENT input.nn (4 pi eps0 from the declared units)");
+
+    m.def("angstrom_per_length_unit", &angstrom_per_length_unit, py::arg("unit"), "0 when unknown");
+    m.def("ev_per_energy_unit", &ev_per_energy_unit, py::arg("unit"), "0 when unknown");
+    m.attr("LENGTH_UNITS") = detail::length_unit_names();
+    m.attr("ENERGY_UNITS") = detail::energy_unit_names();
 
     // input.nn, read once by the core: canonical keyword -> [(line, [arguments])], the '# hdnnp:'
     // declarations and the reader's warnings

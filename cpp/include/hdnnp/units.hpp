@@ -1,6 +1,6 @@
 // Unit names of the `# hdnnp: length_unit=... energy_unit=...` declaration and their value
-// in Angstrom and eV. The numbers are ASE's (CODATA 2014), the Python API's, so that the core,
-// Python and the LAMMPS plugin convert identically (to round-off).
+// in Angstrom and eV: the one unit table of the package (hdnnp.units reads it through the
+// Python module; the LAMMPS plugin includes it). The numbers are ASE's (CODATA 2014).
 #pragma once
 #include <cctype>
 #include <string>
@@ -10,14 +10,19 @@ namespace hdnnp {
 namespace detail {
 inline std::string lower(std::string u) {
     for (auto& c : u) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return u;
+    const auto b = u.find_first_not_of(" \t"), e = u.find_last_not_of(" \t");
+    return b == std::string::npos ? std::string() : u.substr(b, e - b + 1);
 }
+
+/// The names each table knows (for error messages).
+inline const char* length_unit_names() { return "a, a0, angstrom, ang, au, bohr, nm"; }
+inline const char* energy_unit_names() { return "au, ev, ha, hartree, kcal/mol, kj/mol, mev, ry, rydberg"; }
 }  // namespace detail
 
 /// Angstrom per `unit` (angstrom, bohr, nm and their aliases); 0 when unknown.
 inline double angstrom_per_length_unit(const std::string& unit) {
     const std::string u = detail::lower(unit);
-    if (u == "angstrom" || u == "a" || u == "ang") return 1.0;
+    if (u == "angstrom" || u == "a" || u == "ang" || u == "\xc3\xa5") return 1.0;   // (also "Å")
     if (u == "bohr" || u == "au" || u == "a0") return 0.5291772105638411;
     if (u == "nm") return 10.0;
     return 0.0;
