@@ -34,7 +34,7 @@ if mode == "2g":
     w = np.zeros(out["descriptors"].size)
     pot.model.compute(pos, sp, len(atoms), *nl, forces=True, virial=True, dEdG=w)
 else:
-    pot.evaluate(atoms, forces=True)
+    pot.compute(atoms, forces=True)
 print(len(atoms), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
 """
 

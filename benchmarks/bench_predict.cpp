@@ -3,7 +3,7 @@
 // each stage, atom-steps/s and memory. Run it on a cluster node to size a simulation.
 //
 //   hdnnp-bench POTENTIAL_DIR INPUT.data [--rep NX NY NZ] [--steps N] [--threads T] [--no-sort]
-//               [--ewald n2p2|TOL] [--solver dense|cg] [--background] [--json FILE]
+//               [--ewald n2p2|TOL] [--solver dense|cg] [--cg-tolerance T] [--background] [--json FILE]
 // 2G, 3G, 4G and CENT potentials (nnp_generation in input.nn). 3G/4G/CENT: the total charge is the structure's
 // `charge` line (times the replicas; a charged cell needs --background, the uniform neutralising
 // background); --ewald n2p2 (default: n2p2's parameters) or an energy
@@ -74,13 +74,14 @@ static void write_json(const std::string& path, double energy, const std::vector
 int main(int argc, char** argv) {
     if (argc < 3) {
         std::fprintf(stderr, "usage: %s POTENTIAL_DIR INPUT.data [--rep NX NY NZ] [--steps N] [--threads T] [--no-sort] "
-                             "[--ewald n2p2|TOL] [--solver dense|cg] [--background] [--json FILE]\n", argv[0]);
+                             "[--ewald n2p2|TOL] [--solver dense|cg] [--cg-tolerance T] [--background] [--json FILE]\n", argv[0]);
         return 2;
     }
     int rep[3] = {1, 1, 1}, steps = 5, threads = 0;
     bool sort = true;
     double ewald_tol = 0.0;
     std::string solver = "dense", json;
+    double cg_tol = 1e-10;
     bool background = false;
     for (int a = 3; a < argc; ++a) {
         if (!std::strcmp(argv[a], "--ewald") && a + 1 < argc) {
@@ -99,6 +100,14 @@ int main(int argc, char** argv) {
             solver = argv[++a];
             if (solver != "dense" && solver != "cg") {
                 std::fprintf(stderr, "hdnnp-bench: error: --solver takes dense or cg, not %s\n", solver.c_str());
+                return 2;
+            }
+            continue;
+        }
+        if (!std::strcmp(argv[a], "--cg-tolerance") && a + 1 < argc) {
+            cg_tol = std::atof(argv[++a]);
+            if (!(cg_tol > 0.0)) {
+                std::fprintf(stderr, "hdnnp-bench: error: --cg-tolerance takes a positive relative residual\n");
                 return 2;
             }
             continue;
@@ -179,6 +188,7 @@ int main(int argc, char** argv) {
             const double q_tot = s.charge * rep[0] * rep[1] * rep[2];
             ChargeOptions o;
             o.ewald_tolerance = ewald_tol; o.solver = solver; o.threads = threads; o.background = background;
+            o.cg_tolerance = cg_tol;
             ChargeResult r4;
             std::vector<double> warm;
             double t_first = 0.0, t_sum = 0.0;

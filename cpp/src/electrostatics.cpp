@@ -5,7 +5,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "hdnnp/erfcx_table.hpp"
 #include "hdnnp/errors.hpp"
+#include "hdnnp/functions.hpp"
 #include "hdnnp/threads.hpp"
 
 #ifdef _OPENMP
@@ -28,6 +30,35 @@ constexpr double kListMaxNeighbours = 1000.0;
 inline double erf_fast(double x) { return x > 6.0 ? 1.0 : std::erf(x); }
 /// a exp(-(a r)^2), the slope factor of erf(a r); 0 for point charges (a = infinity).
 inline double gauss_slope(double a, double r) { return a * r > 6.0 ? 0.0 : a * std::exp(-a * a * r * r); }
+
+/// erfc(x) and exp(-x^2) for x >= 0 in vector loops (no libm call): erfc = erfcx(x) exp(-x^2), erfcx
+/// from the generated piecewise polynomials (relative error ~1e-16), exp(-x^2) with x^2 split into
+/// its rounded value and the rounding error. Both are 0 from x = 6 on (erfc(6) = 2e-17), as
+/// erf_fast takes erf = 1 there.
+#pragma omp declare simd notinbranch
+inline void erfc_gauss(double x, double& ec, double& g) {
+    const bool in = x < 6.0;
+    const double xc = in ? x : 0.0;
+    const double kf = std::floor(2.0 * xc);   // (floor, then the cast: GCC vectorises this form)
+    const double t = 4.0 * (xc - 0.5 * kf) - 1.0;
+    const double* c = detail::kErfcxCoeffs[0] + (detail::kErfcxDegree + 1) * static_cast<int>(kf);
+    static_assert(detail::kErfcxDegree == 13, "the Horner scheme below is written out for degree 13");
+    double p = c[13];   // (written out: a loop here keeps compilers from vectorising the callers)
+    p = p * t + c[12]; p = p * t + c[11]; p = p * t + c[10]; p = p * t + c[9]; p = p * t + c[8];
+    p = p * t + c[7]; p = p * t + c[6]; p = p * t + c[5]; p = p * t + c[4]; p = p * t + c[3];
+    p = p * t + c[2]; p = p * t + c[1]; p = p * t + c[0];
+    const double h = xc * xc, l = std::fma(xc, xc, -h);
+    const double e = vexp(-h) * (1.0 - l);
+    g = in ? e : 0.0;
+    ec = in ? p * e : 0.0;
+}
+
+/// 1 / (sqrt2 gamma_ij) for Gaussian widths s_i, s_j; 1e150 for two point charges (their
+/// erf(a r) is then 1 and a exp(-(a r)^2) is 0, as for a = infinity).
+inline double inv_sqrt2_gamma_of(double si, double sj) {
+    const double g2 = si * si + sj * sj;
+    return 1.0 / std::sqrt(std::max(2.0 * g2, 1e-300));   // (branch-free: vector loops call it)
+}
 
 /// d/dr of the real-space pair kernel: [erf(a r) - erf(b r)] / r (periodic, b = 1/(sqrt2 eta))
 /// or erf(a r) / r, given aea = a exp(-(a r)^2) and erfa = erf(a r).
@@ -115,16 +146,10 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
         }
     }
     if (direct_) {
-        const double* nrm[3] = {bxc, cxa, axb};
-        int m[3];
-        for (int d = 0; d < 3; ++d) {
-            const double spacing = volume_ / std::sqrt(dot3(nrm[d], nrm[d]));
-            m[d] = static_cast<int>(std::floor(r_max / spacing + 0.5)) + 1;
-        }
-        for (int a = -m[0]; a <= m[0]; ++a)
-            for (int b = -m[1]; b <= m[1]; ++b)
-                for (int c = -m[2]; c <= m[2]; ++c)
-                    for (int k = 0; k < 3; ++k) trans_.push_back(a * cell_[k] + b * cell_[3 + k] + c * cell_[6 + k]);
+        // |reciprocal vectors| = 1 / the lattice plane spacings (bounds of the image search)
+        for (int k = 0; k < 3; ++k)
+            recip_len_[k] = std::sqrt(inv_cell_[k] * inv_cell_[k] + inv_cell_[3 + k] * inv_cell_[3 + k] +
+                                      inv_cell_[6 + k] * inv_cell_[6 + k]);
         if (scr_.active()) {
             const bool pbc[3] = {true, true, true};
             snl_ = build_neighbor_list(pos_.data(), n_, cell_, pbc, scr_.r_out, 1e-6, false, true);
@@ -180,55 +205,110 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
 
 int Electrostatics::threads() const { return thread_count(threads_); }
 
-template <class PairFn>
-int Electrostatics::for_half_pairs(PairFn&& fn, bool screening_only) const {
+template <class BatchFn>
+int Electrostatics::for_pair_batches(BatchFn&& fn, bool screening_only, bool displacements) const {
     const NeighborList& list = direct_ && screening_only && !snl_.offsets.empty() ? snl_ : nl_;
     const bool use_list = periodic_ && (!direct_ || &list == &snl_);
     const int nthreads = threads();
     const double r_max = periodic_ ? std::max(r_cut_, scr_.r_out) : 0.0, r2max = r_max * r_max;
-    const int64_t nt = static_cast<int64_t>(trans_.size() / 3);
+    const double* c2 = cell_ + 6;
+    const double cc = dot3(c2, c2), icc = 1.0 / cc;
+    constexpr double kEps = 1e-9;
 #pragma omp parallel num_threads(nthreads)
     {
         int tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
+        // the row's images, written by index into arrays grown ahead of each block of candidates
+        std::vector<int64_t> J;
+        std::vector<double> DX, DY, DZ, R;
+        int64_t m = 0;
+        auto reserve = [&](int64_t extra) {
+            if (m + extra <= static_cast<int64_t>(R.size())) return;
+            const size_t c = std::max<size_t>(2 * R.size(), static_cast<size_t>(m + extra + 256));
+            J.resize(c); DX.resize(c); DY.resize(c); DZ.resize(c); R.resize(c);
+        };
+        auto add = [&](int64_t j, double dx, double dy, double dz, double r2) {   // (R holds r^2 here)
+            J[m] = j; R[m] = r2;
+            if (displacements) { DX[m] = dx; DY[m] = dy; DZ[m] = dz; }
+            ++m;
+        };
 #pragma omp for schedule(dynamic, 8)
         for (int64_t i = 0; i < n_; ++i) {
             const double* xi = &pos_[3 * i];
+            m = 0;
             if (!periodic_) {
+                reserve(n_ - i);
                 for (int64_t j = i + 1; j < n_; ++j) {
                     const double dx = pos_[3 * j] - xi[0], dy = pos_[3 * j + 1] - xi[1], dz = pos_[3 * j + 2] - xi[2];
-                    fn(tid, i, j, dx, dy, dz, std::sqrt(dx * dx + dy * dy + dz * dz));
+                    add(j, dx, dy, dz, dx * dx + dy * dy + dz * dz);
                 }
             } else if (!use_list) {
                 for (int64_t j = i; j < n_; ++j) {
-                    // wrap the displacement into the cell around 0, then try the translations
+                    // wrap the displacement into the cell around 0; then only the images that can
+                    // lie within r_max: lattice indices n0, n1 bounded by the plane spacings, and
+                    // for each the contiguous n2 range where |d + n0 a + n1 b + n2 c| < r_max
+                    // (a quadratic in n2, widened by one on each side for round-off)
                     double d[3], f[3];
                     for (int k = 0; k < 3; ++k) d[k] = pos_[3 * j + k] - xi[k];
                     for (int k = 0; k < 3; ++k)
                         f[k] = std::nearbyint(d[0] * inv_cell_[k] + d[1] * inv_cell_[3 + k] + d[2] * inv_cell_[6 + k]);
                     for (int k = 0; k < 3; ++k) d[k] -= f[0] * cell_[k] + f[1] * cell_[3 + k] + f[2] * cell_[6 + k];
-                    for (int64_t t = 0; t < nt; ++t) {
-                        const double dx = d[0] + trans_[3 * t], dy = d[1] + trans_[3 * t + 1], dz = d[2] + trans_[3 * t + 2];
-                        const double r2 = dx * dx + dy * dy + dz * dz;
-                        if (r2 >= r2max || (j == i && r2 == 0.0)) continue;
-                        fn(tid, i, j, dx, dy, dz, std::sqrt(r2));
-                    }
+                    for (int k = 0; k < 3; ++k)
+                        f[k] = d[0] * inv_cell_[k] + d[1] * inv_cell_[3 + k] + d[2] * inv_cell_[6 + k];
+                    // (bounds widened by kEps for round-off; the r2 test below decides)
+                    const int lo0 = static_cast<int>(std::ceil(-r_max * recip_len_[0] - f[0] - kEps));
+                    const int hi0 = static_cast<int>(std::floor(r_max * recip_len_[0] - f[0] + kEps));
+                    const int lo1 = static_cast<int>(std::ceil(-r_max * recip_len_[1] - f[1] - kEps));
+                    const int hi1 = static_cast<int>(std::floor(r_max * recip_len_[1] - f[1] + kEps));
+                    for (int n0 = lo0; n0 <= hi0; ++n0)
+                        for (int n1 = lo1; n1 <= hi1; ++n1) {
+                            double b[3];
+                            for (int k = 0; k < 3; ++k) b[k] = d[k] + n0 * cell_[k] + n1 * cell_[3 + k];
+                            const double bc = dot3(b, c2), bb = dot3(b, b);
+                            const double disc = bc * bc - cc * (bb - r2max);
+                            if (disc < 0.0) continue;
+                            const double sq = std::sqrt(disc);
+                            const int lo2 = static_cast<int>(std::ceil((-bc - sq) * icc - kEps));
+                            const int hi2 = static_cast<int>(std::floor((-bc + sq) * icc + kEps));
+                            reserve(hi2 - lo2 + 1);
+                            for (int n2 = lo2; n2 <= hi2; ++n2) {
+                                const double dx = b[0] + n2 * c2[0], dy = b[1] + n2 * c2[1], dz = b[2] + n2 * c2[2];
+                                const double r2 = dx * dx + dy * dy + dz * dz;
+                                if (r2 >= r2max || (j == i && r2 == 0.0)) continue;
+                                add(j, dx, dy, dz, r2);
+                            }
+                        }
                 }
             } else {
+                reserve(list.offsets[i + 1] - list.offsets[i]);
                 for (int64_t p = list.offsets[i]; p < list.offsets[i + 1]; ++p) {
                     const int32_t j = list.index[p];
                     if (j < i) continue;
                     const double* sh = &list.shifts[3 * list.shift_id[p]];
                     const double dx = pos_[3 * j] + sh[0] - xi[0], dy = pos_[3 * j + 1] + sh[1] - xi[1],
                                  dz = pos_[3 * j + 2] + sh[2] - xi[2];
-                    fn(tid, i, static_cast<int64_t>(j), dx, dy, dz, std::sqrt(dx * dx + dy * dy + dz * dz));
+                    add(j, dx, dy, dz, dx * dx + dy * dy + dz * dz);
                 }
+            }
+            if (m) {
+                double* __restrict r = R.data();
+#pragma omp simd
+                for (int64_t e = 0; e < m; ++e) r[e] = std::sqrt(r[e]);
+                fn(tid, i, m, J.data(), DX.data(), DY.data(), DZ.data(), R.data());
             }
         }
     }
     return nthreads;
+}
+
+template <class PairFn>
+int Electrostatics::for_half_pairs(PairFn&& fn, bool screening_only) const {
+    return for_pair_batches([&](int tid, int64_t i, int64_t m, const int64_t* J, const double* DX, const double* DY,
+                                const double* DZ, const double* R) {
+        for (int64_t e = 0; e < m; ++e) fn(tid, i, J[e], DX[e], DY[e], DZ[e], R[e]);
+    }, screening_only);
 }
 
 namespace {
@@ -269,12 +349,27 @@ void Electrostatics::dense(double* A) const {
     std::fill(A, A + n_ * n_, 0.0);
     const double b = periodic_ ? 1.0 / (std::sqrt(2.0) * eta_) : 0.0;
     const double rc = periodic_ ? r_cut_ : 1e300;
-    // upper triangle and diagonal (the thread of row i writes row i only), mirrored below
-    for_half_pairs([&](int, int64_t i, int64_t j, double, double, double, double r) {
-        if (r >= rc) return;
-        const double a = inv_sqrt2_gamma(i, j);
-        A[i * n_ + j] += (periodic_ ? erf_fast(a * r) - std::erf(b * r) : erf_fast(a * r)) / r / fpe_;
-    });
+    // upper triangle and diagonal (the thread of row i writes row i only), mirrored below;
+    // k = [erf(a r) - erf(b r)] / r = [erfc(b r) - erfc(a r)] / r (b = 0 for molecules)
+    std::vector<std::vector<double>> scratch(threads());
+    for_pair_batches([&](int tid, int64_t i, int64_t m, const int64_t* J, const double*, const double*,
+                         const double*, const double* R) {
+        auto& kv = scratch[tid];
+        kv.resize(m);
+        double* __restrict k = kv.data();
+        const double si = sigma_[i], bb = b, rcut = rc, inv_fpe = 1.0 / fpe_;
+        const double* __restrict sig = sigma_.data();
+#pragma omp simd
+        for (int64_t e = 0; e < m; ++e) {
+            const double r = R[e], a = inv_sqrt2_gamma_of(si, sig[J[e]]);
+            double ea, ga, eb, gb;
+            erfc_gauss(a * r, ea, ga);
+            erfc_gauss(bb * r, eb, gb);
+            k[e] = r < rcut ? (eb - ea) / r * inv_fpe : 0.0;
+        }
+        double* row = A + i * n_;
+        for (int64_t e = 0; e < m; ++e) row[J[e]] += k[e];
+    }, false, false);
     for (int64_t i = 0; i < n_; ++i)
         for (int64_t j = i + 1; j < n_; ++j) A[j * n_ + i] = A[i * n_ + j];
     for (int64_t i = 0; i < n_; ++i) A[i * n_ + i] += self_term(i);
@@ -319,14 +414,29 @@ void Electrostatics::apply(const double* x, double* y) const {
     const double rc = periodic_ ? r_cut_ : 1e300;
     std::fill(y, y + n_, 0.0);
     ThreadBuffers tb(threads(), n_);
-    for_half_pairs([&](int tid, int64_t i, int64_t j, double, double, double, double r) {
-        if (r >= rc) return;
-        const double a = inv_sqrt2_gamma(i, j);
-        const double k = (periodic_ ? erf_fast(a * r) - std::erf(b * r) : erf_fast(a * r)) / r / fpe_;
+    std::vector<std::vector<double>> scratch(threads());
+    for_pair_batches([&](int tid, int64_t i, int64_t m, const int64_t* J, const double*, const double*,
+                         const double*, const double* R) {
+        auto& kv = scratch[tid];
+        kv.resize(m);
+        double* __restrict k = kv.data();
+        const double si = sigma_[i], bb = b, rcut = rc, inv_fpe = 1.0 / fpe_;
+        const double* __restrict sig = sigma_.data();
+        double yi = 0.0;
+#pragma omp simd reduction(+ : yi)
+        for (int64_t e = 0; e < m; ++e) {
+            const double r = R[e], a = inv_sqrt2_gamma_of(si, sig[J[e]]);
+            double ea, ga, eb, gb;
+            erfc_gauss(a * r, ea, ga);
+            erfc_gauss(bb * r, eb, gb);
+            k[e] = r < rcut ? (eb - ea) / r * inv_fpe : 0.0;
+            yi += k[e] * x[J[e]];
+        }
         double* yt = tb.b[tid].data();
-        yt[i] += k * x[j];
-        if (j != i) yt[j] += k * x[i];
-    });
+        yt[i] += yi;
+        for (int64_t e = 0; e < m; ++e)
+            if (J[e] != i) yt[J[e]] += k[e] * x[i];
+    }, false, false);
     tb.reduce_into(y);
     for (int64_t i = 0; i < n_; ++i) y[i] += self_term(i) * x[i];
     if (pme_) pme_->apply(x, y);
@@ -381,33 +491,64 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
     const double b = periodic_ ? 1.0 / (std::sqrt(2.0) * eta_) : 0.0;
     const double rc = periodic_ ? r_cut_ : 1e300;
     ThreadBuffers tb(threads(), 3 * n_ + 9);  // forces, then the virial
-    for_half_pairs([&](int tid, int64_t i, int64_t j, double dx, double dy, double dz, double r) {
-        const double a = inv_sqrt2_gamma(i, j);
+    std::vector<std::vector<double>> scratch(threads());
+    for_pair_batches([&](int tid, int64_t i, int64_t m, const int64_t* J, const double* DX, const double* DY,
+                         const double* DZ, const double* R) {
+        auto& gv = scratch[tid];
+        gv.resize(m);
+        double* __restrict g = gv.data();   // (dE/dr) / r of each image
+        const double si = sigma_[i], ui = u[i], qi = Q[i], bb = b, rcut = rc, inv_fpe = 1.0 / fpe_;
+        const double* __restrict sig = sigma_.data();
+        const double* __restrict uu = u.data();
         // c = d(energy of this pair image)/dr; a self-image (j == i) is visited for T and -T
         // and carries half of the pair energy u_i v_i k + Q_i^2 s / 2 ... of both together.
-        const bool self = j == i;
-        double c = 0.0;
-        const double aea = gauss_slope(a, r), erfa = erf_fast(a * r);
-        if (r < rc)
-            c += (self ? u[i] * Q[i] : u[i] * Q[j] + u[j] * Q[i]) * kernel_slope(periodic_, b, r, aea, erfa) / fpe_;
-        if (scr_.active() && r < scr_.r_out) {
-            double f, df;
-            scr_.eval(r, f, df);
-            const double s = erfa * (f - 1.0) / r;
-            const double ds = (kTwoOverSqrtPi * aea * (f - 1.0) + erfa * df) / r - s / r;
-            c += (self ? 0.5 : 1.0) * Q[i] * Q[j] * ds / fpe_;
+#pragma omp simd
+        for (int64_t e = 0; e < m; ++e) {
+            const double r = R[e];
+            const int64_t j = J[e];
+            const double a = inv_sqrt2_gamma_of(si, sig[j]);
+            double ea, ga, eb, gb;
+            erfc_gauss(a * r, ea, ga);
+            erfc_gauss(bb * r, eb, gb);
+            const double k = (eb - ea) / r;
+            const double slope = (kTwoOverSqrtPi * (a * ga - bb * gb) - k) / r;
+            const double coef = j == i ? ui * qi : ui * Q[j] + uu[j] * qi;
+            g[e] = r < rcut ? coef * slope * inv_fpe / r : 0.0;
         }
-        if (c == 0.0) return;
-        const double g = c / r;
+        if (scr_.active()) {
+            for (int64_t e = 0; e < m; ++e) {
+                const double r = R[e];
+                if (r >= scr_.r_out) continue;
+                const int64_t j = J[e];
+                const double a = inv_sqrt2_gamma(i, j);
+                const double aea = gauss_slope(a, r), erfa = erf_fast(a * r);
+                double f, df;
+                scr_.eval(r, f, df);
+                const double s = erfa * (f - 1.0) / r;
+                const double ds = (kTwoOverSqrtPi * aea * (f - 1.0) + erfa * df) / r - s / r;
+                g[e] += (j == i ? 0.5 : 1.0) * qi * Q[j] * ds / fpe_ / r;
+            }
+        }
         double* t = tb.b[tid].data();
-        if (!self) {  // (the two self-image terms T, -T cancel in the forces)
-            t[3 * i] += g * dx; t[3 * i + 1] += g * dy; t[3 * i + 2] += g * dz;
-            t[3 * j] -= g * dx; t[3 * j + 1] -= g * dy; t[3 * j + 2] -= g * dz;
+        double fx = 0.0, fy = 0.0, fz = 0.0, w00 = 0.0, w01 = 0.0, w02 = 0.0, w11 = 0.0, w12 = 0.0, w22 = 0.0;
+#pragma omp simd reduction(+ : fx, fy, fz, w00, w01, w02, w11, w12, w22)
+        for (int64_t e = 0; e < m; ++e) {
+            const double ge = g[e], dx = DX[e], dy = DY[e], dz = DZ[e];
+            const double gs = J[e] == i ? 0.0 : ge;   // (the two self-image terms T, -T cancel in the forces)
+            fx += gs * dx; fy += gs * dy; fz += gs * dz;
+            w00 += ge * dx * dx; w01 += ge * dx * dy; w02 += ge * dx * dz;
+            w11 += ge * dy * dy; w12 += ge * dy * dz; w22 += ge * dz * dz;
         }
-        const double d[3] = {dx, dy, dz};
+        t[3 * i] += fx; t[3 * i + 1] += fy; t[3 * i + 2] += fz;
+        for (int64_t e = 0; e < m; ++e) {
+            const int64_t j = J[e];
+            if (j == i) continue;
+            t[3 * j] -= g[e] * DX[e]; t[3 * j + 1] -= g[e] * DY[e]; t[3 * j + 2] -= g[e] * DZ[e];
+        }
         double* w = t + 3 * n_;
-        for (int p = 0; p < 3; ++p)
-            for (int q = 0; q < 3; ++q) w[3 * p + q] -= g * d[p] * d[q];
+        w[0] -= w00; w[1] -= w01; w[2] -= w02;
+        w[3] -= w01; w[4] -= w11; w[5] -= w12;
+        w[6] -= w02; w[7] -= w12; w[8] -= w22;
     });
     std::vector<double> acc(3 * n_ + 9, 0.0);
     tb.reduce_into(acc.data());

@@ -94,6 +94,13 @@ private:
     /// r < max(r_cut, r_out) (periodic; all pairs otherwise). i == j: the self-images T != 0,
     /// both T and -T. Runs in parallel over i; returns the number of threads used.
     /// With `screening_only`, only pairs r < r_out are needed (a short list serves them).
+    /// Every pair image (i <= j) within reach, row by row: fn(tid, i, m, J, DX, DY, DZ, R) gets the m
+    /// images of row i (partner, displacement R_j + T - R_i, distance) in thread-local arrays, so
+    /// that the kernels run as vector loops.
+    /// (`displacements` false: DX, DY, DZ are not filled.)
+    template <class BatchFn>
+    int for_pair_batches(BatchFn&& fn, bool screening_only = false, bool displacements = true) const;
+    /// The same, one image at a time: fn(tid, i, j, dx, dy, dz, r).
     template <class PairFn> int for_half_pairs(PairFn&& fn, bool screening_only = false) const;
     int threads() const;
     /// 1/(sqrt2 gamma_ij), gamma_ij = sqrt(sigma_i^2 + sigma_j^2): the Gaussian pair's erf scale
@@ -128,7 +135,7 @@ private:
     Screening scr_;
     int threads_ = 0;
     bool direct_ = true;                 ///< periodic: pairs x lattice translations (no stored list)
-    std::vector<double> trans_;          ///< direct mode: lattice translations (3 each)
+    double recip_len_[3] = {0, 0, 0};   ///< direct mode: 1 / lattice plane spacing per direction
     double inv_cell_[9] = {0};           ///< fractional = cartesian . inv_cell_
     NeighborList nl_;                    ///< periodic, large n: full list to max(r_cut, r_out)
     NeighborList snl_;                   ///< periodic, direct mode: full list to r_out
