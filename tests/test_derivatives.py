@@ -182,3 +182,37 @@ def test_element_specific_architecture(tmp_path):
     n = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
     (d / "weights.008.data").write_text("\n".join(f"{x:.17e}" for x in np.random.default_rng(1).normal(0, 0.7, n)))
     check(hdnnp.Potential(d, warn=False), random_cluster(seed=14))
+
+
+def test_force_pass_from_given_dEdG_equals_the_jacobian(tmp_path):
+    """Model.compute(dEdG=w) (the force pass of 3G/4G/CENT: no value pass before it, so the
+    angular kinds compute their r_jk factors instead of replaying them) equals -J^T w from the
+    full descriptor Jacobian, for every symmetry-function type, periodic and not."""
+    from hdnnp import _core
+    from synth import random_cluster, write_potential
+
+    d = write_potential(tmp_path / "all")
+    model = _core.Model.load(str(d))
+    rng = np.random.default_rng(4)
+    for pbc in (False, True):
+        a = random_cluster(seed=8, pbc=pbc)
+        n = len(a)
+        species = np.array([model.elements.index(s) for s in a.get_chemical_symbols()], dtype=np.int32)
+        pos = np.ascontiguousarray(a.positions, dtype=float)
+        cell = np.ascontiguousarray(a.cell[:]) if pbc else None
+        nl = _core.neighbor_list(pos, cell, [pbc] * 3, model.cutoff)[:4]
+        J = model.descriptor_jacobian(pos, species, *nl, threads=1)
+        w = rng.normal(size=len(J["G"]))
+        F_ref = np.zeros((n, 3))
+        W_ref = np.zeros((3, 3))
+        for i in range(n):
+            wi = w[J["g_offsets"][i]:J["g_offsets"][i + 1]]
+            for p in range(J["pair_offsets"][i], J["pair_offsets"][i + 1]):
+                Jp = J["dG"][J["dg_offsets"][p]:J["dg_offsets"][p + 1]].reshape(-1, 3)
+                v = Jp.T @ wi                     # dE_i / d(r_j + shift - r_i)
+                F_ref[J["pair_atom"][p]] -= v
+                F_ref[i] += v
+                W_ref -= np.outer(J["pair_d"][p], v)
+        out = model.compute(pos, species, n, *nl, forces=True, virial=True, dEdG=w, threads=2)
+        np.testing.assert_allclose(out["forces"], F_ref, rtol=0, atol=1e-10 * np.abs(F_ref).max())
+        np.testing.assert_allclose(out["virial"], W_ref, rtol=0, atol=1e-10 * np.abs(W_ref).max())

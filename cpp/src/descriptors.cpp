@@ -521,9 +521,12 @@ constexpr int W = 8;
 // NARROW: the value pass records the r_jk factors e and (de/dr_jk) / r_jk of every lane in
 // `cache`; the gradient pass of the same atom replays them instead of recomputing the
 // square roots, cutoffs and exponentials.
+// `fresh` (gradient pass only): no value pass ran before for this atom, so the r_jk factors are
+// computed here instead of replayed from the cache.
 template <bool NARROW, bool GRAD>
 void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws,
-                 std::vector<double>& cache, const double* w, double* G, double* grad) {
+                 std::vector<double>& cache, const double* w, double* G, double* grad, bool fresh = false) {
+    const bool replay = NARROW && GRAD && !fresh;
     const int nsub = static_cast<int>(g.subs.size());
     auto& L = ws.list;
     const int split = select_neighbors(g, nb, L);
@@ -584,7 +587,7 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
         const int qa = q0 / W * W;
         const int nq = st - qa;
         const double ux = x[p], uy = y[p], uz = z[p], irj = ir[p], zj = zk[p];
-        if (NARROW && GRAD) {
+        if (replay) {
             // c only; the r_jk factors come from the cache
 #pragma omp simd
             for (int q = qa; q < st; ++q) c[q] = (ux * x[q] + uy * y[q] + uz * z[q]) * irj * ir[q];
@@ -606,7 +609,7 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
                 }
             }
         }
-        if (NARROW && !GRAD) {
+        if (NARROW && !replay) {
             g.fc.fdf_batch(rjk + qa, fjk + qa, dfjk + qa, nq);
         }
         if (GRAD)
@@ -620,7 +623,7 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
             // r_jk factors of the lanes: the gradient pass reads the value pass's cache in place.
             const double* __restrict ek = ajk;
             const double* __restrict dek = dajk;
-            if (NARROW && GRAD) {
+            if (replay) {
                 ek = cp - qa;
                 dek = cp + nq - qa;
 #pragma omp simd
@@ -642,7 +645,8 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
                     }
                     if (GRAD) {
                         R[q] = aj * as[q] * e;
-                        ajk[q] = e; dajk[q] = de;
+                        // (narrow: C takes (de/dr_jk) / r_jk, as the cache holds it)
+                        ajk[q] = e; dajk[q] = NARROW ? de * irjk[q] : de;
                         sang[q] = 0.0; sdang[q] = 0.0;
                     } else {
                         R[q] = aj * as[q] * e * zk[q];
@@ -750,9 +754,13 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
         }
 }
 
+// `fresh` (GRAD): no value pass ran for this atom; the kinds that replay the value pass's cache
+// run their value pass here first (into the workspace's scratch, not G), type 3/13 computes its
+// r_jk factors itself.
 template <bool GRAD>
 void run_groups(const std::vector<Group>& groups, const NeighborScratch& nb,
-                DescriptorWorkspace& ws, const double* w, double* G, double* grad, int only = -1) {
+                DescriptorWorkspace& ws, const double* w, double* G, double* grad, int only = -1,
+                bool fresh = false) {
     if (ws.jk.size() < groups.size()) ws.jk.resize(groups.size());
     for (size_t gi = 0; gi < groups.size(); ++gi) {
         if (only >= 0 && static_cast<int>(gi) != only) continue;
@@ -761,11 +769,20 @@ void run_groups(const std::vector<Group>& groups, const NeighborScratch& nb,
         switch (g.kind) {
             case Kind::ExpRad: radial_exp<GRAD>(g, nb, ws, w, G, grad); break;
             case Kind::CompRad: radial<GRAD>(g, nb, w, G, grad); break;
-            case Kind::ExpAngN: angular_exp<true, GRAD>(g, nb, ws, c, w, G, grad); break;
+            case Kind::ExpAngN: angular_exp<true, GRAD>(g, nb, ws, c, w, G, grad, fresh); break;
             case Kind::ExpAngW: angular_exp<false, GRAD>(g, nb, ws, c, w, G, grad); break;
-            case Kind::CompAngN: angular<Kind::CompAngN, GRAD>(g, nb, ws, c, w, G, grad); break;
-            case Kind::CompAngW: angular<Kind::CompAngW, GRAD>(g, nb, ws, c, w, G, grad); break;
-            case Kind::AniAng: angular<Kind::AniAng, GRAD>(g, nb, ws, c, w, G, grad); break;
+            case Kind::CompAngN:
+                if (GRAD && fresh) angular<Kind::CompAngN, false>(g, nb, ws, c, nullptr, ws.g_scratch.data(), nullptr);
+                angular<Kind::CompAngN, GRAD>(g, nb, ws, c, w, G, grad);
+                break;
+            case Kind::CompAngW:
+                if (GRAD && fresh) angular<Kind::CompAngW, false>(g, nb, ws, c, nullptr, ws.g_scratch.data(), nullptr);
+                angular<Kind::CompAngW, GRAD>(g, nb, ws, c, w, G, grad);
+                break;
+            case Kind::AniAng:
+                if (GRAD && fresh) angular<Kind::AniAng, false>(g, nb, ws, c, nullptr, ws.g_scratch.data(), nullptr);
+                angular<Kind::AniAng, GRAD>(g, nb, ws, c, w, G, grad);
+                break;
         }
     }
 }
@@ -780,6 +797,12 @@ void ElementDescriptor::values(const NeighborScratch& nb, DescriptorWorkspace& w
 void ElementDescriptor::gradient(const NeighborScratch& nb, DescriptorWorkspace& ws,
                                  const double* w, double* grad) const {
     run_groups<true>(groups_, nb, ws, w, nullptr, grad);
+}
+
+void ElementDescriptor::gradient_fresh(const NeighborScratch& nb, DescriptorWorkspace& ws,
+                                       const double* w, double* grad) const {
+    ws.g_scratch.assign(n_sf_, 0.0);
+    run_groups<true>(groups_, nb, ws, w, nullptr, grad, -1, true);
 }
 
 void ElementDescriptor::gradient_group(const NeighborScratch& nb, DescriptorWorkspace& ws, const double* w,

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -631,6 +632,8 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
     out.atom_energies.assign(nl, 0.0);
     out.extrapolating_atoms.assign(nl, 0);
     out.extrapolations.clear();
+    if (opt.dEdG && opt.descriptors)
+        throw std::invalid_argument("descriptors are not computed in a force pass from a given dE/dG");
     if (opt.descriptors) {
         out.descriptor_offsets.assign(nl + 1, 0);
         for (int64_t i = 0; i < nl; ++i)
@@ -691,9 +694,10 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
             // narrowest member range.
             const int K = em.descriptor.size();
             ts.G.resize(K); ts.Gs.resize(K); ts.dEdG.resize(K); ts.w.resize(K);
-            em.descriptor.values(nb, ts.dws, ts.G.data());
+            // (with dE/dG given no values are needed: no value pass, no extrapolation record)
+            if (!opt.dEdG) em.descriptor.values(nb, ts.dws, ts.G.data());
             int64_t n_out = 0;
-            if (!em.g_min.empty()) {
+            if (!opt.dEdG && !em.g_min.empty()) {
                 for (int k = 0; k < K; ++k) {
                     double lo = em.g_min[k], hi = em.g_max[k];
                     for (int mm = 1; mm < M; ++mm) {
@@ -750,7 +754,8 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
             if (!need_grad) continue;
             if (!per_member) {
                 ts.grad.assign(3 * static_cast<size_t>(n), 0.0);
-                em.descriptor.gradient(nb, ts.dws, ts.w.data(), ts.grad.data());
+                if (opt.dEdG) em.descriptor.gradient_fresh(nb, ts.dws, ts.w.data(), ts.grad.data());
+                else em.descriptor.gradient(nb, ts.dws, ts.w.data(), ts.grad.data());
                 for (int s = 0; s < n; ++s) {
                     double* g = &pair_grad[3 * (nb.pair[s] - pbase)];
                     g[0] = ts.grad[3 * s];

@@ -82,6 +82,8 @@ struct DescriptorWorkspace {
     std::vector<std::vector<double>> jk;
     /// Structure-of-arrays scratch of the vectorised exponential kernels.
     std::vector<double> buf;
+    /// Values of a value pass run only for its cache (gradient_fresh).
+    std::vector<double> g_scratch;
 };
 
 class ElementDescriptor {
@@ -102,6 +104,9 @@ public:
     /// values() of the same atom with the same workspace (it replays cached r_jk factors).
     void gradient(const NeighborScratch& nb, DescriptorWorkspace& ws, const double* w,
                   double* grad) const;
+    /// gradient() without a value pass of the same atom before it (what a force pass from a
+    /// given dE/dG needs): the r_jk factors are computed, not replayed.
+    void gradient_fresh(const NeighborScratch& nb, DescriptorWorkspace& ws, const double* w, double* grad) const;
     /// gradient() restricted to one group (only its SFs' weights matter).
     void gradient_group(const NeighborScratch& nb, DescriptorWorkspace& ws, const double* w,
                         double* grad, int group) const;

@@ -58,7 +58,8 @@ struct ComputeOptions {
     /// When set: dE/dG per centre (raw G, native energy units; centres concatenated in atom
     /// order, K_i values each) replaces the networks. Forces and virial are then those of
     /// E = sum_i dE/dG_i . G_i (used by 3G/4G, whose networks also see the charges); the
-    /// energies are zero. A committee uses its first member's symmetry functions.
+    /// energies are zero, and no descriptors or extrapolation record are computed (the caller
+    /// has them from its value pass). A committee uses its first member's symmetry functions.
     const double* dEdG = nullptr;
 };
 
