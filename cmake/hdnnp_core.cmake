@@ -25,8 +25,10 @@ target_compile_features(hdnnp_core PUBLIC cxx_std_17)
 target_include_directories(hdnnp_core PUBLIC ${HDNNP_SOURCE_DIR}/cpp/include)
 # -fno-math-errno: lets sqrt vectorise (errno is never read); -fno-trapping-math: lets
 # masked lanes compute speculatively (FP exception flags are never read); -fopenmp-simd: the
-# `omp simd` loops of the kernels, also without OpenMP threads.
-target_compile_options(hdnnp_core PRIVATE -Wall -Wextra -O3 -fopenmp-simd -fno-math-errno -fno-trapping-math)
+# `omp simd` loops of the kernels, also without OpenMP threads; -fcx-limited-range: complex
+# products (the FFT's) without the NaN/infinity recovery of libgcc's __muldc3 (values are finite).
+target_compile_options(hdnnp_core PRIVATE -Wall -Wextra -O3 -fopenmp-simd -fno-math-errno -fno-trapping-math
+                                          -fcx-limited-range)
 if(HDNNP_NATIVE)
   include(CheckCXXCompilerFlag)
   check_cxx_compiler_flag(-march=native HDNNP_HAS_MARCH_NATIVE)

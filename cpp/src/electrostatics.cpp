@@ -161,6 +161,7 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
     if (s.mesh[0] > 0) {
         pme_ = std::make_shared<const ParticleMesh>(cell_, inv_cell_, volume_, s.mesh, s.mesh_order, eta_, fpe_,
                                                     pos_.data(), n_, threads_, s.fft);
+        cache_kernel();
         return;
     }
     // Reciprocal vectors and the half sphere |k| < k_cut (n2p2's KspaceGrid: the same index
@@ -200,6 +201,34 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
                 cos_[i * nk + k] = std::cos(ph);
                 sin_[i * nk + k] = std::sin(ph);
             }
+    }
+    cache_kernel();
+}
+
+void Electrostatics::cache_kernel() {
+    if (!periodic_ || direct_) return;
+    {
+        // matrix-free products on a stored list (the CG solver's): the real-space kernel of every
+        // listed pair image once, so that each product is a sparse matrix-vector product
+        kvals_.assign(nl_.index.size(), 0.0);
+        const double b = 1.0 / (std::sqrt(2.0) * eta_), rc = r_cut_;
+        for_pair_batches([&](int, int64_t i, int64_t m, const int64_t*, const double*, const double*, const double*,
+                             const double* R) {
+            // (the list's row i holds exactly these m images, in order: j >= i throughout)
+            // (for_pair_batches skips j < i; the half list has none, so row i is these m entries)
+            double* __restrict k = &kvals_[nl_.offsets[i]];
+            const double si = sigma_[i], bb = b, rcut = rc, inv_fpe = 1.0 / fpe_;
+            const double* __restrict sig = sigma_.data();
+            const int32_t* __restrict J = &nl_.index[nl_.offsets[i]];
+#pragma omp simd
+            for (int64_t e = 0; e < m; ++e) {
+                const double r = R[e], a = inv_sqrt2_gamma_of(si, sig[J[e]]);
+                double ea, ga, eb, gb;
+                erfc_gauss(a * r, ea, ga);
+                erfc_gauss(bb * r, eb, gb);
+                k[e] = r < rcut ? (eb - ea) / r * inv_fpe : 0.0;
+            }
+        }, false, false);
     }
 }
 
@@ -414,6 +443,28 @@ void Electrostatics::apply(const double* x, double* y) const {
     const double rc = periodic_ ? r_cut_ : 1e300;
     std::fill(y, y + n_, 0.0);
     ThreadBuffers tb(threads(), n_);
+    if (!kvals_.empty()) {
+#pragma omp parallel num_threads(threads())
+        {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            double* yt = tb.b[tid].data();
+#pragma omp for schedule(dynamic, 64)
+            for (int64_t i = 0; i < n_; ++i) {
+                const int64_t p0 = nl_.offsets[i], p1 = nl_.offsets[i + 1];
+                const int32_t* __restrict J = nl_.index.data();
+                const double* __restrict k = kvals_.data();
+                double yi = 0.0;
+                for (int64_t p = p0; p < p1; ++p) {
+                    yi += k[p] * x[J[p]];
+                    if (J[p] != i) yt[J[p]] += k[p] * x[i];
+                }
+                yt[i] += yi;
+            }
+        }
+    } else {
     std::vector<std::vector<double>> scratch(threads());
     for_pair_batches([&](int tid, int64_t i, int64_t m, const int64_t* J, const double*, const double*,
                          const double*, const double* R) {
@@ -437,6 +488,7 @@ void Electrostatics::apply(const double* x, double* y) const {
         for (int64_t e = 0; e < m; ++e)
             if (J[e] != i) yt[J[e]] += k[e] * x[i];
     }, false, false);
+    }
     tb.reduce_into(y);
     for (int64_t i = 0; i < n_; ++i) y[i] += self_term(i) * x[i];
     if (pme_) pme_->apply(x, y);

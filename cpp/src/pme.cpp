@@ -104,6 +104,15 @@ ParticleMesh::ParticleMesh(const double* cell, const double* inv_cell, double vo
             base_[3 * i + d] = static_cast<int>(fl) % K_[d];
             bspline(u - fl, p_, &w_[(3 * i + d) * p_], &dw_[(3 * i + d) * p_]);
         }
+    // the mesh index of each spline point, (base - c) mod K, once (not per product)
+    idx_.resize(3 * n * p_);
+    for (int64_t i = 0; i < n; ++i)
+        for (int d = 0; d < 3; ++d)
+            for (int c = 0; c < p_; ++c) {
+                int k = base_[3 * i + d] - c;
+                while (k < 0) k += K_[d];
+                idx_[(3 * i + d) * p_ + c] = k;
+            }
     // influence function with the Euler-spline factors |b(m)|^2
     std::vector<double> bsq[3];
     std::vector<double> M(p_), dM(p_);
@@ -144,16 +153,14 @@ void ParticleMesh::spread(const double* x, Grid& g) const {
         const double* w0 = &w_[(3 * i) * p_];
         const double* w1 = &w_[(3 * i + 1) * p_];
         const double* w2 = &w_[(3 * i + 2) * p_];
+        const int* i0 = &idx_[(3 * i) * p_];
+        const int* i1 = &idx_[(3 * i + 1) * p_];
+        const int* i2 = &idx_[(3 * i + 2) * p_];
         for (int a = 0; a < p_; ++a) {
-            const int k1 = ((base_[3 * i] - a) % K_[0] + K_[0]) % K_[0];
             for (int b = 0; b < p_; ++b) {
-                const int k2 = ((base_[3 * i + 1] - b) % K_[1] + K_[1]) % K_[1];
                 const double f = x[i] * w0[a] * w1[b];
-                std::complex<double>* row = &g[(static_cast<int64_t>(k1) * K_[1] + k2) * K_[2]];
-                for (int c = 0; c < p_; ++c) {
-                    const int k3 = ((base_[3 * i + 2] - c) % K_[2] + K_[2]) % K_[2];
-                    row[k3] += f * w2[c];
-                }
+                std::complex<double>* row = &g[(static_cast<int64_t>(i0[a]) * K_[1] + i1[b]) * K_[2]];
+                for (int c = 0; c < p_; ++c) row[i2[c]] += f * w2[c];
             }
         }
     }
@@ -207,14 +214,15 @@ void ParticleMesh::apply(const double* x, double* y) const {
         const double* w0 = &w_[(3 * i) * p_];
         const double* w1 = &w_[(3 * i + 1) * p_];
         const double* w2 = &w_[(3 * i + 2) * p_];
+        const int* i0 = &idx_[(3 * i) * p_];
+        const int* i1 = &idx_[(3 * i + 1) * p_];
+        const int* i2 = &idx_[(3 * i + 2) * p_];
         double s = 0.0;
         for (int a = 0; a < p_; ++a) {
-            const int k1 = ((base_[3 * i] - a) % K_[0] + K_[0]) % K_[0];
             for (int b = 0; b < p_; ++b) {
-                const int k2 = ((base_[3 * i + 1] - b) % K_[1] + K_[1]) % K_[1];
-                const std::complex<double>* row = &g[(static_cast<int64_t>(k1) * K_[1] + k2) * K_[2]];
+                const std::complex<double>* row = &g[(static_cast<int64_t>(i0[a]) * K_[1] + i1[b]) * K_[2]];
                 double t = 0.0;
-                for (int c = 0; c < p_; ++c) t += w2[c] * row[((base_[3 * i + 2] - c) % K_[2] + K_[2]) % K_[2]].real();
+                for (int c = 0; c < p_; ++c) t += w2[c] * row[i2[c]].real();
                 s += w0[a] * w1[b] * t;
             }
         }
@@ -256,13 +264,14 @@ void ParticleMesh::add_derivatives(const double* u, const double* v, double* F, 
         const double* d1 = &dw_[(3 * i + 1) * p_];
         const double* d2 = &dw_[(3 * i + 2) * p_];
         double gu_[3] = {0, 0, 0};  // d/du_d of sum_k W_i(k) (v_i phi_u + u_i phi_v)(k)
+        const int* i0 = &idx_[(3 * i) * p_];
+        const int* i1 = &idx_[(3 * i + 1) * p_];
+        const int* i2 = &idx_[(3 * i + 2) * p_];
         for (int a = 0; a < p_; ++a) {
-            const int k1 = ((base_[3 * i] - a) % K_[0] + K_[0]) % K_[0];
             for (int b = 0; b < p_; ++b) {
-                const int k2 = ((base_[3 * i + 1] - b) % K_[1] + K_[1]) % K_[1];
-                const int64_t row = (static_cast<int64_t>(k1) * K_[1] + k2) * K_[2];
+                const int64_t row = (static_cast<int64_t>(i0[a]) * K_[1] + i1[b]) * K_[2];
                 for (int c = 0; c < p_; ++c) {
-                    const int64_t k = row + ((base_[3 * i + 2] - c) % K_[2] + K_[2]) % K_[2];
+                    const int64_t k = row + i2[c];
                     const double phi = v[i] * gu[k].real() + u[i] * gv[k].real();
                     gu_[0] += d0[a] * w1[b] * w2[c] * phi;
                     gu_[1] += w0[a] * d1[b] * w2[c] * phi;

@@ -113,6 +113,8 @@ private:
     double gaussian_self(int64_t i) const { return sigma_[i] > 0.0 ? 1.0 / (sigma_[i] * 1.7724538509055160273) : 0.0; }
     /// The position-independent diagonal of A0: Gaussian self term (minus the Ewald self term).
     double self_term(int64_t i) const;
+    /// List mode: kvals_ from nl_ (the constructor's last step).
+    void cache_kernel();
     /// cos and sin of k . R_i (tabulated when small enough, else computed).
     void phase(int64_t i, int64_t k, double& c, double& s) const {
         if (!cos_.empty()) {
@@ -139,6 +141,7 @@ private:
     double inv_cell_[9] = {0};           ///< fractional = cartesian . inv_cell_
     NeighborList nl_;                    ///< periodic, large n: full list to max(r_cut, r_out)
     NeighborList snl_;                   ///< periodic, direct mode: full list to r_out
+    std::vector<double> kvals_;          ///< periodic, list mode: the real-space kernel of each nl_ entry
     std::vector<double> kvec_, kcoef_;   ///< half sphere: k (3 each), 2 c_k / (4 pi eps0)
     std::vector<double> cos_, sin_;      ///< cos/sin(k . R_i), n x n_k, when they fit in memory
     std::shared_ptr<const ParticleMesh> pme_;  ///< reciprocal part on a mesh (replaces the k-vectors)

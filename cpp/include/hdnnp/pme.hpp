@@ -44,6 +44,7 @@ private:
     double dudr_[9] = {0};                  ///< du_d/dR_c = K_d inv_cell[c][d], stored [d][c]
     std::vector<double> G_;                 ///< influence function per grid point
     std::vector<int> base_;                 ///< per atom and direction: first grid index
+    std::vector<int> idx_;                  ///< per atom, direction and spline point: its mesh index
     std::vector<double> w_, dw_;            ///< per atom, direction, j < p: M_p, M_p'
     std::vector<std::vector<std::complex<double>>> twiddle_;  ///< per direction
     double diag_ = 0.0;
