@@ -16,21 +16,21 @@ constexpr double kPi = 3.14159265358979323846;
 
 /// M_p(w + j), j = 0..p-1 (cardinal B-spline of order p on (0, p)), and the derivatives, w in [0, 1).
 void bspline(double w, int p, double* M, double* dM) {
-    std::vector<double> a(p, 0.0);
+    double a[16] = {0}, b[16];
     a[0] = w;
     a[1] = 1.0 - w;  // order 2
     for (int n = 3; n <= p; ++n) {
-        if (n == p)
+        if (n == p && dM)
             for (int j = 0; j < p; ++j) dM[j] = (j < n - 1 ? a[j] : 0.0) - (j > 0 ? a[j - 1] : 0.0);
-        std::vector<double> b(p, 0.0);
+        for (int j = 0; j < p; ++j) b[j] = 0.0;
         for (int j = 0; j < n; ++j) {
             const double x = w + j;
             const double m1 = j < n - 1 ? a[j] : 0.0, m0 = j > 0 ? a[j - 1] : 0.0;
             b[j] = (x * m1 + (n - x) * m0) / (n - 1);
         }
-        a.swap(b);
+        for (int j = 0; j < p; ++j) a[j] = b[j];
     }
-    std::copy(a.begin(), a.end(), M);
+    std::copy(a, a + p, M);
 }
 
 /// Smallest prime factor 2, 3 or 5 of n (0 if n has another).
@@ -90,10 +90,11 @@ ParticleMesh::ParticleMesh(const double* cell, const double* inv_cell, double vo
             dudr_[3 * d + c] = K_[d] * inv_cell[3 * c + d];
         }
     }
-    // B-spline weights of every atom (fractional coordinates wrapped into the cell)
+    // B-spline weights of every atom (fractional coordinates wrapped into the cell); their
+    // derivatives are recomputed by add_derivatives from the offsets (memory: the weights only)
     base_.resize(3 * n);
     w_.resize(3 * n * p_);
-    dw_.resize(3 * n * p_);
+    frac_.resize(3 * n);
     for (int64_t i = 0; i < n; ++i)
         for (int d = 0; d < 3; ++d) {
             double s = 0.0;
@@ -102,17 +103,9 @@ ParticleMesh::ParticleMesh(const double* cell, const double* inv_cell, double vo
             const double u = s * K_[d];
             const double fl = std::floor(u);
             base_[3 * i + d] = static_cast<int>(fl) % K_[d];
-            bspline(u - fl, p_, &w_[(3 * i + d) * p_], &dw_[(3 * i + d) * p_]);
+            frac_[3 * i + d] = u - fl;
+            bspline(u - fl, p_, &w_[(3 * i + d) * p_], nullptr);
         }
-    // the mesh index of each spline point, (base - c) mod K, once (not per product)
-    idx_.resize(3 * n * p_);
-    for (int64_t i = 0; i < n; ++i)
-        for (int d = 0; d < 3; ++d)
-            for (int c = 0; c < p_; ++c) {
-                int k = base_[3 * i + d] - c;
-                while (k < 0) k += K_[d];
-                idx_[(3 * i + d) * p_ + c] = k;
-            }
     // influence function with the Euler-spline factors |b(m)|^2
     std::vector<double> bsq[3];
     std::vector<double> M(p_), dM(p_);
@@ -139,6 +132,15 @@ ParticleMesh::ParticleMesh(const double* cell, const double* inv_cell, double vo
     }
 }
 
+void ParticleMesh::mesh_indices(int64_t i, int* i0, int* i1, int* i2) const {
+    int* out[3] = {i0, i1, i2};
+    for (int d = 0; d < 3; ++d)
+        for (int c = 0; c < p_; ++c) {
+            int k = base_[3 * i + d] - c;   // (base in [0, K), c < p <= K: one wrap at most)
+            out[d][c] = k < 0 ? k + K_[d] : k;
+        }
+}
+
 void ParticleMesh::kvector(int64_t idx, double k[3]) const {
     int64_t m[3] = {idx / (static_cast<int64_t>(K_[1]) * K_[2]), (idx / K_[2]) % K_[1], idx % K_[2]};
     for (int d = 0; d < 3; ++d)
@@ -146,21 +148,22 @@ void ParticleMesh::kvector(int64_t idx, double k[3]) const {
     for (int c = 0; c < 3; ++c) k[c] = m[0] * recip_[c] + m[1] * recip_[3 + c] + m[2] * recip_[6 + c];
 }
 
-void ParticleMesh::spread(const double* x, Grid& g) const {
-    g.assign(grid_points(), 0.0);
+void ParticleMesh::spread(const double* x, Grid& g, bool imaginary) const {
+    if (!imaginary) g.assign(grid_points(), 0.0);
+    // (the real or the imaginary parts of the complex grid, as an array of doubles)
+    double* gd = reinterpret_cast<double*>(g.data()) + (imaginary ? 1 : 0);
     for (int64_t i = 0; i < n_; ++i) {
         if (x[i] == 0.0) continue;
         const double* w0 = &w_[(3 * i) * p_];
         const double* w1 = &w_[(3 * i + 1) * p_];
         const double* w2 = &w_[(3 * i + 2) * p_];
-        const int* i0 = &idx_[(3 * i) * p_];
-        const int* i1 = &idx_[(3 * i + 1) * p_];
-        const int* i2 = &idx_[(3 * i + 2) * p_];
+        int i0[16], i1[16], i2[16];
+        mesh_indices(i, i0, i1, i2);
         for (int a = 0; a < p_; ++a) {
             for (int b = 0; b < p_; ++b) {
                 const double f = x[i] * w0[a] * w1[b];
-                std::complex<double>* row = &g[(static_cast<int64_t>(i0[a]) * K_[1] + i1[b]) * K_[2]];
-                for (int c = 0; c < p_; ++c) row[i2[c]] += f * w2[c];
+                double* row = gd + 2 * ((static_cast<int64_t>(i0[a]) * K_[1] + i1[b]) * K_[2]);
+                for (int c = 0; c < p_; ++c) row[2 * i2[c]] += f * w2[c];
             }
         }
     }
@@ -214,9 +217,8 @@ void ParticleMesh::apply(const double* x, double* y) const {
         const double* w0 = &w_[(3 * i) * p_];
         const double* w1 = &w_[(3 * i + 1) * p_];
         const double* w2 = &w_[(3 * i + 2) * p_];
-        const int* i0 = &idx_[(3 * i) * p_];
-        const int* i1 = &idx_[(3 * i + 1) * p_];
-        const int* i2 = &idx_[(3 * i + 2) * p_];
+        int i0[16], i1[16], i2[16];
+        mesh_indices(i, i0, i1, i2);
         double s = 0.0;
         for (int a = 0; a < p_; ++a) {
             for (int b = 0; b < p_; ++b) {
@@ -231,15 +233,22 @@ void ParticleMesh::apply(const double* x, double* y) const {
 }
 
 void ParticleMesh::add_derivatives(const double* u, const double* v, double* F, double* W) const {
-    Grid gu, gv;
-    spread(u, gu);
-    spread(v, gv);
-    fft3(gu, 1);
-    fft3(gv, 1);
+    // u and v share one complex grid, Z = spread(u) + i spread(v): with u, v real,
+    // u^(k) = (Z^(k) + conj Z^(-k)) / 2 and v^(k) = (Z^(k) - conj Z^(-k)) / 2i, and G real and even,
+    // so F^-1 [G Z^] = phi_u + i phi_v: one grid and two transforms instead of two and four.
+    Grid z;
+    spread(u, z);
+    spread(v, z, true);
+    fft3(z, 1);
     // virial from the reciprocal-space sum (the spreading weights do not change under strain)
     double w[9] = {0};
     for (int64_t k = 1; k < grid_points(); ++k) {
-        const double B = G_[k] * (gu[k] * std::conj(gv[k])).real();
+        if (G_[k] == 0.0) continue;
+        const int64_t m1 = k / (static_cast<int64_t>(K_[1]) * K_[2]), m2 = (k / K_[2]) % K_[1], m3 = k % K_[2];
+        const int64_t mk = ((K_[0] - m1) % K_[0] * K_[1] + (K_[1] - m2) % K_[1]) * K_[2] + (K_[2] - m3) % K_[2];
+        const std::complex<double> zk = z[k], zm = std::conj(z[mk]);
+        const std::complex<double> gu = 0.5 * (zk + zm), gv = std::complex<double>(0.0, -0.5) * (zk - zm);
+        const double B = G_[k] * (gu * std::conj(gv)).real();
         if (B == 0.0) continue;
         double kv[3];
         kvector(k, kv);
@@ -248,31 +257,27 @@ void ParticleMesh::add_derivatives(const double* u, const double* v, double* F, 
             for (int q = 0; q < 3; ++q) w[3 * p + q] -= B * ((p == q ? -1.0 : 0.0) + h * kv[p] * kv[q]);
     }
     for (int c = 0; c < 9; ++c) W[c] += w[c];
-    for (int64_t k = 0; k < grid_points(); ++k) {
-        gu[k] *= G_[k];
-        gv[k] *= G_[k];
-    }
-    fft3(gu, -1);  // phi_u
-    fft3(gv, -1);  // phi_v
+    for (int64_t k = 0; k < grid_points(); ++k) z[k] *= G_[k];
+    fft3(z, -1);  // phi_u + i phi_v
 #pragma omp parallel for schedule(static) num_threads(thread_count(threads_))
     for (int64_t i = 0; i < n_; ++i) {
         if (u[i] == 0.0 && v[i] == 0.0) continue;
         const double* w0 = &w_[(3 * i) * p_];
         const double* w1 = &w_[(3 * i + 1) * p_];
         const double* w2 = &w_[(3 * i + 2) * p_];
-        const double* d0 = &dw_[(3 * i) * p_];
-        const double* d1 = &dw_[(3 * i + 1) * p_];
-        const double* d2 = &dw_[(3 * i + 2) * p_];
+        double d0[16], d1[16], d2[16], scratch[16];
+        bspline(frac_[3 * i], p_, scratch, d0);
+        bspline(frac_[3 * i + 1], p_, scratch, d1);
+        bspline(frac_[3 * i + 2], p_, scratch, d2);
+        int i0[16], i1[16], i2[16];
+        mesh_indices(i, i0, i1, i2);
         double gu_[3] = {0, 0, 0};  // d/du_d of sum_k W_i(k) (v_i phi_u + u_i phi_v)(k)
-        const int* i0 = &idx_[(3 * i) * p_];
-        const int* i1 = &idx_[(3 * i + 1) * p_];
-        const int* i2 = &idx_[(3 * i + 2) * p_];
         for (int a = 0; a < p_; ++a) {
             for (int b = 0; b < p_; ++b) {
                 const int64_t row = (static_cast<int64_t>(i0[a]) * K_[1] + i1[b]) * K_[2];
                 for (int c = 0; c < p_; ++c) {
-                    const int64_t k = row + i2[c];
-                    const double phi = v[i] * gu[k].real() + u[i] * gv[k].real();
+                    const std::complex<double> phi_uv = z[row + i2[c]];
+                    const double phi = v[i] * phi_uv.real() + u[i] * phi_uv.imag();
                     gu_[0] += d0[a] * w1[b] * w2[c] * phi;
                     gu_[1] += w0[a] * d1[b] * w2[c] * phi;
                     gu_[2] += w0[a] * w1[b] * d2[c] * phi;

@@ -32,8 +32,11 @@ public:
 
 private:
     using Grid = std::vector<std::complex<double>>;
-    void spread(const double* x, Grid& g) const;
+    /// g = the charges x spread on the mesh (real parts); `imaginary`: added to the imaginary parts.
+    void spread(const double* x, Grid& g, bool imaginary = false) const;
     void fft3(Grid& g, int sign) const;
+    /// the mesh index of each spline point of atom i per direction ((base - c) mod K)
+    void mesh_indices(int64_t i, int* i0, int* i1, int* i2) const;
     /// k vector of grid index (m1, m2, m3) (wrapped to -K/2..K/2-1)
     void kvector(int64_t idx, double k[3]) const;
 
@@ -44,8 +47,8 @@ private:
     double dudr_[9] = {0};                  ///< du_d/dR_c = K_d inv_cell[c][d], stored [d][c]
     std::vector<double> G_;                 ///< influence function per grid point
     std::vector<int> base_;                 ///< per atom and direction: first grid index
-    std::vector<int> idx_;                  ///< per atom, direction and spline point: its mesh index
-    std::vector<double> w_, dw_;            ///< per atom, direction, j < p: M_p, M_p'
+    std::vector<double> w_;                 ///< per atom, direction, j < p: M_p
+    std::vector<double> frac_;              ///< per atom and direction: the offset the weights are of
     std::vector<std::vector<std::complex<double>>> twiddle_;  ///< per direction
     double diag_ = 0.0;
 };
