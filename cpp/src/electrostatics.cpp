@@ -111,6 +111,7 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
     if (!(fpe_ > 0.0)) throw InputError("four_pi_epsilon must be positive");
     pos_.assign(s.positions, s.positions + 3 * n_);
     sigma_.assign(s.sigma, s.sigma + n_);
+    sigma_max_ = n_ ? *std::max_element(sigma_.begin(), sigma_.end()) : 0.0;
     for (int64_t i = 0; i < n_; ++i) {
         for (int c = 0; c < 3; ++c)
             if (!std::isfinite(pos_[3 * i + c]))
@@ -230,6 +231,16 @@ void Electrostatics::cache_kernel() {
             }
         }, false, false);
     }
+}
+
+int64_t Electrostatics::near_images(double si, int64_t m, const double* R, std::vector<int64_t>& near) const {
+    // a r < 6 with some partner only if r < 6 / a_min, a_min = 1/(sqrt2 gamma) with the widest partner
+    const double r_near = 6.0 / inv_sqrt2_gamma_of(si, sigma_max_);
+    near.resize(m);
+    int64_t nn = 0;
+    for (int64_t e = 0; e < m; ++e)
+        if (R[e] < r_near) near[nn++] = e;
+    return nn;
 }
 
 int Electrostatics::threads() const { return thread_count(threads_); }
@@ -381,6 +392,7 @@ void Electrostatics::dense(double* A) const {
     // upper triangle and diagonal (the thread of row i writes row i only), mirrored below;
     // k = [erf(a r) - erf(b r)] / r = [erfc(b r) - erfc(a r)] / r (b = 0 for molecules)
     std::vector<std::vector<double>> scratch(threads());
+    std::vector<std::vector<int64_t>> near_scratch(threads());
     for_pair_batches([&](int tid, int64_t i, int64_t m, const int64_t* J, const double*, const double*,
                          const double*, const double* R) {
         auto& kv = scratch[tid];
@@ -389,12 +401,23 @@ void Electrostatics::dense(double* A) const {
         const double si = sigma_[i], bb = b, rcut = rc, inv_fpe = 1.0 / fpe_;
         const double* __restrict sig = sigma_.data();
 #pragma omp simd
-        for (int64_t e = 0; e < m; ++e) {
-            const double r = R[e], a = inv_sqrt2_gamma_of(si, sig[J[e]]);
-            double ea, ga, eb, gb;
-            erfc_gauss(a * r, ea, ga);
+        for (int64_t e = 0; e < m; ++e) {   // the Ewald term erfc(b r) / r
+            const double r = R[e];
+            double eb, gb;
             erfc_gauss(bb * r, eb, gb);
-            k[e] = r < rcut ? (eb - ea) / r * inv_fpe : 0.0;
+            k[e] = r < rcut ? eb / r * inv_fpe : 0.0;
+        }
+        // the Gaussian-width term -erfc(a r) / r, zero from a r = 6 on: only the near images
+        auto& nv = near_scratch[tid];
+        const int64_t nn = near_images(si, m, R, nv);
+        const int64_t* __restrict near = nv.data();
+#pragma omp simd
+        for (int64_t q = 0; q < nn; ++q) {
+            const int64_t e = near[q];
+            const double r = R[e], a = inv_sqrt2_gamma_of(si, sig[J[e]]);
+            double ea, ga;
+            erfc_gauss(a * r, ea, ga);
+            k[e] -= r < rcut ? ea / r * inv_fpe : 0.0;
         }
         double* row = A + i * n_;
         for (int64_t e = 0; e < m; ++e) row[J[e]] += k[e];
@@ -544,6 +567,7 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
     const double rc = periodic_ ? r_cut_ : 1e300;
     ThreadBuffers tb(threads(), 3 * n_ + 9);  // forces, then the virial
     std::vector<std::vector<double>> scratch(threads());
+    std::vector<std::vector<int64_t>> near_scratch(threads());
     for_pair_batches([&](int tid, int64_t i, int64_t m, const int64_t* J, const double* DX, const double* DY,
                          const double* DZ, const double* R) {
         auto& gv = scratch[tid];
@@ -554,18 +578,32 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
         const double* __restrict uu = u.data();
         // c = d(energy of this pair image)/dr; a self-image (j == i) is visited for T and -T
         // and carries half of the pair energy u_i v_i k + Q_i^2 s / 2 ... of both together.
+        // slope = d/dr [erfc(b r) - erfc(a r)] / r, the Ewald part for every image, the
+        // Gaussian-width part (zero from a r = 6 on) for the near ones
 #pragma omp simd
         for (int64_t e = 0; e < m; ++e) {
             const double r = R[e];
             const int64_t j = J[e];
-            const double a = inv_sqrt2_gamma_of(si, sig[j]);
-            double ea, ga, eb, gb;
-            erfc_gauss(a * r, ea, ga);
+            double eb, gb;
             erfc_gauss(bb * r, eb, gb);
-            const double k = (eb - ea) / r;
-            const double slope = (kTwoOverSqrtPi * (a * ga - bb * gb) - k) / r;
+            const double slope = (-kTwoOverSqrtPi * bb * gb - eb / r) / r;
             const double coef = j == i ? ui * qi : ui * Q[j] + uu[j] * qi;
             g[e] = r < rcut ? coef * slope * inv_fpe / r : 0.0;
+        }
+        auto& nv = near_scratch[tid];
+        const int64_t nn = near_images(si, m, R, nv);
+        const int64_t* __restrict near = nv.data();
+#pragma omp simd
+        for (int64_t q = 0; q < nn; ++q) {
+            const int64_t e = near[q];
+            const double r = R[e];
+            const int64_t j = J[e];
+            const double a = inv_sqrt2_gamma_of(si, sig[j]);
+            double ea, ga;
+            erfc_gauss(a * r, ea, ga);
+            const double slope = (kTwoOverSqrtPi * a * ga + ea / r) / r;
+            const double coef = j == i ? ui * qi : ui * Q[j] + uu[j] * qi;
+            g[e] += r < rcut ? coef * slope * inv_fpe / r : 0.0;
         }
         if (scr_.active()) {
             for (int64_t e = 0; e < m; ++e) {

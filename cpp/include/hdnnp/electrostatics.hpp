@@ -115,6 +115,9 @@ private:
     double self_term(int64_t i) const;
     /// List mode: kvals_ from nl_ (the constructor's last step).
     void cache_kernel();
+    /// The entries of a batch (distances R) near enough to atom i (width si) for a Gaussian-width
+    /// term erfc(a r) to be nonzero with any partner; their count.
+    int64_t near_images(double si, int64_t m, const double* R, std::vector<int64_t>& near) const;
     /// cos and sin of k . R_i (tabulated when small enough, else computed).
     void phase(int64_t i, int64_t k, double& c, double& s) const {
         if (!cos_.empty()) {
@@ -132,6 +135,7 @@ private:
     int64_t n_ = 0;
     bool periodic_ = false;
     std::vector<double> pos_, sigma_;
+    double sigma_max_ = 0.0;
     double cell_[9] = {0};
     double fpe_ = 1.0, eta_ = 0.0, r_cut_ = 0.0, k_cut_ = 0.0, volume_ = 0.0;
     Screening scr_;
