@@ -213,23 +213,36 @@ void Electrostatics::cache_kernel() {
         // listed pair image once, so that each product is a sparse matrix-vector product
         kvals_.assign(nl_.index.size(), 0.0);
         const double b = 1.0 / (std::sqrt(2.0) * eta_), rc = r_cut_;
-        for_pair_batches([&](int, int64_t i, int64_t m, const int64_t*, const double*, const double*, const double*,
-                             const double* R) {
-            // (the list's row i holds exactly these m images, in order: j >= i throughout)
+        std::vector<std::vector<int64_t>> near_scratch(threads());
+        for_pair_batches([&](int tid, int64_t i, int64_t m, const int64_t* J, const double*, const double*,
+                             const double*, const double* R) {
             // (for_pair_batches skips j < i; the half list has none, so row i is these m entries)
-            double* __restrict k = &kvals_[nl_.offsets[i]];
-            const double si = sigma_[i], bb = b, rcut = rc, inv_fpe = 1.0 / fpe_;
-            const double* __restrict sig = sigma_.data();
-            const int32_t* __restrict J = &nl_.index[nl_.offsets[i]];
-#pragma omp simd
-            for (int64_t e = 0; e < m; ++e) {
-                const double r = R[e], a = inv_sqrt2_gamma_of(si, sig[J[e]]);
-                double ea, ga, eb, gb;
-                erfc_gauss(a * r, ea, ga);
-                erfc_gauss(bb * r, eb, gb);
-                k[e] = r < rcut ? (eb - ea) / r * inv_fpe : 0.0;
-            }
+            row_kernel(i, m, J, R, b, rc, &kvals_[nl_.offsets[i]], near_scratch[tid]);
         }, false, false);
+    }
+}
+
+void Electrostatics::row_kernel(int64_t i, int64_t m, const int64_t* J, const double* R, double b, double rc,
+                                double* __restrict k, std::vector<int64_t>& near) const {
+    const double si = sigma_[i], inv_fpe = 1.0 / fpe_;
+    const double* __restrict sig = sigma_.data();
+#pragma omp simd
+    for (int64_t e = 0; e < m; ++e) {   // the Ewald term erfc(b r) / r (b = 0: the bare 1 / r)
+        const double r = R[e];
+        double eb, gb;
+        erfc_gauss(b * r, eb, gb);
+        k[e] = r < rc ? eb / r * inv_fpe : 0.0;
+    }
+    // the Gaussian-width term -erfc(a r) / r, zero from a r = 6 on: only the near images
+    const int64_t nn = near_images(si, m, R, near);
+    const int64_t* __restrict nr = near.data();
+#pragma omp simd
+    for (int64_t q = 0; q < nn; ++q) {
+        const int64_t e = nr[q];
+        const double r = R[e], a = inv_sqrt2_gamma_of(si, sig[J[e]]);
+        double ea, ga;
+        erfc_gauss(a * r, ea, ga);
+        k[e] -= r < rc ? ea / r * inv_fpe : 0.0;
     }
 }
 
@@ -398,27 +411,7 @@ void Electrostatics::dense(double* A) const {
         auto& kv = scratch[tid];
         kv.resize(m);
         double* __restrict k = kv.data();
-        const double si = sigma_[i], bb = b, rcut = rc, inv_fpe = 1.0 / fpe_;
-        const double* __restrict sig = sigma_.data();
-#pragma omp simd
-        for (int64_t e = 0; e < m; ++e) {   // the Ewald term erfc(b r) / r
-            const double r = R[e];
-            double eb, gb;
-            erfc_gauss(bb * r, eb, gb);
-            k[e] = r < rcut ? eb / r * inv_fpe : 0.0;
-        }
-        // the Gaussian-width term -erfc(a r) / r, zero from a r = 6 on: only the near images
-        auto& nv = near_scratch[tid];
-        const int64_t nn = near_images(si, m, R, nv);
-        const int64_t* __restrict near = nv.data();
-#pragma omp simd
-        for (int64_t q = 0; q < nn; ++q) {
-            const int64_t e = near[q];
-            const double r = R[e], a = inv_sqrt2_gamma_of(si, sig[J[e]]);
-            double ea, ga;
-            erfc_gauss(a * r, ea, ga);
-            k[e] -= r < rcut ? ea / r * inv_fpe : 0.0;
-        }
+        row_kernel(i, m, J, R, b, rc, k, near_scratch[tid]);
         double* row = A + i * n_;
         for (int64_t e = 0; e < m; ++e) row[J[e]] += k[e];
     }, false, false);
@@ -488,29 +481,22 @@ void Electrostatics::apply(const double* x, double* y) const {
             }
         }
     } else {
-    std::vector<std::vector<double>> scratch(threads());
-    for_pair_batches([&](int tid, int64_t i, int64_t m, const int64_t* J, const double*, const double*,
-                         const double*, const double* R) {
-        auto& kv = scratch[tid];
-        kv.resize(m);
-        double* __restrict k = kv.data();
-        const double si = sigma_[i], bb = b, rcut = rc, inv_fpe = 1.0 / fpe_;
-        const double* __restrict sig = sigma_.data();
-        double yi = 0.0;
+        std::vector<std::vector<double>> scratch(threads());
+        std::vector<std::vector<int64_t>> near_scratch(threads());
+        for_pair_batches([&](int tid, int64_t i, int64_t m, const int64_t* J, const double*, const double*,
+                             const double*, const double* R) {
+            auto& kv = scratch[tid];
+            kv.resize(m);
+            double* __restrict k = kv.data();
+            row_kernel(i, m, J, R, b, rc, k, near_scratch[tid]);
+            double yi = 0.0;
 #pragma omp simd reduction(+ : yi)
-        for (int64_t e = 0; e < m; ++e) {
-            const double r = R[e], a = inv_sqrt2_gamma_of(si, sig[J[e]]);
-            double ea, ga, eb, gb;
-            erfc_gauss(a * r, ea, ga);
-            erfc_gauss(bb * r, eb, gb);
-            k[e] = r < rcut ? (eb - ea) / r * inv_fpe : 0.0;
-            yi += k[e] * x[J[e]];
-        }
-        double* yt = tb.b[tid].data();
-        yt[i] += yi;
-        for (int64_t e = 0; e < m; ++e)
-            if (J[e] != i) yt[J[e]] += k[e] * x[i];
-    }, false, false);
+            for (int64_t e = 0; e < m; ++e) yi += k[e] * x[J[e]];
+            double* yt = tb.b[tid].data();
+            yt[i] += yi;
+            for (int64_t e = 0; e < m; ++e)
+                if (J[e] != i) yt[J[e]] += k[e] * x[i];
+        }, false, false);
     }
     tb.reduce_into(y);
     for (int64_t i = 0; i < n_; ++i) y[i] += self_term(i) * x[i];

@@ -96,16 +96,11 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
     check_species(n, species, M.n_elements());
     const bool periodic = cell != nullptr;
     ElectrostaticsSettings::check_charged_cell(periodic, q_tot, opt, path_);
-    const bool pbc[3] = {periodic, periodic, periodic};
-    const NeighborList nl = build_neighbor_list(pos, n, cell, pbc, M.cutoff(), 1e-6);
-    AtomsView A;
-    A.n_local = n; A.n_all = n; A.positions = pos; A.species = species; A.neighbors = nl.view();
     // descriptors (scaled: the networks' inputs)
-    ComputeOptions dopt;
-    dopt.forces = false; dopt.virial = false; dopt.descriptors = true; dopt.scaled_descriptors = true;
-    dopt.threads = opt.threads; dopt.baseline = false;
-    ComputeResult dres;
-    M.compute(A, dopt, dres);
+    DescriptorPass dp;
+    dp.run(M, n, pos, species, cell, opt.threads);
+    ComputeResult& dres = dp.res;
+    const AtomsView& A = dp.atoms;
     out.extrapolations = std::move(dres.extrapolations);
     out.extrapolating_atoms = std::move(dres.extrapolating_atoms);
     // (dE/dG overwrites the descriptors atom by atom for the force pass: no second array of them)
@@ -124,19 +119,8 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
     for (double s : sigma_) max_sigma = std::max(max_sigma, s);
     const bool cg = opt.solver == "cg";
     if (!cg && opt.solver != "dense") throw std::invalid_argument("solver must be 'dense' or 'cg'");
-    ElectrostaticsSetup es;
-    es.n = n; es.positions = pos; es.cell = cell; es.sigma = sig.data(); es.four_pi_eps = es_.four_pi_eps;
-    es.screening = es_.screening; es.threads = opt.threads;
-    double volume = 0.0;
-    if (periodic) {
-        volume = cell_volume(cell);
-        out.ewald = es_.choose(opt, cell, n, max_sigma, cg);
-        es.eta = out.ewald.eta; es.r_cut = out.ewald.r_cut; es.k_cut = out.ewald.k_cut;
-        for (int d = 0; d < 3; ++d) es.mesh[d] = out.ewald.mesh[d];
-        es.mesh_order = out.ewald.mesh_order;
-    } else {
-        out.ewald = EwaldParameters();
-    }
+    const ElectrostaticsSetup es = es_.setup(opt, n, pos, cell, sig.data(), max_sigma, cg, out.ewald);
+    const double volume = periodic ? cell_volume(cell) : 0.0;
     const Electrostatics op(es);
     out.n_kvectors = op.n_kvectors();
     out.mesh_points = op.mesh_points();
@@ -195,11 +179,8 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
     // Forces and virial of E(R) with dE/dG (raw G) = w through the core's descriptor force pass,
     // plus -d/dR [E_elec(Q) + lam^T A0 Q] at fixed Q and lam, plus the background's virial.
     auto force_pass = [&](const std::vector<double>& w, const std::vector<double>& lam) {
-        ComputeOptions fopt;
-        fopt.forces = true; fopt.virial = true; fopt.dEdG = w.data(); fopt.threads = opt.threads;
-        fopt.baseline = false;
         ComputeResult fres;
-        M.compute(A, fopt, fres);
+        dp.forces(M, w.data(), opt.threads, fres);
         out.forces = std::move(fres.forces);
         double W[9] = {0};
         op.add_derivatives(Q.data(), lam.data(), out.forces.data(), W);

@@ -71,6 +71,41 @@ EwaldParameters ElectrostaticsSettings::choose(const ChargeOptions& opt, const d
     return accuracy_ewald_parameters(opt.ewald_tolerance, volume, n, 1.0, four_pi_eps, 0.0, max_sigma, false);
 }
 
+ElectrostaticsSetup ElectrostaticsSettings::setup(const ChargeOptions& opt, int64_t n, const double* pos,
+                                                  const double* cell, const double* sigma, double max_sigma,
+                                                  bool matrix_free, EwaldParameters& ewald) const {
+    ElectrostaticsSetup es;
+    es.n = n; es.positions = pos; es.cell = cell; es.sigma = sigma; es.four_pi_eps = four_pi_eps;
+    es.screening = screening; es.threads = opt.threads;
+    ewald = EwaldParameters();
+    if (cell) {
+        ewald = choose(opt, cell, n, max_sigma, matrix_free);
+        es.eta = ewald.eta; es.r_cut = ewald.r_cut; es.k_cut = ewald.k_cut;
+        for (int d = 0; d < 3; ++d) es.mesh[d] = ewald.mesh[d];
+        es.mesh_order = ewald.mesh_order;
+    }
+    return es;
+}
+
+void DescriptorPass::run(const Model& M, int64_t n, const double* pos, const int32_t* species, const double* cell,
+                         int threads) {
+    const bool p = cell != nullptr;
+    const bool pbc[3] = {p, p, p};
+    nl = build_neighbor_list(pos, n, cell, pbc, M.cutoff(), 1e-6);
+    atoms = AtomsView();
+    atoms.n_local = n; atoms.n_all = n; atoms.positions = pos; atoms.species = species; atoms.neighbors = nl.view();
+    ComputeOptions o;
+    o.forces = false; o.virial = false; o.descriptors = true; o.scaled_descriptors = true;
+    o.threads = threads; o.baseline = false;
+    M.compute(atoms, o, res);
+}
+
+void DescriptorPass::forces(const Model& M, const double* w, int threads, ComputeResult& out) const {
+    ComputeOptions o;
+    o.forces = true; o.virial = true; o.dEdG = w; o.threads = threads; o.baseline = false;
+    M.compute(atoms, o, out);
+}
+
 void ElectrostaticsSettings::check_charged_cell(bool periodic, double q, const ChargeOptions& opt,
                                                 const std::string& nn) {
     if (!periodic || q == 0.0 || opt.background) return;

@@ -116,14 +116,11 @@ void ThirdGenerationPotential::compute(int64_t n, const double* pos, const int32
     const bool pbc[3] = {periodic, periodic, periodic};
     const bool grads = opt.forces || opt.virial;
     // charge descriptors (scaled) and network charges
-    const NeighborList nlq = build_neighbor_list(pos, n, cell, pbc, Mq.cutoff(), 1e-6);
-    AtomsView Aq;
-    Aq.n_local = n; Aq.n_all = n; Aq.positions = pos; Aq.species = species; Aq.neighbors = nlq.view();
-    ComputeOptions dopt;
-    dopt.forces = false; dopt.virial = false; dopt.descriptors = true; dopt.scaled_descriptors = true;
-    dopt.threads = opt.threads; dopt.baseline = false;
-    ComputeResult dres;
-    Mq.compute(Aq, dopt, dres);
+    DescriptorPass dp;
+    dp.run(Mq, n, pos, species, cell, opt.threads);
+    ComputeResult& dres = dp.res;
+    const AtomsView& Aq = dp.atoms;
+    const NeighborList& nlq = dp.nl;
     out.charge_extrapolations = std::move(dres.extrapolations);
     std::vector<double>& G = dres.descriptors;
     const auto& off = dres.descriptor_offsets;
@@ -139,18 +136,8 @@ void ThirdGenerationPotential::compute(int64_t n, const double* pos, const int32
     const double S = qs.value();
     // point-charge electrostatics
     std::vector<double> zero(n, 0.0);
-    ElectrostaticsSetup es;
-    es.n = n; es.positions = pos; es.cell = cell; es.sigma = zero.data(); es.four_pi_eps = es_.four_pi_eps;
-    es.screening = es_.screening; es.threads = opt.threads;
-    double volume = 0.0;
-    out.ewald = EwaldParameters();
-    if (periodic) {
-        volume = cell_volume(cell);
-        out.ewald = es_.choose(opt, cell, n, 0.0, true);
-        es.eta = out.ewald.eta; es.r_cut = out.ewald.r_cut; es.k_cut = out.ewald.k_cut;
-        for (int d = 0; d < 3; ++d) es.mesh[d] = out.ewald.mesh[d];
-        es.mesh_order = out.ewald.mesh_order;
-    }
+    const ElectrostaticsSetup es = es_.setup(opt, n, pos, cell, zero.data(), 0.0, true, out.ewald);
+    const double volume = periodic ? cell_volume(cell) : 0.0;
     const Electrostatics op(es);
     out.n_kvectors = op.n_kvectors();
     out.mesh_points = op.mesh_points();
@@ -217,10 +204,8 @@ void ThirdGenerationPotential::compute(int64_t n, const double* pos, const int32
         em.network.evaluate(&G[off[i]], dq.data(), ws);
         for (int k = 0; k < K; ++k) G[off[i] + k] = g[i] * dq[k] * em.factor[k];   // now dE/dG
     }
-    ComputeOptions fopt;
-    fopt.forces = true; fopt.virial = true; fopt.dEdG = G.data(); fopt.threads = opt.threads; fopt.baseline = false;
     ComputeResult fres;
-    Mq.compute(Aq, fopt, fres);
+    dp.forces(Mq, G.data(), opt.threads, fres);
     out.forces = std::move(fres.forces);
     double W[9] = {0};
     op.add_derivatives(Q.data(), zero.data(), out.forces.data(), W);

@@ -115,6 +115,10 @@ private:
     double self_term(int64_t i) const;
     /// List mode: kvals_ from nl_ (the constructor's last step).
     void cache_kernel();
+    /// k[e] = [erfc(b r) - erfc(a r)] / (4 pi eps0 r) of the m images of row i (partners J,
+    /// distances R), 0 from r_cut `rc` on: the real-space kernel (b = 0: molecules).
+    void row_kernel(int64_t i, int64_t m, const int64_t* J, const double* R, double b, double rc, double* k,
+                    std::vector<int64_t>& near) const;
     /// The entries of a batch (distances R) near enough to atom i (width si) for a Gaussian-width
     /// term erfc(a r) to be nonzero with any partner; their count.
     int64_t near_images(double si, int64_t m, const double* R, std::vector<int64_t>& near) const;

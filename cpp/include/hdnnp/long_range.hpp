@@ -74,6 +74,11 @@ struct ElectrostaticsSettings {
     /// A periodic cell carrying `q` e without opt.background: an error naming the potential.
     static void check_charged_cell(bool periodic, double q, const ChargeOptions& opt, const std::string& nn);
 
+    /// The electrostatics of a structure (Gaussian widths `sigma` per atom; zeros: point charges)
+    /// with the Ewald parameters `choose` gives (periodic), written to `ewald` (else reset).
+    ElectrostaticsSetup setup(const ChargeOptions& opt, int64_t n, const double* positions, const double* cell,
+                              const double* sigma, double max_sigma, bool matrix_free, EwaldParameters& ewald) const;
+
     /// Energy of the uniform background of a charged periodic cell, -pi eta^2 q^2 / (V 4 pi eps0).
     double background_energy(double q, double eta, double volume) const {
         return -3.14159265358979323846 * eta * eta * q * q / (volume * four_pi_eps);
@@ -90,6 +95,19 @@ struct CompensatedSum {
         s = t;
     }
     double value() const { return s + c; }
+};
+
+/// A structure's neighbour list within a model's cutoff and its scaled symmetry functions (the
+/// networks' inputs; `res.descriptors`, `res.descriptor_offsets`, extrapolation record).
+struct DescriptorPass {
+    NeighborList nl;
+    AtomsView atoms;
+    ComputeResult res;
+    void run(const Model& M, int64_t n, const double* positions, const int32_t* species, const double* cell,
+             int threads);
+    /// Forces and virial of E = sum_i w_i . G_i (w: dE/dG per raw G, e.g. the descriptors array
+    /// overwritten) through the model's force pass.
+    void forces(const Model& M, const double* w, int threads, ComputeResult& out) const;
 };
 
 /// Check species indices of n atoms against `n_elements` (errors name the atom).
