@@ -33,8 +33,9 @@ PairBPNN::PairBPNN(LAMMPS* lmp) : Pair(lmp) {
     no_virial_fdotr_compute = 1;  // the core returns the virial (sum over pairs)
     centroidstressflag = CENTROID_NOTAVAIL;
     // compute pair: [0] extrapolating atoms, [1] max, [2] mean committee force deviation,
-    // [3] committee energy deviation (the last values computed).
-    nextra = 4;
+    // [3] committee energy deviation (the last values computed); 3G/4G/CENT: [4] electrostatic
+    // energy, [5] CG iterations of the last step (charges + adjoint), [6] total charge.
+    nextra = 7;
     pvector = new double[nextra];
     for (int k = 0; k < nextra; ++k) pvector[k] = 0.0;
 }
@@ -78,11 +79,28 @@ void PairBPNN::settings(int narg, char** arg) {
             need(1); dev_write_ = arg[++i];
         } else if (k == "deviation_log") {
             need(1); dev_log_ = arg[++i];
+        } else if (k == "total_charge") {
+            need(1); total_charge_ = utils::numeric(FLERR, arg[++i], false, lmp);
+        } else if (k == "ewald") {
+            need(1);
+            const std::string v = arg[++i];
+            ewald_tol_ = v == "n2p2" ? 0.0 : utils::numeric(FLERR, v, false, lmp);
+            if (ewald_tol_ < 0.0 || (v != "n2p2" && !(ewald_tol_ > 0.0)))
+                error->all(FLERR, "pair_style bpnn: ewald takes n2p2 or a positive energy tolerance, not {}", v);
+        } else if (k == "solver") {
+            need(1); solver_ = arg[++i];
+            if (solver_ != "cg" && solver_ != "dense")
+                error->all(FLERR, "pair_style bpnn: solver takes cg or dense, not {}", solver_);
+        } else if (k == "qeq_tolerance") {
+            need(1); qeq_tol_ = utils::numeric(FLERR, arg[++i], false, lmp);
+            if (!(qeq_tol_ > 0.0)) error->all(FLERR, "pair_style bpnn: qeq_tolerance must be positive");
+        } else if (k == "background") {
+            need(1); background_ = utils::logical(FLERR, arg[++i], false, lmp) != 0;
         } else {
             error->all(FLERR, "pair_style bpnn: unknown keyword '{}' (known: threads, length_factor, "
                               "energy_factor, extrapolation_every, extrapolation_stop, extrapolation_write, "
                               "deviation_every, deviation_threshold, deviation_max, deviation_write, "
-                              "deviation_log)", k);
+                              "deviation_log, total_charge, ewald, solver, qeq_tolerance, background)", k);
         }
     }
     if (explicit_units_ && !(length_factor_ > 0.0 && energy_factor_ > 0.0))
@@ -92,6 +110,11 @@ void PairBPNN::settings(int narg, char** arg) {
 void PairBPNN::read_units_from_potential() {
     native_length_.clear();
     native_energy_.clear();
+    if (charged()) {
+        native_length_ = desc_->length_unit();
+        native_energy_ = desc_->energy_unit();
+        return;
+    }
     for (int k = 0; k < model_->size(); ++k) {
         // the '# hdnnp: length_unit=... energy_unit=...' declaration, as the core read it
         const std::string l = model_->member(k).length_unit(), e = model_->member(k).energy_unit();
@@ -113,13 +136,25 @@ void PairBPNN::coeff(int narg, char** arg) {
     // The last ntypes arguments are elements; everything before them is a potential directory.
     std::vector<std::string> dirs(arg + 2, arg + narg - ntypes);
     directory_ = dirs.front();
+    model_.reset(); pot4_.reset(); pot3_.reset(); desc_.reset();
     try {
-        model_ = hdnnp::Committee::load(dirs);
+        const hdnnp::Settings S = hdnnp::Settings::read_file(directory_ + "/input.nn");
+        const std::string gen = S.has("nnp_type") ? S.args("nnp_type").at(0) : "2";
+        if (gen == "3" || gen == "3G-HDNNP") {
+            pot3_ = hdnnp::ThirdGenerationPotential::load(directory_);
+            desc_ = pot3_->short_model_ptr();
+        } else if (gen == "4" || gen == "4G-HDNNP" || gen == "cent" || gen == "CENT") {
+            pot4_ = hdnnp::FourthGenerationPotential::load(directory_);
+            desc_ = pot4_->descriptor_model();
+        }
+        if (!desc_) model_ = hdnnp::Committee::load(dirs);
     } catch (const std::exception& e) {
         error->all(FLERR, "pair bpnn: cannot load potential '{}': {}", dirs.size() == 1 ? directory_ :
                    "committee", e.what());
     }
-    comm_reverse = model_->size() > 1 ? 3 * model_->size() : 0;
+    if (desc_ && dirs.size() > 1)
+        error->all(FLERR, "pair bpnn: committees of 3G/4G/CENT potentials are not available in this version");
+    comm_reverse = model_ && model_->size() > 1 ? 3 * model_->size() : 0;
     if (!allocated) {
         allocated = 1;
         memory->create(setflag, ntypes + 1, ntypes + 1, "pair:setflag");
@@ -127,11 +162,11 @@ void PairBPNN::coeff(int narg, char** arg) {
     }
     type_map_.assign(ntypes + 1, -1);
     std::string known;
-    for (const auto& s : model_->first().element_symbols()) known += (known.empty() ? "" : " ") + s;
+    for (const auto& s : first().element_symbols()) known += (known.empty() ? "" : " ") + s;
     for (int t = 1; t <= ntypes; ++t) {
         const std::string el = arg[narg - ntypes + t - 1];
         if (el == "NULL") continue;
-        const int e = model_->first().element_index(el);
+        const int e = first().element_index(el);
         if (e < 0)
             error->all(FLERR, "pair bpnn: element '{}' (atom type {}) is not in potential '{}' (elements: {})",
                        el, t, directory_, known);
@@ -144,7 +179,21 @@ void PairBPNN::coeff(int narg, char** arg) {
 
 void PairBPNN::init_style() {
     if (force->newton_pair == 0) error->all(FLERR, "pair style bpnn requires newton pair on");
-    if (!model_) error->all(FLERR, "pair style bpnn: pair_coeff has not been given");
+    if (!model_ && !desc_) error->all(FLERR, "pair style bpnn: pair_coeff has not been given");
+    if (charged()) {
+        const char* gen = pot3_ ? "3G" : pot4_->cent() ? "CENT" : "4G";
+        if (!atom->q_flag)
+            error->all(FLERR, "pair bpnn: the {} potential '{}' computes atomic charges: it needs an atom style "
+                              "with charges (atom_style charge or full)", gen, directory_);
+        if (comm->nprocs > 1)
+            error->all(FLERR, "pair bpnn: the {} potential '{}' runs on one MPI rank in this version (the charge "
+                              "equilibration is not distributed yet); use OpenMP threads (pair_style bpnn threads "
+                              "N) inside that rank", gen, directory_);
+        const int np = domain->xperiodic + domain->yperiodic + domain->zperiodic;
+        if (np != 0 && np != 3)
+            error->all(FLERR, "pair bpnn: {} potentials need a box periodic in all three directions or in none",
+                       gen);
+    }
     if (!explicit_units_) {
         const std::string us = update->unit_style;
         double e_lmp = 0.0;  // eV per LAMMPS energy unit
@@ -166,10 +215,14 @@ void PairBPNN::init_style() {
     neighbor->add_request(this, NeighConst::REQ_FULL);
 }
 
-double PairBPNN::init_one(int, int) { return model_->first().cutoff() * length_factor_; }
+double PairBPNN::init_one(int, int) { return first().cutoff() * length_factor_; }
 
 void PairBPNN::compute(int eflag, int vflag) {
     ev_init(eflag, vflag);
+    if (charged()) {
+        compute_charged(eflag, vflag);
+        return;
+    }
     const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
     const int inum = list->inum;
     species_.resize(nall);
@@ -225,6 +278,97 @@ void PairBPNN::compute(int eflag, int vflag) {
         std::fill(dev_atom_, dev_atom_ + nmax_, 0.0);
     }
     if (dev_now_) handle_deviation();
+    handle_extrapolation();
+}
+
+void PairBPNN::compute_charged(int eflag, int vflag) {
+    // One rank: its local atoms are all atoms. Positions and cell in the potential's units; the
+    // core makes its own periodic images (the ghost atoms are not used).
+    (void)eflag;
+    const int nlocal = atom->nlocal;
+    if (vflag_atom)
+        error->all(FLERR, "pair bpnn: per-atom virials are not available for 3G/4G/CENT potentials in this version");
+    const double lf = length_factor_, ef = energy_factor_;
+    species_.resize(nlocal);
+    pos_.resize(3 * static_cast<size_t>(nlocal));
+    for (int i = 0; i < nlocal; ++i) {
+        species_[i] = type_map_[atom->type[i]];
+        if (species_[i] < 0)
+            error->one(FLERR, "pair bpnn: atom {} has a type mapped to NULL: 3G/4G/CENT potentials describe every "
+                              "atom", atom->tag[i]);
+        for (int c = 0; c < 3; ++c) pos_[3 * i + c] = atom->x[i][c] / lf;
+    }
+    const bool periodic = domain->xperiodic != 0;
+    double cell[9] = {0};
+    if (periodic) {
+        const double* h = domain->h;  // xx yy zz yz xz xy; lattice vectors as rows
+        cell[0] = h[0] / lf;
+        cell[3] = h[5] / lf; cell[4] = h[1] / lf;
+        cell[6] = h[4] / lf; cell[7] = h[3] / lf; cell[8] = h[2] / lf;
+    }
+    hdnnp::ChargeOptions o;
+    o.ewald_tolerance = ewald_tol_ / ef;
+    o.solver = solver_;
+    o.cg_tolerance = qeq_tol_;
+    o.background = background_;
+    o.forces = true;
+    o.virial = true;
+    o.threads = threads_;
+    // warm start of the CG solver from the previous step's charges and adjoint, by atom tag
+    const bool warm = solver_ == "cg" && static_cast<bigint>(q_by_tag_.size()) == atom->map_tag_max + 1;
+    warm_q_.assign(nlocal, 0.0);
+    warm_lam_.assign(nlocal, 0.0);
+    if (warm)
+        for (int i = 0; i < nlocal; ++i) {
+            warm_q_[i] = q_by_tag_[atom->tag[i]];
+            warm_lam_[i] = lam_by_tag_[atom->tag[i]];
+        }
+    try {
+        if (pot3_)
+            pot3_->compute(nlocal, pos_.data(), species_.data(), periodic ? cell : nullptr, total_charge_, o, cres_);
+        else
+            pot4_->compute(nlocal, pos_.data(), species_.data(), periodic ? cell : nullptr, total_charge_, o, cres_,
+                           warm ? &warm_q_ : nullptr, warm ? &warm_lam_ : nullptr);
+    } catch (const std::exception& e) {
+        error->one(FLERR, "pair bpnn: {}", e.what());
+    }
+    q_by_tag_.assign(atom->map_tag_max + 1, 0.0);
+    lam_by_tag_.assign(atom->map_tag_max + 1, 0.0);
+    for (int i = 0; i < nlocal; ++i) {
+        q_by_tag_[atom->tag[i]] = cres_.charges[i];
+        if (!cres_.adjoint.empty()) lam_by_tag_[atom->tag[i]] = cres_.adjoint[i];
+    }
+    double** f = atom->f;
+    double* q = atom->q;
+    for (int i = 0; i < nlocal; ++i) {
+        for (int c = 0; c < 3; ++c) f[i][c] += cres_.forces[3 * i + c] * ef / lf;
+        q[i] = cres_.charges[i];
+    }
+    if (eflag_global) eng_vdwl += cres_.energy * ef;
+    if (eflag_atom)
+        for (int i = 0; i < nlocal; ++i) eatom[i] += cres_.atom_energies[i] * ef;
+    static const int vi[6] = {0, 4, 8, 1, 2, 5};
+    if (vflag_global)
+        for (int k = 0; k < 6; ++k) virial[k] += cres_.virial[vi[k]] * ef;
+    int iters = 0;
+    for (int it : cres_.cg_iterations) iters += it;
+    double qsum = 0.0;
+    for (double x : cres_.charges) qsum += x;
+    pvector[4] = cres_.electrostatic_energy * ef;
+    pvector[5] = iters;
+    pvector[6] = qsum;
+    // extrapolation: the descriptor record in the 2G result's fields
+    res_.extrapolations = cres_.extrapolations;
+    for (const auto& x : cres_.charge_extrapolations) res_.extrapolations.push_back(x);
+    res_.extrapolating_atoms = cres_.extrapolating_atoms;
+    if (atom->nmax > nmax_) {
+        nmax_ = atom->nmax;
+        memory->destroy(ext_grade_);
+        memory->create(ext_grade_, nmax_, "pair:bpnn:extrapolation");
+        memory->destroy(dev_atom_);
+        memory->create(dev_atom_, nmax_, "pair:bpnn:force_deviation");
+        std::fill(dev_atom_, dev_atom_ + nmax_, 0.0);
+    }
     handle_extrapolation();
 }
 
@@ -368,7 +512,7 @@ void PairBPNN::write_configuration(const std::string& path, const std::string& r
     std::vector<size_t> order(na);
     for (size_t k = 0; k < na; ++k) order[k] = k;
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return all[R * a] < all[R * b]; });
-    const auto symbols = model_->first().element_symbols();
+    const auto symbols = first().element_symbols();
     std::ostringstream os;
     os.precision(12);
     os << "begin\ncomment " << reason << " at step " << update->ntimestep

@@ -1,11 +1,15 @@
-// pair_style bpnn: Behler-Parrinello HDNNPs (n2p2/RuNNer 2G files) through the hdnnp core.
+// pair_style bpnn: Behler-Parrinello HDNNPs (n2p2/RuNNer files) through the hdnnp core: 2G and
+// committees on any MPI decomposition; 3G, 4G and CENT (charges written to atom->q) on one MPI
+// rank (OpenMP threads inside it) in this version.
 #pragma once
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "hdnnp/fourth_generation.hpp"
 #include "hdnnp/model.hpp"
+#include "hdnnp/third_generation.hpp"
 #include "pair.h"
 
 namespace LAMMPS_NS {
@@ -26,8 +30,23 @@ public:
     double memory_usage() override;
 
 private:
-    // A committee of one or more potentials (one directory = a single potential).
+    // A committee of one or more potentials (one directory = a single potential); 2G.
     std::shared_ptr<const hdnnp::Committee> model_;
+    // Or a potential with charges (3G, 4G, CENT) and its descriptor model (elements, cutoff, units).
+    std::shared_ptr<const hdnnp::FourthGenerationPotential> pot4_;
+    std::shared_ptr<const hdnnp::ThirdGenerationPotential> pot3_;
+    std::shared_ptr<const hdnnp::Model> desc_;
+    double total_charge_ = 0.0;       // elementary charges
+    double ewald_tol_ = 1e-3;         // LAMMPS energy units (whole cell); 0: n2p2's parameters
+    std::string solver_ = "cg";
+    double qeq_tol_ = 1e-10;          // relative residual of the CG solves
+    bool background_ = false;
+    std::vector<double> q_by_tag_, lam_by_tag_;   // warm start of the CG solver, by atom tag
+    std::vector<double> pos_, warm_q_, warm_lam_;
+    hdnnp::ChargeResult cres_;
+    bool charged() const { return static_cast<bool>(desc_); }
+    const hdnnp::Model& first() const { return charged() ? *desc_ : model_->first(); }
+    void compute_charged(int eflag, int vflag);
     std::string directory_;            // the first member's
     std::vector<int> type_map_;        // LAMMPS type -> element index, -1 = NULL
     // Units: Angstrom-like LAMMPS length per native length and LAMMPS energy per native
