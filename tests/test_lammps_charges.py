@@ -243,3 +243,33 @@ def test_nve_energy_conservation_4g_water(fixtures, plugin, tmp_path):
           f"(dt 0.25 fs), ratio {f_coarse / f_fine:.2f}; drift over 50 fs at 0.5 fs {drift:.2e} eV/atom/ps")
     assert 2.5 < f_coarse / f_fine < 6.0          # ~4 for an error O(dt^2)
     assert abs(drift) < 1e-3
+
+
+def test_warm_start_without_an_atom_map(fixtures, plugin, tmp_path):
+    """read_data without `atom_modify map` (LAMMPS then keeps no tag -> index map): the CG warm start
+    goes by atom tag all the same: a second `run 0` on the same positions needs no iteration."""
+    name = "n2p2_H2O_RPBE-D3_4G"
+    pot_dir = fixtures / name / "potential"
+    atoms = hdnnp.read_input_data(fixtures / name / "predict" / "input.data")[0]
+    a = atoms.copy()
+    a.positions *= BOHR
+    a.set_cell(atoms.cell[:] * BOHR, scale_atoms=False)
+    import ase.io
+
+    ase.io.write(tmp_path / "w.lmp", a, format="lammps-data", specorder=["H", "O"], masses=True, atom_style="charge")
+    hl.preload_mpi()
+    lmp = lammps_mod.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    try:
+        lmp.commands_list([
+            "units metal", "atom_style charge", f"read_data {tmp_path / 'w.lmp'}", f"plugin load {plugin}",
+            f"pair_style bpnn length_factor {BOHR!r} energy_factor {HA!r} ewald 1e-3 solver cg qeq_tolerance 1e-8",
+            f"pair_coeff * * {pot_dir} H O", "compute cp all pair bpnn", "thermo_style custom step pe c_cp[6]",
+            "run 0"])
+        first = lmp.numpy.extract_compute("cp", 0, 1)[5]
+        e1 = lmp.get_thermo("pe")
+        lmp.command("run 0")
+        second = lmp.numpy.extract_compute("cp", 0, 1)[5]
+        e2 = lmp.get_thermo("pe")
+    finally:
+        lmp.close()
+    assert first > 0 and second == 0 and e2 == pytest.approx(e1, rel=1e-12)

@@ -314,8 +314,11 @@ void PairBPNN::compute_charged(int eflag, int vflag) {
     o.forces = true;
     o.virial = true;
     o.threads = threads_;
-    // warm start of the CG solver from the previous step's charges and adjoint, by atom tag
-    const bool warm = solver_ == "cg" && static_cast<bigint>(q_by_tag_.size()) == atom->map_tag_max + 1;
+    // warm start of the CG solver from the previous step's charges and adjoint, by atom tag (one
+    // rank holds every atom; no atom map is needed)
+    tagint max_tag = 0;
+    for (int i = 0; i < nlocal; ++i) max_tag = std::max(max_tag, atom->tag[i]);
+    const bool warm = solver_ == "cg" && static_cast<bigint>(q_by_tag_.size()) == static_cast<bigint>(max_tag) + 1;
     warm_q_.assign(nlocal, 0.0);
     warm_lam_.assign(nlocal, 0.0);
     if (warm)
@@ -332,8 +335,8 @@ void PairBPNN::compute_charged(int eflag, int vflag) {
     } catch (const std::exception& e) {
         error->one(FLERR, "pair bpnn: {}", e.what());
     }
-    q_by_tag_.assign(atom->map_tag_max + 1, 0.0);
-    lam_by_tag_.assign(atom->map_tag_max + 1, 0.0);
+    q_by_tag_.assign(static_cast<size_t>(max_tag) + 1, 0.0);
+    lam_by_tag_.assign(static_cast<size_t>(max_tag) + 1, 0.0);
     for (int i = 0; i < nlocal; ++i) {
         q_by_tag_[atom->tag[i]] = cres_.charges[i];
         if (!cres_.adjoint.empty()) lam_by_tag_[atom->tag[i]] = cres_.adjoint[i];
