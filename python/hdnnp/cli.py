@@ -1,6 +1,6 @@
 """Command line: ``hdnnp predict POTENTIAL_DIR INPUT.data -o OUTPUT.data``, ``hdnnp scaling [DIR]``,
 ``hdnnp train [DIR]`` (n2p2's nnp-scaling / nnp-train workflow in a folder with input.nn and input.data),
-``hdnnp sfgen`` (symmetry-function lines)."""
+``hdnnp sfgen`` (symmetry-function lines), ``hdnnp fit DATA -o DIR`` (data to potential in one command)."""
 from __future__ import annotations
 
 import argparse
@@ -415,6 +415,18 @@ def _sfgen(args) -> int:
     return 0
 
 
+def _fit(args) -> int:
+    from .workflow.fit import FitConfig, fit
+
+    cfg = FitConfig(epochs=args.epochs, time_limit=args.time_limit, committee=args.committee, cutoff=args.cutoff,
+                    seed=args.seed, threads=args.threads, progress=not args.quiet, baseline=not args.no_baseline)
+    if args.committee < 1:
+        raise UsageError("--committee must be at least 1")
+    fit(args.data, args.output, cfg, log=(lambda *_: None) if args.quiet else print)
+    print(f"report: {os.path.join(args.output, 'report.md')}")
+    return 0
+
+
 def _demo(args) -> int:
     from .workflow.demo import run_demo
 
@@ -561,6 +573,22 @@ Angular kinds use --angular-points of the radial (eta, r_s) pairs. Lengths in th
     p.add_argument("--hidden", type=int, nargs="+", default=[15, 15], help="hidden layer sizes (with --input-nn)")
     p.add_argument("--length-unit", default=None, help="declare the units in input.nn (with --input-nn)")
     p.add_argument("--energy-unit", default=None, help="declare the units in input.nn (with --input-nn)")
+    p = sub.add_parser("fit", help="fit a potential to reference data (anything ASE reads with energies and "
+                                   "forces, eV and Angstrom) in one command: settings from the data, training, "
+                                   "report (no input.nn needed)")
+    p.add_argument("data", help="structures with energies and forces (extxyz, ASE db, OUTCAR, ...)")
+    p.add_argument("-o", "--output", required=True, help="output directory (settings/, potential/ or memberK/, "
+                                                         "report.md, report.json)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS", help="wall-clock budget of the fit")
+    p.add_argument("--committee", type=int, default=1, metavar="N", help="train N potentials (different seeds)")
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--cutoff", type=float, default=None, help="symmetry-function cutoff in Angstrom (default: "
+                                                             "from the data's density)")
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-baseline", action="store_true", help="no ZBL pair baseline")
+    p.add_argument("-q", "--quiet", action="store_true")
+
     p = sub.add_parser("demo", help="the end-to-end workflow on Cu-Au with EMT as the reference (active "
                        "learning with a committee, LAMMPS MD, validation, report)")
     p.add_argument("-o", "--output", default="hdnnp-demo")
@@ -601,6 +629,8 @@ Angular kinds use --angular-points of the radial (eta, r_s) pairs. Lengths in th
             return _demo(args)
         if args.command == "active-learn":
             return _active_learn(args)
+        if args.command == "fit":
+            return _fit(args)
     except (_core.Error, OSError, DataError, ValueError, UsageError) as e:
         # bad input: one line naming the file, line or atom, exit status 2; --debug: the traceback
         if args.debug:

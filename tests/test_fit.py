@@ -1,0 +1,71 @@
+"""`hdnnp fit DATA -o DIR`: from an extxyz file with energies and forces to a potential (or a
+committee) and a report, with no input.nn; bad data gives one clear error line."""
+import json
+
+import numpy as np
+import pytest
+
+import hdnnp
+from hdnnp.cli import main
+
+
+def emt_data(path, n=24, forces=True):
+    import ase.io
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(n):
+        a = bulk("Cu", "fcc", a=3.6 * rng.uniform(0.97, 1.03), cubic=True).repeat((2, 2, 1))
+        for i in rng.choice(len(a), size=int(rng.integers(0, 6)), replace=False):
+            a[i].symbol = "Au"
+        a.rattle(0.08, seed=int(rng.integers(1_000_000)))
+        a.calc = EMT()
+        e, f = a.get_potential_energy(), a.get_forces()
+        a.calc = SinglePointCalculator(a, energy=e, **({"forces": f} if forces else {}))
+        frames.append(a)
+    ase.io.write(path, frames)
+    return frames
+
+
+def test_fit_committee_report_and_potentials(tmp_path, capsys):
+    frames = emt_data(tmp_path / "data.extxyz")
+    out = tmp_path / "out"
+    assert main(["fit", str(tmp_path / "data.extxyz"), "-o", str(out), "--epochs", "4", "--committee", "2",
+                 "-q"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["structures"] == len(frames) and len(rep["members"]) == 2
+    assert rep["settings"]["elements"] == ["Cu", "Au"] and 4.5 <= rep["settings"]["cutoff"] <= 6.5
+    assert sum(rep["split"].values()) == len(frames) and rep["split"]["test"] > 0
+    for m in rep["members"]:
+        assert np.isfinite(m["rmse_energy_meV_per_atom"]["test"]) and np.isfinite(m["rmse_force_eV_per_A"]["test"])
+        text = (out / f"member{m['member']}" / "input.nn").read_text()
+        assert "# hdnnp: length_unit=Angstrom energy_unit=eV" in text
+        assert "hdnnp_zbl Cu Au" in text       # the baseline's radii resolved from the training data
+        # the same held-out test structures for every member
+        info = json.loads((out / f"member{m['member']}" / "training.json").read_text())
+        assert info["structures"]["test"] == rep["split"]["test"]
+    assert "| member0 |" in (out / "report.md").read_text()
+    com = hdnnp.load([out / "member0", out / "member1"])
+    r = com.evaluate(frames[0], extrapolation="ignore")
+    assert np.isfinite(r.energy) and r.max_force_deviation is not None
+
+
+def test_fit_time_limit_and_bad_data(tmp_path, capsys):
+    emt_data(tmp_path / "d.extxyz", n=12)
+    assert main(["fit", str(tmp_path / "d.extxyz"), "-o", str(tmp_path / "o"), "--epochs", "1000",
+                 "--time-limit", "3", "-q"]) == 0
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert rep["members"][0]["epochs_run"] < 1000
+    assert np.isfinite(hdnnp.load(tmp_path / "o" / "potential").evaluate(
+        __import__("ase.io").io.read(tmp_path / "d.extxyz", 0), extrapolation="ignore").energy)
+    emt_data(tmp_path / "noforces.extxyz", n=4, forces=False)
+    capsys.readouterr()
+    assert main(["fit", str(tmp_path / "noforces.extxyz"), "-o", str(tmp_path / "x"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hdnnp: error:") and "structure 0 has no forces" in err and "noforces.extxyz" in err
+    (tmp_path / "garbage.extxyz").write_text("not a structure file\n")
+    assert main(["fit", str(tmp_path / "garbage.extxyz"), "-o", str(tmp_path / "y"), "-q"]) == 2
+    assert "garbage.extxyz" in capsys.readouterr().err
