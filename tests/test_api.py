@@ -194,3 +194,16 @@ def test_neighbor_list_far_images_and_electrostatics_half_list():
     ops = [_core.Electrostatics(P, C, sig, 1.0, 4.0, 20.0, 1.2, 1.0, 4.0, "c", 0, nl) for nl in (False, True)]
     assert ops[1].n_real_pairs > 0 and ops[0].n_real_pairs == 0
     np.testing.assert_allclose(ops[1].apply(x), ops[0].apply(x), rtol=0, atol=1e-11)
+
+
+def test_earlier_public_names_still_work():
+    """Names of earlier versions kept where cheap: hdnnp.potential.load, the 3G/4G/CENT
+    calculator names (now the one HDNNPCalculator)."""
+    import hdnnp
+    from hdnnp.calculator import HDNNPCalculator
+    from hdnnp.fourth_generation import FourthGenerationCalculator
+    from hdnnp.long_range import ChargeCalculator
+    from hdnnp.potential import load
+
+    assert load is hdnnp.load
+    assert FourthGenerationCalculator is HDNNPCalculator and ChargeCalculator is HDNNPCalculator

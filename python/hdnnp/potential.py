@@ -310,3 +310,13 @@ class Committee(Potential):
 
     def __repr__(self):
         return f"Committee({self.directories!r}, elements={self.elements}, cutoff={self.cutoff:g})"
+
+
+def __getattr__(name):
+    # hdnnp.potential.load: the name of earlier versions (hdnnp.load lives in hdnnp.loading, which
+    # imports the generations with charges; resolved on first use to keep the modules acyclic)
+    if name == "load":
+        import importlib
+
+        return importlib.import_module("hdnnp.loading").load
+    raise AttributeError(f"module 'hdnnp.potential' has no attribute {name!r}")
