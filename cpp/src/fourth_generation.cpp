@@ -96,9 +96,23 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
     check_species(n, species, M.n_elements());
     const bool periodic = cell != nullptr;
     ElectrostaticsSettings::check_charged_cell(periodic, q_tot, opt, path_);
+    // electrostatics and Ewald parameters (first: a stored half list of theirs that reaches the
+    // descriptors' cutoff gives their full list without a second cell-list pass)
+    std::vector<double> sig(n), J(n);
+    for (int64_t i = 0; i < n; ++i) { sig[i] = sigma_[species[i]]; J[i] = hardness_[species[i]]; }
+    double max_sigma = 0.0;
+    for (double s : sigma_) max_sigma = std::max(max_sigma, s);
+    const bool cg = opt.solver == "cg";
+    if (!cg && opt.solver != "dense") throw std::invalid_argument("solver must be 'dense' or 'cg'");
+    const ElectrostaticsSetup es = es_.setup(opt, n, pos, cell, sig.data(), max_sigma, cg, out.ewald);
+    const double volume = periodic ? cell_volume(cell) : 0.0;
+    const Electrostatics op(es);
     // descriptors (scaled: the networks' inputs)
     DescriptorPass dp;
-    dp.run(M, n, pos, species, cell, opt.threads);
+    if (op.half_list() && op.list_reach() >= M.cutoff())
+        dp.run(M, full_from_half(*op.half_list(), pos, M.cutoff()), n, pos, species, opt.threads);
+    else
+        dp.run(M, n, pos, species, cell, opt.threads);
     ComputeResult& dres = dp.res;
     const AtomsView& A = dp.atoms;
     out.extrapolations = std::move(dres.extrapolations);
@@ -112,16 +126,6 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
     for (int64_t i = 0; i < n; ++i)
         out.electronegativities[i] = elec_[species[i]].evaluate(&G[off[i]], nullptr, ws);
     const auto& chi = out.electronegativities;
-    // electrostatics and Ewald parameters
-    std::vector<double> sig(n), J(n);
-    for (int64_t i = 0; i < n; ++i) { sig[i] = sigma_[species[i]]; J[i] = hardness_[species[i]]; }
-    double max_sigma = 0.0;
-    for (double s : sigma_) max_sigma = std::max(max_sigma, s);
-    const bool cg = opt.solver == "cg";
-    if (!cg && opt.solver != "dense") throw std::invalid_argument("solver must be 'dense' or 'cg'");
-    const ElectrostaticsSetup es = es_.setup(opt, n, pos, cell, sig.data(), max_sigma, cg, out.ewald);
-    const double volume = periodic ? cell_volume(cell) : 0.0;
-    const Electrostatics op(es);
     out.n_kvectors = op.n_kvectors();
     out.mesh_points = op.mesh_points();
     // charges

@@ -91,7 +91,12 @@ void DescriptorPass::run(const Model& M, int64_t n, const double* pos, const int
                          int threads) {
     const bool p = cell != nullptr;
     const bool pbc[3] = {p, p, p};
-    nl = build_neighbor_list(pos, n, cell, pbc, M.cutoff(), 1e-6);
+    run(M, build_neighbor_list(pos, n, cell, pbc, M.cutoff(), 1e-6), n, pos, species, threads);
+}
+
+void DescriptorPass::run(const Model& M, NeighborList list, int64_t n, const double* pos, const int32_t* species,
+                         int threads) {
+    nl = std::move(list);
     atoms = AtomsView();
     atoms.n_local = n; atoms.n_all = n; atoms.positions = pos; atoms.species = species; atoms.neighbors = nl.view();
     ComputeOptions o;

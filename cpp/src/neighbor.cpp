@@ -1,6 +1,7 @@
 #include "hdnnp/neighbor.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -253,6 +254,65 @@ NeighborList build_neighbor_list(const double* x, int64_t n, const double* cell_
         }
         out.shift_id[p] = it->second;
     }
+    return out;
+}
+
+NeighborList full_from_half(const NeighborList& half, const double* x, double cutoff) {
+    NeighborList out;
+    const int64_t n = static_cast<int64_t>(half.offsets.size()) - 1;
+    const double c2 = cutoff * cutoff;
+    // shift ids of the negated images (added where the half list has none)
+    out.shifts = half.shifts;
+    out.images = half.images;
+    const int64_t ns = static_cast<int64_t>(half.shifts.size() / 3);
+    std::vector<int32_t> neg(ns, -1);
+    {
+        std::map<std::array<int32_t, 3>, int32_t> id;
+        for (int64_t s = 0; s < ns; ++s) id[{half.images[3 * s], half.images[3 * s + 1], half.images[3 * s + 2]}] = s;
+        for (int64_t s = 0; s < ns; ++s) {
+            const std::array<int32_t, 3> m{-half.images[3 * s], -half.images[3 * s + 1], -half.images[3 * s + 2]};
+            auto it = id.find(m);
+            if (it == id.end()) {
+                const int32_t k = static_cast<int32_t>(out.shifts.size() / 3);
+                for (int c = 0; c < 3; ++c) {
+                    out.shifts.push_back(-half.shifts[3 * s + c]);
+                    out.images.push_back(m[c]);
+                }
+                it = id.emplace(m, k).first;
+            }
+            neg[s] = it->second;
+        }
+    }
+    auto within = [&](int64_t i, int64_t p) {
+        const int32_t j = half.index[p];
+        const double* sh = &half.shifts[3 * half.shift_id[p]];
+        const double dx = x[3 * j] + sh[0] - x[3 * i], dy = x[3 * j + 1] + sh[1] - x[3 * i + 1],
+                     dz = x[3 * j + 2] + sh[2] - x[3 * i + 2];
+        return dx * dx + dy * dy + dz * dz < c2;
+    };
+    std::vector<int64_t> count(n + 1, 0);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t p = half.offsets[i]; p < half.offsets[i + 1]; ++p)
+            if (within(i, p)) {
+                ++count[i];
+                if (half.index[p] != i) ++count[half.index[p]];   // (self-images: T and -T both listed)
+            }
+    out.offsets.assign(n + 1, 0);
+    for (int64_t i = 0; i < n; ++i) out.offsets[i + 1] = out.offsets[i] + count[i];
+    out.index.resize(out.offsets[n]);
+    out.shift_id.resize(out.offsets[n]);
+    std::vector<int64_t> fill(out.offsets.begin(), out.offsets.end() - 1);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t p = half.offsets[i]; p < half.offsets[i + 1]; ++p) {
+            if (!within(i, p)) continue;
+            const int32_t j = half.index[p];
+            out.index[fill[i]] = j;
+            out.shift_id[fill[i]++] = half.shift_id[p];
+            if (j != i) {
+                out.index[fill[j]] = static_cast<int32_t>(i);
+                out.shift_id[fill[j]++] = neg[half.shift_id[p]];
+            }
+        }
     return out;
 }
 

@@ -21,6 +21,7 @@
 // for the direct solver. Units: the potential's own (positions in its length unit).
 #pragma once
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -67,6 +68,10 @@ public:
     explicit Electrostatics(const ElectrostaticsSetup& setup);
 
     int64_t size() const { return n_; }
+    /// The stored half neighbour list of a periodic structure (list mode) and its reach
+    /// max(r_cut, screening r_out); null in the other modes.
+    const NeighborList* half_list() const { return periodic_ && !direct_ ? &nl_ : nullptr; }
+    double list_reach() const { return std::max(r_cut_, scr_.r_out); }
     bool periodic() const { return periodic_; }
     int64_t n_kvectors() const { return static_cast<int64_t>(kcoef_.size()); }
     int64_t n_real_pairs() const { return static_cast<int64_t>(nl_.index.size()); }

@@ -63,4 +63,9 @@ NeighborList build_neighbor_list(const double* positions, int64_t n, const doubl
                                  bool spatial_order = false,
                                  bool half = false);
 
+/// The full list of the pairs closer than `cutoff` of a `half` list built with a cutoff at least as
+/// long (every pair listed for both atoms, the second with the negated image): one cell-list pass
+/// serves two lists (the electrostatics' and the descriptors').
+NeighborList full_from_half(const NeighborList& half, const double* positions, double cutoff);
+
 }  // namespace hdnnp
