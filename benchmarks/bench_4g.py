@@ -47,7 +47,7 @@ def main(argv=None) -> int:
         atoms = base.repeat((nx, ny, nz))
         best = None
         for _ in range(a.repeat):
-            pot._previous = None  # cold starts: every evaluation solves from scratch
+            # (cold starts: compute() without warm_start solves from scratch)
             t = time.perf_counter()
             r = pot.compute(atoms, forces=True)
             dt = time.perf_counter() - t

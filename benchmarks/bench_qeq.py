@@ -34,8 +34,10 @@ def main():
     print(f"{'atoms':>6} {'scipy LU (s)':>13} {'QEqDense (s)':>13} {'ratio':>6} {'max |dQ|':>9}")
     for rep in a.reps:
         atoms = base.repeat(tuple(int(x) for x in rep.split(",")))
-        s = pot.equilibrate(atoms, 0.0, "dense")
-        A0, J, chi, n = s.A0, s.J, s.chi, len(atoms)
+        species = pot._species(atoms)
+        op, _ = pot.electrostatics(atoms, species, "dense")
+        A0, J, n = op.dense(), pot.hardness[species], len(atoms)
+        chi = pot.compute(atoms, solver="dense", extrapolation="ignore")["electronegativities"]
         rhs = np.random.default_rng(0).normal(size=n)
         t_lu, t_q = [], []
         for _ in range(a.repeat):

@@ -45,6 +45,7 @@ class FourthGeneration(LongRangePotential):
     NAME = "4G"
     #: short networks on [G, Q] (CENT has none)
     SHORT = True
+    WARM_START = True
 
     def __init__(self, directory, ewald="n2p2", solver: str = "auto", tolerance: float = 1e-10,
                  dense_max_atoms: int = 3000, threads: int = 0, weights: bool = True,
@@ -141,7 +142,3 @@ class FourthGeneration(LongRangePotential):
                           "mesh_points": r["ewald"]["mesh_points"]}
         r["total_charge"] = q_tot
         return self._native_result(r, periodic, pos, stress, cell)
-
-    def equilibrate_charges(self, atoms, total_charge: Optional[float] = None, solver: Optional[str] = None):
-        """The charges alone (no forces): compute()'s "charges"."""
-        return self.compute(atoms, total_charge, solver=solver, extrapolation="ignore")["charges"]
