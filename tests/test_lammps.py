@@ -15,14 +15,6 @@ from hdnnp import lammps as hl  # noqa: E402
 NKTV2P_METAL = 1.6021765e6  # LAMMPS's bar per eV/A^3 in units metal
 
 
-@pytest.fixture(scope="module")
-def plugin():
-    try:
-        return hl.plugin_path()
-    except hl.PluginBuildError as e:
-        pytest.fail(str(e))
-
-
 def new_lammps():
     hl.preload_mpi()
     return lammps_mod.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])

@@ -21,14 +21,6 @@ BOHR, HA = length_factor("Bohr"), energy_factor("Ha")
 UNITS = "# hdnnp: length_unit=Angstrom energy_unit=eV\n"
 
 
-@pytest.fixture(scope="module")
-def plugin():
-    try:
-        return hl.plugin_path()
-    except hl.PluginBuildError as e:
-        pytest.fail(str(e))
-
-
 def run_lammps(plugin, atoms_ang, elements, pair_style, pair_coeff_dir, periodic, total_charge=0.0, steps=0,
                atom_style="charge", coeff_elements=None):
     """(energy eV, forces eV/A, charges, virial (xx yy zz xy xz yz, eV), per-atom energies, compute pair) in input
@@ -76,6 +68,15 @@ def run_lammps(plugin, atoms_ang, elements, pair_style, pair_coeff_dir, periodic
         lmp.close()
 
 
+def in_angstrom(atoms):
+    """A copy of a fixture structure (n2p2's input.data, Bohr) in Angstrom."""
+    a = atoms.copy()
+    a.positions *= BOHR
+    if atoms.pbc.any():
+        a.set_cell(atoms.cell[:] * BOHR, scale_atoms=False)
+    return a
+
+
 def lammps_virial(W):
     return np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]])
 
@@ -100,10 +101,7 @@ def test_4g_lammps_equals_python(fixtures, plugin, name, periodic, solver, ewald
     ewald_py = "n2p2" if ewald == "n2p2" else float(ewald) / HA
     pot = FourthGeneration(pot_dir, ewald=ewald_py, solver=solver, tolerance=cg_tol)
     ref = pot.compute(atoms, total_charge=q_tot, forces=True, stress=True)
-    a = atoms.copy()
-    a.positions *= BOHR
-    if periodic:
-        a.set_cell(atoms.cell[:] * BOHR, scale_atoms=False)
+    a = in_angstrom(atoms)
     elements = sorted(set(atoms.get_chemical_symbols()), key=lambda s: pot.elements.index(s))
     style = (f"pair_style bpnn length_factor {BOHR!r} energy_factor {HA!r} total_charge {q_tot} ewald {ewald} "
              f"solver {solver} qeq_tolerance {cg_tol}")
@@ -147,9 +145,7 @@ def test_md_steps_warm_start_and_forces_match(fixtures, plugin):
     name = "n2p2_H2O_RPBE-D3_4G"
     pot_dir = fixtures / name / "potential"
     atoms = hdnnp.read_input_data(fixtures / name / "predict" / "input.data")[0]
-    a = atoms.copy()
-    a.positions *= BOHR
-    a.set_cell(atoms.cell[:] * BOHR, scale_atoms=False)
+    a = in_angstrom(atoms)
     style = (f"pair_style bpnn length_factor {BOHR!r} energy_factor {HA!r} ewald 1e-5 solver cg "
              f"qeq_tolerance 1e-11")
     e, f, q, w, pea, cp, x = run_lammps(plugin, a, ["H", "O"], style, pot_dir, True, steps=20)
@@ -164,9 +160,7 @@ def test_md_steps_warm_start_and_forces_match(fixtures, plugin):
 def test_errors_for_charged_potentials(fixtures, plugin, tmp_path):
     pot_dir = fixtures / "n2p2_H2O_RPBE-D3_4G" / "potential"
     atoms = hdnnp.read_input_data(fixtures / "n2p2_H2O_RPBE-D3_4G" / "predict" / "input.data")[0]
-    a = atoms.copy()
-    a.positions *= BOHR
-    a.set_cell(atoms.cell[:] * BOHR, scale_atoms=False)
+    a = in_angstrom(atoms)
     style = f"pair_style bpnn length_factor {BOHR!r} energy_factor {HA!r}"
     with pytest.raises(Exception, match="atom_style charge"):
         run_lammps(plugin, a, ["H", "O"], style, pot_dir, True, atom_style="atomic")
@@ -206,9 +200,7 @@ def test_nve_energy_conservation_4g_water(fixtures, plugin, tmp_path):
     name = "n2p2_H2O_RPBE-D3_4G"
     pot_dir = fixtures / name / "potential"
     atoms = hdnnp.read_input_data(fixtures / name / "predict" / "input.data")[0]
-    a = atoms.copy()
-    a.positions *= BOHR
-    a.set_cell(atoms.cell[:] * BOHR, scale_atoms=False)
+    a = in_angstrom(atoms)
     import ase.io
 
     ase.io.write(tmp_path / "w.lmp", a, format="lammps-data", specorder=["H", "O"], masses=True, atom_style="charge")
@@ -251,9 +243,7 @@ def test_warm_start_without_an_atom_map(fixtures, plugin, tmp_path):
     name = "n2p2_H2O_RPBE-D3_4G"
     pot_dir = fixtures / name / "potential"
     atoms = hdnnp.read_input_data(fixtures / name / "predict" / "input.data")[0]
-    a = atoms.copy()
-    a.positions *= BOHR
-    a.set_cell(atoms.cell[:] * BOHR, scale_atoms=False)
+    a = in_angstrom(atoms)
     import ase.io
 
     ase.io.write(tmp_path / "w.lmp", a, format="lammps-data", specorder=["H", "O"], masses=True, atom_style="charge")

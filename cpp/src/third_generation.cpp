@@ -69,7 +69,7 @@ std::shared_ptr<const ThirdGenerationPotential> ThirdGenerationPotential::load(c
 void ThirdGenerationPotential::correct(ChargeCorrection mode, int64_t n, const double* q, double total, double* Q,
                                        const double* g, double* out) {
     if (mode == ChargeCorrection::None) {
-        std::copy(q, q + n, Q);
+        if (Q) std::copy(q, q + n, Q);
         if (g) std::copy(g, g + n, out);
         return;
     }
@@ -78,7 +78,7 @@ void ThirdGenerationPotential::correct(ChargeCorrection mode, int64_t n, const d
         for (int64_t i = 0; i < n; ++i) { s.add(q[i]); if (g) sg.add(g[i]); }
         const double d = (s.value() - total) / n, mg = sg.value() / n;
         for (int64_t i = 0; i < n; ++i) {
-            Q[i] = q[i] - d;
+            if (Q) Q[i] = q[i] - d;
             if (g) out[i] = g[i] - mg;
         }
         return;
@@ -99,7 +99,7 @@ void ThirdGenerationPotential::correct(ChargeCorrection mode, int64_t n, const d
     const double gp = gp_.value(), gn = gn_.value();
     for (int64_t i = 0; i < n; ++i) {
         const bool pos = q[i] > 0.0;
-        Q[i] = q[i] * (pos ? sp : sn);
+        if (Q) Q[i] = q[i] * (pos ? sp : sn);
         if (g)
             out[i] = pos ? g[i] * sp + gp * (e - 0.5 * P) / (P * P) - 0.5 * gn / N
                          : g[i] * sn - 0.5 * gp / P + gn * (e - 0.5 * N) / (N * N);
@@ -135,7 +135,7 @@ void ThirdGenerationPotential::compute(int64_t n, const double* pos, const int32
     for (int64_t i = 0; i < n; ++i) qs.add(Q[i]);
     const double S = qs.value();
     // point-charge electrostatics
-    std::vector<double> zero(n, 0.0);
+    std::vector<double> zero(n, 0.0);   // (point charges: zero widths; and the zero adjoint below)
     const ElectrostaticsSetup es = es_.setup(opt, n, pos, cell, zero.data(), 0.0, true, out.ewald);
     const double volume = periodic ? cell_volume(cell) : 0.0;
     const Electrostatics op(es);
@@ -195,8 +195,7 @@ void ThirdGenerationPotential::compute(int64_t n, const double* pos, const int32
     if (e_bg != 0.0)
         for (int64_t i = 0; i < n; ++i) dEdQ[i] += 2.0 * e_bg / S;
     std::vector<double> g(n), dq;
-    correct(correction_, n, out.network_charges.data(), q_tot, zero.data(), dEdQ.data(), g.data());
-    std::fill(zero.begin(), zero.end(), 0.0);
+    correct(correction_, n, out.network_charges.data(), q_tot, nullptr, dEdQ.data(), g.data());
     for (int64_t i = 0; i < n; ++i) {
         const ElementModel& em = Mq.elements()[species[i]];
         const int K = em.descriptor.size();

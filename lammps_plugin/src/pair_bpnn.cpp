@@ -22,6 +22,9 @@
 
 using namespace LAMMPS_NS;
 
+// LAMMPS's virial order xx, yy, zz, xy, xz, yz as indices of a row-major 3 x 3 matrix
+constexpr int kVoigt[6] = {0, 4, 8, 1, 2, 5};
+
 using hdnnp::angstrom_per_length_unit;
 using hdnnp::ev_per_energy_unit;
 
@@ -259,24 +262,11 @@ void PairBPNN::compute(int eflag, int vflag) {
     double** f = atom->f;
     for (int i = 0; i < nall; ++i)
         for (int c = 0; c < 3; ++c) f[i][c] += res_.forces[3 * i + c] * ef;
-    if (eflag_global) eng_vdwl += res_.energy * ef;
-    if (eflag_atom)
-        for (int i = 0; i < nlocal; ++i) eatom[i] += res_.atom_energies[i] * ef;
-    // virial order in LAMMPS: xx, yy, zz, xy, xz, yz; W is row-major 3x3.
-    static const int vi[6] = {0, 4, 8, 1, 2, 5};
-    if (vflag_global)
-        for (int k = 0; k < 6; ++k) virial[k] += res_.virial[vi[k]] * ef;
+    tally(res_.energy, res_.atom_energies.data(), res_.virial);
     if (vflag_atom)
         for (int i = 0; i < nlocal; ++i)
-            for (int k = 0; k < 6; ++k) vatom[i][k] += res_.atom_virials[9 * i + vi[k]] * ef;
-    if (atom->nmax > nmax_) {
-        nmax_ = atom->nmax;
-        memory->destroy(ext_grade_);
-        memory->create(ext_grade_, nmax_, "pair:bpnn:extrapolation");
-        memory->destroy(dev_atom_);
-        memory->create(dev_atom_, nmax_, "pair:bpnn:force_deviation");
-        std::fill(dev_atom_, dev_atom_ + nmax_, 0.0);
-    }
+            for (int k = 0; k < 6; ++k) vatom[i][k] += res_.atom_virials[9 * i + kVoigt[k]] * ef;
+    grow_peratom();
     if (dev_now_) handle_deviation();
     handle_extrapolation();
 }
@@ -347,12 +337,7 @@ void PairBPNN::compute_charged(int eflag, int vflag) {
         for (int c = 0; c < 3; ++c) f[i][c] += cres_.forces[3 * i + c] * ef / lf;
         q[i] = cres_.charges[i];
     }
-    if (eflag_global) eng_vdwl += cres_.energy * ef;
-    if (eflag_atom)
-        for (int i = 0; i < nlocal; ++i) eatom[i] += cres_.atom_energies[i] * ef;
-    static const int vi[6] = {0, 4, 8, 1, 2, 5};
-    if (vflag_global)
-        for (int k = 0; k < 6; ++k) virial[k] += cres_.virial[vi[k]] * ef;
+    tally(cres_.energy, cres_.atom_energies.data(), cres_.virial);
     int iters = 0;
     for (int it : cres_.cg_iterations) iters += it;
     double qsum = 0.0;
@@ -364,15 +349,29 @@ void PairBPNN::compute_charged(int eflag, int vflag) {
     res_.extrapolations = cres_.extrapolations;
     for (const auto& x : cres_.charge_extrapolations) res_.extrapolations.push_back(x);
     res_.extrapolating_atoms = cres_.extrapolating_atoms;
-    if (atom->nmax > nmax_) {
-        nmax_ = atom->nmax;
-        memory->destroy(ext_grade_);
-        memory->create(ext_grade_, nmax_, "pair:bpnn:extrapolation");
-        memory->destroy(dev_atom_);
-        memory->create(dev_atom_, nmax_, "pair:bpnn:force_deviation");
-        std::fill(dev_atom_, dev_atom_ + nmax_, 0.0);
-    }
+    grow_peratom();
     handle_extrapolation();
+}
+
+void PairBPNN::tally(double energy, const double* atom_energies, const double* W) {
+    // energies and the global virial in LAMMPS units (W: row-major 3 x 3, native energy)
+    const double ef = energy_factor_;
+    if (eflag_global) eng_vdwl += energy * ef;
+    if (eflag_atom)
+        for (int i = 0; i < atom->nlocal; ++i) eatom[i] += atom_energies[i] * ef;
+    if (vflag_global)
+        for (int k = 0; k < 6; ++k) virial[k] += W[kVoigt[k]] * ef;
+}
+
+void PairBPNN::grow_peratom() {
+    // per-atom arrays of fix pair (extrapolation grade, committee force deviation)
+    if (atom->nmax <= nmax_) return;
+    nmax_ = atom->nmax;
+    memory->destroy(ext_grade_);
+    memory->create(ext_grade_, nmax_, "pair:bpnn:extrapolation");
+    memory->destroy(dev_atom_);
+    memory->create(dev_atom_, nmax_, "pair:bpnn:force_deviation");
+    std::fill(dev_atom_, dev_atom_ + nmax_, 0.0);
 }
 
 int PairBPNN::pack_reverse_comm(int n, int first, double* buf) {

@@ -47,6 +47,8 @@ private:
     bool charged() const { return static_cast<bool>(desc_); }
     const hdnnp::Model& first() const { return charged() ? *desc_ : model_->first(); }
     void compute_charged(int eflag, int vflag);
+    void tally(double energy, const double* atom_energies, const double* W);
+    void grow_peratom();
     std::string directory_;            // the first member's
     std::vector<int> type_map_;        // LAMMPS type -> element index, -1 = NULL
     // Units: Angstrom-like LAMMPS length per native length and LAMMPS energy per native

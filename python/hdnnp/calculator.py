@@ -31,12 +31,12 @@ class HDNNPCalculator(Calculator):
         if "stress" in properties and not periodic:
             raise PropertyNotImplementedError("stress needs a 3-D periodic cell")
         options = {}
-        if getattr(self.potential, "SHORT", None) is not None:   # 4G / CENT: CG warm starts
+        if self.potential.WARM_START:   # 4G / CENT: the CG solver starts from the last step's solution
             options["warm_start"] = self._warm
         r = self.potential.evaluate(self.atoms, forces=True, stress=periodic, extrapolation=self.extrapolation,
                                     total_charge=self.total_charge, **options)
         self.last_result = r
-        if r.details is not None and "charges" in r.details:
+        if self.potential.WARM_START:
             self._warm = (r.details["charges"], r.details.get("adjoint"))
         self.results["energy"] = r.energy
         self.results["free_energy"] = r.energy

@@ -48,7 +48,7 @@ def _predict(args) -> int:
     from . import _core
     from .io import atoms_to_dict, read_input_data
     from .loading import load
-    from .potential import generation
+    from .potential import generation, voigt_stress
 
     gen = generation(args.potential)
     charged = gen in (3, 4, "cent")
@@ -117,9 +117,7 @@ def _predict(args) -> int:
             if r["charges"] is not None:
                 kw["charges"] = np.asarray(r["charges"])
             if bool(a.pbc.all()) and r["virial"] is not None:
-                W = np.asarray(r["virial"]) * ef
-                sig = -0.5 * (W + W.T) / abs(np.linalg.det(b.cell[:]))
-                kw["stress"] = np.array([sig[0, 0], sig[1, 1], sig[2, 2], sig[1, 2], sig[0, 2], sig[0, 1]])
+                kw["stress"] = voigt_stress(np.asarray(r["virial"]) * ef, b)
             b.calc = SinglePointCalculator(b, **kw)
             frames.append(b)
         root, ext = os.path.splitext(os.fspath(args.output))

@@ -16,7 +16,7 @@ from . import _core
 from .electrostatics import EwaldParameters, accuracy_parameters, n2p2_parameters, pme_parameters
 from .keywords import read_settings
 from .network import ElementNetwork
-from .potential import Potential, Result
+from .potential import Potential, Result, voigt_stress
 from .units import energy_factor, length_factor
 
 
@@ -259,9 +259,7 @@ class LongRangePotential(Potential):
         if want_stress:
             res.virial = r["virial"] * ef
             if periodic:
-                volume = abs(np.linalg.det(atoms.cell[:]))  # in the units of `atoms`
-                sigma = -0.5 * (res.virial + res.virial.T) / volume
-                res.stress = np.array([sigma[0, 0], sigma[1, 1], sigma[2, 2], sigma[1, 2], sigma[0, 2], sigma[0, 1]])
+                res.stress = voigt_stress(res.virial, atoms)
         return res
 
     def _report_extrapolation(self, results, mode):

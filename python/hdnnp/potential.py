@@ -66,6 +66,14 @@ class Result:
         return None if fd is None else float(fd.max(initial=0.0))
 
 
+def voigt_stress(virial: np.ndarray, atoms) -> np.ndarray:
+    """ASE's stress (Voigt: xx yy zz yz xz xy) of a periodic cell from the virial W (3 x 3,
+    symmetrised), in the units of `atoms` and of W: -W / V."""
+    volume = abs(np.linalg.det(atoms.cell[:]))
+    sigma = -0.5 * (virial + virial.T) / volume
+    return np.array([sigma[0, 0], sigma[1, 1], sigma[2, 2], sigma[1, 2], sigma[0, 2], sigma[0, 1]])
+
+
 SPATIAL_ORDER_MIN_ATOMS = 1024
 
 
@@ -106,6 +114,8 @@ class Potential:
     """A loaded HDNNP (immutable, thread-safe; several can coexist)."""
 
     _members = False  # Committee evaluates member forces
+    #: evaluate() takes warm_start=(charges, adjoint) (4G, CENT); the ASE calculator passes its last
+    WARM_START = False
 
     def __init__(self, directory, length_unit: Optional[str] = None, energy_unit: Optional[str] = None,
                  threads: int = 0, warn: bool = True, weights: bool = True):
@@ -243,9 +253,7 @@ class Potential:
         if want_stress:
             res.virial = out["virial"] * ef
             if all(pbc):
-                volume = abs(np.linalg.det(atoms.cell[:]))  # in the units of `atoms`
-                sigma = -0.5 * (res.virial + res.virial.T) / volume
-                res.stress = np.array([sigma[0, 0], sigma[1, 1], sigma[2, 2], sigma[1, 2], sigma[0, 2], sigma[0, 1]])
+                res.stress = voigt_stress(res.virial, atoms)
         if want_descriptors:
             d, o = out["descriptors"], out["descriptor_offsets"]
             res.descriptors = [d[o[i]:o[i + 1]] for i in range(n)]

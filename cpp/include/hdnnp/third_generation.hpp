@@ -46,8 +46,8 @@ public:
     void compute(int64_t n, const double* positions, const int32_t* species, const double* cell,
                  double total_charge, const ChargeOptions& opt, ChargeResult& out) const;
 
-    /// Corrected charges Q of network charges q (n) for a total charge; with `vjp_in`/`vjp_out`
-    /// (may be null) also vjp_out = vjp_in^T dQ/dq.
+    /// Corrected charges Q of network charges q (n) for a total charge (Q may be null); with
+    /// `vjp_in`/`vjp_out` (may be null) also vjp_out = vjp_in^T dQ/dq.
     static void correct(ChargeCorrection mode, int64_t n, const double* q, double total, double* Q,
                         const double* vjp_in = nullptr, double* vjp_out = nullptr);
 
