@@ -19,6 +19,7 @@ add_library(hdnnp_core STATIC
   ${HDNNP_SOURCE_DIR}/cpp/src/fourth_generation.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/electrostatics.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/pme.cpp
+  ${HDNNP_SOURCE_DIR}/cpp/src/domain.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/structure_io.cpp)
 set_target_properties(hdnnp_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_compile_features(hdnnp_core PUBLIC cxx_std_17)

@@ -1,6 +1,6 @@
-"""pair_style bpnn with the generations that have charges (3G, 4G, CENT), one MPI rank: LAMMPS
+"""pair_style bpnn with the generations that have charges (3G, 4G, CENT), in one process: LAMMPS
 equals the Python API (energies, forces, charges written to atom->q, virial), the warm start of
-the CG solver, and the errors for what this version does not do."""
+the CG solver, and the errors for bad input (more ranks: test_lammps_mpi_charges.py)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -175,21 +175,7 @@ def test_errors_for_charged_potentials(fixtures, plugin, tmp_path):
             (bad / p.name).write_bytes(p.read_bytes())
     with pytest.raises(Exception, match="hardness.008.data"):
         run_lammps(plugin, a, ["H", "O"], style, bad, True)
-    # two MPI ranks: not distributed yet, a clear error
-    mpiexec = Path(sys.prefix) / "bin" / "mpiexec"
-    lmp = Path(sys.prefix) / "bin" / "lmp"
-    if mpiexec.exists() and lmp.exists():
-        hdnnp.write_input_data(tmp_path / "w.data", [atoms], references=False)
-        import ase.io
-
-        ase.io.write(tmp_path / "w.lmp", a, format="lammps-data", specorder=["H", "O"], masses=True,
-                     atom_style="charge")
-        (tmp_path / "in.two").write_text("\n".join([
-            "units metal", "atom_style charge", "read_data w.lmp", f"plugin load {plugin}", style,
-            f"pair_coeff * * {pot_dir} H O", "run 0"]) + "\n")
-        r = subprocess.run([str(mpiexec), "-n", "2", str(lmp), "-in", "in.two", "-log", "none"], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode != 0 and "one MPI rank" in (r.stdout + r.stderr)
+    # (the same errors on two MPI ranks: test_lammps_mpi_charges.py)
 
 
 def test_nve_energy_conservation_4g_water(fixtures, plugin, tmp_path):

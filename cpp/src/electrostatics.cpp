@@ -5,7 +5,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "hdnnp/erfcx_table.hpp"
+#include "electrostatic_kernels.hpp"
+#include "qeq_cg.hpp"
 #include "hdnnp/errors.hpp"
 #include "hdnnp/functions.hpp"
 #include "hdnnp/threads.hpp"
@@ -15,60 +16,14 @@
 #endif
 
 namespace hdnnp {
+using namespace kernels;
 
 namespace {
-constexpr double kPi = 3.14159265358979323846;
-const double kTwoOverSqrtPi = 2.0 / std::sqrt(kPi);
 // Structure-factor tables (cos and sin of k.R per atom and k-vector) are kept when they cost
 // at most this many k-vectors per atom (16 bytes each); otherwise they are recomputed.
 constexpr int64_t kMaxTabulatedK = 64;
 constexpr int64_t kDirectMaxAtoms = 4096;
 constexpr double kListMaxNeighbours = 1000.0;
-
-// erf(x) == 1 and exp(-x^2) < 3e-16 in double precision beyond x = 6: the Gaussian-width
-// terms of distant pairs are skipped (the Ewald terms in eta are not).
-inline double erf_fast(double x) { return x > 6.0 ? 1.0 : std::erf(x); }
-/// a exp(-(a r)^2), the slope factor of erf(a r); 0 for point charges (a = infinity).
-inline double gauss_slope(double a, double r) { return a * r > 6.0 ? 0.0 : a * std::exp(-a * a * r * r); }
-
-/// erfc(x) and exp(-x^2) for x >= 0 in vector loops (no libm call): erfc = erfcx(x) exp(-x^2), erfcx
-/// from the generated piecewise polynomials (relative error ~1e-16), exp(-x^2) with x^2 split into
-/// its rounded value and the rounding error. Both are 0 from x = 6 on (erfc(6) = 2e-17), as
-/// erf_fast takes erf = 1 there.
-#pragma omp declare simd notinbranch
-inline void erfc_gauss(double x, double& ec, double& g) {
-    const bool in = x < 6.0;
-    const double xc = in ? x : 0.0;
-    const double kf = std::floor(2.0 * xc);   // (floor, then the cast: GCC vectorises this form)
-    const double t = 4.0 * (xc - 0.5 * kf) - 1.0;
-    const double* c = detail::kErfcxCoeffs[0] + (detail::kErfcxDegree + 1) * static_cast<int>(kf);
-    static_assert(detail::kErfcxDegree == 13, "the Horner scheme below is written out for degree 13");
-    double p = c[13];   // (written out: a loop here keeps compilers from vectorising the callers)
-    p = p * t + c[12]; p = p * t + c[11]; p = p * t + c[10]; p = p * t + c[9]; p = p * t + c[8];
-    p = p * t + c[7]; p = p * t + c[6]; p = p * t + c[5]; p = p * t + c[4]; p = p * t + c[3];
-    p = p * t + c[2]; p = p * t + c[1]; p = p * t + c[0];
-    const double h = xc * xc, l = std::fma(xc, xc, -h);
-    const double e = vexp(-h) * (1.0 - l);
-    g = in ? e : 0.0;
-    ec = in ? p * e : 0.0;
-}
-
-/// 1 / (sqrt2 gamma_ij) for Gaussian widths s_i, s_j; 1e150 for two point charges (their
-/// erf(a r) is then 1 and a exp(-(a r)^2) is 0, as for a = infinity).
-inline double inv_sqrt2_gamma_of(double si, double sj) {
-    const double g2 = si * si + sj * sj;
-    return 1.0 / std::sqrt(std::max(2.0 * g2, 1e-300));   // (branch-free: vector loops call it)
-}
-
-/// d/dr of the real-space pair kernel: [erf(a r) - erf(b r)] / r (periodic, b = 1/(sqrt2 eta))
-/// or erf(a r) / r, given aea = a exp(-(a r)^2) and erfa = erf(a r).
-inline double kernel_slope(bool periodic, double b, double r, double aea, double erfa) {
-    if (periodic) {
-        const double k = (erfa - std::erf(b * r)) / r;
-        return (kTwoOverSqrtPi * (aea - b * std::exp(-b * b * r * r)) - k) / r;
-    }
-    return (kTwoOverSqrtPi * aea - erfa / r) / r;
-}
 
 double dot3(const double* a, const double* b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
 void cross3(const double* a, const double* b, double* c) {
@@ -103,6 +58,46 @@ void Screening::eval(double r, double& f, double& df) const {
     f = 1.0 - c;
     df = -dc / w;
 }
+
+namespace kernels {
+void half_sphere_kvectors(const double* cell, double k_cut, double eta, double fpe, std::vector<double>& kvec,
+                          std::vector<double>& kcoef) {
+    double bxc[3], cxa[3], axb[3];
+    cross3(cell + 3, cell + 6, bxc);
+    cross3(cell + 6, cell, cxa);
+    cross3(cell, cell + 3, axb);
+    const double volume = std::fabs(dot3(cell, bxc));
+    kvec.clear();
+    kcoef.clear();
+    // Reciprocal vectors and the half sphere |k| < k_cut (n2p2's KspaceGrid: the same index
+    // ranges and strict inequality, so the same set of k-vectors).
+    double kb[9];
+    const double pre = 2.0 * kPi / volume;
+    for (int c = 0; c < 3; ++c) { kb[c] = pre * bxc[c]; kb[3 + c] = pre * cxa[c]; kb[6 + c] = pre * axb[c]; }
+    int nmax[3];
+    for (int d = 0; d < 3; ++d) {
+        double nrm[3];
+        cross3(kb + 3 * ((d + 1) % 3), kb + 3 * ((d + 2) % 3), nrm);
+        const double len = std::sqrt(dot3(nrm, nrm));
+        const double proj = std::fabs(dot3(kb + 3 * d, nrm)) / len;
+        int m = 0;
+        while (m * proj <= k_cut) ++m;
+        nmax[d] = m;
+    }
+    for (int i = 0; i <= nmax[0]; ++i)
+        for (int j = (i == 0 ? 0 : -nmax[1]); j <= nmax[1]; ++j)
+            for (int k = (i == 0 && j == 0 ? 0 : -nmax[2]); k <= nmax[2]; ++k) {
+                if (i == 0 && j == 0 && k == 0) continue;
+                double kv[3];
+                for (int c = 0; c < 3; ++c) kv[c] = i * kb[c] + j * kb[3 + c] + k * kb[6 + c];
+                const double k2 = dot3(kv, kv);
+                if (k2 < k_cut * k_cut) {
+                    kvec.insert(kvec.end(), kv, kv + 3);
+                    kcoef.push_back(2.0 * std::exp(-0.5 * eta * eta * k2) * 2.0 * pre / k2 / fpe);
+                }
+            }
+}
+}  // namespace kernels
 
 Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
     : n_(s.n), periodic_(s.cell != nullptr), fpe_(s.four_pi_eps), eta_(s.eta), r_cut_(s.r_cut),
@@ -165,33 +160,7 @@ Electrostatics::Electrostatics(const ElectrostaticsSetup& s)
         cache_kernel();
         return;
     }
-    // Reciprocal vectors and the half sphere |k| < k_cut (n2p2's KspaceGrid: the same index
-    // ranges and strict inequality, so the same set of k-vectors).
-    double kb[9];
-    const double pre = 2.0 * kPi / volume_;
-    for (int c = 0; c < 3; ++c) { kb[c] = pre * bxc[c]; kb[3 + c] = pre * cxa[c]; kb[6 + c] = pre * axb[c]; }
-    int nmax[3];
-    for (int d = 0; d < 3; ++d) {
-        double nrm[3];
-        cross3(kb + 3 * ((d + 1) % 3), kb + 3 * ((d + 2) % 3), nrm);
-        const double len = std::sqrt(dot3(nrm, nrm));
-        const double proj = std::fabs(dot3(kb + 3 * d, nrm)) / len;
-        int m = 0;
-        while (m * proj <= k_cut_) ++m;
-        nmax[d] = m;
-    }
-    for (int i = 0; i <= nmax[0]; ++i)
-        for (int j = (i == 0 ? 0 : -nmax[1]); j <= nmax[1]; ++j)
-            for (int k = (i == 0 && j == 0 ? 0 : -nmax[2]); k <= nmax[2]; ++k) {
-                if (i == 0 && j == 0 && k == 0) continue;
-                double kv[3];
-                for (int c = 0; c < 3; ++c) kv[c] = i * kb[c] + j * kb[3 + c] + k * kb[6 + c];
-                const double k2 = dot3(kv, kv);
-                if (k2 < k_cut_ * k_cut_) {
-                    kvec_.insert(kvec_.end(), kv, kv + 3);
-                    kcoef_.push_back(2.0 * std::exp(-0.5 * eta_ * eta_ * k2) * 2.0 * pre / k2 / fpe_);
-                }
-            }
+    half_sphere_kvectors(cell_, k_cut_, eta_, fpe_, kvec_, kcoef_);
     const int64_t nk = n_kvectors();
     if (nk <= kMaxTabulatedK) {
         cos_.resize(n_ * nk);
@@ -708,76 +677,10 @@ void Electrostatics::charge_response(const double* Q, double* R) const {
 QEqSolution solve_qeq_cg(const Electrostatics& op, const double* J, const double* b, double total, double* x,
                          double tol, int max_iterations) {
     const int64_t n = op.size();
-    std::vector<double> dinv(n), r(n), z(n), p(n), q(n);
-    op.diagonal(dinv.data());
-    double sum_dinv = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-        const double d = dinv[i] + J[i];
-        if (!(d > 0.0)) throw InputError("charge equilibration: non-positive diagonal at atom " + std::to_string(i));
-        dinv[i] = 1.0 / d;
-        sum_dinv += dinv[i];
-    }
-    auto matvec = [&](const double* v, double* out) {
-        op.apply(v, out);
-        for (int64_t i = 0; i < n; ++i) out[i] += J[i] * v[i];
-    };
-    // Preconditioned residual, projected onto sum(z) = 0 in the preconditioner's metric.
-    auto precondition = [&](const double* res, double* out) {
-        double s = 0.0;
-        for (int64_t i = 0; i < n; ++i) s += dinv[i] * res[i];
-        const double m = s / sum_dinv;
-        for (int64_t i = 0; i < n; ++i) out[i] = dinv[i] * (res[i] - m);
-    };
-    // The residual b - A x tends to mu 1 (mu: the multiplier), which can be much larger than its
-    // part in the constraint subspace; it is projected out at every step (z does not depend on
-    // it), otherwise the rounding of mu 1 . z swamps r . z and the iteration drifts off the
-    // constraint.
-    auto project = [&](double* res) {
-        double mean = 0.0;
-        for (int64_t i = 0; i < n; ++i) mean += res[i];
-        mean /= n;
-        double s = 0.0;
-        for (int64_t i = 0; i < n; ++i) { res[i] -= mean; s += res[i] * res[i]; }
-        return std::sqrt(s);
-    };
-    double sx = 0.0, bnorm = 0.0;
-    for (int64_t i = 0; i < n; ++i) { sx += x[i]; bnorm += b[i] * b[i]; }
-    bnorm = std::sqrt(bnorm);
-    if (bnorm == 0.0) bnorm = 1.0;
-    for (int64_t i = 0; i < n; ++i) x[i] += (total - sx) / n;
-    matvec(x, q.data());
-    for (int64_t i = 0; i < n; ++i) r[i] = b[i] - q[i];
-    QEqSolution sol;
-    sol.residual = project(r.data()) / bnorm;
-    precondition(r.data(), z.data());
-    p = z;
-    double rz = 0.0;
-    for (int64_t i = 0; i < n; ++i) rz += r[i] * z[i];
-    while (sol.residual > tol && sol.iterations < max_iterations) {
-        matvec(p.data(), q.data());
-        double pq = 0.0;
-        for (int64_t i = 0; i < n; ++i) pq += p[i] * q[i];
-        if (!(pq > 0.0)) throw InputError("charge equilibration: the QEq matrix is not positive definite");
-        const double alpha = rz / pq;
-        for (int64_t i = 0; i < n; ++i) { x[i] += alpha * p[i]; r[i] -= alpha * q[i]; }
-        ++sol.iterations;
-        sol.residual = project(r.data()) / bnorm;
-        precondition(r.data(), z.data());
-        double rz_new = 0.0;
-        for (int64_t i = 0; i < n; ++i) rz_new += r[i] * z[i];
-        const double beta = rz_new / rz;
-        rz = rz_new;
-        for (int64_t i = 0; i < n; ++i) p[i] = z[i] + beta * p[i];
-    }
-    // The multiplier: at the solution b - A x = mu 1 (the mean absorbs the remaining residual).
-    matvec(x, q.data());
-    double mu = 0.0;
-    for (int64_t i = 0; i < n; ++i) mu += b[i] - q[i];
-    sol.lagrange = mu / n;
-    if (sol.residual > tol)
-        throw InputError("charge equilibration did not converge in " + std::to_string(max_iterations) +
-                         " iterations (relative residual " + std::to_string(sol.residual) + ")");
-    return sol;
+    std::vector<double> diag(n);
+    op.diagonal(diag.data());
+    return pcg_qeq(n, n, diag.data(), [&](const double* v, double* out) { op.apply(v, out); },
+                   [](double*, int) {}, J, b, total, x, tol, max_iterations);
 }
 
 }  // namespace hdnnp

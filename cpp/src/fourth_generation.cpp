@@ -121,10 +121,7 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
     std::vector<double>& G = dres.descriptors;
     const auto& off = dres.descriptor_offsets;
     // electronegativities
-    NetworkWorkspace ws;
-    out.electronegativities.assign(n, 0.0);
-    for (int64_t i = 0; i < n; ++i)
-        out.electronegativities[i] = elec_[species[i]].evaluate(&G[off[i]], nullptr, ws);
+    electronegativities(n, species, G.data(), off.data(), out.electronegativities);
     const auto& chi = out.electronegativities;
     out.n_kvectors = op.n_kvectors();
     out.mesh_points = op.mesh_points();
@@ -218,31 +215,18 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
         out.adjoint.clear();
         std::fill(out.virial, out.virial + 9, 0.0);
         if (!grads) return finish();
-        std::vector<double> dchi, zero(n, 0.0);
-        for (int64_t i = 0; i < n; ++i) {
-            const ElementModel& em = M.elements()[species[i]];
-            const int K = em.descriptor.size();
-            dchi.assign(K, 0.0);
-            elec_[species[i]].evaluate(&G[off[i]], dchi.data(), ws);
-            for (int k = 0; k < K; ++k) G[off[i] + k] = Q[i] * dchi[k] * em.factor[k];   // now dE/dG
-        }
+        std::vector<double> zero(n, 0.0);
+        energy_gradient(n, species, G.data(), off.data(), Q.data(), nullptr);
         force_pass(G, zero);
         return finish();
     }
     // short networks on [G, Q]
-    out.atom_energies_short.assign(n, 0.0);
-    std::vector<double> x, dx, dEs_dQ(n, 0.0);
+    std::vector<double> dEs_dQ;
+    short_energies(n, species, G.data(), off.data(), Q.data(), grads, out.atom_energies_short, dEs_dQ);
     CompensatedSum e_short, e_off;
     for (int64_t i = 0; i < n; ++i) {
-        const int e = species[i];
-        const int K = M.elements()[e].descriptor.size();
-        x.assign(&G[off[i]], &G[off[i]] + K);
-        x.push_back(Q[i]);
-        dx.assign(K + 1, 0.0);
-        out.atom_energies_short[i] = short_[e].evaluate(x.data(), grads ? dx.data() : nullptr, ws);
-        if (grads) dEs_dQ[i] = dx[K];
         e_short.add(out.atom_energies_short[i]);
-        e_off.add(M.elements()[e].atom_energy);
+        e_off.add(M.elements()[species[i]].atom_energy);
     }
     CompensatedSum total;
     total.add(e_short.value());
@@ -271,21 +255,186 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
     if (warm_adj) *warm_adj = lam;
     out.adjoint = lam;
     // dE/dG (raw G) = (dE_short/dG + lambda dchi/dG) x the scaling factor, through the core's force pass
-    std::vector<double> dchi;
+    energy_gradient(n, species, G.data(), off.data(), Q.data(), lam.data());
+    force_pass(G, lam);
+    finish();
+}
+
+void FourthGenerationPotential::electronegativities(int64_t n, const int32_t* species, const double* G,
+                                                    const int64_t* off, std::vector<double>& chi) const {
+    NetworkWorkspace ws;
+    chi.assign(n, 0.0);
+    for (int64_t i = 0; i < n; ++i) chi[i] = elec_[species[i]].evaluate(&G[off[i]], nullptr, ws);
+}
+
+void FourthGenerationPotential::short_energies(int64_t n, const int32_t* species, const double* G,
+                                               const int64_t* off, const double* Q, bool grads,
+                                               std::vector<double>& e_short, std::vector<double>& dE_dQ) const {
+    NetworkWorkspace ws;
+    std::vector<double> x, dx;
+    e_short.assign(n, 0.0);
+    dE_dQ.assign(n, 0.0);
     for (int64_t i = 0; i < n; ++i) {
         const int e = species[i];
-        const ElementModel& em = M.elements()[e];
+        const int K = desc_->elements()[e].descriptor.size();
+        x.assign(&G[off[i]], &G[off[i]] + K);
+        x.push_back(Q[i]);
+        dx.assign(K + 1, 0.0);
+        e_short[i] = short_[e].evaluate(x.data(), grads ? dx.data() : nullptr, ws);
+        if (grads) dE_dQ[i] = dx[K];
+    }
+}
+
+void FourthGenerationPotential::energy_gradient(int64_t n, const int32_t* species, double* G, const int64_t* off,
+                                                const double* Q, const double* lam) const {
+    // dE/dG (raw G) = (dE_short/dG + lambda dchi/dG) x the scaling factor (CENT: Q dchi/dG)
+    NetworkWorkspace ws;
+    std::vector<double> x, dx, dchi;
+    for (int64_t i = 0; i < n; ++i) {
+        const int e = species[i];
+        const ElementModel& em = desc_->elements()[e];
         const int K = em.descriptor.size();
         x.assign(&G[off[i]], &G[off[i]] + K);
         dchi.assign(K, 0.0);
         elec_[e].evaluate(x.data(), dchi.data(), ws);
+        if (cent_) {
+            for (int k = 0; k < K; ++k) G[off[i] + k] = Q[i] * dchi[k] * em.factor[k];
+            continue;
+        }
         x.push_back(Q[i]);
         dx.assign(K + 1, 0.0);
         short_[e].evaluate(x.data(), dx.data(), ws);
-        for (int k = 0; k < K; ++k) G[off[i] + k] = (dx[k] + lam[i] * dchi[k]) * em.factor[k];   // now dE/dG
+        for (int k = 0; k < K; ++k) G[off[i] + k] = (dx[k] + lam[i] * dchi[k]) * em.factor[k];
     }
-    force_pass(G, lam);
-    finish();
+}
+
+EwaldParameters FourthGenerationPotential::ewald_parameters(const ChargeOptions& opt, const double* cell,
+                                                            int64_t n_total) const {
+    double max_sigma = 0.0;
+    for (double s : sigma_) max_sigma = std::max(max_sigma, s);
+    return es_.choose(opt, cell, n_total, max_sigma, true);
+}
+
+void FourthGenerationPotential::compute_domain(const DomainAtoms& A, DomainComm& comm, DomainFft* fft,
+                                               double q_tot, const ChargeOptions& opt, ChargeResult& out,
+                                               std::vector<double>* warm, std::vector<double>* warm_adj) const {
+    const Model& M = *desc_;
+    const int64_t n = A.n_local, na = A.n_all;
+    if (na > 0) check_species(na, A.species, M.n_elements());
+    const bool periodic = A.cell != nullptr;
+    ElectrostaticsSettings::check_charged_cell(periodic, q_tot, opt, path_);
+    if (periodic && !opt.fixed_ewald)
+        throw std::invalid_argument("compute_domain: periodic systems need fixed Ewald parameters (ewald_parameters())");
+    if (A.n_total < 1) throw InputError("the system has no atoms");
+    std::vector<double> sig(na), J(n);
+    for (int64_t i = 0; i < na; ++i) sig[i] = sigma_[A.species[i]];
+    for (int64_t i = 0; i < n; ++i) J[i] = hardness_[A.species[i]];
+    out.ewald = periodic ? opt.ewald : EwaldParameters();
+    const DomainElectrostatics op(A, sig.data(), es_.four_pi_eps, es_.screening, out.ewald, comm, fft, opt.threads);
+    out.n_kvectors = op.n_kvectors();
+    out.mesh_points = op.mesh_points();
+    // descriptors of the local atoms (scaled: the networks' inputs)
+    DescriptorPass dp;
+    AtomsView view;
+    view.n_local = n; view.n_all = na; view.positions = A.positions; view.species = A.species;
+    view.neighbors = A.neighbors;
+    dp.run(M, view, opt.threads);
+    out.extrapolations = std::move(dp.res.extrapolations);
+    out.extrapolating_atoms = std::move(dp.res.extrapolating_atoms);
+    std::vector<double>& G = dp.res.descriptors;
+    const auto& off = dp.res.descriptor_offsets;
+    electronegativities(n, A.species, G.data(), off.data(), out.electronegativities);
+    const auto& chi = out.electronegativities;
+    // charges: the CG solver with sums over the domains
+    std::vector<double> minus_chi(n);
+    for (int64_t i = 0; i < n; ++i) minus_chi[i] = -chi[i];
+    out.charges.assign(n, q_tot / A.n_total);
+    if (warm && static_cast<int64_t>(warm->size()) == n) out.charges = *warm;
+    out.cg_iterations.assign(1, solve_qeq_cg(op, comm, A.n_total, J.data(), minus_chi.data(), q_tot,
+                                             out.charges.data(), opt.cg_tolerance, opt.cg_max_iterations).iterations);
+    if (warm) *warm = out.charges;
+    const auto& Q = out.charges;
+    std::vector<double> dEelec(n);
+    const double e_elec = op.energy(Q.data(), dEelec.data());
+    // the background of a charged cell: its energy shared evenly by the atoms, its virial once
+    const double e_bg_all = periodic && q_tot != 0.0 ? es_.background_energy(q_tot, out.ewald.eta, cell_volume(A.cell))
+                                                     : 0.0;
+    const double e_bg_atom = e_bg_all / A.n_total;
+    std::fill(out.dipole, out.dipole + 3, 0.0);
+    if (!periodic)
+        for (int64_t i = 0; i < n; ++i)
+            for (int d = 0; d < 3; ++d) out.dipole[d] += Q[i] * A.positions[3 * i + d];
+    const bool grads = opt.forces || opt.virial;
+    out.atom_energies.assign(n, 0.0);
+    std::vector<double> lam(n, 0.0), dEs_dQ;
+    CompensatedSum total, e_el;
+    e_el.add(e_elec);
+    e_el.add(e_bg_atom * n);
+    if (cent_) {
+        // E = chi.Q + 1/2 J Q^2 + 1/2 Q^T A0 Q: at the minimum the forces are those at fixed Q
+        std::vector<double> A0Q(n);
+        op.apply(Q.data(), A0Q.data());
+        CompensatedSum half;
+        for (int64_t i = 0; i < n; ++i) {
+            const double ei = chi[i] * Q[i] + 0.5 * J[i] * Q[i] * Q[i] + 0.5 * Q[i] * A0Q[i];
+            half.add(0.5 * Q[i] * A0Q[i]);
+            out.atom_energies[i] = ei + e_bg_atom + M.elements()[A.species[i]].atom_energy;
+            total.add(out.atom_energies[i]);
+        }
+        e_el = CompensatedSum();
+        e_el.add(half.value());
+        e_el.add(e_bg_atom * n);
+        out.atom_energies_short.assign(n, 0.0);
+        out.adjoint.clear();
+    } else {
+        short_energies(n, A.species, G.data(), off.data(), Q.data(), grads, out.atom_energies_short, dEs_dQ);
+        for (int64_t i = 0; i < n; ++i) {
+            out.atom_energies[i] = out.atom_energies_short[i] + M.elements()[A.species[i]].atom_energy +
+                                   0.5 * Q[i] * dEelec[i] + e_bg_atom;
+            total.add(out.atom_energies_short[i]);
+            total.add(M.elements()[A.species[i]].atom_energy);
+        }
+        total.add(e_el.value());
+        if (grads) {
+            // one adjoint solve: lambda = K^-1 [-(dE_elec/dQ + dE_short/dQ); 0]
+            std::vector<double> rhs(n);
+            for (int64_t i = 0; i < n; ++i) rhs[i] = -(dEelec[i] + dEs_dQ[i]);
+            if (warm_adj && static_cast<int64_t>(warm_adj->size()) == n) lam = *warm_adj;
+            out.cg_iterations.push_back(solve_qeq_cg(op, comm, A.n_total, J.data(), rhs.data(), 0.0, lam.data(),
+                                                     opt.cg_tolerance, opt.cg_max_iterations).iterations);
+            if (warm_adj) *warm_adj = lam;
+        }
+        out.adjoint = lam;
+    }
+    out.electrostatic_energy = e_el.value();
+    out.energy = total.value();
+    out.forces.clear();
+    std::fill(out.virial, out.virial + 9, 0.0);
+    ComputeResult bres;
+    const bool has_base = static_cast<bool>(M.baseline());
+    if (has_base) {
+        ComputeOptions bopt;
+        bopt.forces = grads; bopt.virial = grads; bopt.threads = opt.threads;
+        M.baseline()->compute(dp.atoms, bopt, bres);
+        out.energy += bres.energy;
+        for (int64_t i = 0; i < n; ++i) out.atom_energies[i] += bres.atom_energies[i];
+    }
+    out.baseline_energy = has_base ? bres.energy : 0.0;
+    if (!grads) return;
+    energy_gradient(n, A.species, G.data(), off.data(), Q.data(), lam.data());
+    ComputeResult fres;
+    dp.forces(M, G.data(), opt.threads, fres);
+    out.forces = std::move(fres.forces);
+    out.forces.resize(3 * na, 0.0);
+    double W[9] = {0};
+    op.add_derivatives(Q.data(), lam.data(), out.forces.data(), W);
+    for (int k = 0; k < 9; ++k) out.virial[k] = fres.virial[k] + W[k];
+    if (comm.root())
+        for (int d = 0; d < 3; ++d) out.virial[4 * d] += e_bg_all;
+    if (has_base) {
+        for (int64_t k = 0; k < 3 * na; ++k) out.forces[k] += bres.forces[k];
+        for (int k = 0; k < 9; ++k) out.virial[k] += bres.virial[k];
+    }
 }
 
 }  // namespace hdnnp

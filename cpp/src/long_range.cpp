@@ -97,8 +97,13 @@ void DescriptorPass::run(const Model& M, int64_t n, const double* pos, const int
 void DescriptorPass::run(const Model& M, NeighborList list, int64_t n, const double* pos, const int32_t* species,
                          int threads) {
     nl = std::move(list);
-    atoms = AtomsView();
-    atoms.n_local = n; atoms.n_all = n; atoms.positions = pos; atoms.species = species; atoms.neighbors = nl.view();
+    AtomsView view;
+    view.n_local = n; view.n_all = n; view.positions = pos; view.species = species; view.neighbors = nl.view();
+    run(M, view, threads);
+}
+
+void DescriptorPass::run(const Model& M, const AtomsView& view, int threads) {
+    atoms = view;
     ComputeOptions o;
     o.forces = false; o.virial = false; o.descriptors = true; o.scaled_descriptors = true;
     o.threads = threads; o.baseline = false;

@@ -8,30 +8,11 @@
 #include <unsupported/Eigen/FFT>
 
 #include "hdnnp/threads.hpp"
+#include "electrostatic_kernels.hpp"
 
 namespace hdnnp {
+using namespace kernels;
 namespace {
-
-constexpr double kPi = 3.14159265358979323846;
-
-/// M_p(w + j), j = 0..p-1 (cardinal B-spline of order p on (0, p)), and the derivatives, w in [0, 1).
-void bspline(double w, int p, double* M, double* dM) {
-    double a[16] = {0}, b[16];
-    a[0] = w;
-    a[1] = 1.0 - w;  // order 2
-    for (int n = 3; n <= p; ++n) {
-        if (n == p && dM)
-            for (int j = 0; j < p; ++j) dM[j] = (j < n - 1 ? a[j] : 0.0) - (j > 0 ? a[j - 1] : 0.0);
-        for (int j = 0; j < p; ++j) b[j] = 0.0;
-        for (int j = 0; j < n; ++j) {
-            const double x = w + j;
-            const double m1 = j < n - 1 ? a[j] : 0.0, m0 = j > 0 ? a[j - 1] : 0.0;
-            b[j] = (x * m1 + (n - x) * m0) / (n - 1);
-        }
-        for (int j = 0; j < p; ++j) a[j] = b[j];
-    }
-    std::copy(a, a + p, M);
-}
 
 /// Smallest prime factor 2, 3 or 5 of n (0 if n has another).
 int radix(int n) {
@@ -108,16 +89,7 @@ ParticleMesh::ParticleMesh(const double* cell, const double* inv_cell, double vo
         }
     // influence function with the Euler-spline factors |b(m)|^2
     std::vector<double> bsq[3];
-    std::vector<double> M(p_), dM(p_);
-    bspline(0.0, p_, M.data(), dM.data());  // M_p(j), j = 0..p-1 (M_p(0) = 0)
-    for (int d = 0; d < 3; ++d) {
-        bsq[d].resize(K_[d]);
-        for (int m = 0; m < K_[d]; ++m) {
-            std::complex<double> den = 0.0;
-            for (int k = 0; k < p_ - 1; ++k) den += M[k + 1] * std::polar(1.0, 2.0 * kPi * m * k / K_[d]);
-            bsq[d][m] = std::norm(den) > 1e-14 ? 1.0 / std::norm(den) : 0.0;
-        }
-    }
+    for (int d = 0; d < 3; ++d) bsq[d] = bspline_moduli(K_[d], p_);
     const int64_t total = grid_points();
     G_.assign(total, 0.0);
     const double pre = 4.0 * kPi / volume / fpe;

@@ -13,14 +13,56 @@
 #include "domain.h"
 #include "error.h"
 #include "force.h"
+#include "hdnnp/domain.hpp"
 #include "hdnnp/errors.hpp"
 #include "hdnnp/units.hpp"
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#include "lammps_fft.h"
 #include "update.h"
 
 using namespace LAMMPS_NS;
+
+namespace LAMMPS_NS {
+// This rank's domain as the core sees it: LAMMPS's forward/reverse communication of per-atom
+// values (through the pair style's pack/unpack), sums over the ranks, and KSPACE's FFT3d on this
+// rank's brick of the mesh.
+class LammpsDomain : public hdnnp::DomainComm, public hdnnp::DomainFft {
+public:
+    explicit LammpsDomain(PairBPNN* p) : p_(p) {}
+    void forward(double* v, int w) override { exchange(v, w, true); }
+    void reverse(double* v, int w) override { exchange(v, w, false); }
+    void sum(double* v, int n) override {
+        if (n > 0) MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, p_->world);
+    }
+    int64_t gather(const double* v, int64_t n_local, int w, std::vector<double>& all) override {
+        const int nprocs = p_->comm->nprocs, me = p_->comm->me;
+        int mine = static_cast<int>(n_local * w);
+        std::vector<int> counts(nprocs), displs(nprocs, 0);
+        MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, p_->world);
+        for (int r = 1; r < nprocs; ++r) displs[r] = displs[r - 1] + counts[r - 1];
+        all.resize(static_cast<size_t>(displs.back()) + counts.back());
+        MPI_Allgatherv(v, mine, MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE, p_->world);
+        return displs[me] / w;
+    }
+    bool root() const override { return p_->comm->me == 0; }
+    void transform(std::complex<double>* brick, int sign) override {
+        double* d = reinterpret_cast<double*>(brick);
+        p_->fft_->compute(d, d, sign > 0 ? FFT3d::FORWARD : FFT3d::BACKWARD);
+    }
+
+private:
+    void exchange(double* v, int w, bool fwd) {
+        p_->comm_buf_ = v;
+        p_->comm_width_ = w;
+        if (fwd) p_->comm->forward_comm(p_, w);
+        else p_->comm->reverse_comm(p_, w);
+        p_->comm_buf_ = nullptr;
+    }
+    PairBPNN* p_;
+};
+}  // namespace LAMMPS_NS
 
 // LAMMPS's virial order xx, yy, zz, xy, xz, yz as indices of a row-major 3 x 3 matrix
 constexpr int kVoigt[6] = {0, 4, 8, 1, 2, 5};
@@ -157,7 +199,9 @@ void PairBPNN::coeff(int narg, char** arg) {
     }
     if (desc_ && dirs.size() > 1)
         error->all(FLERR, "pair bpnn: committees of 3G/4G/CENT potentials are not available in this version");
-    comm_reverse = model_ && model_->size() > 1 ? 3 * model_->size() : 0;
+    // (per-atom values the distributed charge path exchanges: at most 2 forward, 1 back)
+    comm_reverse = model_ && model_->size() > 1 ? 3 * model_->size() : (desc_ ? 1 : 0);
+    comm_forward = desc_ ? 2 : 0;
     if (!allocated) {
         allocated = 1;
         memory->create(setflag, ntypes + 1, ntypes + 1, "pair:setflag");
@@ -188,10 +232,13 @@ void PairBPNN::init_style() {
         if (!atom->q_flag)
             error->all(FLERR, "pair bpnn: the {} potential '{}' computes atomic charges: it needs an atom style "
                               "with charges (atom_style charge or full)", gen, directory_);
-        if (comm->nprocs > 1)
-            error->all(FLERR, "pair bpnn: the {} potential '{}' runs on one MPI rank in this version (the charge "
-                              "equilibration is not distributed yet); use OpenMP threads (pair_style bpnn threads "
-                              "N) inside that rank", gen, directory_);
+        if (comm->nprocs > 1 && !distributed())
+            error->all(FLERR, "pair bpnn: the {} potential '{}' with {} runs on one MPI rank in this version; use "
+                              "{}OpenMP threads (pair_style bpnn threads N) inside that rank", gen, directory_,
+                       pot3_ ? "charges from networks (3G)" : "the dense solver",
+                       pot3_ ? "" : "solver cg (distributed over MPI ranks), or ");
+        if (distributed() && comm->style != Comm::BRICK)
+            error->all(FLERR, "pair bpnn: the distributed charge equilibration needs comm_style brick");
         const int np = domain->xperiodic + domain->yperiodic + domain->zperiodic;
         if (np != 0 && np != 3)
             error->all(FLERR, "pair bpnn: {} potentials need a box periodic in all three directions or in none",
@@ -216,12 +263,63 @@ void PairBPNN::init_style() {
         energy_factor_ = e / e_lmp;
     }
     neighbor->add_request(this, NeighConst::REQ_FULL);
+    if (!distributed()) return;
+    // Ewald parameters for the run (from the box and atom count at its start), and how far the
+    // ghost atoms must reach: the descriptors' cutoff, the real-space and screening radii, and the
+    // B-spline stencil of the mesh (order + 2 grid spacings: a brick's points lie up to one
+    // spacing outside the sub-domain)
+    const double lf = length_factor_;
+    reach_ = std::max(desc_->cutoff(), pot4_->electrostatics().screening.r_out);
+    ewald_ = hdnnp::EwaldParameters();
+    if (domain->xperiodic) {
+        hdnnp::ChargeOptions o;
+        o.ewald_tolerance = ewald_tol_ / energy_factor_;
+        o.solver = "cg";
+        double cell[9] = {0}, inv[9] = {0};
+        const double* h = domain->h;
+        cell[0] = h[0] / lf;
+        cell[3] = h[5] / lf; cell[4] = h[1] / lf;
+        cell[6] = h[4] / lf; cell[7] = h[3] / lf; cell[8] = h[2] / lf;
+        try {
+            ewald_ = pot4_->ewald_parameters(o, cell, atom->natoms);
+        } catch (const std::exception& e) {
+            error->all(FLERR, "pair bpnn: {}", e.what());
+        }
+        reach_ = std::max(reach_, ewald_.r_cut);
+        // n2p2's Ewald parameters can reach far (thousands of neighbours per atom): room in the
+        // neighbour list pages for them (neigh_modify one / page), with a margin for fluctuations
+        const double rc = reach_ * lf + neighbor->skin;
+        const double need = 4.0 / 3.0 * 3.14159265358979 * rc * rc * rc * atom->natoms / (domain->xprd * domain->yprd * domain->zprd);
+        const int one = static_cast<int>(std::min(1.5 * need + 100.0, 1e8));
+        if (one > neighbor->oneatom) {
+            if (comm->me == 0)
+                utils::logmesg(lmp, "pair bpnn: neighbour list room raised to {} neighbours per atom (neigh_modify "
+                                    "one; the real-space Ewald cutoff {:.4g})\n", one, ewald_.r_cut * lf);
+            neighbor->oneatom = one;
+            neighbor->pgsize = std::max(neighbor->pgsize, 10 * one);
+        }
+        if (ewald_.mesh[0] > 0) {
+            // plane spacings 1 / |column d of the inverse cell| (upper triangular: closed form)
+            inv[0] = 1.0 / cell[0]; inv[4] = 1.0 / cell[4]; inv[8] = 1.0 / cell[8];
+            inv[3] = -cell[3] * inv[0] * inv[4];
+            inv[7] = -cell[7] * inv[4] * inv[8];
+            inv[6] = (cell[3] * cell[7] - cell[6] * cell[4]) * inv[0] * inv[4] * inv[8];
+            for (int d = 0; d < 3; ++d) {
+                const double len = std::sqrt(inv[d] * inv[d] + inv[3 + d] * inv[3 + d] + inv[6 + d] * inv[6 + d]);
+                reach_ = std::max(reach_, (ewald_.mesh_order + 2) / (len * ewald_.mesh[d]));
+            }
+        }
+    }
 }
 
-double PairBPNN::init_one(int, int) { return first().cutoff() * length_factor_; }
+double PairBPNN::init_one(int, int) { return (distributed() ? reach_ : first().cutoff()) * length_factor_; }
 
 void PairBPNN::compute(int eflag, int vflag) {
     ev_init(eflag, vflag);
+    if (distributed()) {
+        compute_domain(eflag, vflag);
+        return;
+    }
     if (charged()) {
         compute_charged(eflag, vflag);
         return;
@@ -353,6 +451,133 @@ void PairBPNN::compute_charged(int eflag, int vflag) {
     handle_extrapolation();
 }
 
+void PairBPNN::setup_fft(const int K[3], const int lo[3], const int hi[3]) {
+    // (re)build the FFT when the mesh or a brick changed (balance): collectively
+    int changed = !fft_;
+    for (int d = 0; d < 3; ++d) changed |= K[d] != fft_K_[d] || lo[d] != fft_lo_[d] || hi[d] != fft_hi_[d];
+    MPI_Allreduce(MPI_IN_PLACE, &changed, 1, MPI_INT, MPI_MAX, world);
+    if (!changed) return;
+    fft_.reset();
+    int nbuf = 0;
+    // my brick index ((m0 lo0) n1 + m1) n2 + m2: m2 is FFT3d's fast index, m0 its slow one
+    fft_.reset(new FFT3d(lmp, world, K[2], K[1], K[0], lo[2], hi[2] - 1, lo[1], hi[1] - 1, lo[0], hi[0] - 1, lo[2],
+                         hi[2] - 1, lo[1], hi[1] - 1, lo[0], hi[0] - 1, 0, 0, &nbuf, 0));
+    for (int d = 0; d < 3; ++d) { fft_K_[d] = K[d]; fft_lo_[d] = lo[d]; fft_hi_[d] = hi[d]; }
+    // check the transform once: a unit value at grid point 0 transforms to 1 everywhere (a LAMMPS
+    // built with single-precision FFTs would not match the declaration in lammps_fft.h)
+    const size_t n = static_cast<size_t>(hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]);
+    std::vector<double> b(2 * n, 0.0);
+    if (n && lo[0] == 0 && lo[1] == 0 && lo[2] == 0) b[0] = 1.0;
+    fft_->compute(b.data(), b.data(), FFT3d::FORWARD);
+    int bad = 0;
+    for (size_t k = 0; k < n; ++k) bad |= std::fabs(b[2 * k] - 1.0) > 1e-12 || std::fabs(b[2 * k + 1]) > 1e-12;
+    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, world);
+    if (bad) error->all(FLERR, "pair bpnn: LAMMPS's FFT3d does not transform double-precision data as expected "
+                               "(a LAMMPS built with single-precision FFTs?)");
+}
+
+void PairBPNN::compute_domain(int eflag, int vflag) {
+    // This rank's atoms and ghosts, in the potential's units; the core's distributed path.
+    (void)eflag; (void)vflag;
+    const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
+    if (vflag_atom)
+        error->all(FLERR, "pair bpnn: per-atom virials are not available for 4G/CENT potentials in this version");
+    const double lf = length_factor_, ef = energy_factor_;
+    species_.resize(nall);
+    pos_.resize(3 * static_cast<size_t>(nall));
+    ids_.resize(nall);
+    for (int i = 0; i < nall; ++i) {
+        species_[i] = type_map_[atom->type[i]];
+        if (species_[i] < 0)
+            error->one(FLERR, "pair bpnn: atom {} has a type mapped to NULL: 4G/CENT potentials describe every atom",
+                       atom->tag[i]);
+        for (int c = 0; c < 3; ++c) pos_[3 * i + c] = atom->x[i][c] / lf;
+        ids_[i] = atom->tag[i];
+    }
+    const int inum = list->inum;
+    offsets_.resize(inum + 1);
+    offsets_[0] = 0;
+    for (int ii = 0; ii < inum; ++ii) offsets_[ii + 1] = offsets_[ii] + list->numneigh[list->ilist[ii]];
+    hdnnp::DomainAtoms A;
+    A.n_local = nlocal;
+    A.n_all = nall;
+    A.n_total = atom->natoms;
+    A.positions = pos_.data();
+    A.species = species_.data();
+    A.ids = ids_.data();
+    A.neighbors.n_centers = inum;
+    A.neighbors.offsets = offsets_.data();
+    A.neighbors.first = list->firstneigh;
+    A.neighbors.centers = list->ilist;
+    A.neighbors.mask = NEIGHMASK;
+    const bool periodic = domain->xperiodic != 0;
+    double cell[9] = {0}, origin[3] = {0, 0, 0};
+    if (periodic) {
+        const double* h = domain->h;  // xx yy zz yz xz xy; lattice vectors as rows
+        cell[0] = h[0] / lf;
+        cell[3] = h[5] / lf; cell[4] = h[1] / lf;
+        cell[6] = h[4] / lf; cell[7] = h[3] / lf; cell[8] = h[2] / lf;
+        for (int c = 0; c < 3; ++c) origin[c] = domain->boxlo[c] / lf;
+        A.cell = cell;
+        A.origin = origin;
+    }
+    if (periodic && ewald_.mesh[0] > 0) {
+        // this rank's brick: the grid points of its sub-domain (fractional splits, PPPM's rule)
+        const double* split[3] = {comm->xsplit, comm->ysplit, comm->zsplit};
+        for (int d = 0; d < 3; ++d) {
+            A.brick.K[d] = ewald_.mesh[d];
+            A.brick.lo[d] = static_cast<int>(split[d][comm->myloc[d]] * ewald_.mesh[d]);
+            A.brick.hi[d] = static_cast<int>(split[d][comm->myloc[d] + 1] * ewald_.mesh[d]);
+        }
+        setup_fft(A.brick.K, A.brick.lo, A.brick.hi);
+    }
+    hdnnp::ChargeOptions o;
+    o.fixed_ewald = true;
+    o.ewald = ewald_;
+    o.solver = "cg";
+    o.cg_tolerance = qeq_tol_;
+    o.background = background_;
+    o.forces = true;
+    o.virial = true;
+    o.threads = threads_;
+    // warm start: the charges of the previous step travel with the atoms (atom->q); the adjoint
+    // vector is kept by tag on the rank that owned the atom (an atom that changed rank starts at 0)
+    warm_q_.assign(atom->q, atom->q + nlocal);
+    warm_lam_.assign(nlocal, 0.0);
+    for (int i = 0; i < nlocal; ++i) {
+        auto it = std::lower_bound(lam_prev_.begin(), lam_prev_.end(), std::make_pair(atom->tag[i], -HUGE_VAL));
+        if (it != lam_prev_.end() && it->first == atom->tag[i]) warm_lam_[i] = it->second;
+    }
+    LammpsDomain dom(this);
+    try {
+        pot4_->compute_domain(A, dom, &dom, total_charge_, o, cres_, &warm_q_, &warm_lam_);
+    } catch (const std::exception& e) {
+        error->one(FLERR, "pair bpnn: {}", e.what());
+    }
+    lam_prev_.resize(nlocal);
+    for (int i = 0; i < nlocal; ++i) lam_prev_[i] = {atom->tag[i], cres_.adjoint.empty() ? 0.0 : cres_.adjoint[i]};
+    std::sort(lam_prev_.begin(), lam_prev_.end());
+    double** f = atom->f;
+    double* q = atom->q;
+    for (int i = 0; i < nall; ++i)
+        for (int c = 0; c < 3; ++c) f[i][c] += cres_.forces[3 * i + c] * ef / lf;
+    for (int i = 0; i < nlocal; ++i) q[i] = cres_.charges[i];
+    dom.forward(q, 1);   // (ghost atoms carry their owners' charges, e.g. for dumps of other styles)
+    tally(cres_.energy, cres_.atom_energies.data(), cres_.virial);
+    int iters = 0;
+    for (int it : cres_.cg_iterations) iters += it;
+    double qsum = 0.0;
+    for (int i = 0; i < nlocal; ++i) qsum += cres_.charges[i];
+    // compute pair sums pvector over the ranks: shares of the sums, the iteration count on rank 0
+    pvector[4] = cres_.electrostatic_energy * ef;
+    pvector[5] = comm->me == 0 ? iters : 0.0;
+    pvector[6] = qsum;
+    res_.extrapolations = cres_.extrapolations;
+    res_.extrapolating_atoms = cres_.extrapolating_atoms;
+    grow_peratom();
+    handle_extrapolation();
+}
+
 void PairBPNN::tally(double energy, const double* atom_energies, const double* W) {
     // energies and the global virial in LAMMPS units (W: row-major 3 x 3, native energy)
     const double ef = energy_factor_;
@@ -374,7 +599,29 @@ void PairBPNN::grow_peratom() {
     std::fill(dev_atom_, dev_atom_ + nmax_, 0.0);
 }
 
+int PairBPNN::pack_forward_comm(int n, int* list, double* buf, int, int*) {
+    const int w = comm_width_;
+    int k = 0;
+    for (int ii = 0; ii < n; ++ii)
+        for (int c = 0; c < w; ++c) buf[k++] = comm_buf_[static_cast<size_t>(list[ii]) * w + c];
+    return k;
+}
+
+void PairBPNN::unpack_forward_comm(int n, int first, double* buf) {
+    const int w = comm_width_;
+    int k = 0;
+    for (int i = first; i < first + n; ++i)
+        for (int c = 0; c < w; ++c) comm_buf_[static_cast<size_t>(i) * w + c] = buf[k++];
+}
+
 int PairBPNN::pack_reverse_comm(int n, int first, double* buf) {
+    if (comm_buf_) {   // the distributed charge path's per-atom values
+        const int w = comm_width_;
+        int k = 0;
+        for (int i = first; i < first + n; ++i)
+            for (int c = 0; c < w; ++c) buf[k++] = comm_buf_[static_cast<size_t>(i) * w + c];
+        return k;
+    }
     // Members' forces on ghost atoms go to their owners, like the forces themselves.
     const int M = model_->size();
     const size_t na = res_.member_forces.size() / (3 * static_cast<size_t>(M));
@@ -386,6 +633,13 @@ int PairBPNN::pack_reverse_comm(int n, int first, double* buf) {
 }
 
 void PairBPNN::unpack_reverse_comm(int n, int* list, double* buf) {
+    if (comm_buf_) {
+        const int w = comm_width_;
+        int k = 0;
+        for (int ii = 0; ii < n; ++ii)
+            for (int c = 0; c < w; ++c) comm_buf_[static_cast<size_t>(list[ii]) * w + c] += buf[k++];
+        return;
+    }
     const int M = model_->size();
     const size_t na = res_.member_forces.size() / (3 * static_cast<size_t>(M));
     int k = 0;

@@ -1,6 +1,8 @@
 // pair_style bpnn: Behler-Parrinello HDNNPs (n2p2/RuNNer files) through the hdnnp core: 2G and
-// committees on any MPI decomposition; 3G, 4G and CENT (charges written to atom->q) on one MPI
-// rank (OpenMP threads inside it) in this version.
+// committees, and 4G and CENT with the CG solver (charges written to atom->q), on any MPI
+// decomposition: each rank works on its own and its ghost atoms (hdnnp/domain.hpp; LAMMPS's
+// forward/reverse communication, MPI_Allreduce, and KSPACE's distributed FFT for the mesh).
+// 3G potentials and the dense solver run on one MPI rank (OpenMP threads inside it).
 #pragma once
 #include <cstdio>
 #include <memory>
@@ -25,6 +27,8 @@ public:
     double init_one(int, int) override;
     void* extract(const char*, int&) override;
     void* extract_peratom(const char*, int&) override;
+    int pack_forward_comm(int, int*, double*, int, int*) override;
+    void unpack_forward_comm(int, int, double*) override;
     int pack_reverse_comm(int, int, double*) override;
     void unpack_reverse_comm(int, int*, double*) override;
     double memory_usage() override;
@@ -45,6 +49,20 @@ private:
     std::vector<double> pos_, warm_q_, warm_lam_;
     hdnnp::ChargeResult cres_;
     bool charged() const { return static_cast<bool>(desc_); }
+    // The distributed path (4G/CENT with the CG solver): Ewald parameters held for the run, the
+    // mesh's FFT, per-atom values being communicated (comm_buf_: n_all x comm_width_).
+    bool distributed() const { return pot4_ && solver_ == "cg"; }
+    void compute_domain(int eflag, int vflag);
+    void setup_fft(const int K[3], const int lo[3], const int hi[3]);
+    hdnnp::EwaldParameters ewald_;
+    double reach_ = 0.0;                 // native length: what the ghost atoms must cover
+    std::unique_ptr<class FFT3d> fft_;
+    int fft_K_[3] = {0, 0, 0}, fft_lo_[3] = {0, 0, 0}, fft_hi_[3] = {0, 0, 0};
+    double* comm_buf_ = nullptr;
+    int comm_width_ = 0;
+    std::vector<int64_t> ids_;
+    std::vector<std::pair<tagint, double>> lam_prev_;   // adjoint warm start, by tag (sorted)
+    friend class LammpsDomain;
     const hdnnp::Model& first() const { return charged() ? *desc_ : model_->first(); }
     void compute_charged(int eflag, int vflag);
     void tally(double energy, const double* atom_energies, const double* W);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "hdnnp/domain.hpp"
 #include "hdnnp/long_range.hpp"
 #include "hdnnp/model.hpp"
 #include "hdnnp/network.hpp"
@@ -42,7 +43,30 @@ public:
                  double total_charge, const ChargeOptions& opt, ChargeResult& out,
                  std::vector<double>* warm_start = nullptr, std::vector<double>* warm_adjoint = nullptr) const;
 
+    /// The same on one domain of a decomposition (domain.hpp): the local atoms' charges, energies
+    /// (this domain's share of the energy, electrostatic energy and virial; the domains' shares sum
+    /// to the system's) and the forces on local and ghost atoms (the ghosts' go to their owners
+    /// with the caller's force communication). Periodic systems need opt.fixed_ewald (the
+    /// parameters held for a run: ewald_parameters()); `fft` serves a particle mesh.
+    void compute_domain(const DomainAtoms& atoms, DomainComm& comm, DomainFft* fft, double total_charge,
+                        const ChargeOptions& opt, ChargeResult& out, std::vector<double>* warm_start = nullptr,
+                        std::vector<double>* warm_adjoint = nullptr) const;
+    /// The Ewald parameters `opt` asks for of a periodic system of n_total atoms (rows of `cell`),
+    /// for the matrix-free products (a particle mesh unless n2p2's parameters are asked for).
+    EwaldParameters ewald_parameters(const ChargeOptions& opt, const double* cell, int64_t n_total) const;
+    const ElectrostaticsSettings& electrostatics() const { return es_; }
+
 private:
+    /// The network passes of compute() and compute_domain() over n atoms (scaled descriptors G at
+    /// offsets off): electronegativities; short energies on [G, Q] (their dE/dQ when `grads`); and
+    /// dE/dG (raw G) of E = sum_i E_short,i + lam_i chi_i (CENT: Q_i chi_i), written over G.
+    void electronegativities(int64_t n, const int32_t* species, const double* G, const int64_t* off,
+                             std::vector<double>& chi) const;
+    void short_energies(int64_t n, const int32_t* species, const double* G, const int64_t* off, const double* Q,
+                        bool grads, std::vector<double>& e_short, std::vector<double>& dE_dQ) const;
+    void energy_gradient(int64_t n, const int32_t* species, double* G, const int64_t* off, const double* Q,
+                         const double* lam) const;
+
     std::shared_ptr<const Model> desc_;
     std::vector<NeuralNetwork> elec_, short_;
     bool cent_ = false;

