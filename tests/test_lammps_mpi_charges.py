@@ -43,7 +43,7 @@ def run_mpi(tmp_path, plugin, ranks, atoms_ang, elements, style, pot_dir, steps=
     """(energy eV, forces eV/A, charges, positions A, compute pair values) after `run steps` on `ranks`
     MPI ranks; atoms in input order."""
     work = tmp_path / f"r{ranks}"
-    work.mkdir(exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     a = atoms_ang.copy()
     periodic = bool(a.pbc.any())
     if not periodic:   # a molecule in a box with room around it (boundary f f f)
@@ -180,3 +180,38 @@ def test_errors_on_two_ranks(fixtures, plugin, tmp_path):
         assert r.returncode != 0, st
         assert re.search(pattern, out), out[-2000:]
         assert "Segmentation" not in out and "signal" not in out.lower(), out[-2000:]
+
+
+UNITS = "# hdnnp: length_unit=Angstrom energy_unit=eV\n"
+
+
+@pytest.mark.parametrize("kind", ["3G-rescale", "3G-none", "CENT"])
+def test_3g_and_cent_ranks_equal_python(plugin, tmp_path, kind):
+    """A 3G potential (charge networks, point-charge Ewald on the mesh) with RuNNer's rescaling to
+    the total charge (enforce_totcharge 1) or without (the periodic cell's charge is then neutralised
+    by a background that moves with the positions), and a CENT potential (CG): a triclinic 80-atom
+    cell and a molecule, on 1, 2 and 4 ranks, equal the Python API."""
+    needs_mpi()
+    from synth import random_cluster, write_3g_potential, write_cent_potential
+
+    if kind.startswith("3G"):
+        d = write_3g_potential(str(tmp_path / "pot"), enforce=1 if kind == "3G-rescale" else None,
+                               extra_lines=UNITS)
+        pot = hdnnp.load(d, ewald=1e-8)
+        style = "pair_style bpnn ewald 1e-8"
+    else:
+        d = write_cent_potential(tmp_path / "pot", extra_lines=UNITS)
+        pot = hdnnp.load(d, ewald=1e-8, solver="cg", tolerance=CG_TOL)
+        style = f"pair_style bpnn ewald 1e-8 solver cg qeq_tolerance {CG_TOL}"
+    for periodic in (True, False):
+        atoms = random_cluster(seed=11, pbc=periodic)
+        if periodic:
+            atoms = atoms.repeat((2, 2, 2))
+        ref = pot.compute(atoms, total_charge=0.0, forces=True, extrapolation="ignore")
+        for ranks in (1, 2, 4):
+            e, f, q, _, vals = run_mpi(tmp_path / f"{periodic}", plugin, ranks, atoms, ["H", "O"], style, d)
+            assert e == pytest.approx(ref["energy"], rel=1e-10), (periodic, ranks)
+            np.testing.assert_allclose(f, ref["forces"], rtol=0, atol=1e-8 * np.abs(ref["forces"]).max(),
+                                       err_msg=f"periodic {periodic}, {ranks} ranks")
+            np.testing.assert_allclose(q, ref["charges"], rtol=0, atol=1e-8)
+            assert vals["ELEC"] == pytest.approx(ref["electrostatic_energy"], rel=1e-9)

@@ -67,7 +67,7 @@ std::shared_ptr<const ThirdGenerationPotential> ThirdGenerationPotential::load(c
 }
 
 void ThirdGenerationPotential::correct(ChargeCorrection mode, int64_t n, const double* q, double total, double* Q,
-                                       const double* g, double* out) {
+                                       const double* g, double* out, DomainComm* comm) {
     if (mode == ChargeCorrection::None) {
         if (Q) std::copy(q, q + n, Q);
         if (g) std::copy(g, g + n, out);
@@ -76,7 +76,9 @@ void ThirdGenerationPotential::correct(ChargeCorrection mode, int64_t n, const d
     if (mode == ChargeCorrection::Shift) {
         CompensatedSum s, sg;
         for (int64_t i = 0; i < n; ++i) { s.add(q[i]); if (g) sg.add(g[i]); }
-        const double d = (s.value() - total) / n, mg = sg.value() / n;
+        double t[3] = {s.value(), sg.value(), static_cast<double>(n)};
+        if (comm) comm->sum(t, 3);
+        const double d = (t[0] - total) / t[2], mg = t[1] / t[2];
         for (int64_t i = 0; i < n; ++i) {
             if (Q) Q[i] = q[i] - d;
             if (g) out[i] = g[i] - mg;
@@ -90,13 +92,15 @@ void ThirdGenerationPotential::correct(ChargeCorrection mode, int64_t n, const d
         (q[i] > 0.0 ? sp_ : sn_).add(q[i]);
         if (g) (q[i] > 0.0 ? gp_ : gn_).add(g[i] * q[i]);
     }
-    const double P = sp_.value(), N = sn_.value();
+    double t[4] = {sp_.value(), sn_.value(), gp_.value(), gn_.value()};
+    if (comm) comm->sum(t, 4);
+    const double P = t[0], N = t[1];
     if (P == 0.0 || N == 0.0)
         throw InputError(std::string("charge rescaling (enforce_totcharge) needs both positive and negative atomic "
                                      "charges; the charge networks give only ") +
                          (P == 0.0 ? "negative (or zero)" : "positive") + " ones");
     const double e = 0.5 * (P + N - total), sp = 1.0 - e / P, sn = 1.0 - e / N;
-    const double gp = gp_.value(), gn = gn_.value();
+    const double gp = t[2], gn = t[3];
     for (int64_t i = 0; i < n; ++i) {
         const bool pos = q[i] > 0.0;
         if (Q) Q[i] = q[i] * (pos ? sp : sn);
@@ -211,6 +215,110 @@ void ThirdGenerationPotential::compute(int64_t n, const double* pos, const int32
     for (int64_t k = 0; k < 3 * n; ++k) out.forces[k] += sres.forces[k];
     for (int k = 0; k < 9; ++k) out.virial[k] = fres.virial[k] + W[k] + sres.virial[k];
     for (int d = 0; d < 3; ++d) out.virial[4 * d] += e_bg;
+}
+
+EwaldParameters ThirdGenerationPotential::ewald_parameters(const ChargeOptions& opt, const double* cell,
+                                                           int64_t n_total) const {
+    return es_.choose(opt, cell, n_total, 0.0, true);
+}
+
+void ThirdGenerationPotential::compute_domain(const DomainAtoms& A, DomainComm& comm, DomainFft* fft, double q_tot,
+                                              const ChargeOptions& opt, ChargeResult& out) const {
+    const Model& Ms = *short_;
+    const Model& Mq = *charge_;
+    const int64_t n = A.n_local, na = A.n_all;
+    if (na > 0) check_species(na, A.species, Ms.n_elements());
+    const bool periodic = A.cell != nullptr;
+    ElectrostaticsSettings::check_charged_cell(periodic, q_tot, opt, path_);
+    if (periodic && !opt.fixed_ewald)
+        throw std::invalid_argument("compute_domain: periodic systems need fixed Ewald parameters (ewald_parameters())");
+    if (A.n_total < 1) throw InputError("the system has no atoms");
+    const bool grads = opt.forces || opt.virial;
+    AtomsView view;
+    view.n_local = n; view.n_all = na; view.positions = A.positions; view.species = A.species;
+    view.neighbors = A.neighbors;
+    // charge descriptors (scaled), network charges, the correction (sums over all domains)
+    DescriptorPass dp;
+    dp.run(Mq, view, opt.threads);
+    out.charge_extrapolations = std::move(dp.res.extrapolations);
+    std::vector<double>& G = dp.res.descriptors;
+    const auto& off = dp.res.descriptor_offsets;
+    NetworkWorkspace ws;
+    out.network_charges.assign(n, 0.0);
+    for (int64_t i = 0; i < n; ++i)
+        out.network_charges[i] = Mq.elements()[A.species[i]].network.evaluate(&G[off[i]], nullptr, ws);
+    out.charges.assign(n, 0.0);
+    correct(correction_, n, out.network_charges.data(), q_tot, out.charges.data(), nullptr, nullptr, &comm);
+    const auto& Q = out.charges;
+    CompensatedSum qs;
+    for (int64_t i = 0; i < n; ++i) qs.add(Q[i]);
+    double S = qs.value();
+    comm.sum(&S, 1);
+    // point-charge electrostatics on the domain
+    std::vector<double> zero(na, 0.0);
+    out.ewald = periodic ? opt.ewald : EwaldParameters();
+    const DomainElectrostatics op(A, zero.data(), es_.four_pi_eps, es_.screening, out.ewald, comm, fft, opt.threads);
+    out.n_kvectors = op.n_kvectors();
+    out.mesh_points = op.mesh_points();
+    std::vector<double> dEdQ(n);
+    const double e_elec = op.energy(Q.data(), dEdQ.data());
+    const double e_bg = periodic && S != 0.0 ? es_.background_energy(S, out.ewald.eta, cell_volume(A.cell)) : 0.0;
+    const double e_bg_atom = e_bg / A.n_total;
+    out.electrostatic_energy = e_elec + e_bg_atom * n;
+    std::fill(out.dipole, out.dipole + 3, 0.0);
+    if (!periodic)
+        for (int64_t i = 0; i < n; ++i)
+            for (int d = 0; d < 3; ++d) out.dipole[d] += Q[i] * A.positions[3 * i + d];
+    // short networks and the baseline on the same neighbour list (it reaches both cutoffs)
+    ComputeOptions sopt;
+    sopt.forces = grads; sopt.virial = grads; sopt.threads = opt.threads; sopt.baseline = false;
+    ComputeResult sres;
+    Ms.compute(view, sopt, sres);
+    out.atom_energies_short = sres.atom_energies;
+    const double e_short = sres.energy;
+    out.baseline_energy = 0.0;
+    if (Ms.baseline()) {
+        Ms.baseline()->add(view, sopt, sres);
+        out.baseline_energy = sres.energy - e_short;
+    }
+    out.extrapolations = std::move(sres.extrapolations);
+    out.extrapolating_atoms = sres.extrapolating_atoms;
+    for (int64_t i = 0; i < n; ++i)
+        out.extrapolating_atoms[i] = std::max(out.extrapolating_atoms[i], dp.res.extrapolating_atoms[i]);
+    out.atom_energies.assign(n, 0.0);
+    for (int64_t i = 0; i < n; ++i) out.atom_energies[i] = sres.atom_energies[i] + 0.5 * Q[i] * dEdQ[i] + e_bg_atom;
+    CompensatedSum total;
+    total.add(sres.energy);
+    total.add(e_elec);
+    total.add(e_bg_atom * n);
+    out.energy = total.value();
+    out.forces.clear();
+    out.adjoint.clear();
+    out.electronegativities.clear();
+    out.cg_iterations.clear();
+    std::fill(out.virial, out.virial + 9, 0.0);
+    if (!grads) return;
+    if (e_bg != 0.0)
+        for (int64_t i = 0; i < n; ++i) dEdQ[i] += 2.0 * e_bg / S;
+    std::vector<double> g(n), dq;
+    correct(correction_, n, out.network_charges.data(), q_tot, nullptr, dEdQ.data(), g.data(), &comm);
+    for (int64_t i = 0; i < n; ++i) {
+        const ElementModel& em = Mq.elements()[A.species[i]];
+        const int K = em.descriptor.size();
+        dq.assign(K, 0.0);
+        em.network.evaluate(&G[off[i]], dq.data(), ws);
+        for (int k = 0; k < K; ++k) G[off[i] + k] = g[i] * dq[k] * em.factor[k];   // now dE/dG
+    }
+    ComputeResult fres;
+    dp.forces(Mq, G.data(), opt.threads, fres);
+    out.forces = std::move(fres.forces);
+    out.forces.resize(3 * na, 0.0);
+    double W[9] = {0};
+    op.add_derivatives(Q.data(), zero.data(), out.forces.data(), W);
+    for (int64_t k = 0; k < 3 * na; ++k) out.forces[k] += sres.forces[k];
+    for (int k = 0; k < 9; ++k) out.virial[k] = fres.virial[k] + W[k] + sres.virial[k];
+    if (comm.root())
+        for (int d = 0; d < 3; ++d) out.virial[4 * d] += e_bg;
 }
 
 }  // namespace hdnnp

@@ -233,10 +233,9 @@ void PairBPNN::init_style() {
             error->all(FLERR, "pair bpnn: the {} potential '{}' computes atomic charges: it needs an atom style "
                               "with charges (atom_style charge or full)", gen, directory_);
         if (comm->nprocs > 1 && !distributed())
-            error->all(FLERR, "pair bpnn: the {} potential '{}' with {} runs on one MPI rank in this version; use "
-                              "{}OpenMP threads (pair_style bpnn threads N) inside that rank", gen, directory_,
-                       pot3_ ? "charges from networks (3G)" : "the dense solver",
-                       pot3_ ? "" : "solver cg (distributed over MPI ranks), or ");
+            error->all(FLERR, "pair bpnn: the {} potential '{}' with the dense solver runs on one MPI rank; use "
+                              "solver cg (distributed over MPI ranks), or OpenMP threads (pair_style bpnn threads "
+                              "N) inside that rank", gen, directory_);
         if (distributed() && comm->style != Comm::BRICK)
             error->all(FLERR, "pair bpnn: the distributed charge equilibration needs comm_style brick");
         const int np = domain->xperiodic + domain->yperiodic + domain->zperiodic;
@@ -269,7 +268,9 @@ void PairBPNN::init_style() {
     // B-spline stencil of the mesh (order + 2 grid spacings: a brick's points lie up to one
     // spacing outside the sub-domain)
     const double lf = length_factor_;
-    reach_ = std::max(desc_->cutoff(), pot4_->electrostatics().screening.r_out);
+    const hdnnp::ElectrostaticsSettings& es = pot4_ ? pot4_->electrostatics() : pot3_->electrostatics();
+    reach_ = std::max(desc_->cutoff(), es.screening.r_out);
+    if (pot3_) reach_ = std::max(reach_, pot3_->charge_model().cutoff());
     ewald_ = hdnnp::EwaldParameters();
     if (domain->xperiodic) {
         hdnnp::ChargeOptions o;
@@ -281,7 +282,8 @@ void PairBPNN::init_style() {
         cell[3] = h[5] / lf; cell[4] = h[1] / lf;
         cell[6] = h[4] / lf; cell[7] = h[3] / lf; cell[8] = h[2] / lf;
         try {
-            ewald_ = pot4_->ewald_parameters(o, cell, atom->natoms);
+            ewald_ = pot4_ ? pot4_->ewald_parameters(o, cell, atom->natoms)
+                           : pot3_->ewald_parameters(o, cell, atom->natoms);
         } catch (const std::exception& e) {
             error->all(FLERR, "pair bpnn: {}", e.what());
         }
@@ -415,11 +417,8 @@ void PairBPNN::compute_charged(int eflag, int vflag) {
             warm_lam_[i] = lam_by_tag_[atom->tag[i]];
         }
     try {
-        if (pot3_)
-            pot3_->compute(nlocal, pos_.data(), species_.data(), periodic ? cell : nullptr, total_charge_, o, cres_);
-        else
-            pot4_->compute(nlocal, pos_.data(), species_.data(), periodic ? cell : nullptr, total_charge_, o, cres_,
-                           warm ? &warm_q_ : nullptr, warm ? &warm_lam_ : nullptr);
+        pot4_->compute(nlocal, pos_.data(), species_.data(), periodic ? cell : nullptr, total_charge_, o, cres_,
+                       warm ? &warm_q_ : nullptr, warm ? &warm_lam_ : nullptr);
     } catch (const std::exception& e) {
         error->one(FLERR, "pair bpnn: {}", e.what());
     }
@@ -481,7 +480,7 @@ void PairBPNN::compute_domain(int eflag, int vflag) {
     (void)eflag; (void)vflag;
     const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
     if (vflag_atom)
-        error->all(FLERR, "pair bpnn: per-atom virials are not available for 4G/CENT potentials in this version");
+        error->all(FLERR, "pair bpnn: per-atom virials are not available for 3G/4G/CENT potentials in this version");
     const double lf = length_factor_, ef = energy_factor_;
     species_.resize(nall);
     pos_.resize(3 * static_cast<size_t>(nall));
@@ -489,7 +488,7 @@ void PairBPNN::compute_domain(int eflag, int vflag) {
     for (int i = 0; i < nall; ++i) {
         species_[i] = type_map_[atom->type[i]];
         if (species_[i] < 0)
-            error->one(FLERR, "pair bpnn: atom {} has a type mapped to NULL: 4G/CENT potentials describe every atom",
+            error->one(FLERR, "pair bpnn: atom {} has a type mapped to NULL: 3G/4G/CENT potentials describe every atom",
                        atom->tag[i]);
         for (int c = 0; c < 3; ++c) pos_[3 * i + c] = atom->x[i][c] / lf;
         ids_[i] = atom->tag[i];
@@ -550,7 +549,8 @@ void PairBPNN::compute_domain(int eflag, int vflag) {
     }
     LammpsDomain dom(this);
     try {
-        pot4_->compute_domain(A, dom, &dom, total_charge_, o, cres_, &warm_q_, &warm_lam_);
+        if (pot3_) pot3_->compute_domain(A, dom, &dom, total_charge_, o, cres_);
+        else pot4_->compute_domain(A, dom, &dom, total_charge_, o, cres_, &warm_q_, &warm_lam_);
     } catch (const std::exception& e) {
         error->one(FLERR, "pair bpnn: {}", e.what());
     }
@@ -573,6 +573,7 @@ void PairBPNN::compute_domain(int eflag, int vflag) {
     pvector[5] = comm->me == 0 ? iters : 0.0;
     pvector[6] = qsum;
     res_.extrapolations = cres_.extrapolations;
+    for (const auto& x : cres_.charge_extrapolations) res_.extrapolations.push_back(x);
     res_.extrapolating_atoms = cres_.extrapolating_atoms;
     grow_peratom();
     handle_extrapolation();

@@ -1,8 +1,8 @@
 // pair_style bpnn: Behler-Parrinello HDNNPs (n2p2/RuNNer files) through the hdnnp core: 2G and
-// committees, and 4G and CENT with the CG solver (charges written to atom->q), on any MPI
+// committees, and 3G, and 4G and CENT with the CG solver (charges written to atom->q), on any MPI
 // decomposition: each rank works on its own and its ghost atoms (hdnnp/domain.hpp; LAMMPS's
 // forward/reverse communication, MPI_Allreduce, and KSPACE's distributed FFT for the mesh).
-// 3G potentials and the dense solver run on one MPI rank (OpenMP threads inside it).
+// The dense QEq solver runs on one MPI rank (OpenMP threads inside it).
 #pragma once
 #include <cstdio>
 #include <memory>
@@ -51,7 +51,7 @@ private:
     bool charged() const { return static_cast<bool>(desc_); }
     // The distributed path (4G/CENT with the CG solver): Ewald parameters held for the run, the
     // mesh's FFT, per-atom values being communicated (comm_buf_: n_all x comm_width_).
-    bool distributed() const { return pot4_ && solver_ == "cg"; }
+    bool distributed() const { return pot3_ || (pot4_ && solver_ == "cg"); }
     void compute_domain(int eflag, int vflag);
     void setup_fft(const int K[3], const int lo[3], const int hi[3]);
     hdnnp::EwaldParameters ewald_;

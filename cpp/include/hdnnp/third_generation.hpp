@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "hdnnp/domain.hpp"
 #include "hdnnp/long_range.hpp"
 
 namespace hdnnp {
@@ -46,10 +47,18 @@ public:
     void compute(int64_t n, const double* positions, const int32_t* species, const double* cell,
                  double total_charge, const ChargeOptions& opt, ChargeResult& out) const;
 
+    /// The same on one domain of a decomposition (FourthGenerationPotential::compute_domain).
+    void compute_domain(const DomainAtoms& atoms, DomainComm& comm, DomainFft* fft, double total_charge,
+                        const ChargeOptions& opt, ChargeResult& out) const;
+    /// The Ewald parameters `opt` asks for of a periodic system of n_total atoms (rows of `cell`).
+    EwaldParameters ewald_parameters(const ChargeOptions& opt, const double* cell, int64_t n_total) const;
+    const ElectrostaticsSettings& electrostatics() const { return es_; }
+
     /// Corrected charges Q of network charges q (n) for a total charge (Q may be null); with
-    /// `vjp_in`/`vjp_out` (may be null) also vjp_out = vjp_in^T dQ/dq.
+    /// `vjp_in`/`vjp_out` (may be null) also vjp_out = vjp_in^T dQ/dq. On one domain of a
+    /// decomposition (`comm` set) q holds the local atoms' charges and the sums run over all domains.
     static void correct(ChargeCorrection mode, int64_t n, const double* q, double total, double* Q,
-                        const double* vjp_in = nullptr, double* vjp_out = nullptr);
+                        const double* vjp_in = nullptr, double* vjp_out = nullptr, DomainComm* comm = nullptr);
 
 private:
     std::shared_ptr<const Model> short_, charge_;
