@@ -10,6 +10,12 @@
 #include "hdnnp/threads.hpp"
 #include "qeq_cg.hpp"
 
+#include <unsupported/Eigen/FFT>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace hdnnp {
 using namespace kernels;
 
@@ -42,71 +48,90 @@ double invert_cell(const double* cell, double* inv) {
 // spreads onto the grid points of the brick that its B-spline stencil covers, in the unwrapped
 // frame (fractional coordinates not reduced into the cell): a grid point m of the brick receives a
 // given atom from exactly one of its periodic images, the one whose stencil contains m, and that
-// image lies within (order + 1) grid spacings of the brick, so within the ghost cutoff. The same
-// partial sums, taken back at the atoms, are completed by the reverse communication. No grid
-// halos are exchanged; the FFT is the caller's (distributed over the bricks).
+// image lies within (order + 2) grid spacings of the sub-domain, so within the ghost cutoff. The
+// same partial sums, taken back at the atoms, are completed by the reverse communication. No grid
+// halos are exchanged; the FFT is the caller's (distributed over the bricks). A domain whose brick
+// is the whole grid (one process) takes its own atoms only, with stencils wrapped around the cell.
 class DomainElectrostatics::Mesh {
 public:
-    Mesh(const double* cell, const double* inv_cell, const double* origin, double volume, const MeshBrick& brick,
-         int order, double eta, double fpe, const double* pos, int64_t n_all, DomainFft* fft, DomainComm& comm,
-         int threads)
+    Mesh(const double* inv_cell, const double* origin, double volume, const MeshBrick& brick, int order, double eta,
+         double fpe, const double* pos, int64_t n_local, int64_t n_all, DomainFft* fft, DomainComm& comm, int threads)
         : b_(brick), p_(order), fft_(fft), eta_(eta), threads_(threads) {
         if (!fft) throw InputError("a particle-mesh Ewald sum on a domain needs a distributed FFT");
         if (order < 4 || order > 12 || order % 2) throw InputError("particle mesh: the B-spline order must be even, 4..12");
+        whole_ = true;
         for (int d = 0; d < 3; ++d) {
             if (b_.K[d] < order) throw InputError("particle mesh: the grid is smaller than the B-spline order");
             if (b_.lo[d] < 0 || b_.hi[d] > b_.K[d] || b_.hi[d] < b_.lo[d])
                 throw InputError("particle mesh: this domain's brick lies outside the grid");
             n_[d] = b_.hi[d] - b_.lo[d];
+            whole_ = whole_ && b_.lo[d] == 0 && b_.hi[d] == b_.K[d];
             for (int c = 0; c < 3; ++c) {
                 recip_[3 * d + c] = 2.0 * kPi * inv_cell[3 * c + d];
                 dudr_[3 * d + c] = b_.K[d] * inv_cell[3 * c + d];
             }
         }
-        (void)cell;
-        // the atom images whose stencils meet the brick
-        for (int64_t a = 0; a < n_all; ++a) {
-            int base[3];
+        // the atom images whose stencils meet the brick: per direction the stencil's brick index
+        // (base - c - lo, or -1 outside the brick)
+        const int64_t n_use = whole_ ? n_local : n_all;
+        for (int64_t a = 0; a < n_use; ++a) {
+            int idx[3][16];
             double frac[3];
             bool meets = true;
             for (int d = 0; d < 3 && meets; ++d) {
                 double s = 0.0;
                 for (int c = 0; c < 3; ++c) s += (pos[3 * a + c] - origin[c]) * inv_cell[3 * c + d];
+                if (whole_) s -= std::floor(s);
                 const double u = s * b_.K[d], fl = std::floor(u);
-                base[d] = static_cast<int>(fl);
+                const int base = static_cast<int>(fl);
                 frac[d] = u - fl;
-                // stencil base - p + 1 .. base
-                meets = base[d] >= b_.lo[d] && base[d] - p_ + 1 < b_.hi[d];
+                meets = false;
+                for (int c = 0; c < p_; ++c) {
+                    int m = base - c;
+                    if (whole_) m = m < 0 ? m + b_.K[d] : m;   // (base in [0, K), c < p <= K)
+                    idx[d][c] = m >= b_.lo[d] && m < b_.hi[d] ? m - b_.lo[d] : -1;
+                    meets = meets || idx[d][c] >= 0;
+                }
             }
             if (!meets) continue;
             atoms_.push_back(a);
             for (int d = 0; d < 3; ++d) {
-                base_.push_back(base[d]);
+                idx_.insert(idx_.end(), idx[d], idx[d] + p_);
                 frac_.push_back(frac[d]);
                 const size_t o = w_.size();
                 w_.resize(o + p_);
                 bspline(frac[d], p_, &w_[o], nullptr);
             }
         }
-        // influence function on the brick
+        // influence function on the brick, and on the FFT's half spectrum for real convolutions
         std::vector<double> bsq[3];
         for (int d = 0; d < 3; ++d) bsq[d] = bspline_moduli(b_.K[d], p_);
-        G_.assign(b_.size(), 0.0);
         const double pre = 4.0 * kPi / volume / fpe;
         double diag = 0.0;
+        auto influence = [&](int m0, int m1, int m2, double* c_out) {
+            if (m0 == 0 && m1 == 0 && m2 == 0) return 0.0;
+            double k[3];
+            kvector(m0, m1, m2, k);
+            const double k2 = dot3(k, k);
+            const double c = pre * std::exp(-0.5 * eta * eta * k2) / k2;
+            if (c_out) *c_out += c;
+            return c * bsq[0][m0] * bsq[1][m1] * bsq[2][m2];
+        };
+        G_.assign(b_.size(), 0.0);
         for (int m0 = b_.lo[0]; m0 < b_.hi[0]; ++m0)
             for (int m1 = b_.lo[1]; m1 < b_.hi[1]; ++m1)
-                for (int m2 = b_.lo[2]; m2 < b_.hi[2]; ++m2) {
-                    if (m0 == 0 && m1 == 0 && m2 == 0) continue;
-                    double k[3];
-                    kvector(m0, m1, m2, k);
-                    const double k2 = dot3(k, k);
-                    const double c = pre * std::exp(-0.5 * eta * eta * k2) / k2;
-                    G_[index(m0, m1, m2)] = c * bsq[0][m0] * bsq[1][m1] * bsq[2][m2];
-                    diag += c;
-                }
+                for (int m2 = b_.lo[2]; m2 < b_.hi[2]; ++m2)
+                    G_[index(m0 - b_.lo[0], m1 - b_.lo[1], m2 - b_.lo[2])] = influence(m0, m1, m2, &diag);
         comm.sum(&diag, 1);
         diag_ = diag;
+        int lo[3], hi[3];
+        if (fft_->half_spectrum_box(lo, hi)) {
+            real_ = true;
+            Gh_.reserve(static_cast<size_t>(hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]));
+            for (int m0 = lo[0]; m0 < hi[0]; ++m0)
+                for (int m1 = lo[1]; m1 < hi[1]; ++m1)
+                    for (int m2 = lo[2]; m2 < hi[2]; ++m2) Gh_.push_back(influence(m0, m1, m2, nullptr));
+        }
     }
 
     double diagonal() const { return diag_; }
@@ -114,30 +139,36 @@ public:
 
     /// y (n_all) += the brick's part of (A_rec x) at every atom image (x: n_all, ghosts filled).
     void apply(const double* x, double* y) const {
-        std::vector<std::complex<double>> g(b_.size(), 0.0);
-        spread(x, g, false);
-        fft_->transform(g.data(), 1);
-        for (size_t k = 0; k < g.size(); ++k) g[k] *= G_[k];
-        fft_->transform(g.data(), -1);
+        std::vector<double> real(b_.size(), 0.0);
+        spread(x, real.data(), 1);
+        if (real_) {
+            fft_->convolve_real(real.data(), Gh_.data());
+        } else {
+            std::vector<std::complex<double>> g(b_.size());
+            for (size_t k = 0; k < g.size(); ++k) g[k] = real[k];
+            fft_->transform(g.data(), 1);
+            for (size_t k = 0; k < g.size(); ++k) g[k] *= G_[k];
+            fft_->transform(g.data(), -1);
+            for (size_t k = 0; k < g.size(); ++k) real[k] = g[k].real();
+        }
         const int64_t nt = static_cast<int64_t>(atoms_.size());
 #pragma omp parallel for schedule(static) num_threads(thread_count(threads_))
         for (int64_t t = 0; t < nt; ++t) {
             const double* w0 = &w_[(3 * t) * p_];
             const double* w1 = &w_[(3 * t + 1) * p_];
             const double* w2 = &w_[(3 * t + 2) * p_];
+            const int* i0 = &idx_[(3 * t) * p_];
+            const int* i1 = &idx_[(3 * t + 1) * p_];
+            const int* i2 = &idx_[(3 * t + 2) * p_];
             double s = 0.0;
             for (int a = 0; a < p_; ++a) {
-                const int m0 = base_[3 * t] - a;
-                if (m0 < b_.lo[0] || m0 >= b_.hi[0]) continue;
+                if (i0[a] < 0) continue;
                 for (int b = 0; b < p_; ++b) {
-                    const int m1 = base_[3 * t + 1] - b;
-                    if (m1 < b_.lo[1] || m1 >= b_.hi[1]) continue;
+                    if (i1[b] < 0) continue;
+                    const double* row = &real[index(i0[a], i1[b], 0)];
                     double r = 0.0;
-                    for (int c = 0; c < p_; ++c) {
-                        const int m2 = base_[3 * t + 2] - c;
-                        if (m2 < b_.lo[2] || m2 >= b_.hi[2]) continue;
-                        r += w2[c] * g[index(m0, m1, m2)].real();
-                    }
+                    for (int c = 0; c < p_; ++c)
+                        if (i2[c] >= 0) r += w2[c] * row[i2[c]];
                     s += w0[a] * w1[b] * r;
                 }
             }
@@ -151,15 +182,15 @@ public:
         // (two transforms forward: the virial needs u^ and v^ at the same k, and -k lies in
         // another domain's brick; then one back for phi_u + i phi_v)
         std::vector<std::complex<double>> gu(b_.size(), 0.0), gv(b_.size(), 0.0);
-        spread(u, gu, false);
-        spread(v, gv, false);
+        spread(u, reinterpret_cast<double*>(gu.data()), 2);
+        spread(v, reinterpret_cast<double*>(gv.data()), 2);
         fft_->transform(gu.data(), 1);
         fft_->transform(gv.data(), 1);
         double w[9] = {0};
         for (int m0 = b_.lo[0]; m0 < b_.hi[0]; ++m0)
             for (int m1 = b_.lo[1]; m1 < b_.hi[1]; ++m1)
                 for (int m2 = b_.lo[2]; m2 < b_.hi[2]; ++m2) {
-                    const int64_t k = index(m0, m1, m2);
+                    const int64_t k = index(m0 - b_.lo[0], m1 - b_.lo[1], m2 - b_.lo[2]);
                     if (G_[k] == 0.0) continue;
                     const double B = G_[k] * (gu[k] * std::conj(gv[k])).real();
                     if (B == 0.0) continue;
@@ -183,21 +214,22 @@ public:
             const double* w0 = &w_[(3 * t) * p_];
             const double* w1 = &w_[(3 * t + 1) * p_];
             const double* w2 = &w_[(3 * t + 2) * p_];
+            const int* i0 = &idx_[(3 * t) * p_];
+            const int* i1 = &idx_[(3 * t + 1) * p_];
+            const int* i2 = &idx_[(3 * t + 2) * p_];
             double d0[16], d1[16], d2[16], scratch[16];
             bspline(frac_[3 * t], p_, scratch, d0);
             bspline(frac_[3 * t + 1], p_, scratch, d1);
             bspline(frac_[3 * t + 2], p_, scratch, d2);
             double gr[3] = {0, 0, 0};
             for (int a = 0; a < p_; ++a) {
-                const int m0 = base_[3 * t] - a;
-                if (m0 < b_.lo[0] || m0 >= b_.hi[0]) continue;
+                if (i0[a] < 0) continue;
                 for (int b = 0; b < p_; ++b) {
-                    const int m1 = base_[3 * t + 1] - b;
-                    if (m1 < b_.lo[1] || m1 >= b_.hi[1]) continue;
+                    if (i1[b] < 0) continue;
+                    const std::complex<double>* row = &gu[index(i0[a], i1[b], 0)];
                     for (int c = 0; c < p_; ++c) {
-                        const int m2 = base_[3 * t + 2] - c;
-                        if (m2 < b_.lo[2] || m2 >= b_.hi[2]) continue;
-                        const std::complex<double> z = gu[index(m0, m1, m2)];
+                        if (i2[c] < 0) continue;
+                        const std::complex<double> z = row[i2[c]];
                         const double phi = v[i] * z.real() + u[i] * z.imag();
                         gr[0] += d0[a] * w1[b] * w2[c] * phi;
                         gr[1] += w0[a] * d1[b] * w2[c] * phi;
@@ -211,35 +243,33 @@ public:
     }
 
 private:
-    int64_t index(int m0, int m1, int m2) const {
-        return (static_cast<int64_t>(m0 - b_.lo[0]) * n_[1] + (m1 - b_.lo[1])) * n_[2] + (m2 - b_.lo[2]);
-    }
+    /// brick-relative indices
+    int64_t index(int i0, int i1, int i2) const { return (static_cast<int64_t>(i0) * n_[1] + i1) * n_[2] + i2; }
     void kvector(int m0, int m1, int m2, double k[3]) const {
         int m[3] = {m0, m1, m2};
         for (int d = 0; d < 3; ++d)
             if (m[d] >= b_.K[d] / 2) m[d] -= b_.K[d];
         for (int c = 0; c < 3; ++c) k[c] = m[0] * recip_[c] + m[1] * recip_[3 + c] + m[2] * recip_[6 + c];
     }
-    void spread(const double* x, std::vector<std::complex<double>>& g, bool) const {
-        double* gd = reinterpret_cast<double*>(g.data());
+    /// the values x of the atom images spread on the brick, into g[stride * point]
+    void spread(const double* x, double* g, int stride) const {
         for (size_t t = 0; t < atoms_.size(); ++t) {
             const double xa = x[atoms_[t]];
             if (xa == 0.0) continue;
             const double* w0 = &w_[(3 * t) * p_];
             const double* w1 = &w_[(3 * t + 1) * p_];
             const double* w2 = &w_[(3 * t + 2) * p_];
+            const int* i0 = &idx_[(3 * t) * p_];
+            const int* i1 = &idx_[(3 * t + 1) * p_];
+            const int* i2 = &idx_[(3 * t + 2) * p_];
             for (int a = 0; a < p_; ++a) {
-                const int m0 = base_[3 * t] - a;
-                if (m0 < b_.lo[0] || m0 >= b_.hi[0]) continue;
+                if (i0[a] < 0) continue;
                 for (int b = 0; b < p_; ++b) {
-                    const int m1 = base_[3 * t + 1] - b;
-                    if (m1 < b_.lo[1] || m1 >= b_.hi[1]) continue;
+                    if (i1[b] < 0) continue;
                     const double f = xa * w0[a] * w1[b];
-                    for (int c = 0; c < p_; ++c) {
-                        const int m2 = base_[3 * t + 2] - c;
-                        if (m2 < b_.lo[2] || m2 >= b_.hi[2]) continue;
-                        gd[2 * index(m0, m1, m2)] += f * w2[c];
-                    }
+                    double* row = g + stride * index(i0[a], i1[b], 0);
+                    for (int c = 0; c < p_; ++c)
+                        if (i2[c] >= 0) row[stride * i2[c]] += f * w2[c];
                 }
             }
         }
@@ -247,12 +277,14 @@ private:
 
     MeshBrick b_;
     int p_ = 6, n_[3] = {0, 0, 0};
+    bool whole_ = false;
     DomainFft* fft_ = nullptr;
     double eta_ = 0.0, diag_ = 0.0, recip_[9] = {0}, dudr_[9] = {0};
     int threads_ = 0;
-    std::vector<double> G_;
+    std::vector<double> G_, Gh_;   ///< influence function on the brick; on the FFT's half spectrum
+    bool real_ = false;            ///< the FFT has real convolutions
     std::vector<int64_t> atoms_;
-    std::vector<int> base_;
+    std::vector<int> idx_;
     std::vector<double> w_, frac_;
 };
 
@@ -300,8 +332,8 @@ DomainElectrostatics::DomainElectrostatics(const DomainAtoms& A, const double* s
         MeshBrick b = A.brick;
         for (int d = 0; d < 3; ++d)
             if (b.K[d] != ewald.mesh[d]) throw InputError("the domain's mesh brick does not match the Ewald mesh");
-        mesh_ = std::make_shared<const Mesh>(cell_, inv_cell_, A.origin, volume_, b, ewald.mesh_order, eta_, fpe_,
-                                             pos_.data(), na_, fft, comm_, threads_);
+        mesh_ = std::make_shared<const Mesh>(inv_cell_, A.origin, volume_, b, ewald.mesh_order, eta_, fpe_,
+                                             pos_.data(), nl_, na_, fft, comm_, threads_);
     } else {
         if (!(ewald.k_cut > 0.0)) throw InputError("periodic electrostatics needs a positive Ewald k_cut");
         half_sphere_kvectors(cell_, ewald.k_cut, eta_, fpe_, kvec_, kcoef_);
@@ -309,8 +341,10 @@ DomainElectrostatics::DomainElectrostatics(const DomainAtoms& A, const double* s
 }
 
 void DomainElectrostatics::real_rows(const NeighborView& nb) {
-    // entries of the local atoms' rows within max(r_cut, r_out), in local-atom order, with the A0
-    // kernel of each ([erfc(b r) - erfc(a r)] / (4 pi eps0 r), 0 from r_cut on)
+    // the local atoms' rows: partners within max(r_cut, r_out) and the A0 kernel of each
+    // ([erfc(b r) - erfc(a r)] / (4 pi eps0 r), 0 from r_cut on). A pair of two local atoms is
+    // stored once (in the row of the lower index, used for both); a pair with a ghost is stored
+    // in the local atom's row (its mirror image lives in the ghost's owner's row)
     std::vector<int64_t> centre(nl_, -1);
     for (int64_t c = 0; c < nb.n_centers; ++c) {
         const int64_t i = nb.center(c);
@@ -325,6 +359,7 @@ void DomainElectrostatics::real_rows(const NeighborView& nb) {
         const double* xi = &pos_[3 * i];
         for (int64_t p = nb.offsets[c]; p < nb.offsets[c + 1]; ++p) {
             const int32_t j = nb.neighbor(c, p);
+            if (j < i) continue;   // (a local partner with a lower index: stored in its row)
             double d[3];
             for (int k = 0; k < 3; ++k) d[k] = pos_[3 * j + k] - xi[k];
             const double r2 = dot3(d, d);
@@ -334,8 +369,6 @@ void DomainElectrostatics::real_rows(const NeighborView& nb) {
                 throw InputError("atoms " + std::to_string(ids_[i]) + " and " + std::to_string(ids_[j]) +
                                  " overlap (distance " + std::to_string(r) + ")");
             col_.push_back(j);
-            r_.push_back(r);
-            d_.insert(d_.end(), d, d + 3);
             double k = 0.0;
             if (r < r_cut_) {
                 double eb, gb, ea, ga;
@@ -385,12 +418,32 @@ void DomainElectrostatics::apply(const double* x, double* y) const {
         return;
     }
     const std::vector<double> xg = with_ghosts(x, 1);
-#pragma omp parallel for schedule(dynamic, 64) num_threads(thread_count(threads_))
-    for (int64_t i = 0; i < nl_; ++i) {
-        double s = self_term(i) * x[i];
-        for (int64_t e = row_[i]; e < row_[i + 1]; ++e) s += k_[e] * xg[col_[e]];
-        y[i] = s;
+    const int nt = thread_count(threads_);
+    std::vector<std::vector<double>> yt(nt, std::vector<double>(nl_, 0.0));
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        double* __restrict yy = yt[tid].data();
+        const int32_t* __restrict col = col_.data();
+        const double* __restrict kk = k_.data();
+#pragma omp for schedule(dynamic, 64)
+        for (int64_t i = 0; i < nl_; ++i) {
+            double s = self_term(i) * x[i];
+            const double xi = x[i];
+            for (int64_t e = row_[i]; e < row_[i + 1]; ++e) {
+                const int32_t j = col[e];
+                s += kk[e] * xg[j];
+                if (j < nl_) yy[j] += kk[e] * xi;
+            }
+            yy[i] += s;
+        }
     }
+    std::fill(y, y + nl_, 0.0);
+    for (const auto& v : yt)
+        for (int64_t i = 0; i < nl_; ++i) y[i] += v[i];
     if (mesh_) {
         std::vector<double> part(na_, 0.0);
         mesh_->apply(xg.data(), part.data());
@@ -418,9 +471,10 @@ void DomainElectrostatics::apply(const double* x, double* y) const {
     }
 }
 
-double DomainElectrostatics::energy(const double* Q, double* dEdQ) const {
+double DomainElectrostatics::energy(const double* Q, double* dEdQ, const std::vector<double>* AQ) const {
     std::vector<double> y(nl_), scr(nl_, 0.0);
-    apply(Q, y.data());
+    if (AQ) y = *AQ;   // (a vector, not its data: a domain without atoms has none but must agree)
+    else apply(Q, y.data());
     if (scr_.active()) {
         // sum over the screening pairs r < r_out of Q_i Q_j erf(a r) (f_s - 1) / r
         auto s_of = [&](double r, double si, double sj) {
@@ -431,8 +485,14 @@ double DomainElectrostatics::energy(const double* Q, double* dEdQ) const {
         if (periodic_) {
             const std::vector<double> Qg = with_ghosts(Q, 1);
             for (int64_t i = 0; i < nl_; ++i)
-                for (int64_t e = row_[i]; e < row_[i + 1]; ++e)
-                    if (r_[e] < scr_.r_out) scr[i] += Qg[col_[e]] * s_of(r_[e], sigma_[i], sigma_[col_[e]]);
+                for (int64_t e = row_[i]; e < row_[i + 1]; ++e) {
+                    const int32_t j = col_[e];
+                    const double r = distance(i, j);
+                    if (r >= scr_.r_out) continue;
+                    const double sij = s_of(r, sigma_[i], sigma_[j]);
+                    scr[i] += Qg[j] * sij;
+                    if (j < nl_) scr[j] += Q[i] * sij;
+                }
         } else {
             std::vector<double> all;
             comm_.gather(Q, nl_, 1, all);
@@ -519,13 +579,18 @@ void DomainElectrostatics::add_derivatives(const double* Q, const double* lam, d
         const double ui = g2[2 * i], qi = g2[2 * i + 1];
         for (int64_t e = row_[i]; e < row_[i + 1]; ++e) {
             const int32_t j = col_[e];
-            const double r = r_[e];
+            double d[3];
+            for (int k = 0; k < 3; ++k) d[k] = pos_[3 * j + k] - pos_[3 * i + k];
+            const double r = std::sqrt(dot3(d, d));
+            // a local pair is stored once: both orders' terms; with a ghost, this order's
+            const bool both = j < nl_;
+            const double uj = g2[2 * j], qj = g2[2 * j + 1];
             double g = 0.0;
-            if (r < r_cut_) g += ui * g2[2 * j + 1] * pair_slope(r, sigma_[i], sigma_[j], b, true);
-            if (scr_.active() && r < scr_.r_out) g += 0.5 * qi * g2[2 * j + 1] * screen_slope(r, sigma_[i], sigma_[j]);
+            if (r < r_cut_) g += (both ? ui * qj + uj * qi : ui * qj) * pair_slope(r, sigma_[i], sigma_[j], b, true);
+            if (scr_.active() && r < scr_.r_out)
+                g += (both ? 1.0 : 0.5) * qi * qj * screen_slope(r, sigma_[i], sigma_[j]);
             if (g == 0.0) continue;
             g /= r;
-            const double* d = &d_[3 * e];
             for (int k = 0; k < 3; ++k) {
                 F[3 * i + k] += g * d[k];
                 F[3 * j + k] -= g * d[k];
@@ -574,16 +639,169 @@ void DomainElectrostatics::add_derivatives(const double* Q, const double* lam, d
     for (int k = 0; k < 9; ++k) W[k] += w[k];
 }
 
+// ---------------------------------------------------------------------------------------------
+
+int64_t DistributedRealFft::Box::size() const {
+    int64_t n = 1;
+    for (int d = 0; d < 3; ++d) n *= std::max(0, hi[d] - lo[d]);
+    return n;
+}
+
+DistributedRealFft::DistributedRealFft(const MeshBrick& brick, DomainComm& comm, DomainFft* complex_fft, int threads)
+    : comm_(comm), complex_(complex_fft), K_{brick.K[0], brick.K[1], brick.K[2]}, threads_(threads) {
+    H_ = K_[2] / 2 + 1;
+    const int P = comm_.size();
+    // every domain's brick
+    double mine[6];
+    for (int d = 0; d < 3; ++d) { mine[d] = brick.lo[d]; mine[3 + d] = brick.hi[d]; }
+    std::vector<double> all;
+    comm_.gather(mine, 1, 6, all);
+    if (static_cast<int>(all.size()) != 6 * P) throw InputError("distributed FFT: the domains' bricks do not add up");
+    // pencils: P = pa x pb domains, (ia, ib) of domain r = (r / pb, r % pb)
+    int pb = 1;
+    for (int f = 1; f * f <= P; ++f)
+        if (P % f == 0) pb = f;
+    const int pa = P / pb;
+    auto split = [](int K, int parts, int i, int& lo, int& hi) {
+        lo = static_cast<int>(static_cast<int64_t>(K) * i / parts);
+        hi = static_cast<int>(static_cast<int64_t>(K) * (i + 1) / parts);
+    };
+    for (int r = 0; r < P; ++r) {
+        Box b;
+        for (int d = 0; d < 3; ++d) { b.lo[d] = static_cast<int>(all[6 * r + d]); b.hi[d] = static_cast<int>(all[6 * r + 3 + d]); }
+        brick_.push_back(b);
+        const int ia = r / pb, ib = r % pb;
+        Box l1, l2, l3;
+        split(K_[0], pa, ia, l1.lo[0], l1.hi[0]);
+        split(K_[1], pb, ib, l1.lo[1], l1.hi[1]);
+        l1.lo[2] = 0; l1.hi[2] = K_[2];
+        Box l1c = l1;
+        l1c.hi[2] = H_;
+        split(K_[0], pa, ia, l2.lo[0], l2.hi[0]);
+        l2.lo[1] = 0; l2.hi[1] = K_[1];
+        split(H_, pb, ib, l2.lo[2], l2.hi[2]);
+        l3.lo[0] = 0; l3.hi[0] = K_[0];
+        split(K_[1], pa, ia, l3.lo[1], l3.hi[1]);
+        l3.lo[2] = l2.lo[2]; l3.hi[2] = l2.hi[2];
+        l1_.push_back(l1); l1c_.push_back(l1c); l2_.push_back(l2); l3_.push_back(l3);
+    }
+}
+
+bool DistributedRealFft::half_spectrum_box(int lo[3], int hi[3]) const {
+    const Box& b = l3_[comm_.rank()];
+    for (int d = 0; d < 3; ++d) { lo[d] = b.lo[d]; hi[d] = b.hi[d]; }
+    return true;
+}
+
+void DistributedRealFft::move(const std::vector<Box>& from, const std::vector<Box>& to, const double* in, double* out,
+                              int w) {
+    const int P = comm_.size(), me = comm_.rank();
+    auto overlap = [](const Box& a, const Box& b) {
+        Box o;
+        for (int d = 0; d < 3; ++d) { o.lo[d] = std::max(a.lo[d], b.lo[d]); o.hi[d] = std::min(a.hi[d], b.hi[d]); }
+        return o;
+    };
+    // (points of box `o` in the row-major layout of box `b`, w doubles each)
+    auto walk = [w](const Box& o, const Box& b, auto&& fn) {
+        if (o.size() == 0) return;
+        const int64_t n1 = b.hi[1] - b.lo[1], n2 = b.hi[2] - b.lo[2];
+        for (int i0 = o.lo[0]; i0 < o.hi[0]; ++i0)
+            for (int i1 = o.lo[1]; i1 < o.hi[1]; ++i1) {
+                const int64_t base = ((static_cast<int64_t>(i0 - b.lo[0]) * n1 + (i1 - b.lo[1])) * n2 + (o.lo[2] - b.lo[2])) * w;
+                fn(base, static_cast<int64_t>(o.hi[2] - o.lo[2]) * w);
+            }
+    };
+    std::vector<std::vector<double>> send(P), recv(P);
+    for (int r = 0; r < P; ++r) {
+        const Box o = overlap(from[me], to[r]);
+        send[r].reserve(o.size() * w);
+        walk(o, from[me], [&](int64_t base, int64_t len) { send[r].insert(send[r].end(), in + base, in + base + len); });
+        recv[r].resize(overlap(from[r], to[me]).size() * w);
+    }
+    comm_.alltoall(send, recv);
+    for (int r = 0; r < P; ++r) {
+        const double* src = recv[r].data();
+        walk(overlap(from[r], to[me]), to[me], [&](int64_t base, int64_t len) {
+            std::copy(src, src + len, out + base);
+            src += len;
+        });
+    }
+}
+
+void DistributedRealFft::convolve_real(double* grid, const double* G) {
+    const int me = comm_.rank();
+    const Box &b1 = l1_[me], &b2 = l2_[me], &b3 = l3_[me];
+    using cd = std::complex<double>;
+    std::vector<double> real(b1.size());
+    move(brick_, l1_, grid, real.data(), 1);
+    const int64_t lines1 = static_cast<int64_t>(b1.hi[0] - b1.lo[0]) * (b1.hi[1] - b1.lo[1]);
+    std::vector<cd> c1(lines1 * H_), c2(b2.size()), c3(b3.size());
+    const int nt = thread_count(threads_);
+    const int64_t n20 = b2.hi[0] - b2.lo[0], n22 = b2.hi[2] - b2.lo[2];
+    const int64_t n31 = b3.hi[1] - b3.lo[1], n32 = b3.hi[2] - b3.lo[2];
+    // lines of a box along direction 1 (L2) or 0 (L3): strided copies in and out of a buffer
+    auto along = [&](cd* data, int64_t lines, int64_t n, int64_t stride, auto start, bool forward) {
+#pragma omp parallel num_threads(nt)
+        {
+            std::vector<cd> a(n), b(n);
+            Eigen::FFT<double> eig;
+            eig.SetFlag(Eigen::FFT<double>::Unscaled);
+#pragma omp for schedule(static)
+            for (int64_t l = 0; l < lines; ++l) {
+                cd* p = data + start(l);
+                for (int64_t k = 0; k < n; ++k) a[k] = p[k * stride];
+                if (forward) eig.fwd(b.data(), a.data(), n);
+                else eig.inv(b.data(), a.data(), n);
+                for (int64_t k = 0; k < n; ++k) p[k * stride] = b[k];
+            }
+        }
+    };
+    auto start2 = [&](int64_t l) { return (l / n22) * K_[1] * n22 + l % n22; };   // (i0, ih) of L2
+    auto start3 = [&](int64_t l) { return l; };                                    // (i1, ih) of L3
+#pragma omp parallel num_threads(nt)
+    {
+        Eigen::FFT<double> eig;
+        eig.SetFlag(Eigen::FFT<double>::Unscaled);
+        eig.SetFlag(Eigen::FFT<double>::HalfSpectrum);
+#pragma omp for schedule(static)
+        for (int64_t l = 0; l < lines1; ++l) eig.fwd(&c1[l * H_], &real[l * K_[2]], K_[2]);
+    }
+    move(l1c_, l2_, reinterpret_cast<double*>(c1.data()), reinterpret_cast<double*>(c2.data()), 2);
+    along(c2.data(), n20 * n22, K_[1], n22, start2, true);
+    move(l2_, l3_, reinterpret_cast<double*>(c2.data()), reinterpret_cast<double*>(c3.data()), 2);
+    along(c3.data(), n31 * n32, K_[0], n31 * n32, start3, true);
+    for (size_t k = 0; k < c3.size(); ++k) c3[k] *= G[k];
+    along(c3.data(), n31 * n32, K_[0], n31 * n32, start3, false);
+    move(l3_, l2_, reinterpret_cast<double*>(c3.data()), reinterpret_cast<double*>(c2.data()), 2);
+    along(c2.data(), n20 * n22, K_[1], n22, start2, false);
+    move(l2_, l1c_, reinterpret_cast<double*>(c2.data()), reinterpret_cast<double*>(c1.data()), 2);
+#pragma omp parallel num_threads(nt)
+    {
+        Eigen::FFT<double> eig;
+        eig.SetFlag(Eigen::FFT<double>::Unscaled);
+        eig.SetFlag(Eigen::FFT<double>::HalfSpectrum);
+#pragma omp for schedule(static)
+        for (int64_t l = 0; l < lines1; ++l) eig.inv(&real[l * K_[2]], &c1[l * H_], K_[2]);
+    }
+    move(l1_, brick_, real.data(), grid, 1);
+}
+
 QEqSolution solve_qeq_cg(const DomainElectrostatics& op, DomainComm& comm, int64_t n_total, const double* J,
-                         const double* b, double total, double* x, double tol, int max_iterations) {
+                         const double* b, double total, double* x, double tol, int max_iterations, std::vector<double>* A0x) {
     const int64_t n = op.n_local();
     std::vector<double> diag(n);
     op.diagonal(diag.data());
     return pcg_qeq(n, n_total, diag.data(), [&](const double* v, double* out) { op.apply(v, out); },
-                   [&](double* v, int k) { comm.sum(v, k); }, J, b, total, x, tol, max_iterations);
+                   [&](double* v, int k) { comm.sum(v, k); }, J, b, total, x, tol, max_iterations, A0x);
 }
 
 int64_t DomainElectrostatics::mesh_points() const { return mesh_ ? mesh_->points() : 0; }
+
+double DomainElectrostatics::distance(int64_t i, int64_t j) const {
+    double d[3];
+    for (int k = 0; k < 3; ++k) d[k] = pos_[3 * j + k] - pos_[3 * i + k];
+    return std::sqrt(dot3(d, d));
+}
 
 double DomainElectrostatics::self_term(int64_t i) const {
     const double gs = sigma_[i] > 0.0 ? 1.0 / (sigma_[i] * std::sqrt(kPi)) : 0.0;

@@ -675,12 +675,12 @@ void Electrostatics::charge_response(const double* Q, double* R) const {
 }
 
 QEqSolution solve_qeq_cg(const Electrostatics& op, const double* J, const double* b, double total, double* x,
-                         double tol, int max_iterations) {
+                         double tol, int max_iterations, std::vector<double>* A0x) {
     const int64_t n = op.size();
     std::vector<double> diag(n);
     op.diagonal(diag.data());
     return pcg_qeq(n, n, diag.data(), [&](const double* v, double* out) { op.apply(v, out); },
-                   [](double*, int) {}, J, b, total, x, tol, max_iterations);
+                   [](double*, int) {}, J, b, total, x, tol, max_iterations, A0x);
 }
 
 }  // namespace hdnnp

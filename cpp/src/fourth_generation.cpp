@@ -145,8 +145,9 @@ void FourthGenerationPotential::compute(int64_t n, const double* pos, const int3
         }
     } else {
         if (warm && static_cast<int64_t>(warm->size()) == n) out.charges = *warm;
+        A0Q.assign(n, 0.0);   // (the solver's last product serves the energy)
         const QEqSolution sol = solve_qeq_cg(op, J.data(), minus_chi.data(), q_tot, out.charges.data(),
-                                             opt.cg_tolerance, opt.cg_max_iterations);
+                                             opt.cg_tolerance, opt.cg_max_iterations, &A0Q);
         out.cg_iterations.push_back(sol.iterations);
     }
     if (warm) *warm = out.charges;
@@ -350,12 +351,14 @@ void FourthGenerationPotential::compute_domain(const DomainAtoms& A, DomainComm&
     for (int64_t i = 0; i < n; ++i) minus_chi[i] = -chi[i];
     out.charges.assign(n, q_tot / A.n_total);
     if (warm && static_cast<int64_t>(warm->size()) == n) out.charges = *warm;
+    std::vector<double> A0Q(n);   // (the solver's last product serves the energy)
     out.cg_iterations.assign(1, solve_qeq_cg(op, comm, A.n_total, J.data(), minus_chi.data(), q_tot,
-                                             out.charges.data(), opt.cg_tolerance, opt.cg_max_iterations).iterations);
+                                             out.charges.data(), opt.cg_tolerance, opt.cg_max_iterations,
+                                             &A0Q).iterations);
     if (warm) *warm = out.charges;
     const auto& Q = out.charges;
     std::vector<double> dEelec(n);
-    const double e_elec = op.energy(Q.data(), dEelec.data());
+    const double e_elec = op.energy(Q.data(), dEelec.data(), &A0Q);
     // the background of a charged cell: its energy shared evenly by the atoms, its virial once
     const double e_bg_all = periodic && q_tot != 0.0 ? es_.background_energy(q_tot, out.ewald.eta, cell_volume(A.cell))
                                                      : 0.0;
@@ -372,8 +375,6 @@ void FourthGenerationPotential::compute_domain(const DomainAtoms& A, DomainComm&
     e_el.add(e_bg_atom * n);
     if (cent_) {
         // E = chi.Q + 1/2 J Q^2 + 1/2 Q^T A0 Q: at the minimum the forces are those at fixed Q
-        std::vector<double> A0Q(n);
-        op.apply(Q.data(), A0Q.data());
         CompensatedSum half;
         for (int64_t i = 0; i < n; ++i) {
             const double ei = chi[i] * Q[i] + 0.5 * J[i] * Q[i] * Q[i] + 0.5 * Q[i] * A0Q[i];

@@ -141,9 +141,10 @@ void ParticleMesh::spread(const double* x, Grid& g, bool imaginary) const {
     }
 }
 
-void ParticleMesh::fft3(Grid& g, int sign) const {
-    const int nt = thread_count(threads_);
-    const int64_t K1 = K_[0], K2 = K_[1], K3 = K_[2];
+void mesh_fft3(std::complex<double>* g, const int K[3], int sign, int threads, FftEngine fft,
+               const std::vector<std::complex<double>>* twiddle) {
+    const int nt = thread_count(threads);
+    const int64_t K1 = K[0], K2 = K[1], K3 = K[2];
     // along direction 3 (contiguous), then 2, then 1
 #pragma omp parallel num_threads(nt)
     {
@@ -151,9 +152,9 @@ void ParticleMesh::fft3(Grid& g, int sign) const {
         Eigen::FFT<double> eig;                       // (plans cached per size; one per thread)
         eig.SetFlag(Eigen::FFT<double>::Unscaled);
         // x_k <- sum_j x_j exp(sign 2 pi i j k / n): Eigen's inverse for sign > 0, forward else
-        auto line_fft = [&](std::complex<double>* x, int n, const std::vector<std::complex<double>>& tw) {
-            if (fft_ == FftEngine::Own) {
-                fft1(x, n, tw, sign, scratch.data());
+        auto line_fft = [&](std::complex<double>* x, int n, int d) {
+            if (fft == FftEngine::Own) {
+                fft1(x, n, twiddle[d], sign, scratch.data());
                 return;
             }
             std::copy(x, x + n, scratch.data());
@@ -161,22 +162,64 @@ void ParticleMesh::fft3(Grid& g, int sign) const {
             else eig.fwd(x, scratch.data(), n);
         };
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < K1 * K2; ++r) line_fft(&g[r * K3], static_cast<int>(K3), twiddle_[2]);
+        for (int64_t r = 0; r < K1 * K2; ++r) line_fft(&g[r * K3], static_cast<int>(K3), 2);
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < K1 * K3; ++r) {
             const int64_t a = r / K3, c = r % K3;
             for (int64_t b = 0; b < K2; ++b) line[b] = g[(a * K2 + b) * K3 + c];
-            line_fft(line.data(), static_cast<int>(K2), twiddle_[1]);
+            line_fft(line.data(), static_cast<int>(K2), 1);
             for (int64_t b = 0; b < K2; ++b) g[(a * K2 + b) * K3 + c] = line[b];
         }
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < K2 * K3; ++r) {
             for (int64_t a = 0; a < K1; ++a) line[a] = g[a * K2 * K3 + r];
-            line_fft(line.data(), static_cast<int>(K1), twiddle_[0]);
+            line_fft(line.data(), static_cast<int>(K1), 0);
             for (int64_t a = 0; a < K1; ++a) g[a * K2 * K3 + r] = line[a];
         }
     }
 }
+
+void mesh_convolve_real(double* grid, const double* G, const int K[3], int threads) {
+    const int nt = thread_count(threads);
+    const int64_t K1 = K[0], K2 = K[1], K3 = K[2], H = K3 / 2 + 1;
+    std::vector<std::complex<double>> spec(K1 * K2 * H);
+#pragma omp parallel num_threads(nt)
+    {
+        std::vector<std::complex<double>> line(std::max(K1, K2)), scratch(line.size());
+        Eigen::FFT<double> eig;
+        eig.SetFlag(Eigen::FFT<double>::Unscaled);
+        eig.SetFlag(Eigen::FFT<double>::HalfSpectrum);
+        // along direction 3: real -> the half spectrum m3 <= K3/2 (the rest is its conjugate)
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < K1 * K2; ++r) eig.fwd(&spec[r * H], grid + r * K3, K3);
+        auto along = [&](bool forward) {
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < K1 * H; ++r) {   // direction 2
+                const int64_t a = r / H, c = r % H;
+                for (int64_t b = 0; b < K2; ++b) scratch[b] = spec[(a * K2 + b) * H + c];
+                if (forward) eig.fwd(line.data(), scratch.data(), K2);
+                else eig.inv(line.data(), scratch.data(), K2);
+                for (int64_t b = 0; b < K2; ++b) spec[(a * K2 + b) * H + c] = line[b];
+            }
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < K2 * H; ++r) {   // direction 1
+                for (int64_t a = 0; a < K1; ++a) scratch[a] = spec[a * K2 * H + r];
+                if (forward) eig.fwd(line.data(), scratch.data(), K1);
+                else eig.inv(line.data(), scratch.data(), K1);
+                for (int64_t a = 0; a < K1; ++a) spec[a * K2 * H + r] = line[a];
+            }
+        };
+        along(true);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < K1 * K2; ++r)
+            for (int64_t c = 0; c < H; ++c) spec[r * H + c] *= G[r * H + c];
+        along(false);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < K1 * K2; ++r) eig.inv(grid + r * K3, &spec[r * H], K3);
+    }
+}
+
+void ParticleMesh::fft3(Grid& g, int sign) const { mesh_fft3(g.data(), K_, sign, threads_, fft_, twiddle_.data()); }
 
 void ParticleMesh::apply(const double* x, double* y) const {
     Grid g;

@@ -11,10 +11,13 @@
 
 namespace hdnnp {
 
-/// `diag`: diag(A0) of the n local atoms; matvec(v, out): out = A0 v (local atoms).
+/// `diag`: diag(A0) of the n local atoms; matvec(v, out): out = A0 v (local atoms). With `A0x` set,
+/// A0 x of the solution is written there (and the multiplier computed); otherwise no product
+/// follows the last iteration.
 template <class MatVec, class Sum>
 QEqSolution pcg_qeq(int64_t n, int64_t n_total, const double* diag, MatVec&& A0v, Sum&& sum, const double* J,
-                    const double* b, double total, double* x, double tol, int max_iterations) {
+                    const double* b, double total, double* x, double tol, int max_iterations,
+                    std::vector<double>* A0x = nullptr) {
     std::vector<double> dinv(n), r(n), z(n), p(n), q(n);
     double sum_dinv = 0.0;
     for (int64_t i = 0; i < n; ++i) {
@@ -69,7 +72,15 @@ QEqSolution pcg_qeq(int64_t n, int64_t n_total, const double* diag, MatVec&& A0v
     double rz = 0.0;
     for (int64_t i = 0; i < n; ++i) rz += r[i] * z[i];
     sum(&rz, 1);
-    while (sol.residual > tol && sol.iterations < max_iterations) {
+    // Whether to go on: decided by all domains together (a sum of 0/1 flags is exact in any order,
+    // whereas the residual, a floating-point sum, may differ in its last bits between domains).
+    auto go_on = [&]() {
+        double go = sol.residual > tol ? 1.0 : 0.0;
+        sum(&go, 1);
+        return go > 0.0;
+    };
+    bool more = go_on();
+    while (more && sol.iterations < max_iterations) {
         matvec(p.data(), q.data());
         double pq = 0.0;
         for (int64_t i = 0; i < n; ++i) pq += p[i] * q[i];
@@ -86,16 +97,20 @@ QEqSolution pcg_qeq(int64_t n, int64_t n_total, const double* diag, MatVec&& A0v
         const double beta = rz_new / rz;
         rz = rz_new;
         for (int64_t i = 0; i < n; ++i) p[i] = z[i] + beta * p[i];
+        more = go_on();
     }
-    // The multiplier: at the solution b - A x = mu 1 (the mean absorbs the remaining residual).
-    matvec(x, q.data());
-    double mu = 0.0;
-    for (int64_t i = 0; i < n; ++i) mu += b[i] - q[i];
-    sum(&mu, 1);
-    sol.lagrange = mu / n_total;
-    if (sol.residual > tol)
+    if (more)
         throw InputError("charge equilibration did not converge in " + std::to_string(max_iterations) +
                          " iterations (relative residual " + std::to_string(sol.residual) + ")");
+    if (!A0x) return sol;
+    // A0 x, and the multiplier: at the solution b - A x = mu 1 (the mean absorbs the remaining residual)
+    // (a vector, not a pointer to its data: a domain without atoms has no data but takes part)
+    A0x->assign(n, 0.0);
+    A0v(x, A0x->data());
+    double mu = 0.0;
+    for (int64_t i = 0; i < n; ++i) mu += b[i] - (*A0x)[i] - J[i] * x[i];
+    sum(&mu, 1);
+    sol.lagrange = mu / n_total;
     return sol;
 }
 

@@ -47,6 +47,27 @@ public:
         return displs[me] / w;
     }
     bool root() const override { return p_->comm->me == 0; }
+    int rank() const override { return p_->comm->me; }
+    int size() const override { return p_->comm->nprocs; }
+    void alltoall(const std::vector<std::vector<double>>& send, std::vector<std::vector<double>>& recv) override {
+        // point-to-point (non-blocking receives, then sends), as LAMMPS's own remaps do: the
+        // mpich wheel's MPI_Alltoallv failed here ("free(): invalid pointer") in optimised builds
+        const int P = p_->comm->nprocs, me = p_->comm->me;
+        std::vector<MPI_Request> req;
+        for (int r = 0; r < P; ++r)
+            if (r != me && !recv[r].empty()) {
+                req.emplace_back();
+                MPI_Irecv(recv[r].data(), static_cast<int>(recv[r].size()), MPI_DOUBLE, r, 0, p_->world, &req.back());
+            }
+        for (int r = 0; r < P; ++r)
+            if (r != me && !send[r].empty())
+                MPI_Send(send[r].data(), static_cast<int>(send[r].size()), MPI_DOUBLE, r, 0, p_->world);
+        if (send[me].size() != recv[me].size())
+            p_->error->one(FLERR, "pair bpnn: internal error: {} values to itself, {} expected", send[me].size(),
+                           recv[me].size());
+        std::copy(send[me].begin(), send[me].end(), recv[me].begin());
+        if (!req.empty()) MPI_Waitall(static_cast<int>(req.size()), req.data(), MPI_STATUSES_IGNORE);
+    }
     void transform(std::complex<double>* brick, int sign) override {
         double* d = reinterpret_cast<double*>(brick);
         p_->fft_->compute(d, d, sign > 0 ? FFT3d::FORWARD : FFT3d::BACKWARD);
@@ -141,11 +162,16 @@ void PairBPNN::settings(int narg, char** arg) {
             if (!(qeq_tol_ > 0.0)) error->all(FLERR, "pair_style bpnn: qeq_tolerance must be positive");
         } else if (k == "background") {
             need(1); background_ = utils::logical(FLERR, arg[++i], false, lmp) != 0;
+        } else if (k == "warm_start") {
+            need(1);
+            const std::string v = arg[++i];
+            if (v == "extrapolate") warm_start_ = 2;
+            else warm_start_ = utils::logical(FLERR, v, false, lmp);
         } else {
             error->all(FLERR, "pair_style bpnn: unknown keyword '{}' (known: threads, length_factor, "
                               "energy_factor, extrapolation_every, extrapolation_stop, extrapolation_write, "
                               "deviation_every, deviation_threshold, deviation_max, deviation_write, "
-                              "deviation_log, total_charge, ewald, solver, qeq_tolerance, background)", k);
+                              "deviation_log, total_charge, ewald, solver, qeq_tolerance, background, warm_start)", k);
         }
     }
     if (explicit_units_ && !(length_factor_ > 0.0 && energy_factor_ > 0.0))
@@ -408,7 +434,8 @@ void PairBPNN::compute_charged(int eflag, int vflag) {
     // rank holds every atom; no atom map is needed)
     tagint max_tag = 0;
     for (int i = 0; i < nlocal; ++i) max_tag = std::max(max_tag, atom->tag[i]);
-    const bool warm = solver_ == "cg" && static_cast<bigint>(q_by_tag_.size()) == static_cast<bigint>(max_tag) + 1;
+    const bool warm = warm_start_ && solver_ == "cg" &&
+                      static_cast<bigint>(q_by_tag_.size()) == static_cast<bigint>(max_tag) + 1;
     warm_q_.assign(nlocal, 0.0);
     warm_lam_.assign(nlocal, 0.0);
     if (warm)
@@ -462,6 +489,12 @@ void PairBPNN::setup_fft(const int K[3], const int lo[3], const int hi[3]) {
     fft_.reset(new FFT3d(lmp, world, K[2], K[1], K[0], lo[2], hi[2] - 1, lo[1], hi[1] - 1, lo[0], hi[0] - 1, lo[2],
                          hi[2] - 1, lo[1], hi[1] - 1, lo[0], hi[0] - 1, 0, 0, &nbuf, 0));
     for (int d = 0; d < 3; ++d) { fft_K_[d] = K[d]; fft_lo_[d] = lo[d]; fft_hi_[d] = hi[d]; }
+    // the CG's products are real convolutions: real-to-complex transforms over pencils (half the
+    // work of FFT3d's complex ones); FFT3d serves the complex transforms of the forces
+    hdnnp::MeshBrick mb;
+    for (int d = 0; d < 3; ++d) { mb.K[d] = K[d]; mb.lo[d] = lo[d]; mb.hi[d] = hi[d]; }
+    if (!dom_) dom_ = std::make_unique<LammpsDomain>(this);
+    rfft_ = std::make_unique<hdnnp::DistributedRealFft>(mb, *dom_, dom_.get(), threads_);
     // check the transform once: a unit value at grid point 0 transforms to 1 everywhere (a LAMMPS
     // built with single-precision FFTs would not match the declaration in lammps_fft.h)
     const size_t n = static_cast<size_t>(hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]);
@@ -528,7 +561,8 @@ void PairBPNN::compute_domain(int eflag, int vflag) {
             A.brick.lo[d] = static_cast<int>(split[d][comm->myloc[d]] * ewald_.mesh[d]);
             A.brick.hi[d] = static_cast<int>(split[d][comm->myloc[d] + 1] * ewald_.mesh[d]);
         }
-        setup_fft(A.brick.K, A.brick.lo, A.brick.hi);
+        if (comm->nprocs > 1) setup_fft(A.brick.K, A.brick.lo, A.brick.hi);
+        else serial_fft_ = std::make_unique<hdnnp::SerialMeshFft>(A.brick.K, threads_);
     }
     hdnnp::ChargeOptions o;
     o.fixed_ewald = true;
@@ -541,22 +575,39 @@ void PairBPNN::compute_domain(int eflag, int vflag) {
     o.threads = threads_;
     // warm start: the charges of the previous step travel with the atoms (atom->q); the adjoint
     // vector is kept by tag on the rank that owned the atom (an atom that changed rank starts at 0)
+    // (the charges travel with the atoms in atom->q; the adjoint and the step before are kept by tag
+    // on the rank that owned the atom: an atom that changed rank starts from its charge alone)
     warm_q_.assign(atom->q, atom->q + nlocal);
     warm_lam_.assign(nlocal, 0.0);
+    auto find = [](const std::vector<Past>& v, tagint t) -> const Past* {
+        auto it = std::lower_bound(v.begin(), v.end(), Past{t, 0.0, 0.0});
+        return it != v.end() && it->tag == t ? &*it : nullptr;
+    };
     for (int i = 0; i < nlocal; ++i) {
-        auto it = std::lower_bound(lam_prev_.begin(), lam_prev_.end(), std::make_pair(atom->tag[i], -HUGE_VAL));
-        if (it != lam_prev_.end() && it->first == atom->tag[i]) warm_lam_[i] = it->second;
+        const Past* p1 = find(past_, atom->tag[i]);
+        if (!p1) continue;
+        warm_lam_[i] = p1->lam;
+        const Past* p2 = warm_start_ == 2 ? find(past2_, atom->tag[i]) : nullptr;
+        if (p2 && p1->q == warm_q_[i]) {   // (q unchanged since: no one else wrote atom->q)
+            warm_q_[i] = 2.0 * p1->q - p2->q;
+            warm_lam_[i] = 2.0 * p1->lam - p2->lam;
+        }
     }
-    LammpsDomain dom(this);
+    if (!dom_) dom_ = std::make_unique<LammpsDomain>(this);
+    LammpsDomain& dom = *dom_;
     try {
-        if (pot3_) pot3_->compute_domain(A, dom, &dom, total_charge_, o, cres_);
-        else pot4_->compute_domain(A, dom, &dom, total_charge_, o, cres_, &warm_q_, &warm_lam_);
+        hdnnp::DomainFft* fft = comm->nprocs > 1 ? static_cast<hdnnp::DomainFft*>(rfft_.get()) : serial_fft_.get();
+        if (pot3_) pot3_->compute_domain(A, dom, fft, total_charge_, o, cres_);
+        else if (warm_start_) pot4_->compute_domain(A, dom, fft, total_charge_, o, cres_, &warm_q_, &warm_lam_);
+        else pot4_->compute_domain(A, dom, fft, total_charge_, o, cres_);
     } catch (const std::exception& e) {
         error->one(FLERR, "pair bpnn: {}", e.what());
     }
-    lam_prev_.resize(nlocal);
-    for (int i = 0; i < nlocal; ++i) lam_prev_[i] = {atom->tag[i], cres_.adjoint.empty() ? 0.0 : cres_.adjoint[i]};
-    std::sort(lam_prev_.begin(), lam_prev_.end());
+    past2_.swap(past_);
+    past_.resize(nlocal);
+    for (int i = 0; i < nlocal; ++i)
+        past_[i] = {atom->tag[i], cres_.charges[i], cres_.adjoint.empty() ? 0.0 : cres_.adjoint[i]};
+    std::sort(past_.begin(), past_.end());
     double** f = atom->f;
     double* q = atom->q;
     for (int i = 0; i < nall; ++i)

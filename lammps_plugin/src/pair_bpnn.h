@@ -45,6 +45,9 @@ private:
     std::string solver_ = "cg";
     double qeq_tol_ = 1e-10;          // relative residual of the CG solves
     bool background_ = false;
+    // CG starting guess: 0 = none (neutral charges, zero adjoint), 1 = the previous step's charges
+    // and adjoint, 2 = their linear extrapolation from the last two steps (2 x_n - x_(n-1))
+    int warm_start_ = 2;
     std::vector<double> q_by_tag_, lam_by_tag_;   // warm start of the CG solver, by atom tag
     std::vector<double> pos_, warm_q_, warm_lam_;
     hdnnp::ChargeResult cres_;
@@ -56,12 +59,17 @@ private:
     void setup_fft(const int K[3], const int lo[3], const int hi[3]);
     hdnnp::EwaldParameters ewald_;
     double reach_ = 0.0;                 // native length: what the ghost atoms must cover
-    std::unique_ptr<class FFT3d> fft_;
+    std::unique_ptr<class FFT3d> fft_;            // (more than one rank)
+    std::unique_ptr<hdnnp::SerialMeshFft> serial_fft_;   // (one rank: the core's FFT, no remaps)
+    std::unique_ptr<class LammpsDomain> dom_;            // this rank's domain for the core
+    std::unique_ptr<hdnnp::DistributedRealFft> rfft_;    // (more than one rank: real convolutions)
     int fft_K_[3] = {0, 0, 0}, fft_lo_[3] = {0, 0, 0}, fft_hi_[3] = {0, 0, 0};
     double* comm_buf_ = nullptr;
     int comm_width_ = 0;
     std::vector<int64_t> ids_;
-    std::vector<std::pair<tagint, double>> lam_prev_;   // adjoint warm start, by tag (sorted)
+    // the last two steps' (tag, charge, adjoint) of this rank's atoms (sorted by tag): the warm start
+    struct Past { tagint tag; double q, lam; bool operator<(const Past& o) const { return tag < o.tag; } };
+    std::vector<Past> past_, past2_;
     friend class LammpsDomain;
     const hdnnp::Model& first() const { return charged() ? *desc_ : model_->first(); }
     void compute_charged(int eflag, int vflag);

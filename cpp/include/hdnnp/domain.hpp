@@ -19,6 +19,7 @@
 #include "hdnnp/electrostatics.hpp"
 #include "hdnnp/ewald_parameters.hpp"
 #include "hdnnp/model.hpp"
+#include "hdnnp/pme.hpp"
 
 namespace hdnnp {
 
@@ -39,6 +40,11 @@ public:
     /// One domain (the first) adds the terms of the whole system (e.g. the reciprocal-space
     /// virial of the structure factors), so that sums over the domains count them once.
     virtual bool root() const = 0;
+    /// This domain's index and the number of domains.
+    virtual int rank() const = 0;
+    virtual int size() const = 0;
+    /// Personalised exchange: send[r] goes to domain r, recv[r] (sized by the caller) comes from it.
+    virtual void alltoall(const std::vector<std::vector<double>>& send, std::vector<std::vector<double>>& recv) = 0;
 };
 
 /// This domain's brick of the particle mesh: grid points lo[d] <= m_d < hi[d] of K[d] along lattice
@@ -56,6 +62,51 @@ class DomainFft {
 public:
     virtual ~DomainFft() = default;
     virtual void transform(std::complex<double>* brick, int sign) = 0;
+    /// Real-to-complex convolutions, where the implementation has them (half the work of complex
+    /// transforms): the box of the half spectrum (k_0 < K_0, k_1 < K_1, k_2 <= K_2 / 2) this domain
+    /// holds; false: not available (the caller then uses transform()).
+    virtual bool half_spectrum_box(int lo[3], int hi[3]) const { (void)lo; (void)hi; return false; }
+    /// grid (this domain's brick, real) := F^-1 [G F grid] for a real, even G given on
+    /// half_spectrum_box() (index ((k0 - lo0) n1 + k1 - lo1) n2 + k2 - lo2).
+    virtual void convolve_real(double* grid, const double* G) { (void)grid; (void)G; }
+};
+
+/// Real-to-complex convolutions over the bricks of all domains: the grid is moved between pencil
+/// layouts (whole lines along direction 2, then 1, then 0) by personalised exchanges
+/// (DomainComm::alltoall), with one-dimensional transforms in between; complex transforms are
+/// delegated to `complex_fft`. Built collectively (every domain's brick is gathered).
+class DistributedRealFft : public DomainFft {
+public:
+    DistributedRealFft(const MeshBrick& brick, DomainComm& comm, DomainFft* complex_fft, int threads);
+    void transform(std::complex<double>* brick, int sign) override { complex_->transform(brick, sign); }
+    bool half_spectrum_box(int lo[3], int hi[3]) const override;
+    void convolve_real(double* grid, const double* G) override;
+
+    struct Box { int lo[3], hi[3]; int64_t size() const; };
+
+private:
+    /// data in layout `from` (this domain's box, `w` doubles per point) -> layout `to`
+    void move(const std::vector<Box>& from, const std::vector<Box>& to, const double* in, double* out, int w);
+    DomainComm& comm_;
+    DomainFft* complex_;
+    int K_[3], H_ = 0, threads_ = 0;
+    std::vector<Box> brick_, l1_, l1c_, l2_, l3_;   ///< per domain: brick, pencils along 2 (real, complex), 1, 0
+};
+
+/// The FFT of a domain that holds the whole grid (a single process): the core's own transforms.
+class SerialMeshFft : public DomainFft {
+public:
+    SerialMeshFft(const int K[3], int threads) : K_{K[0], K[1], K[2]}, threads_(threads) {}
+    void transform(std::complex<double>* grid, int sign) override { mesh_fft3(grid, K_, sign, threads_); }
+    bool half_spectrum_box(int lo[3], int hi[3]) const override {
+        for (int d = 0; d < 3; ++d) { lo[d] = 0; hi[d] = d < 2 ? K_[d] : K_[2] / 2 + 1; }
+        return true;
+    }
+    void convolve_real(double* grid, const double* G) override { mesh_convolve_real(grid, G, K_, threads_); }
+
+private:
+    int K_[3];
+    int threads_;
 };
 
 /// The atoms of one domain in the potential's units.
@@ -86,8 +137,9 @@ public:
     void diagonal(double* d) const;
     /// y = A0 x (local atoms; x's ghosts are filled here).
     void apply(const double* x, double* y) const;
-    /// This domain's share of E_elec(Q) (local atoms' terms) and dE_elec/dQ_i of the local atoms.
-    double energy(const double* Q, double* dEdQ) const;
+    /// This domain's share of E_elec(Q) (local atoms' terms) and dE_elec/dQ_i of the local atoms
+    /// (`AQ`: A0 Q when the caller has it, e.g. from the solver).
+    double energy(const double* Q, double* dEdQ, const std::vector<double>* AQ = nullptr) const;
     /// F (n_all x 3: ghost forces go to their owners with the caller's force communication) and the
     /// virial share W of -d/dR [E_elec(Q) + lam^T A0 Q] at fixed Q and lam (local atoms' values).
     void add_derivatives(const double* Q, const double* lam, double* F, double* W) const;
@@ -100,6 +152,7 @@ private:
     /// u (n_local x w) -> n_all x w with the ghosts filled
     std::vector<double> with_ghosts(const double* u, int w) const;
     double self_term(int64_t i) const;
+    double distance(int64_t i, int64_t j) const;
 
     int64_t nl_ = 0, na_ = 0, ntot_ = 0;
     bool periodic_ = false;
@@ -110,10 +163,10 @@ private:
     double fpe_ = 1.0, eta_ = 0.0, r_cut_ = 0.0, volume_ = 0.0, sigma_max_ = 0.0;
     double cell_[9] = {0}, inv_cell_[9] = {0};
     Screening scr_;
-    // real space, per local atom: entries (partner, r, d = R_j - R_i) within max(r_cut, r_out)
+    // real space, per local atom: partners within max(r_cut, r_out) (real_rows) and their A0 kernel
     std::vector<int64_t> row_;               ///< n_local + 1
     std::vector<int32_t> col_;
-    std::vector<double> r_, d_, k_;          ///< distance, displacement (3 each), A0 kernel
+    std::vector<double> k_;
     // reciprocal space: structure factors (half sphere) or this domain's mesh brick
     std::vector<double> kvec_, kcoef_;
     std::shared_ptr<const Mesh> mesh_;
@@ -126,6 +179,7 @@ private:
 /// receives the solution of [A0 + diag(J) 1; 1^T 0] [x; mu] = [b; total]; the dot products are
 /// summed over the domains.
 QEqSolution solve_qeq_cg(const DomainElectrostatics& op, DomainComm& comm, int64_t n_total, const double* J,
-                         const double* b, double total, double* x, double tol, int max_iterations);
+                         const double* b, double total, double* x, double tol, int max_iterations,
+                         std::vector<double>* A0x = nullptr);
 
 }  // namespace hdnnp

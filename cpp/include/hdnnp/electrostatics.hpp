@@ -170,7 +170,8 @@ struct QEqSolution {
 /// gradients on the affine subspace sum(x) = total (Jacobi preconditioner, projected in its
 /// metric). `x` holds the starting guess (shifted onto the constraint) and receives the
 /// solution. Converged when the relative projected residual is below `tol`.
+/// With `A0x` set, A0 x of the solution is written there and the multiplier computed.
 QEqSolution solve_qeq_cg(const Electrostatics& op, const double* hardness, const double* b, double total,
-                         double* x, double tol, int max_iterations);
+                         double* x, double tol, int max_iterations, std::vector<double>* A0x = nullptr);
 
 }  // namespace hdnnp

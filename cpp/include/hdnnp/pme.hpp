@@ -16,6 +16,16 @@ namespace hdnnp {
 /// benchmarks/bench_fft.py) or this project's own mixed-radix (2, 3, 5) transform.
 enum class FftEngine { Eigen = 0, Own = 1 };
 
+/// In-place unscaled 3-D DFT of a K[0] x K[1] x K[2] grid (last index fastest), x_k <- sum_j x_j
+/// exp(sign 2 pi i j.k / K); `twiddle` (the Own engine only): exp(2 pi i t / K[d]) per direction.
+void mesh_fft3(std::complex<double>* grid, const int K[3], int sign, int threads, FftEngine fft = FftEngine::Eigen,
+               const std::vector<std::complex<double>>* twiddle = nullptr);
+
+/// grid := F^-1 [G F grid] (unscaled transforms) for a real K[0] x K[1] x K[2] grid and a real, even
+/// G given on the half spectrum K[0] x K[1] x (K[2] / 2 + 1): real-to-complex along the last
+/// direction (half the work of complex transforms).
+void mesh_convolve_real(double* grid, const double* G, const int K[3], int threads);
+
 class ParticleMesh {
 public:
     /// `grid`: K per lattice direction, products of 2, 3 and 5; `order`: even B-spline order (4..12).
