@@ -27,26 +27,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_lammps import water_input  # (the 2G water box input, this folder)
+
 BOHR, HARTREE = 0.5291772105638411, 27.211386024367243
 UNITS = f"length_factor {BOHR!r} energy_factor {HARTREE!r}"
-
-
-def water2g_input(fixtures: Path, plugin: str, steps: int) -> str:
-    fx = fixtures / "n2p2_H2O_RPBE-D3_2G"
-    return f"""units metal
-boundary p p p
-atom_style atomic
-read_data {fx}/lammps/h2o_8640_liquid_NpT_RPBE-D3.data
-plugin load {plugin}
-pair_style bpnn threads 1 {UNITS} extrapolation_every 1000
-pair_coeff * * {fx}/potential H O
-neighbor 1.0 bin
-velocity all create 300 12345 loop geom
-fix 1 all nve
-timestep 0.0005
-thermo {steps}
-run {steps}
-"""
 
 
 def water4g_input(fixtures: Path, data: Path, plugin: str, steps: int, rep, ewald: str, warm: str,
@@ -125,7 +109,7 @@ def main(argv=None) -> int:
             base = None
             for case in a.cases:
                 if case == "2g":
-                    r = run_lmp(water2g_input(fixtures, plugin, a.steps), wd, case)
+                    r = run_lmp(water_input(fixtures, plugin, a.steps, threads=1), wd, case)
                 else:
                     old = case == "4g-old"
                     if old and not a.plugin_old:

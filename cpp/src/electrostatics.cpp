@@ -616,14 +616,8 @@ void Electrostatics::add_derivatives(const double* Q, const double* lam, double*
             }
             for (int p = 0; p < 3; ++p) F[3 * i + p] += f[p];
         }
-        for (int64_t k = 0; k < nk; ++k) {
-            const double* kv = &kvec_[3 * k];
-            const double k2 = dot3(kv, kv);
-            const double Bk = kcoef_[k] * (uc[k] * vc[k] + us[k] * vs[k]);
-            const double h = 2.0 * (0.5 * eta_ * eta_ + 1.0 / k2);
-            for (int p = 0; p < 3; ++p)
-                for (int q = 0; q < 3; ++q) W[3 * p + q] -= Bk * ((p == q ? -1.0 : 0.0) + h * kv[p] * kv[q]);
-        }
+        for (int64_t k = 0; k < nk; ++k)
+            subtract_recip_virial(kcoef_[k] * (uc[k] * vc[k] + us[k] * vs[k]), &kvec_[3 * k], eta_, W);
     }
 }
 

@@ -267,9 +267,7 @@ void ParticleMesh::add_derivatives(const double* u, const double* v, double* F, 
         if (B == 0.0) continue;
         double kv[3];
         kvector(k, kv);
-        const double h = 2.0 * (0.5 * eta_ * eta_ + 1.0 / (kv[0] * kv[0] + kv[1] * kv[1] + kv[2] * kv[2]));
-        for (int p = 0; p < 3; ++p)
-            for (int q = 0; q < 3; ++q) w[3 * p + q] -= B * ((p == q ? -1.0 : 0.0) + h * kv[p] * kv[q]);
+        subtract_recip_virial(B, kv, eta_, w);
     }
     for (int c = 0; c < 9; ++c) W[c] += w[c];
     for (int64_t k = 0; k < grid_points(); ++k) z[k] *= G_[k];

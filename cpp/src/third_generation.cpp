@@ -195,18 +195,7 @@ void ThirdGenerationPotential::compute(int64_t n, const double* pos, const int32
     out.cg_iterations.clear();
     std::fill(out.virial, out.virial + 9, 0.0);
     if (!grads) return;
-    // dE/dq of the network charges through the correction, then dE/dG (raw G) = dE/dq dq/dG x scaling
-    if (e_bg != 0.0)
-        for (int64_t i = 0; i < n; ++i) dEdQ[i] += 2.0 * e_bg / S;
-    std::vector<double> g(n), dq;
-    correct(correction_, n, out.network_charges.data(), q_tot, nullptr, dEdQ.data(), g.data());
-    for (int64_t i = 0; i < n; ++i) {
-        const ElementModel& em = Mq.elements()[species[i]];
-        const int K = em.descriptor.size();
-        dq.assign(K, 0.0);
-        em.network.evaluate(&G[off[i]], dq.data(), ws);
-        for (int k = 0; k < K; ++k) G[off[i] + k] = g[i] * dq[k] * em.factor[k];   // now dE/dG
-    }
+    charge_gradient(n, species, G.data(), off.data(), out.network_charges.data(), q_tot, dEdQ.data(), e_bg, S, nullptr);
     ComputeResult fres;
     dp.forces(Mq, G.data(), opt.threads, fres);
     out.forces = std::move(fres.forces);
@@ -215,6 +204,25 @@ void ThirdGenerationPotential::compute(int64_t n, const double* pos, const int32
     for (int64_t k = 0; k < 3 * n; ++k) out.forces[k] += sres.forces[k];
     for (int k = 0; k < 9; ++k) out.virial[k] = fres.virial[k] + W[k] + sres.virial[k];
     for (int d = 0; d < 3; ++d) out.virial[4 * d] += e_bg;
+}
+
+void ThirdGenerationPotential::charge_gradient(int64_t n, const int32_t* species, double* G, const int64_t* off,
+                                               const double* q_net, double q_tot, double* dEdQ, double e_bg, double S,
+                                               DomainComm* comm) const {
+    // dE/dq of the network charges through the correction (the background's energy depends on
+    // S = sum Q), then dE/dG (raw G) = dE/dq dq/dG x the scaling factor, written over G
+    if (e_bg != 0.0)
+        for (int64_t i = 0; i < n; ++i) dEdQ[i] += 2.0 * e_bg / S;
+    std::vector<double> g(n), dq;
+    correct(correction_, n, q_net, q_tot, nullptr, dEdQ, g.data(), comm);
+    NetworkWorkspace ws;
+    for (int64_t i = 0; i < n; ++i) {
+        const ElementModel& em = charge_->elements()[species[i]];
+        const int K = em.descriptor.size();
+        dq.assign(K, 0.0);
+        em.network.evaluate(&G[off[i]], dq.data(), ws);
+        for (int k = 0; k < K; ++k) G[off[i] + k] = g[i] * dq[k] * em.factor[k];
+    }
 }
 
 EwaldParameters ThirdGenerationPotential::ewald_parameters(const ChargeOptions& opt, const double* cell,
@@ -298,17 +306,8 @@ void ThirdGenerationPotential::compute_domain(const DomainAtoms& A, DomainComm& 
     out.cg_iterations.clear();
     std::fill(out.virial, out.virial + 9, 0.0);
     if (!grads) return;
-    if (e_bg != 0.0)
-        for (int64_t i = 0; i < n; ++i) dEdQ[i] += 2.0 * e_bg / S;
-    std::vector<double> g(n), dq;
-    correct(correction_, n, out.network_charges.data(), q_tot, nullptr, dEdQ.data(), g.data(), &comm);
-    for (int64_t i = 0; i < n; ++i) {
-        const ElementModel& em = Mq.elements()[A.species[i]];
-        const int K = em.descriptor.size();
-        dq.assign(K, 0.0);
-        em.network.evaluate(&G[off[i]], dq.data(), ws);
-        for (int k = 0; k < K; ++k) G[off[i] + k] = g[i] * dq[k] * em.factor[k];   // now dE/dG
-    }
+    charge_gradient(n, A.species, G.data(), off.data(), out.network_charges.data(), q_tot, dEdQ.data(), e_bg, S,
+                    &comm);
     ComputeResult fres;
     dp.forces(Mq, G.data(), opt.threads, fres);
     out.forces = std::move(fres.forces);

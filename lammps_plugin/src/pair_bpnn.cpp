@@ -461,20 +461,7 @@ void PairBPNN::compute_charged(int eflag, int vflag) {
         for (int c = 0; c < 3; ++c) f[i][c] += cres_.forces[3 * i + c] * ef / lf;
         q[i] = cres_.charges[i];
     }
-    tally(cres_.energy, cres_.atom_energies.data(), cres_.virial);
-    int iters = 0;
-    for (int it : cres_.cg_iterations) iters += it;
-    double qsum = 0.0;
-    for (double x : cres_.charges) qsum += x;
-    pvector[4] = cres_.electrostatic_energy * ef;
-    pvector[5] = iters;
-    pvector[6] = qsum;
-    // extrapolation: the descriptor record in the 2G result's fields
-    res_.extrapolations = cres_.extrapolations;
-    for (const auto& x : cres_.charge_extrapolations) res_.extrapolations.push_back(x);
-    res_.extrapolating_atoms = cres_.extrapolating_atoms;
-    grow_peratom();
-    handle_extrapolation();
+    finish_charged();
 }
 
 void PairBPNN::setup_fft(const int K[3], const int lo[3], const int hi[3]) {
@@ -614,15 +601,22 @@ void PairBPNN::compute_domain(int eflag, int vflag) {
         for (int c = 0; c < 3; ++c) f[i][c] += cres_.forces[3 * i + c] * ef / lf;
     for (int i = 0; i < nlocal; ++i) q[i] = cres_.charges[i];
     dom.forward(q, 1);   // (ghost atoms carry their owners' charges, e.g. for dumps of other styles)
+    finish_charged();
+}
+
+void PairBPNN::finish_charged() {
+    // energies and virial, compute pair's values and the extrapolation record of a charged
+    // potential's result (this rank's local atoms)
     tally(cres_.energy, cres_.atom_energies.data(), cres_.virial);
     int iters = 0;
     for (int it : cres_.cg_iterations) iters += it;
     double qsum = 0.0;
-    for (int i = 0; i < nlocal; ++i) qsum += cres_.charges[i];
+    for (int i = 0; i < atom->nlocal; ++i) qsum += cres_.charges[i];
     // compute pair sums pvector over the ranks: shares of the sums, the iteration count on rank 0
-    pvector[4] = cres_.electrostatic_energy * ef;
+    pvector[4] = cres_.electrostatic_energy * energy_factor_;
     pvector[5] = comm->me == 0 ? iters : 0.0;
     pvector[6] = qsum;
+    // extrapolation: the descriptor records in the 2G result's fields
     res_.extrapolations = cres_.extrapolations;
     for (const auto& x : cres_.charge_extrapolations) res_.extrapolations.push_back(x);
     res_.extrapolating_atoms = cres_.extrapolating_atoms;

@@ -73,6 +73,7 @@ private:
     friend class LammpsDomain;
     const hdnnp::Model& first() const { return charged() ? *desc_ : model_->first(); }
     void compute_charged(int eflag, int vflag);
+    void finish_charged();
     void tally(double energy, const double* atom_energies, const double* W);
     void grow_peratom();
     std::string directory_;            // the first member's

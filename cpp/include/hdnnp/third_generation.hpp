@@ -61,6 +61,12 @@ public:
                         const double* vjp_in = nullptr, double* vjp_out = nullptr, DomainComm* comm = nullptr);
 
 private:
+    /// compute() and compute_domain(): dE/dG of the charge networks' descriptors (n atoms, scaled G
+    /// at offsets off, written over G) from dE_elec/dQ (modified: the background term added), through
+    /// the total-charge correction (sums over the domains when `comm` is set).
+    void charge_gradient(int64_t n, const int32_t* species, double* G, const int64_t* off, const double* q_net,
+                         double q_tot, double* dEdQ, double e_bg, double S, DomainComm* comm) const;
+
     std::shared_ptr<const Model> short_, charge_;
     ChargeCorrection correction_ = ChargeCorrection::None;
     bool has_short_ = true;
