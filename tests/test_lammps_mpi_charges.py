@@ -32,9 +32,10 @@ def needs_mpi():
         pytest.skip("mpiexec of the mpich wheel is not installed")
 
 
-def run_mpi(tmp_path, plugin, ranks, atoms_ang, elements, style, pot_dir, steps=0, extra=()):
+def run_mpi(tmp_path, plugin, ranks, atoms_ang, elements, style, pot_dir, steps=0, extra=(), columns=(), prints=()):
     """(energy eV, forces eV/A, charges, positions A, compute pair values) after `run steps` on `ranks`
-    MPI ranks; atoms in input order."""
+    MPI ranks; atoms in input order. `columns`: more dump columns (values["columns"], n x k);
+    `prints`: more (name, LAMMPS expression) pairs in the values."""
     work = tmp_path / f"r{ranks}"
     work.mkdir(parents=True, exist_ok=True)
     a = atoms_ang.copy()
@@ -50,8 +51,10 @@ def run_mpi(tmp_path, plugin, ranks, atoms_ang, elements, style, pot_dir, steps=
     if steps:
         lines += ["velocity all create 300 4 mom yes rot yes", "fix 1 all nve", "timestep 0.0002"]
     lines += [f"run {steps}",
-              'print "PE $(pe:%.17g) ELEC $(c_cp[5]:%.17g) ITER $(c_cp[6]) QTOT $(c_cp[7]:%.17g)" file pe.txt',
-              "write_dump all custom final.dump id x y z fx fy fz q modify sort id format float %.17g"]
+              'print "PE $(pe:%.17g) ELEC $(c_cp[5]:%.17g) ITER $(c_cp[6]) QTOT $(c_cp[7]:%.17g)'
+              + "".join(f" {k} $({v}:%.17g)" for k, v in prints) + '" file pe.txt',
+              f"write_dump all custom final.dump id x y z fx fy fz q {' '.join(columns)} modify sort id "
+              "format float %.17g"]
     (work / "in.run").write_text("\n".join(lines) + "\n")
     cmd = ([str(MPIEXEC), "-n", str(ranks)] if ranks > 1 else []) + [str(LMP), "-in", "in.run", "-log", "none",
                                                                       "-nocite"]
@@ -62,6 +65,7 @@ def run_mpi(tmp_path, plugin, ranks, atoms_ang, elements, style, pot_dir, steps=
     vals = dict(zip(t[::2], map(float, t[1::2])))
     rows = [ln.split() for ln in (work / "final.dump").read_text().splitlines()[9:]]
     d = np.array(rows, dtype=float)
+    vals["columns"] = d[:, 8:]
     return vals["PE"], d[:, 4:7], d[:, 7], d[:, 1:4] - shift, vals
 
 
@@ -206,3 +210,73 @@ def test_3g_and_cent_ranks_equal_python(plugin, tmp_path, kind):
                                        err_msg=f"periodic {periodic}, {ranks} ranks")
             np.testing.assert_allclose(q, ref["charges"], rtol=0, atol=1e-8)
             assert vals["ELEC"] == pytest.approx(ref["electrostatic_energy"], rel=1e-9)
+
+
+STRESS = ["compute sa all stress/atom NULL virial", "compute pv all pressure NULL virial"]
+STRESS_COLUMNS = [f"c_sa[{k}]" for k in range(1, 7)]
+STRESS_PRINTS = [(f"P{k}", f"c_pv[{k}]") for k in range(1, 7)] + [("VOL", "vol")]
+
+
+def atom_stresses(tmp_path, plugin, ranks, atoms, elements, style, pot_dir):
+    """(per-atom virial stresses n x 6, -P V of the pair virial: their sum) in LAMMPS's units."""
+    *_, v = run_mpi(tmp_path, plugin, ranks, atoms, elements, style, pot_dir, extra=STRESS,
+                    columns=STRESS_COLUMNS, prints=STRESS_PRINTS)
+    return v["columns"], -np.array([v[f"P{k}"] for k in range(1, 7)]) * v["VOL"]
+
+
+def test_atom_virials_4g_water(fixtures, plugin, tmp_path):
+    """Per-atom virials of the 4G water (compute stress/atom): they sum to the global virial, are the
+    same on 1, 2 and 4 ranks, and do not depend on the Ewald splitting: atom i's electrostatic share
+    is u_i times the strain derivative of the potential of Q at i (u = Q/2 + lambda), a property of
+    the lattice sum, so two tolerances with different eta, real-space cutoff and mesh agree (to
+    4e-9 of the largest; exchanging the roles of u and Q in the mesh's share gives 3e-6). n2p2's
+    Ewald parameters (structure factors): the sum."""
+    needs_mpi()
+    pot_dir, atoms = water(fixtures)
+    a = in_angstrom(atoms)
+    base = f"pair_style bpnn length_factor {BOHR!r} energy_factor {HA!r} solver cg qeq_tolerance {CG_TOL} ewald"
+    runs = {}
+    for ewald, ranks in [("1e-5", 1), ("1e-5", 2), ("1e-5", 4), ("1e-8", 2), ("n2p2", 1), ("n2p2", 2)]:
+        sa, total = atom_stresses(tmp_path / ewald, plugin, ranks, a, ["H", "O"], f"{base} {ewald}", pot_dir)
+        np.testing.assert_allclose(sa.sum(axis=0), total, rtol=0, atol=1e-10 * np.abs(total).max(),
+                                   err_msg=f"ewald {ewald}, {ranks} ranks")
+        runs[ewald, ranks] = sa
+    ref = runs["1e-5", 1]
+    scale = np.abs(ref).max()
+    for key in [("1e-5", 2), ("1e-5", 4)]:
+        np.testing.assert_allclose(runs[key], ref, rtol=0, atol=1e-10 * scale, err_msg=str(key))
+    np.testing.assert_allclose(runs["n2p2", 2], runs["n2p2", 1], rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(runs["1e-8", 2], ref, rtol=0, atol=1e-7 * scale)
+
+
+@pytest.mark.parametrize("kind", ["3G", "CENT", "4G-chain"])
+def test_atom_virials_sum_to_the_virial(fixtures, plugin, tmp_path, kind):
+    """Per-atom virials of 3G (a charged cell's background included: no total-charge correction),
+    CENT and a 4G molecule sum to the global virial on 1 and 2 ranks and agree between them."""
+    needs_mpi()
+    if kind == "4G-chain":
+        name = "n2p2_Carbon_chain_4G"
+        pot_dir = fixtures / name / "potential"
+        atoms = in_angstrom(next(a for a in hdnnp.read_input_data(fixtures / name / "train" / "input.data")
+                                 if a.info.get("charge", 0.0) == 1.0))
+        style = (f"pair_style bpnn length_factor {BOHR!r} energy_factor {HA!r} total_charge 1 ewald n2p2 solver cg "
+                 f"qeq_tolerance {CG_TOL}")
+        elements = sorted(set(atoms.get_chemical_symbols()))
+        cases = [(atoms, elements)]
+    else:
+        if kind == "3G":
+            pot_dir = write_3g_potential(str(tmp_path / "pot"), enforce=None, extra_lines=UNITS)
+            style = "pair_style bpnn ewald 1e-8"
+        else:
+            pot_dir = write_cent_potential(tmp_path / "pot", extra_lines=UNITS)
+            style = f"pair_style bpnn ewald 1e-8 solver cg qeq_tolerance {CG_TOL}"
+        cases = [(random_cluster(seed=11, pbc=True).repeat((2, 2, 2)), ["H", "O"]),
+                 (random_cluster(seed=11, pbc=False), ["H", "O"])]
+    for c, (atoms, elements) in enumerate(cases):
+        runs = []
+        for ranks in (1, 2):
+            sa, total = atom_stresses(tmp_path / f"{c}", plugin, ranks, atoms, elements, style, pot_dir)
+            np.testing.assert_allclose(sa.sum(axis=0), total, rtol=0, atol=1e-10 * np.abs(total).max(),
+                                       err_msg=f"case {c}, {ranks} ranks")
+            runs.append(sa)
+        np.testing.assert_allclose(runs[1], runs[0], rtol=0, atol=1e-10 * np.abs(runs[0]).max(), err_msg=f"case {c}")

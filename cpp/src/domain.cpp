@@ -20,6 +20,8 @@ namespace hdnnp {
 using namespace kernels;
 
 namespace {
+/// the independent components of a symmetric 3 x 3 tensor (xx yy zz xy xz yz)
+constexpr int kPQ[6][2] = {{0, 0}, {1, 1}, {2, 2}, {0, 1}, {0, 2}, {1, 2}};
 double dot3(const double* a, const double* b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
 void cross3(const double* a, const double* b, double* c) {
     c[0] = a[1] * b[2] - a[2] * b[1];
@@ -124,7 +126,7 @@ public:
                     G_[index(m0 - b_.lo[0], m1 - b_.lo[1], m2 - b_.lo[2])] = influence(m0, m1, m2, &diag);
         comm.sum(&diag, 1);
         diag_ = diag;
-        int lo[3], hi[3];
+        int *lo = hlo_, *hi = hhi_;
         if (fft_->half_spectrum_box(lo, hi)) {
             real_ = true;
             Gh_.reserve(static_cast<size_t>(hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]));
@@ -153,27 +155,7 @@ public:
         }
         const int64_t nt = static_cast<int64_t>(atoms_.size());
 #pragma omp parallel for schedule(static) num_threads(thread_count(threads_))
-        for (int64_t t = 0; t < nt; ++t) {
-            const double* w0 = &w_[(3 * t) * p_];
-            const double* w1 = &w_[(3 * t + 1) * p_];
-            const double* w2 = &w_[(3 * t + 2) * p_];
-            const int* i0 = &idx_[(3 * t) * p_];
-            const int* i1 = &idx_[(3 * t + 1) * p_];
-            const int* i2 = &idx_[(3 * t + 2) * p_];
-            double s = 0.0;
-            for (int a = 0; a < p_; ++a) {
-                if (i0[a] < 0) continue;
-                for (int b = 0; b < p_; ++b) {
-                    if (i1[b] < 0) continue;
-                    const double* row = &real[index(i0[a], i1[b], 0)];
-                    double r = 0.0;
-                    for (int c = 0; c < p_; ++c)
-                        if (i2[c] >= 0) r += w2[c] * row[i2[c]];
-                    s += w0[a] * w1[b] * r;
-                }
-            }
-            y[atoms_[t]] += s;
-        }
+        for (int64_t t = 0; t < nt; ++t) y[atoms_[t]] += interpolate(real.data(), t);
     }
 
     /// F (n_all) -= the brick's part of d/dR (u^T A_rec v) at every atom image, W -= its part of
@@ -240,7 +222,73 @@ public:
         }
     }
 
+    /// phi (n_all x 6, xx yy zz xy xz yz) += the brick's part of d(A_rec v)_i/d(strain) at every
+    /// atom image: the convolutions of v with G(k) dG-factor(k) (the reciprocal virial kernel).
+    void add_strain_potentials(const double* v, double* phi) const {
+        std::vector<double> base(b_.size(), 0.0), real;
+        spread(v, base.data(), 1);
+        // -(d/d strain_pq) of the influence G(k) = G(k) (delta_pq - h k_p k_q) (kernels'
+        // subtract_recip_virial with B = 1)
+        auto factor = [&](int m0, int m1, int m2, int c) {
+            double kv[3], w[9] = {0};
+            kvector(m0, m1, m2, kv);
+            subtract_recip_virial(1.0, kv, eta_, w);
+            return w[3 * kPQ[c][0] + kPQ[c][1]];
+        };
+        std::vector<std::complex<double>> g;
+        if (!real_) {
+            g.assign(base.begin(), base.end());
+            fft_->transform(g.data(), 1);
+        }
+        for (int c = 0; c < 6; ++c) {
+            if (real_) {
+                std::vector<double> Gc(Gh_.size());
+                size_t k = 0;
+                for (int m0 = hlo_[0]; m0 < hhi_[0]; ++m0)
+                    for (int m1 = hlo_[1]; m1 < hhi_[1]; ++m1)
+                        for (int m2 = hlo_[2]; m2 < hhi_[2]; ++m2, ++k)
+                            Gc[k] = Gh_[k] == 0.0 ? 0.0 : Gh_[k] * factor(m0, m1, m2, c);
+                real = base;
+                fft_->convolve_real(real.data(), Gc.data());
+            } else {
+                std::vector<std::complex<double>> h(g.size());
+                for (int m0 = b_.lo[0]; m0 < b_.hi[0]; ++m0)
+                    for (int m1 = b_.lo[1]; m1 < b_.hi[1]; ++m1)
+                        for (int m2 = b_.lo[2]; m2 < b_.hi[2]; ++m2) {
+                            const int64_t k = index(m0 - b_.lo[0], m1 - b_.lo[1], m2 - b_.lo[2]);
+                            h[k] = G_[k] == 0.0 ? 0.0 : g[k] * G_[k] * factor(m0, m1, m2, c);
+                        }
+                fft_->transform(h.data(), -1);
+                real.resize(h.size());
+                for (size_t k = 0; k < h.size(); ++k) real[k] = h[k].real();
+            }
+            for (size_t t = 0; t < atoms_.size(); ++t) phi[6 * atoms_[t] + c] += interpolate(real.data(), t);
+        }
+    }
+
 private:
+    /// sum of the brick's grid values at atom image t's stencil, weighted by its B-splines
+    double interpolate(const double* real, size_t t) const {
+        const double* w0 = &w_[(3 * t) * p_];
+        const double* w1 = &w_[(3 * t + 1) * p_];
+        const double* w2 = &w_[(3 * t + 2) * p_];
+        const int* i0 = &idx_[(3 * t) * p_];
+        const int* i1 = &idx_[(3 * t + 1) * p_];
+        const int* i2 = &idx_[(3 * t + 2) * p_];
+        double s = 0.0;
+        for (int a = 0; a < p_; ++a) {
+            if (i0[a] < 0) continue;
+            for (int b = 0; b < p_; ++b) {
+                if (i1[b] < 0) continue;
+                const double* row = &real[index(i0[a], i1[b], 0)];
+                double r = 0.0;
+                for (int c = 0; c < p_; ++c)
+                    if (i2[c] >= 0) r += w2[c] * row[i2[c]];
+                s += w0[a] * w1[b] * r;
+            }
+        }
+        return s;
+    }
     /// brick-relative indices
     int64_t index(int i0, int i1, int i2) const { return (static_cast<int64_t>(i0) * n_[1] + i1) * n_[2] + i2; }
     void kvector(int m0, int m1, int m2, double k[3]) const {
@@ -281,6 +329,7 @@ private:
     int threads_ = 0;
     std::vector<double> G_, Gh_;   ///< influence function on the brick; on the FFT's half spectrum
     bool real_ = false;            ///< the FFT has real convolutions
+    int hlo_[3] = {0, 0, 0}, hhi_[3] = {0, 0, 0};   ///< its half-spectrum box
     std::vector<int64_t> atoms_;
     std::vector<int> idx_;
     std::vector<double> w_, frac_;
@@ -516,7 +565,10 @@ double DomainElectrostatics::energy(const double* Q, double* dEdQ, const std::ve
     return e.value();
 }
 
-void DomainElectrostatics::add_derivatives(const double* Q, const double* lam, double* F, double* W) const {
+void DomainElectrostatics::add_derivatives(const double* Q, const double* lam, double* F, double* W,
+                                           std::vector<double>* atom_virials) const {
+    double* Wat = atom_virials ? atom_virials->data() : nullptr;
+    const bool per_atom = atom_virials != nullptr;
     // B(u, v) = u^T A0 v with u = Q/2 + lam, v = Q (E_elec + lam^T A0 Q up to position-independent
     // terms), plus the screening pairs. Every ordered pair (i local, j) of every domain is one
     // term u_i A0_ij v_j, so each entry moves i and j (j's share goes to its owner).
@@ -547,6 +599,11 @@ void DomainElectrostatics::add_derivatives(const double* Q, const double* lam, d
         return ((kTwoOverSqrtPi * aea * (f - 1.0) + erfa * df) / r - s / r) * inv_fpe;
     };
     double w[9] = {0};
+    // atom i's share of an ordered pair term: -c d (x) d (c = the term's slope / r)
+    auto pair_virial = [&](int64_t i, double c, const double* d) {
+        for (int p = 0; p < 3; ++p)
+            for (int q = 0; q < 3; ++q) Wat[9 * i + 3 * p + q] -= c * d[p] * d[q];
+    };
     if (!periodic_) {
         std::vector<double> all;
         comm_.gather(uv.data(), nl_, 2, all);
@@ -560,8 +617,10 @@ void DomainElectrostatics::add_derivatives(const double* Q, const double* lam, d
                 for (int k = 0; k < 3; ++k) d[k] = all_pos_[3 * j + k] - all_pos_[3 * gi + k];
                 const double r = std::sqrt(dot3(d, d));
                 const double uj = all[2 * j], qj = all[2 * j + 1];
-                double g = (ui * qj + uj * qi) * pair_slope(r, all_sigma_[gi], all_sigma_[j], 0.0, false);
-                if (scr_.active() && r < scr_.r_out) g += qi * qj * screen_slope(r, all_sigma_[gi], all_sigma_[j]);
+                const double slope = pair_slope(r, all_sigma_[gi], all_sigma_[j], 0.0, false);
+                const double scr = scr_.active() && r < scr_.r_out ? qi * qj * screen_slope(r, all_sigma_[gi], all_sigma_[j]) : 0.0;
+                double g = (ui * qj + uj * qi) * slope + scr;
+                if (per_atom) pair_virial(i, (ui * qj * slope + 0.5 * scr) / r, d);
                 g /= r;   // F_i = g d (the pair is i's and j's: both orders are in the sum)
                 for (int k = 0; k < 3; ++k) F[3 * i + k] += g * d[k];
                 for (int p = 0; p < 3; ++p)
@@ -583,11 +642,15 @@ void DomainElectrostatics::add_derivatives(const double* Q, const double* lam, d
             // a local pair is stored once: both orders' terms; with a ghost, this order's
             const bool both = j < nl_;
             const double uj = g2[2 * j], qj = g2[2 * j + 1];
-            double g = 0.0;
-            if (r < r_cut_) g += (both ? ui * qj + uj * qi : ui * qj) * pair_slope(r, sigma_[i], sigma_[j], b, true);
-            if (scr_.active() && r < scr_.r_out)
-                g += (both ? 1.0 : 0.5) * qi * qj * screen_slope(r, sigma_[i], sigma_[j]);
+            const double slope = r < r_cut_ ? pair_slope(r, sigma_[i], sigma_[j], b, true) : 0.0;
+            const double scr = scr_.active() && r < scr_.r_out ? 0.5 * qi * qj * screen_slope(r, sigma_[i], sigma_[j]) : 0.0;
+            const double g_ij = ui * qj * slope + scr, g_ji = both ? uj * qi * slope + scr : 0.0;
+            double g = g_ij + g_ji;
             if (g == 0.0) continue;
+            if (per_atom) {
+                pair_virial(i, g_ij / r, d);
+                if (both) pair_virial(j, g_ji / r, d);
+            }
             g /= r;
             for (int k = 0; k < 3; ++k) {
                 F[3 * i + k] += g * d[k];
@@ -601,6 +664,12 @@ void DomainElectrostatics::add_derivatives(const double* Q, const double* lam, d
         std::vector<double> u(na_), v(na_);
         for (int64_t a = 0; a < na_; ++a) { u[a] = g2[2 * a]; v[a] = g2[2 * a + 1]; }
         mesh_->add_derivatives(u.data(), v.data(), F, w);
+        if (per_atom) {
+            std::vector<double> phi(6 * na_, 0.0);
+            mesh_->add_strain_potentials(v.data(), phi.data());
+            comm_.reverse(phi.data(), 6);
+            add_strain_shares(u.data(), phi.data(), Wat);
+        }
     }
     const int64_t nk = n_kvectors();
     if (nk) {
@@ -628,6 +697,22 @@ void DomainElectrostatics::add_derivatives(const double* Q, const double* lam, d
         if (comm_.root())   // (the sums are the whole system's: one domain adds their virial)
             for (int64_t k = 0; k < nk; ++k)
                 subtract_recip_virial(kcoef_[k] * (uc[k] * vc[k] + us[k] * vs[k]), &kvec_[3 * k], eta_, w);
+        if (per_atom) {
+            // u_i times the strain derivative of the potential of Q at atom i
+            std::vector<double> phi(6 * nl_, 0.0);
+    #pragma omp parallel for schedule(static) num_threads(thread_count(threads_))
+            for (int64_t i = 0; i < nl_; ++i)
+                for (int64_t k = 0; k < nk; ++k) {
+                    const double ph = dot3(&kvec_[3 * k], &pos_[3 * i]);
+                    double f[9] = {0};
+                    subtract_recip_virial(kcoef_[k] * (std::cos(ph) * vc[k] + std::sin(ph) * vs[k]), &kvec_[3 * k],
+                                          eta_, f);
+                    for (int c = 0; c < 6; ++c) phi[6 * i + c] += f[3 * kPQ[c][0] + kPQ[c][1]];
+                }
+            std::vector<double> u(nl_);
+            for (int64_t i = 0; i < nl_; ++i) u[i] = uv[2 * i];
+            add_strain_shares(u.data(), phi.data(), Wat);
+        }
     }
     for (int k = 0; k < 9; ++k) W[k] += w[k];
 }
@@ -799,6 +884,15 @@ double DomainElectrostatics::distance(int64_t i, int64_t j) const {
 double DomainElectrostatics::self_term(int64_t i) const {
     const double gs = sigma_[i] > 0.0 ? 1.0 / (sigma_[i] * std::sqrt(kPi)) : 0.0;
     return (gs - (periodic_ ? 2.0 / (std::sqrt(2.0) * eta_ * std::sqrt(kPi)) : 0.0)) / fpe_;
+}
+
+void DomainElectrostatics::add_strain_shares(const double* u, const double* phi, double* Wat) const {
+    for (int64_t i = 0; i < nl_; ++i)
+        for (int c = 0; c < 6; ++c) {
+            const int p = kPQ[c][0], q = kPQ[c][1];
+            Wat[9 * i + 3 * p + q] += u[i] * phi[6 * i + c];
+            if (p != q) Wat[9 * i + 3 * q + p] += u[i] * phi[6 * i + c];
+        }
 }
 
 std::vector<double> DomainElectrostatics::with_ghosts(const double* u, int w) const {

@@ -416,6 +416,7 @@ void FourthGenerationPotential::compute_domain(const DomainAtoms& A, DomainComm&
     if (has_base) {
         ComputeOptions bopt;
         bopt.forces = grads; bopt.virial = grads; bopt.threads = opt.threads;
+        bopt.atom_virial = grads && opt.atom_virial;
         M.baseline()->compute(dp.atoms, bopt, bres);
         out.energy += bres.energy;
         for (int64_t i = 0; i < n; ++i) out.atom_energies[i] += bres.atom_energies[i];
@@ -424,11 +425,15 @@ void FourthGenerationPotential::compute_domain(const DomainAtoms& A, DomainComm&
     if (!grads) return;
     energy_gradient(n, A.species, G.data(), off.data(), Q.data(), lam.data());
     ComputeResult fres;
-    dp.forces(M, G.data(), opt.threads, fres);
+    dp.forces(M, G.data(), opt.threads, fres, opt.atom_virial);
     out.forces = std::move(fres.forces);
     out.forces.resize(3 * na, 0.0);
     double W[9] = {0};
-    op.add_derivatives(Q.data(), lam.data(), out.forces.data(), W);
+    if (opt.atom_virial) {
+        out.atom_virials = std::move(fres.atom_virials);
+        out.atom_virials.resize(9 * n, 0.0);
+    }
+    op.add_derivatives(Q.data(), lam.data(), out.forces.data(), W, opt.atom_virial ? &out.atom_virials : nullptr);
     for (int k = 0; k < 9; ++k) out.virial[k] = fres.virial[k] + W[k];
     if (comm.root())
         for (int d = 0; d < 3; ++d) out.virial[4 * d] += e_bg_all;
@@ -436,6 +441,8 @@ void FourthGenerationPotential::compute_domain(const DomainAtoms& A, DomainComm&
         for (int64_t k = 0; k < 3 * na; ++k) out.forces[k] += bres.forces[k];
         for (int k = 0; k < 9; ++k) out.virial[k] += bres.virial[k];
     }
+    if (opt.atom_virial)
+        finish_atom_virials(n, e_bg_all / A.n_total, has_base ? &bres.atom_virials : nullptr, out.atom_virials);
 }
 
 }  // namespace hdnnp

@@ -110,9 +110,11 @@ void DescriptorPass::run(const Model& M, const AtomsView& view, int threads) {
     M.compute(atoms, o, res);
 }
 
-void DescriptorPass::forces(const Model& M, const double* w, int threads, ComputeResult& out) const {
+void DescriptorPass::forces(const Model& M, const double* w, int threads, ComputeResult& out,
+                            bool atom_virial) const {
     ComputeOptions o;
     o.forces = true; o.virial = true; o.dEdG = w; o.threads = threads; o.baseline = false;
+    o.atom_virial = atom_virial;
     M.compute(atoms, o, out);
 }
 
@@ -124,6 +126,15 @@ void ElectrostaticsSettings::check_charged_cell(bool periodic, double q, const C
     throw InputError(std::string("the periodic cell carries a total charge of ") + buf + " e: the potential " + nn +
                      " neutralises a charged cell with a uniform background only when asked for (background option; "
                      "its energy -pi eta^2 Q^2 / (V 4 pi eps0) is then included)");
+}
+
+void finish_atom_virials(int64_t n, double background_per_atom, const std::vector<double>* more,
+                         std::vector<double>& W) {
+    W.resize(9 * n, 0.0);
+    for (int64_t i = 0; i < n; ++i)
+        for (int d = 0; d < 3; ++d) W[9 * i + 4 * d] += background_per_atom;
+    if (more && !more->empty())
+        for (int64_t k = 0; k < 9 * n; ++k) W[k] += (*more)[k];
 }
 
 void check_species(int64_t n, const int32_t* species, int n_elements) {

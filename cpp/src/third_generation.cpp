@@ -162,6 +162,7 @@ void ThirdGenerationPotential::compute(int64_t n, const double* pos, const int32
     As.neighbors = nls_own ? nls_own->view() : nlq.view();
     ComputeOptions sopt;
     sopt.forces = grads; sopt.virial = grads; sopt.threads = opt.threads; sopt.baseline = false;
+    sopt.atom_virial = grads && opt.atom_virial;
     ComputeResult sres;
     if (has_short_) {
         Ms.compute(As, sopt, sres);
@@ -280,6 +281,7 @@ void ThirdGenerationPotential::compute_domain(const DomainAtoms& A, DomainComm& 
     // short networks and the baseline on the same neighbour list (it reaches both cutoffs)
     ComputeOptions sopt;
     sopt.forces = grads; sopt.virial = grads; sopt.threads = opt.threads; sopt.baseline = false;
+    sopt.atom_virial = grads && opt.atom_virial;
     ComputeResult sres;
     Ms.compute(view, sopt, sres);
     out.atom_energies_short = sres.atom_energies;
@@ -309,15 +311,20 @@ void ThirdGenerationPotential::compute_domain(const DomainAtoms& A, DomainComm& 
     charge_gradient(n, A.species, G.data(), off.data(), out.network_charges.data(), q_tot, dEdQ.data(), e_bg, S,
                     &comm);
     ComputeResult fres;
-    dp.forces(Mq, G.data(), opt.threads, fres);
+    dp.forces(Mq, G.data(), opt.threads, fres, opt.atom_virial);
     out.forces = std::move(fres.forces);
     out.forces.resize(3 * na, 0.0);
     double W[9] = {0};
-    op.add_derivatives(Q.data(), zero.data(), out.forces.data(), W);
+    if (opt.atom_virial) {
+        out.atom_virials = std::move(fres.atom_virials);
+        out.atom_virials.resize(9 * n, 0.0);
+    }
+    op.add_derivatives(Q.data(), zero.data(), out.forces.data(), W, opt.atom_virial ? &out.atom_virials : nullptr);
     for (int64_t k = 0; k < 3 * na; ++k) out.forces[k] += sres.forces[k];
     for (int k = 0; k < 9; ++k) out.virial[k] = fres.virial[k] + W[k] + sres.virial[k];
     if (comm.root())
         for (int d = 0; d < 3; ++d) out.virial[4 * d] += e_bg;
+    if (opt.atom_virial) finish_atom_virials(n, e_bg / A.n_total, &sres.atom_virials, out.atom_virials);
 }
 
 }  // namespace hdnnp

@@ -403,7 +403,8 @@ void PairBPNN::compute_charged(int eflag, int vflag) {
     (void)eflag;
     const int nlocal = atom->nlocal;
     if (vflag_atom)
-        error->all(FLERR, "pair bpnn: per-atom virials are not available for 3G/4G/CENT potentials in this version");
+        error->all(FLERR, "pair bpnn: per-atom virials of 4G/CENT potentials need solver cg (the dense solver "
+                          "gives the global virial only)");
     const double lf = length_factor_, ef = energy_factor_;
     species_.resize(nlocal);
     pos_.resize(3 * static_cast<size_t>(nlocal));
@@ -499,8 +500,6 @@ void PairBPNN::compute_domain(int eflag, int vflag) {
     // This rank's atoms and ghosts, in the potential's units; the core's distributed path.
     (void)eflag; (void)vflag;
     const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
-    if (vflag_atom)
-        error->all(FLERR, "pair bpnn: per-atom virials are not available for 3G/4G/CENT potentials in this version");
     const double lf = length_factor_, ef = energy_factor_;
     species_.resize(nall);
     pos_.resize(3 * static_cast<size_t>(nall));
@@ -559,6 +558,7 @@ void PairBPNN::compute_domain(int eflag, int vflag) {
     o.background = background_;
     o.forces = true;
     o.virial = true;
+    o.atom_virial = vflag_atom != 0;
     o.threads = threads_;
     // warm start: the charges of the previous step travel with the atoms (atom->q); the adjoint
     // vector is kept by tag on the rank that owned the atom (an atom that changed rank starts at 0)
@@ -601,6 +601,9 @@ void PairBPNN::compute_domain(int eflag, int vflag) {
         for (int c = 0; c < 3; ++c) f[i][c] += cres_.forces[3 * i + c] * ef / lf;
     for (int i = 0; i < nlocal; ++i) q[i] = cres_.charges[i];
     dom.forward(q, 1);   // (ghost atoms carry their owners' charges, e.g. for dumps of other styles)
+    if (vflag_atom)
+        for (int i = 0; i < nlocal; ++i)
+            for (int k = 0; k < 6; ++k) vatom[i][k] += cres_.atom_virials[9 * i + kVoigt[k]] * ef;
     finish_charged();
 }
 

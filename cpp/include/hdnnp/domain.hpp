@@ -141,14 +141,19 @@ public:
     /// (`AQ`: A0 Q when the caller has it, e.g. from the solver).
     double energy(const double* Q, double* dEdQ, const std::vector<double>* AQ = nullptr) const;
     /// F (n_all x 3: ghost forces go to their owners with the caller's force communication) and the
-    /// virial share W of -d/dR [E_elec(Q) + lam^T A0 Q] at fixed Q and lam (local atoms' values).
-    void add_derivatives(const double* Q, const double* lam, double* F, double* W) const;
+    /// virial share W of -d/dR [E_elec(Q) + lam^T A0 Q] at fixed Q and lam (local atoms' values);
+    /// `atom_virials` (n_local x 9, optional; every domain or none: the mesh's share is collective):
+    /// added to, the local atoms' virials (ChargeResult::atom_virials).
+    void add_derivatives(const double* Q, const double* lam, double* F, double* W,
+                         std::vector<double>* atom_virials = nullptr) const;
     int64_t n_kvectors() const { return static_cast<int64_t>(kcoef_.size()); }
     int64_t mesh_points() const;
 
 private:
     class Mesh;
     void real_rows(const NeighborView& neighbors);
+    /// Wat_i += u_i phi_i (phi: n_local x 6 strain derivatives xx yy zz xy xz yz, symmetric)
+    void add_strain_shares(const double* u, const double* phi, double* Wat) const;
     /// u (n_local x w) -> n_all x w with the ghosts filled
     std::vector<double> with_ghosts(const double* u, int w) const;
     double self_term(int64_t i) const;

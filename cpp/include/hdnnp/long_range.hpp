@@ -31,6 +31,8 @@ struct ChargeOptions {
     int cg_max_iterations = 1000;
     bool forces = true;
     bool virial = true;
+    /// Per-atom virials (compute_domain): ChargeResult::atom_virials.
+    bool atom_virial = false;
     int threads = 0;
 };
 
@@ -46,6 +48,12 @@ struct ChargeResult {
     std::vector<double> atom_energies_short;   ///< short networks (4G, 3G)
     std::vector<double> forces;          ///< n x 3
     double virial[9] = {0};
+    /// n_local x 9 (opt.atom_virial, compute_domain); their sum over all atoms is the virial. The
+    /// networks' terms by centre (as ComputeResult::atom_virials); an electrostatic pair term
+    /// u_i A0_ij v_j (u = Q/2 + lambda, v = Q) is atom i's, the reciprocal space's likewise: atom i
+    /// has u_i d(A0 v)_i/d(strain), i.e. u_i times the strain derivative of the potential of v at
+    /// i, which is the same for any Ewald splitting; a charged cell's background shared evenly.
+    std::vector<double> atom_virials;
     double dipole[3] = {0, 0, 0};        ///< sum Q_i r_i (molecules)
     EwaldParameters ewald;               ///< (periodic structures)
     int64_t n_kvectors = 0, mesh_points = 0;
@@ -112,8 +120,14 @@ struct DescriptorPass {
     void run(const Model& M, const AtomsView& view, int threads);
     /// Forces and virial of E = sum_i w_i . G_i (w: dE/dG per raw G, e.g. the descriptors array
     /// overwritten) through the model's force pass.
-    void forces(const Model& M, const double* w, int threads, ComputeResult& out) const;
+    void forces(const Model& M, const double* w, int threads, ComputeResult& out, bool atom_virial = false) const;
 };
+
+/// compute_domain's per-atom virials (n local atoms' rows of 9, the networks' and electrostatics'
+/// terms in `W`): plus a charged cell's background share (its energy per atom on the diagonal)
+/// and a second network pass's (e.g. the short networks' or the baseline's) rows.
+void finish_atom_virials(int64_t n, double background_per_atom, const std::vector<double>* more,
+                         std::vector<double>& W);
 
 /// Check species indices of n atoms against `n_elements` (errors name the atom).
 void check_species(int64_t n, const int32_t* species, int n_elements);
