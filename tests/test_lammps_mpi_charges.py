@@ -280,3 +280,67 @@ def test_atom_virials_sum_to_the_virial(fixtures, plugin, tmp_path, kind):
                                        err_msg=f"case {c}, {ranks} ranks")
             runs.append(sa)
         np.testing.assert_allclose(runs[1], runs[0], rtol=0, atol=1e-10 * np.abs(runs[0]).max(), err_msg=f"case {c}")
+
+
+def perturbed_copy(src, dst, seed, scale=0.02):
+    """A committee member: the potential in `src` with its weights (short and electronegativity
+    networks) and hardness scaled by 1 + scale N(0, 1) each."""
+    rng = np.random.default_rng(seed)
+    dst.mkdir(parents=True)
+    for p in src.iterdir():
+        text = p.read_text()
+        if p.name.startswith(("weights", "hardness")):
+            out = []
+            for ln in text.splitlines():
+                t = ln.split()
+                if t and not ln.lstrip().startswith("#"):
+                    t[0] = repr(float(t[0]) * (1.0 + scale * rng.standard_normal()))
+                    ln = " ".join(t)
+                out.append(ln)
+            text = "\n".join(out) + "\n"
+        (dst / p.name).write_text(text)
+    return dst
+
+
+def test_4g_committee(fixtures, plugin, tmp_path):
+    """A committee of three 4G water potentials (the fixture and two copies with perturbed weights
+    and hardness): each member solves its own charges; LAMMPS's energy, forces and charges are the
+    members' means (Python, member by member), the per-atom charge deviation (fix pair ...
+    charge_deviation) and force deviation are the members' spread, on 1 and 2 ranks."""
+    needs_mpi()
+    pot_dir, atoms = water(fixtures)
+    dirs = [pot_dir] + [perturbed_copy(pot_dir, tmp_path / f"m{k}", seed=k) for k in (1, 2)]
+    refs = [FourthGeneration(d, ewald=1e-6 / HA, solver="cg", tolerance=CG_TOL).compute(
+        atoms, forces=True, extrapolation="ignore") for d in dirs]
+    e_ref = np.mean([r["energy"] for r in refs]) * HA
+    f_m = np.array([r["forces"] for r in refs]) * HA / BOHR
+    q_m = np.array([r["charges"] for r in refs])
+    q_dev = np.sqrt(((q_m - q_m.mean(0)) ** 2).mean(0))
+    f_dev = np.sqrt(((f_m - f_m.mean(0)) ** 2).sum(2).mean(0))
+    assert q_dev.max() > 1e-3 and f_dev.max() > 1e-2   # (the members differ)
+    style = (f"pair_style bpnn length_factor {BOHR!r} energy_factor {HA!r} ewald 1e-6 solver cg "
+             f"qeq_tolerance {CG_TOL} deviation_log dev.log")
+    extra = ["fix dev all pair 1 bpnn force_deviation 1 charge_deviation 0"]
+    for ranks in (1, 2):
+        e, f, q, _, v = run_mpi(tmp_path / "lmp", plugin, ranks, in_angstrom(atoms), ["H", "O"], style,
+                                " ".join(map(str, dirs)), extra=extra, columns=["f_dev[1]", "f_dev[2]"],
+                                prints=[("QDEV", "c_cp[8]"), ("FDEV", "c_cp[2]")])
+        assert e == pytest.approx(e_ref, rel=1e-10), ranks
+        np.testing.assert_allclose(f, f_m.mean(0), rtol=0, atol=1e-8 * np.abs(f_m).max(), err_msg=f"{ranks}")
+        np.testing.assert_allclose(q, q_m.mean(0), rtol=0, atol=1e-8)
+        np.testing.assert_allclose(v["columns"][:, 0], f_dev, rtol=0, atol=1e-7 * f_dev.max())
+        np.testing.assert_allclose(v["columns"][:, 1], q_dev, rtol=0, atol=1e-8)
+        assert v["QDEV"] == pytest.approx(q_dev.max(), abs=1e-8)
+        assert v["FDEV"] == pytest.approx(f_dev.max(), rel=1e-6)
+        log = (tmp_path / "lmp" / f"r{ranks}" / "dev.log").read_text().splitlines()
+        assert "max_charge_dev" in log[0] and float(log[-1].split()[5]) == pytest.approx(q_dev.max(), abs=1e-8)
+    # a short trajectory: the same on 1 and 2 ranks; each member's warm start lowers its iterations
+    md = {}
+    for ranks, warm in [(1, "extrapolate"), (2, "extrapolate"), (1, "no")]:
+        md[ranks, warm] = run_mpi(tmp_path / f"md-{warm}", plugin, ranks, in_angstrom(atoms), ["H", "O"],
+                                  f"{style} warm_start {warm}", " ".join(map(str, dirs)), steps=5)
+    (e1, f1, q1, x1, v1), (e2, f2, q2, x2, _) = md[1, "extrapolate"], md[2, "extrapolate"]
+    assert e2 == pytest.approx(e1, rel=1e-10)
+    np.testing.assert_allclose(x2, x1, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(q2, q1, rtol=0, atol=1e-8)
+    assert v1["ITER"] < 0.9 * md[1, "no"][4]["ITER"]   # (36 vs 46 here)

@@ -100,8 +100,9 @@ PairBPNN::PairBPNN(LAMMPS* lmp) : Pair(lmp) {
     centroidstressflag = CENTROID_NOTAVAIL;
     // compute pair: [0] extrapolating atoms, [1] max, [2] mean committee force deviation,
     // [3] committee energy deviation (the last values computed); 3G/4G/CENT: [4] electrostatic
-    // energy, [5] CG iterations of the last step (charges + adjoint), [6] total charge.
-    nextra = 7;
+    // energy, [5] CG iterations of the last step (charges + adjoint; a committee's summed over
+    // its members), [6] total charge, [7] a committee's largest per-atom charge deviation.
+    nextra = 8;
     pvector = new double[nextra];
     for (int k = 0; k < nextra; ++k) pvector[k] = 0.0;
 }
@@ -110,6 +111,7 @@ PairBPNN::~PairBPNN() {
     delete[] pvector;
     memory->destroy(ext_grade_);
     memory->destroy(dev_atom_);
+    memory->destroy(dq_atom_);
     if (allocated) {
         memory->destroy(setflag);
         memory->destroy(cutsq);
@@ -184,6 +186,13 @@ void PairBPNN::read_units_from_potential() {
     if (charged()) {
         native_length_ = desc_->length_unit();
         native_energy_ = desc_->energy_unit();
+        for (int m = 1; m < n_members(); ++m) {
+            const hdnnp::Model& d = member_descriptors(m);
+            if (d.length_unit() != native_length_ || d.energy_unit() != native_energy_)
+                error->all(FLERR, "pair bpnn: committee member '{}' declares units '{}'/'{}' but '{}' declares "
+                                  "'{}'/'{}'", d.directory(), d.length_unit(), d.energy_unit(), directory_,
+                           native_length_, native_energy_);
+        }
         return;
     }
     for (int k = 0; k < model_->size(); ++k) {
@@ -208,25 +217,47 @@ void PairBPNN::coeff(int narg, char** arg) {
     std::vector<std::string> dirs(arg + 2, arg + narg - ntypes);
     directory_ = dirs.front();
     model_.reset(); pot4_.reset(); pot3_.reset(); desc_.reset();
-    try {
-        const hdnnp::Settings S = hdnnp::Settings::read_file(directory_ + "/input.nn");
+    members4_.clear(); members3_.clear();
+    auto generation = [](const std::string& dir) {
+        const hdnnp::Settings S = hdnnp::Settings::read_file(dir + "/input.nn");
         const std::string gen = S.has("nnp_type") ? S.args("nnp_type").at(0) : "2";
-        if (gen == "3" || gen == "3G-HDNNP") {
-            pot3_ = hdnnp::ThirdGenerationPotential::load(directory_);
-            desc_ = pot3_->short_model_ptr();
-        } else if (gen == "4" || gen == "4G-HDNNP" || gen == "cent" || gen == "CENT") {
-            pot4_ = hdnnp::FourthGenerationPotential::load(directory_);
-            desc_ = pot4_->descriptor_model();
+        if (gen == "3" || gen == "3G-HDNNP") return 3;
+        if (gen == "4" || gen == "4G-HDNNP" || gen == "cent" || gen == "CENT") return 4;
+        return 2;
+    };
+    std::string loading = directory_;
+    try {
+        const int gen = generation(directory_);
+        if (gen == 2) {
+            loading = dirs.size() == 1 ? directory_ : "committee";
+            model_ = hdnnp::Committee::load(dirs);
         }
-        if (!desc_) model_ = hdnnp::Committee::load(dirs);
+        for (const auto& d : dirs) {   // 3G/4G/CENT: each member its own potential
+            if (gen == 2) break;
+            loading = d;
+            if (generation(d) != gen)
+                throw std::invalid_argument("committee members must be of one generation ('" + d + "' is not that of '" +
+                                            directory_ + "')");
+            if (gen == 3) members3_.push_back(hdnnp::ThirdGenerationPotential::load(d));
+            else members4_.push_back(hdnnp::FourthGenerationPotential::load(d));
+        }
     } catch (const std::exception& e) {
-        error->all(FLERR, "pair bpnn: cannot load potential '{}': {}", dirs.size() == 1 ? directory_ :
-                   "committee", e.what());
+        error->all(FLERR, "pair bpnn: cannot load potential '{}': {}", loading, e.what());
     }
-    if (desc_ && dirs.size() > 1)
-        error->all(FLERR, "pair bpnn: committees of 3G/4G/CENT potentials are not available in this version");
-    // (per-atom values the distributed charge path exchanges: at most 2 forward, 1 back)
-    comm_reverse = model_ && model_->size() > 1 ? 3 * model_->size() : (desc_ ? 1 : 0);
+    if (!members3_.empty()) { pot3_ = members3_.front(); desc_ = pot3_->short_model_ptr(); }
+    if (!members4_.empty()) { pot4_ = members4_.front(); desc_ = pot4_->descriptor_model(); }
+    for (int m = 1; m < n_members() && charged(); ++m) {
+        const hdnnp::Model& d = member_descriptors(m);
+        if (d.element_symbols() != desc_->element_symbols())
+            error->all(FLERR, "pair bpnn: committee member '{}' has other elements (or another order) than '{}'",
+                       d.directory(), directory_);
+        if (members4_.size() && members4_[m]->cent() != pot4_->cent())
+            error->all(FLERR, "pair bpnn: committee member '{}' and '{}' are not both CENT or both 4G", d.directory(),
+                       directory_);
+    }
+    // per-atom values the distributed charge path exchanges: at most 2 forward, 6 back (the mesh's
+    // strain derivatives); a committee's member forces (3 per member) back
+    comm_reverse = std::max(n_members() > 1 ? 3 * n_members() : 0, desc_ ? 6 : 0);
     comm_forward = desc_ ? 2 : 0;
     if (!allocated) {
         allocated = 1;
@@ -262,6 +293,8 @@ void PairBPNN::init_style() {
             error->all(FLERR, "pair bpnn: the {} potential '{}' with the dense solver runs on one MPI rank; use "
                               "solver cg (distributed over MPI ranks), or OpenMP threads (pair_style bpnn threads "
                               "N) inside that rank", gen, directory_);
+        if (n_members() > 1 && !distributed())
+            error->all(FLERR, "pair bpnn: committees of {} potentials need solver cg", gen);
         if (distributed() && comm->style != Comm::BRICK)
             error->all(FLERR, "pair bpnn: the distributed charge equilibration needs comm_style brick");
         const int np = domain->xperiodic + domain->yperiodic + domain->zperiodic;
@@ -294,9 +327,12 @@ void PairBPNN::init_style() {
     // B-spline stencil of the mesh (order + 2 grid spacings: a brick's points lie up to one
     // spacing outside the sub-domain)
     const double lf = length_factor_;
-    const hdnnp::ElectrostaticsSettings& es = pot4_ ? pot4_->electrostatics() : pot3_->electrostatics();
-    reach_ = std::max(desc_->cutoff(), es.screening.r_out);
-    if (pot3_) reach_ = std::max(reach_, pot3_->charge_model().cutoff());
+    reach_ = 0.0;
+    for (int m = 0; m < n_members(); ++m) {
+        const hdnnp::ElectrostaticsSettings& es = pot4_ ? members4_[m]->electrostatics() : members3_[m]->electrostatics();
+        reach_ = std::max({reach_, member_descriptors(m).cutoff(), es.screening.r_out});
+        if (pot3_) reach_ = std::max(reach_, members3_[m]->charge_model().cutoff());
+    }
     ewald_ = hdnnp::EwaldParameters();
     if (domain->xperiodic) {
         hdnnp::ChargeOptions o;
@@ -308,8 +344,19 @@ void PairBPNN::init_style() {
         cell[3] = h[5] / lf; cell[4] = h[1] / lf;
         cell[6] = h[4] / lf; cell[7] = h[3] / lf; cell[8] = h[2] / lf;
         try {
-            ewald_ = pot4_ ? pot4_->ewald_parameters(o, cell, atom->natoms)
-                           : pot3_->ewald_parameters(o, cell, atom->natoms);
+            // one Ewald splitting and mesh for the whole committee: the members' choices must agree
+            // (they do when the members share the electrostatics keywords and Gaussian widths)
+            for (int m = 0; m < n_members(); ++m) {
+                const hdnnp::EwaldParameters p = pot4_ ? members4_[m]->ewald_parameters(o, cell, atom->natoms)
+                                                       : members3_[m]->ewald_parameters(o, cell, atom->natoms);
+                if (m == 0) { ewald_ = p; continue; }
+                if (p.eta != ewald_.eta || p.r_cut != ewald_.r_cut || p.k_cut != ewald_.k_cut ||
+                    p.mesh[0] != ewald_.mesh[0] || p.mesh[1] != ewald_.mesh[1] || p.mesh[2] != ewald_.mesh[2])
+                    error->all(FLERR, "pair bpnn: committee member '{}' gets other Ewald parameters than '{}' (eta {} "
+                                      "vs {}): the members must share the electrostatics settings of input.nn and "
+                                      "their Gaussian widths", member_descriptors(m).directory(), directory_, p.eta,
+                               ewald_.eta);
+            }
         } catch (const std::exception& e) {
             error->all(FLERR, "pair bpnn: {}", e.what());
         }
@@ -560,51 +607,129 @@ void PairBPNN::compute_domain(int eflag, int vflag) {
     o.virial = true;
     o.atom_virial = vflag_atom != 0;
     o.threads = threads_;
-    // warm start: the charges of the previous step travel with the atoms (atom->q); the adjoint
-    // vector is kept by tag on the rank that owned the atom (an atom that changed rank starts at 0)
-    // (the charges travel with the atoms in atom->q; the adjoint and the step before are kept by tag
-    // on the rank that owned the atom: an atom that changed rank starts from its charge alone)
-    warm_q_.assign(atom->q, atom->q + nlocal);
-    warm_lam_.assign(nlocal, 0.0);
-    auto find = [](const std::vector<Past>& v, tagint t) -> const Past* {
-        auto it = std::lower_bound(v.begin(), v.end(), Past{t, 0.0, 0.0});
-        return it != v.end() && it->tag == t ? &*it : nullptr;
-    };
-    for (int i = 0; i < nlocal; ++i) {
-        const Past* p1 = find(past_, atom->tag[i]);
-        if (!p1) continue;
-        warm_lam_[i] = p1->lam;
-        const Past* p2 = warm_start_ == 2 ? find(past2_, atom->tag[i]) : nullptr;
-        if (p2 && p1->q == warm_q_[i]) {   // (q unchanged since: no one else wrote atom->q)
-            warm_q_[i] = 2.0 * p1->q - p2->q;
-            warm_lam_[i] = 2.0 * p1->lam - p2->lam;
-        }
-    }
     if (!dom_) dom_ = std::make_unique<LammpsDomain>(this);
     LammpsDomain& dom = *dom_;
-    try {
-        hdnnp::DomainFft* fft = comm->nprocs > 1 ? static_cast<hdnnp::DomainFft*>(rfft_.get()) : serial_fft_.get();
-        if (pot3_) pot3_->compute_domain(A, dom, fft, total_charge_, o, cres_);
-        else if (warm_start_) pot4_->compute_domain(A, dom, fft, total_charge_, o, cres_, &warm_q_, &warm_lam_);
-        else pot4_->compute_domain(A, dom, fft, total_charge_, o, cres_);
-    } catch (const std::exception& e) {
-        error->one(FLERR, "pair bpnn: {}", e.what());
+    hdnnp::DomainFft* fft = comm->nprocs > 1 ? static_cast<hdnnp::DomainFft*>(rfft_.get()) : serial_fft_.get();
+    const int M = n_members();
+    dev_now_ = M > 1 && (dev_trigger_ || (dev_every_ > 0 && update->ntimestep % dev_every_ == 0));
+    past_.resize(M);
+    past2_.resize(M);
+    auto find = [](const std::vector<Past>& v, tagint t) -> const Past* {
+        auto it = std::lower_bound(v.begin(), v.end(), Past{t, 0.0, 0.0, 0.0});
+        return it != v.end() && it->tag == t ? &*it : nullptr;
+    };
+    if (dev_now_) {
+        res_.member_forces.assign(static_cast<size_t>(M) * 3 * nall, 0.0);
+        res_.member_energies.assign(M, 0.0);
     }
-    past2_.swap(past_);
-    past_.resize(nlocal);
-    for (int i = 0; i < nlocal; ++i)
-        past_[i] = {atom->tag[i], cres_.charges[i], cres_.adjoint.empty() ? 0.0 : cres_.adjoint[i]};
-    std::sort(past_.begin(), past_.end());
-    double** f = atom->f;
+    member_q_.assign(static_cast<size_t>(M) * nlocal, 0.0);
+    member_lam_.assign(static_cast<size_t>(M) * nlocal, 0.0);
+    for (int m = 0; m < M; ++m) {
+        // warm start: the charges travel with the atoms (atom->q, the committee mean); a member's own
+        // charges and adjoint of the last two steps are kept by tag on the rank that owned the atom
+        // (an atom that changed rank, or whose charge was set from outside, starts from atom->q)
+        warm_q_.assign(atom->q, atom->q + nlocal);
+        warm_lam_.assign(nlocal, 0.0);
+        for (int i = 0; i < nlocal; ++i) {
+            const Past* p1 = find(past_[m], atom->tag[i]);
+            if (!p1 || p1->written != warm_q_[i]) continue;
+            warm_q_[i] = p1->q;
+            warm_lam_[i] = p1->lam;
+            const Past* p2 = warm_start_ == 2 ? find(past2_[m], atom->tag[i]) : nullptr;
+            if (p2) {
+                warm_q_[i] = 2.0 * p1->q - p2->q;
+                warm_lam_[i] = 2.0 * p1->lam - p2->lam;
+            }
+        }
+        hdnnp::ChargeResult& r = M == 1 ? cres_ : mres_;
+        try {
+            if (pot3_) members3_[m]->compute_domain(A, dom, fft, total_charge_, o, r);
+            else if (warm_start_) members4_[m]->compute_domain(A, dom, fft, total_charge_, o, r, &warm_q_, &warm_lam_);
+            else members4_[m]->compute_domain(A, dom, fft, total_charge_, o, r);
+        } catch (const std::exception& e) {
+            error->one(FLERR, "pair bpnn: {}", e.what());
+        }
+        std::copy(r.charges.begin(), r.charges.end(), member_q_.begin() + static_cast<size_t>(m) * nlocal);
+        if (!r.adjoint.empty())
+            std::copy(r.adjoint.begin(), r.adjoint.end(), member_lam_.begin() + static_cast<size_t>(m) * nlocal);
+        if (dev_now_) {
+            std::copy(r.forces.begin(), r.forces.end(), res_.member_forces.begin() + static_cast<size_t>(m) * 3 * nall);
+            res_.member_energies[m] = r.energy;
+        }
+        if (M > 1) accumulate_member(m, M);
+    }
+    // the charges written (the committee mean) and each member's state for the next step's guess
     double* q = atom->q;
+    for (int i = 0; i < nlocal; ++i) q[i] = cres_.charges[i];
+    for (int m = 0; m < M; ++m) {
+        past2_[m].swap(past_[m]);
+        past_[m].resize(nlocal);
+        const size_t o = static_cast<size_t>(m) * nlocal;
+        for (int i = 0; i < nlocal; ++i) past_[m][i] = {atom->tag[i], member_q_[o + i], member_lam_[o + i], q[i]};
+        std::sort(past_[m].begin(), past_[m].end());
+    }
+    double** f = atom->f;
     for (int i = 0; i < nall; ++i)
         for (int c = 0; c < 3; ++c) f[i][c] += cres_.forces[3 * i + c] * ef / lf;
-    for (int i = 0; i < nlocal; ++i) q[i] = cres_.charges[i];
     dom.forward(q, 1);   // (ghost atoms carry their owners' charges, e.g. for dumps of other styles)
     if (vflag_atom)
         for (int i = 0; i < nlocal; ++i)
             for (int k = 0; k < 6; ++k) vatom[i][k] += cres_.atom_virials[9 * i + kVoigt[k]] * ef;
     finish_charged();
+    if (M > 1) charge_deviation();
+    if (dev_now_) handle_deviation();
+}
+
+void PairBPNN::accumulate_member(int m, int M) {
+    // cres_ := the committee mean of the members' results (mres_ holds member m's): energies,
+    // forces, virials and charges averaged; CG iterations summed; extrapolation records joined
+    const hdnnp::ChargeResult& r = mres_;
+    hdnnp::ChargeResult& c = cres_;
+    const double w = 1.0 / M;
+    auto add = [&](std::vector<double>& to, const std::vector<double>& from) {
+        if (m == 0) to.assign(from.size(), 0.0);
+        for (size_t k = 0; k < from.size(); ++k) to[k] += w * from[k];
+    };
+    add(c.atom_energies, r.atom_energies);
+    add(c.charges, r.charges);
+    add(c.forces, r.forces);
+    add(c.atom_virials, r.atom_virials);
+    if (m == 0) {
+        c.energy = c.electrostatic_energy = 0.0;
+        std::fill(c.virial, c.virial + 9, 0.0);
+        c.cg_iterations.clear();
+        c.extrapolations.clear();
+        c.charge_extrapolations.clear();
+        c.extrapolating_atoms.assign(r.extrapolating_atoms.size(), 0);
+    }
+    c.energy += w * r.energy;
+    c.electrostatic_energy += w * r.electrostatic_energy;
+    for (int k = 0; k < 9; ++k) c.virial[k] += w * r.virial[k];
+    c.cg_iterations.insert(c.cg_iterations.end(), r.cg_iterations.begin(), r.cg_iterations.end());
+    c.extrapolations.insert(c.extrapolations.end(), r.extrapolations.begin(), r.extrapolations.end());
+    c.charge_extrapolations.insert(c.charge_extrapolations.end(), r.charge_extrapolations.begin(),
+                                   r.charge_extrapolations.end());
+    for (size_t i = 0; i < r.extrapolating_atoms.size(); ++i)
+        c.extrapolating_atoms[i] = std::max(c.extrapolating_atoms[i], r.extrapolating_atoms[i]);
+}
+
+void PairBPNN::charge_deviation() {
+    // per local atom sqrt(mean_m (q_m - q_mean)^2) over the committee, and its maximum (compute pair)
+    const int nlocal = atom->nlocal, M = n_members();
+    double local_max = 0.0;
+    for (int i = 0; i < nlocal; ++i) {
+        double sq = 0.0;
+        for (int m = 0; m < M; ++m) {
+            const double d = member_q_[static_cast<size_t>(m) * nlocal + i] - cres_.charges[i];
+            sq += d * d;
+        }
+        dq_atom_[i] = std::sqrt(sq / M);
+        local_max = std::max(local_max, dq_atom_[i]);
+    }
+    double gmax = 0.0;
+    MPI_Allreduce(&local_max, &gmax, 1, MPI_DOUBLE, MPI_MAX, world);
+    q_dev_max_ = gmax;
+    pvector[7] = comm->me == 0 ? gmax : 0.0;
 }
 
 void PairBPNN::finish_charged() {
@@ -646,6 +771,9 @@ void PairBPNN::grow_peratom() {
     memory->destroy(dev_atom_);
     memory->create(dev_atom_, nmax_, "pair:bpnn:force_deviation");
     std::fill(dev_atom_, dev_atom_ + nmax_, 0.0);
+    memory->destroy(dq_atom_);
+    memory->create(dq_atom_, nmax_, "pair:bpnn:charge_deviation");
+    std::fill(dq_atom_, dq_atom_ + nmax_, 0.0);
 }
 
 int PairBPNN::pack_forward_comm(int n, int* list, double* buf, int, int*) {
@@ -672,7 +800,7 @@ int PairBPNN::pack_reverse_comm(int n, int first, double* buf) {
         return k;
     }
     // Members' forces on ghost atoms go to their owners, like the forces themselves.
-    const int M = model_->size();
+    const int M = n_members();
     const size_t na = res_.member_forces.size() / (3 * static_cast<size_t>(M));
     int k = 0;
     for (int i = first; i < first + n; ++i)
@@ -689,7 +817,7 @@ void PairBPNN::unpack_reverse_comm(int n, int* list, double* buf) {
             for (int c = 0; c < w; ++c) comm_buf_[static_cast<size_t>(list[ii]) * w + c] += buf[k++];
         return;
     }
-    const int M = model_->size();
+    const int M = n_members();
     const size_t na = res_.member_forces.size() / (3 * static_cast<size_t>(M));
     int k = 0;
     for (int ii = 0; ii < n; ++ii) {
@@ -702,8 +830,10 @@ void PairBPNN::unpack_reverse_comm(int n, int* list, double* buf) {
 void PairBPNN::handle_deviation() {
     // Per-atom deviation sqrt(mean_m |F_m - F_mean|^2) of the complete (reverse-communicated)
     // member forces of the owned atoms; the global max/mean and the energy deviation.
-    const int nlocal = atom->nlocal, M = model_->size();
+    const int nlocal = atom->nlocal, M = n_members();
     const double ef = energy_factor_;
+    // LAMMPS force units per member-force unit (a charged potential's forces are in its own units)
+    const double ff = charged() ? energy_factor_ / length_factor_ : energy_factor_;
     double local_max = 0.0, local_sum = 0.0;
     if (M > 1) {
         comm->reverse_comm(this);
@@ -717,7 +847,7 @@ void PairBPNN::handle_deviation() {
                     const double d = res_.member_forces[(m * na + i) * 3 + c] - mean[c];
                     sq += d * d;
                 }
-            dev_atom_[i] = std::sqrt(sq / M) * ef;
+            dev_atom_[i] = std::sqrt(sq / M) * ff;
             local_max = std::max(local_max, dev_atom_[i]);
             local_sum += dev_atom_[i];
         }
@@ -746,9 +876,12 @@ void PairBPNN::handle_deviation() {
         FILE* fp = std::fopen(dev_log_.c_str(), "a");
         if (!fp) error->one(FLERR, "pair bpnn: cannot open '{}' for writing", dev_log_);
         if (std::ftell(fp) == 0)
-            std::fprintf(fp, "# step max_force_dev min_force_dev mean_force_dev energy_dev "
-                             "(LAMMPS force and energy units; committee of %d)\n", M);
-        std::fprintf(fp, "%lld %.10g %.10g %.10g %.10g\n", static_cast<long long>(step), gmax, gmin, gmean, e_std);
+            std::fprintf(fp, "# step max_force_dev min_force_dev mean_force_dev energy_dev%s "
+                             "(LAMMPS force and energy units, charges in e; committee of %d)\n",
+                         charged() ? " max_charge_dev" : "", M);
+        std::fprintf(fp, "%lld %.10g %.10g %.10g %.10g", static_cast<long long>(step), gmax, gmin, gmean, e_std);
+        if (charged()) std::fprintf(fp, " %.10g", q_dev_max_);
+        std::fprintf(fp, "\n");
         std::fclose(fp);
     }
     if (!dev_write_.empty() && gmax > dev_lo_ && (dev_hi_ <= 0.0 || gmax < dev_hi_))
@@ -847,6 +980,7 @@ void* PairBPNN::extract_peratom(const char* name, int& ncol) {
     ncol = 0;
     if (std::strcmp(name, "extrapolation") == 0) return ext_grade_;
     if (std::strcmp(name, "force_deviation") == 0) return dev_atom_;
+    if (std::strcmp(name, "charge_deviation") == 0) return dq_atom_;
     return nullptr;
 }
 

@@ -4,6 +4,7 @@
 // forward/reverse communication, MPI_Allreduce, and KSPACE's distributed FFT for the mesh).
 // The dense QEq solver runs on one MPI rank (OpenMP threads inside it).
 #pragma once
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -40,6 +41,22 @@ private:
     std::shared_ptr<const hdnnp::FourthGenerationPotential> pot4_;
     std::shared_ptr<const hdnnp::ThirdGenerationPotential> pot3_;
     std::shared_ptr<const hdnnp::Model> desc_;
+    // Committees of charged potentials: every member (pot4_ / pot3_ is the first) solves its own
+    // charges; MD uses the mean energy, forces and charges.
+    std::vector<std::shared_ptr<const hdnnp::FourthGenerationPotential>> members4_;
+    std::vector<std::shared_ptr<const hdnnp::ThirdGenerationPotential>> members3_;
+    int n_members() const {
+        return model_ ? model_->size() : static_cast<int>(std::max(members4_.size(), members3_.size()));
+    }
+    const hdnnp::Model& member_descriptors(int m) const {
+        return members4_.empty() ? *members3_[m]->short_model_ptr() : members4_[m]->descriptors();
+    }
+    hdnnp::ChargeResult mres_;                  // one member's result
+    std::vector<double> member_q_, member_lam_;  // members' charges and adjoints (M x n_local)
+    double* dq_atom_ = nullptr;                  // per local atom: the committee's charge deviation
+    double q_dev_max_ = 0.0;
+    void accumulate_member(int m, int M);
+    void charge_deviation();
     double total_charge_ = 0.0;       // elementary charges
     double ewald_tol_ = 1e-3;         // LAMMPS energy units (whole cell); 0: n2p2's parameters
     std::string solver_ = "cg";
@@ -67,9 +84,14 @@ private:
     double* comm_buf_ = nullptr;
     int comm_width_ = 0;
     std::vector<int64_t> ids_;
-    // the last two steps' (tag, charge, adjoint) of this rank's atoms (sorted by tag): the warm start
-    struct Past { tagint tag; double q, lam; bool operator<(const Past& o) const { return tag < o.tag; } };
-    std::vector<Past> past_, past2_;
+    // per member, the last two steps' (tag, charge, adjoint, charge written to atom->q) of this
+    // rank's atoms (sorted by tag): the warm start
+    struct Past {
+        tagint tag;
+        double q, lam, written;
+        bool operator<(const Past& o) const { return tag < o.tag; }
+    };
+    std::vector<std::vector<Past>> past_, past2_;
     friend class LammpsDomain;
     const hdnnp::Model& first() const { return charged() ? *desc_ : model_->first(); }
     void compute_charged(int eflag, int vflag);
