@@ -141,7 +141,8 @@ public:
 
     /// y (n_all) += the brick's part of (A_rec x) at every atom image (x: n_all, ghosts filled).
     void apply(const double* x, double* y) const {
-        std::vector<double> real(b_.size(), 0.0);
+        std::vector<double>& real = scratch_;   // (kept: no page faults of a fresh grid per product)
+        real.assign(b_.size(), 0.0);
         spread(x, real.data(), 1);
         if (real_) {
             fft_->convolve_real(real.data(), Gh_.data());
@@ -161,6 +162,10 @@ public:
     /// F (n_all) -= the brick's part of d/dR (u^T A_rec v) at every atom image, W -= its part of
     /// d(u^T A_rec v)/d(strain).
     void add_derivatives(const double* u, const double* v, double* F, double* W) const {
+        // (the products' scratch is not needed any more: room for the transforms below)
+        scratch_.clear();
+        scratch_.shrink_to_fit();
+        fft_->release();
         // (two transforms forward: the virial needs u^ and v^ at the same k, and -k lies in
         // another domain's brick; then one back for phi_u + i phi_v)
         std::vector<std::complex<double>> gu(b_.size(), 0.0), gv(b_.size(), 0.0);
@@ -328,6 +333,7 @@ private:
     double eta_ = 0.0, diag_ = 0.0, recip_[9] = {0}, dudr_[9] = {0};
     int threads_ = 0;
     std::vector<double> G_, Gh_;   ///< influence function on the brick; on the FFT's half spectrum
+    mutable std::vector<double> scratch_;   ///< apply()'s grid
     bool real_ = false;            ///< the FFT has real convolutions
     int hlo_[3] = {0, 0, 0}, hhi_[3] = {0, 0, 0};   ///< its half-spectrum box
     std::vector<int64_t> atoms_;
@@ -765,6 +771,15 @@ DistributedRealFft::DistributedRealFft(const MeshBrick& brick, DomainComm& comm,
     }
 }
 
+void DistributedRealFft::release() {
+    for (auto* v : {&real_}) { v->clear(); v->shrink_to_fit(); }
+    for (auto* v : {&c1_, &c2_, &c3_}) { v->clear(); v->shrink_to_fit(); }
+    send_.clear();
+    recv_.clear();
+    send_.shrink_to_fit();
+    recv_.shrink_to_fit();
+}
+
 bool DistributedRealFft::half_spectrum_box(int lo[3], int hi[3]) const {
     const Box& b = l3_[comm_.rank()];
     for (int d = 0; d < 3; ++d) { lo[d] = b.lo[d]; hi[d] = b.hi[d]; }
@@ -789,15 +804,34 @@ void DistributedRealFft::move(const std::vector<Box>& from, const std::vector<Bo
                 fn(base, static_cast<int64_t>(o.hi[2] - o.lo[2]) * w);
             }
     };
-    std::vector<std::vector<double>> send(P), recv(P);
+    // (the buffers persist between calls: no page faults of fresh allocations per transform)
+    auto& send = send_;
+    auto& recv = recv_;
+    send.resize(P);
+    recv.resize(P);
     for (int r = 0; r < P; ++r) {
+        send[r].clear();
+        recv[r].clear();
+        if (r == me) continue;   // (this domain's own part is copied directly below)
         const Box o = overlap(from[me], to[r]);
         send[r].reserve(o.size() * w);
         walk(o, from[me], [&](int64_t base, int64_t len) { send[r].insert(send[r].end(), in + base, in + base + len); });
         recv[r].resize(overlap(from[r], to[me]).size() * w);
     }
     comm_.alltoall(send, recv);
+    {
+        // own part: rows of the overlap, from layout `from` to layout `to`
+        const Box o = overlap(from[me], to[me]);
+        std::vector<int64_t> src_rows;
+        walk(o, from[me], [&](int64_t base, int64_t) { src_rows.push_back(base); });
+        size_t k = 0;
+        walk(o, to[me], [&](int64_t base, int64_t len) {
+            std::copy(in + src_rows[k], in + src_rows[k] + len, out + base);
+            ++k;
+        });
+    }
     for (int r = 0; r < P; ++r) {
+        if (r == me) continue;
         const double* src = recv[r].data();
         walk(overlap(from[r], to[me]), to[me], [&](int64_t base, int64_t len) {
             std::copy(src, src + len, out + base);
@@ -810,10 +844,14 @@ void DistributedRealFft::convolve_real(double* grid, const double* G) {
     const int me = comm_.rank();
     const Box &b1 = l1_[me], &b2 = l2_[me], &b3 = l3_[me];
     using cd = std::complex<double>;
-    std::vector<double> real(b1.size());
+    std::vector<double>& real = real_;
+    real.resize(b1.size());
     move(brick_, l1_, grid, real.data(), 1);
     const int64_t lines1 = static_cast<int64_t>(b1.hi[0] - b1.lo[0]) * (b1.hi[1] - b1.lo[1]);
-    std::vector<cd> c1(lines1 * H_), c2(b2.size()), c3(b3.size());
+    std::vector<cd>&c1 = c1_, &c2 = c2_, &c3 = c3_;
+    c1.resize(lines1 * H_);
+    c2.resize(b2.size());
+    c3.resize(b3.size());
     const int nt = thread_count(threads_);
     const int64_t n20 = b2.hi[0] - b2.lo[0], n22 = b2.hi[2] - b2.lo[2];
     const int64_t n31 = b3.hi[1] - b3.lo[1], n32 = b3.hi[2] - b3.lo[2];

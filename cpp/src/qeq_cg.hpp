@@ -41,10 +41,15 @@ QEqSolution pcg_qeq(int64_t n, int64_t n_total, const double* diag, MatVec&& A0v
     // part in the constraint subspace; it is projected out at every step (z does not depend on
     // it), otherwise the rounding of mu 1 . z swamps r . z and the iteration drifts off the
     // constraint. Returns |P res| and sets s = sum dinv P res (one reduction for both).
-    auto project = [&](double* res, double& s_dinv) {
+    // `known_sum`: sum res when the caller has it from another reduction (else one more reduction).
+    auto project = [&](double* res, double& s_dinv, const double* known_sum = nullptr) {
         double mean = 0.0;
-        for (int64_t i = 0; i < n; ++i) mean += res[i];
-        sum(&mean, 1);
+        if (known_sum) {
+            mean = *known_sum;
+        } else {
+            for (int64_t i = 0; i < n; ++i) mean += res[i];
+            sum(&mean, 1);
+        }
         mean /= n_total;
         double t[2] = {0.0, 0.0};
         for (int64_t i = 0; i < n; ++i) {
@@ -74,6 +79,7 @@ QEqSolution pcg_qeq(int64_t n, int64_t n_total, const double* diag, MatVec&& A0v
     sum(&rz, 1);
     // Whether to go on: decided by all domains together (a sum of 0/1 flags is exact in any order,
     // whereas the residual, a floating-point sum, may differ in its last bits between domains).
+    // (three reductions per iteration: p.q with sum q, the projection's, r.z with the flag)
     auto go_on = [&]() {
         double go = sol.residual > tol ? 1.0 : 0.0;
         sum(&go, 1);
@@ -82,22 +88,25 @@ QEqSolution pcg_qeq(int64_t n, int64_t n_total, const double* diag, MatVec&& A0v
     bool more = go_on();
     while (more && sol.iterations < max_iterations) {
         matvec(p.data(), q.data());
-        double pq = 0.0;
-        for (int64_t i = 0; i < n; ++i) pq += p[i] * q[i];
-        sum(&pq, 1);
-        if (!(pq > 0.0)) throw InputError("charge equilibration: the QEq matrix is not positive definite");
-        const double alpha = rz / pq;
+        double pq[2] = {0.0, 0.0};   // p.q, sum q
+        for (int64_t i = 0; i < n; ++i) { pq[0] += p[i] * q[i]; pq[1] += q[i]; }
+        sum(pq, 2);
+        if (!(pq[0] > 0.0)) throw InputError("charge equilibration: the QEq matrix is not positive definite");
+        const double alpha = rz / pq[0];
         for (int64_t i = 0; i < n; ++i) { x[i] += alpha * p[i]; r[i] -= alpha * q[i]; }
         ++sol.iterations;
-        sol.residual = project(r.data(), s_dinv) / bnorm;
+        // sum r: r was projected (sum 0), so the new sum is -alpha sum q (the rounding of the
+        // old projection is left over, at the level of round-off, and removed by the next)
+        const double r_sum = -alpha * pq[1];
+        sol.residual = project(r.data(), s_dinv, &r_sum) / bnorm;
         precondition(r.data(), s_dinv, z.data());
-        double rz_new = 0.0;
-        for (int64_t i = 0; i < n; ++i) rz_new += r[i] * z[i];
-        sum(&rz_new, 1);
-        const double beta = rz_new / rz;
-        rz = rz_new;
+        double rz_go[2] = {0.0, sol.residual > tol ? 1.0 : 0.0};
+        for (int64_t i = 0; i < n; ++i) rz_go[0] += r[i] * z[i];
+        sum(rz_go, 2);
+        const double beta = rz_go[0] / rz;
+        rz = rz_go[0];
         for (int64_t i = 0; i < n; ++i) p[i] = z[i] + beta * p[i];
-        more = go_on();
+        more = rz_go[1] > 0.0;
     }
     if (more)
         throw InputError("charge equilibration did not converge in " + std::to_string(max_iterations) +

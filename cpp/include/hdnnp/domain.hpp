@@ -69,6 +69,8 @@ public:
     /// grid (this domain's brick, real) := F^-1 [G F grid] for a real, even G given on
     /// half_spectrum_box() (index ((k0 - lo0) n1 + k1 - lo1) n2 + k2 - lo2).
     virtual void convolve_real(double* grid, const double* G) { (void)grid; (void)G; }
+    /// Free the scratch memory kept between transforms (e.g. before the forces' larger buffers).
+    virtual void release() {}
 };
 
 /// Real-to-complex convolutions over the bricks of all domains: the grid is moved between pencil
@@ -81,6 +83,7 @@ public:
     void transform(std::complex<double>* brick, int sign) override { complex_->transform(brick, sign); }
     bool half_spectrum_box(int lo[3], int hi[3]) const override;
     void convolve_real(double* grid, const double* G) override;
+    void release() override;
 
     struct Box { int lo[3], hi[3]; int64_t size() const; };
 
@@ -91,6 +94,9 @@ private:
     DomainFft* complex_;
     int K_[3], H_ = 0, threads_ = 0;
     std::vector<Box> brick_, l1_, l1c_, l2_, l3_;   ///< per domain: brick, pencils along 2 (real, complex), 1, 0
+    std::vector<std::vector<double>> send_, recv_;  ///< scratch of move()
+    std::vector<double> real_;                      ///< scratch of convolve_real()
+    std::vector<std::complex<double>> c1_, c2_, c3_;
 };
 
 /// The FFT of a domain that holds the whole grid (a single process): the core's own transforms.
