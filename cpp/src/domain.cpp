@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string>
 
 #include "electrostatic_kernels.hpp"
@@ -119,41 +120,49 @@ public:
             if (c_out) *c_out += c;
             return c * bsq[0][m0] * bsq[1][m1] * bsq[2][m2];
         };
-        G_.assign(b_.size(), 0.0);
+        // diag(A_rec): sum_k G(k) over the whole grid (this brick's share, summed over the domains)
         for (int m0 = b_.lo[0]; m0 < b_.hi[0]; ++m0)
             for (int m1 = b_.lo[1]; m1 < b_.hi[1]; ++m1)
-                for (int m2 = b_.lo[2]; m2 < b_.hi[2]; ++m2)
-                    G_[index(m0 - b_.lo[0], m1 - b_.lo[1], m2 - b_.lo[2])] = influence(m0, m1, m2, &diag);
+                for (int m2 = b_.lo[2]; m2 < b_.hi[2]; ++m2) influence(m0, m1, m2, &diag);
         comm.sum(&diag, 1);
         diag_ = diag;
+        // (the B-spline moduli product per point, for the preconditioner's kernel)
+        bmod_ = [bsq](int m0, int m1, int m2) { return bsq[0][m0] * bsq[1][m1] * bsq[2][m2]; };
         int *lo = hlo_, *hi = hhi_;
-        if (fft_->half_spectrum_box(lo, hi)) {
-            real_ = true;
-            Gh_.reserve(static_cast<size_t>(hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]));
-            for (int m0 = lo[0]; m0 < hi[0]; ++m0)
-                for (int m1 = lo[1]; m1 < hi[1]; ++m1)
-                    for (int m2 = lo[2]; m2 < hi[2]; ++m2) Gh_.push_back(influence(m0, m1, m2, nullptr));
-        }
+        fft_->half_spectrum_box(lo, hi);
+        Gh_.reserve(static_cast<size_t>(hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]));
+        for (int m0 = lo[0]; m0 < hi[0]; ++m0)
+            for (int m1 = lo[1]; m1 < hi[1]; ++m1)
+                for (int m2 = lo[2]; m2 < hi[2]; ++m2) Gh_.push_back(influence(m0, m1, m2, nullptr));
     }
 
     double diagonal() const { return diag_; }
+
+    /// The kernel H = G / (1 + c g) of the CG's preconditioner (g = G / moduli: the influence
+    /// function without the B-spline correction; c = sum over all atoms of 1 / diag(A)), for
+    /// DomainElectrostatics::precondition. Kept for the next call with the same c.
+    void set_preconditioner(double c) const {
+        if (c == pc_) return;
+        pc_ = c;
+        auto h = [&](double G, int m0, int m1, int m2) {
+            const double mod = bmod_(m0, m1, m2);
+            return G != 0.0 && mod > 0.0 ? G / (1.0 + c * G / mod) : 0.0;
+        };
+        Hh_.assign(Gh_.size(), 0.0);
+        size_t k = 0;
+        for (int m0 = hlo_[0]; m0 < hhi_[0]; ++m0)
+                for (int m1 = hlo_[1]; m1 < hhi_[1]; ++m1)
+                    for (int m2 = hlo_[2]; m2 < hhi_[2]; ++m2, ++k) Hh_[k] = h(Gh_[k], m0, m1, m2);
+    }
     int64_t points() const { return static_cast<int64_t>(b_.K[0]) * b_.K[1] * b_.K[2]; }
 
-    /// y (n_all) += the brick's part of (A_rec x) at every atom image (x: n_all, ghosts filled).
-    void apply(const double* x, double* y) const {
+    /// y (n_all) += the brick's part of (A_rec x) at every atom image (x: n_all, ghosts filled);
+    /// `preconditioner`: of the kernel H instead of G (set_preconditioner).
+    void apply(const double* x, double* y, bool preconditioner = false) const {
         std::vector<double>& real = scratch_;   // (kept: no page faults of a fresh grid per product)
         real.assign(b_.size(), 0.0);
         spread(x, real.data(), 1);
-        if (real_) {
-            fft_->convolve_real(real.data(), Gh_.data());
-        } else {
-            std::vector<std::complex<double>> g(b_.size());
-            for (size_t k = 0; k < g.size(); ++k) g[k] = real[k];
-            fft_->transform(g.data(), 1);
-            for (size_t k = 0; k < g.size(); ++k) g[k] *= G_[k];
-            fft_->transform(g.data(), -1);
-            for (size_t k = 0; k < g.size(); ++k) real[k] = g[k].real();
-        }
+        fft_->convolve_real(real.data(), preconditioner ? Hh_.data() : Gh_.data());
         const int64_t nt = static_cast<int64_t>(atoms_.size());
 #pragma omp parallel for schedule(static) num_threads(thread_count(threads_))
         for (int64_t t = 0; t < nt; ++t) y[atoms_[t]] += interpolate(real.data(), t);
@@ -162,69 +171,12 @@ public:
     /// F (n_all) -= the brick's part of d/dR (u^T A_rec v) at every atom image, W -= its part of
     /// d(u^T A_rec v)/d(strain).
     void add_derivatives(const double* u, const double* v, double* F, double* W) const {
-        // (the products' scratch is not needed any more: room for the transforms below)
-        scratch_.clear();
-        scratch_.shrink_to_fit();
+        // (the products' scratch and the preconditioner's kernel are not needed any more: room for
+        // the transforms below)
+        for (auto* v : {&scratch_, &Hh_}) { v->clear(); v->shrink_to_fit(); }
+        pc_ = -1.0;
         fft_->release();
-        // (two transforms forward: the virial needs u^ and v^ at the same k, and -k lies in
-        // another domain's brick; then one back for phi_u + i phi_v)
-        std::vector<std::complex<double>> gu(b_.size(), 0.0), gv(b_.size(), 0.0);
-        spread(u, reinterpret_cast<double*>(gu.data()), 2);
-        spread(v, reinterpret_cast<double*>(gv.data()), 2);
-        fft_->transform(gu.data(), 1);
-        fft_->transform(gv.data(), 1);
-        double w[9] = {0};
-        for (int m0 = b_.lo[0]; m0 < b_.hi[0]; ++m0)
-            for (int m1 = b_.lo[1]; m1 < b_.hi[1]; ++m1)
-                for (int m2 = b_.lo[2]; m2 < b_.hi[2]; ++m2) {
-                    const int64_t k = index(m0 - b_.lo[0], m1 - b_.lo[1], m2 - b_.lo[2]);
-                    if (G_[k] == 0.0) continue;
-                    const double B = G_[k] * (gu[k] * std::conj(gv[k])).real();
-                    if (B == 0.0) continue;
-                    double kv[3];
-                    kvector(m0, m1, m2, kv);
-                    subtract_recip_virial(B, kv, eta_, w);
-                }
-        for (int c = 0; c < 9; ++c) W[c] += w[c];
-        const std::complex<double> I(0.0, 1.0);
-        for (size_t k = 0; k < gu.size(); ++k) gu[k] = G_[k] * (gu[k] + I * gv[k]);
-        gv.clear();
-        gv.shrink_to_fit();
-        fft_->transform(gu.data(), -1);   // phi_u + i phi_v
-        const int64_t nt = static_cast<int64_t>(atoms_.size());
-#pragma omp parallel for schedule(static) num_threads(thread_count(threads_))
-        for (int64_t t = 0; t < nt; ++t) {
-            const int64_t i = atoms_[t];
-            if (u[i] == 0.0 && v[i] == 0.0) continue;
-            const double* w0 = &w_[(3 * t) * p_];
-            const double* w1 = &w_[(3 * t + 1) * p_];
-            const double* w2 = &w_[(3 * t + 2) * p_];
-            const int* i0 = &idx_[(3 * t) * p_];
-            const int* i1 = &idx_[(3 * t + 1) * p_];
-            const int* i2 = &idx_[(3 * t + 2) * p_];
-            double d0[16], d1[16], d2[16], scratch[16];
-            bspline(frac_[3 * t], p_, scratch, d0);
-            bspline(frac_[3 * t + 1], p_, scratch, d1);
-            bspline(frac_[3 * t + 2], p_, scratch, d2);
-            double gr[3] = {0, 0, 0};
-            for (int a = 0; a < p_; ++a) {
-                if (i0[a] < 0) continue;
-                for (int b = 0; b < p_; ++b) {
-                    if (i1[b] < 0) continue;
-                    const std::complex<double>* row = &gu[index(i0[a], i1[b], 0)];
-                    for (int c = 0; c < p_; ++c) {
-                        if (i2[c] < 0) continue;
-                        const std::complex<double> z = row[i2[c]];
-                        const double phi = v[i] * z.real() + u[i] * z.imag();
-                        gr[0] += d0[a] * w1[b] * w2[c] * phi;
-                        gr[1] += w0[a] * d1[b] * w2[c] * phi;
-                        gr[2] += w0[a] * w1[b] * d2[c] * phi;
-                    }
-                }
-            }
-            for (int c = 0; c < 3; ++c)
-                for (int d = 0; d < 3; ++d) F[3 * i + c] -= gr[d] * dudr_[3 * d + c];
-        }
+        add_derivatives_real(u, v, F, W);
     }
 
     /// phi (n_all x 6, xx yy zz xy xz yz) += the brick's part of d(A_rec v)_i/d(strain) at every
@@ -240,38 +192,94 @@ public:
             subtract_recip_virial(1.0, kv, eta_, w);
             return w[3 * kPQ[c][0] + kPQ[c][1]];
         };
-        std::vector<std::complex<double>> g;
-        if (!real_) {
-            g.assign(base.begin(), base.end());
-            fft_->transform(g.data(), 1);
-        }
         for (int c = 0; c < 6; ++c) {
-            if (real_) {
-                std::vector<double> Gc(Gh_.size());
-                size_t k = 0;
-                for (int m0 = hlo_[0]; m0 < hhi_[0]; ++m0)
-                    for (int m1 = hlo_[1]; m1 < hhi_[1]; ++m1)
-                        for (int m2 = hlo_[2]; m2 < hhi_[2]; ++m2, ++k)
-                            Gc[k] = Gh_[k] == 0.0 ? 0.0 : Gh_[k] * factor(m0, m1, m2, c);
-                real = base;
-                fft_->convolve_real(real.data(), Gc.data());
-            } else {
-                std::vector<std::complex<double>> h(g.size());
-                for (int m0 = b_.lo[0]; m0 < b_.hi[0]; ++m0)
-                    for (int m1 = b_.lo[1]; m1 < b_.hi[1]; ++m1)
-                        for (int m2 = b_.lo[2]; m2 < b_.hi[2]; ++m2) {
-                            const int64_t k = index(m0 - b_.lo[0], m1 - b_.lo[1], m2 - b_.lo[2]);
-                            h[k] = G_[k] == 0.0 ? 0.0 : g[k] * G_[k] * factor(m0, m1, m2, c);
-                        }
-                fft_->transform(h.data(), -1);
-                real.resize(h.size());
-                for (size_t k = 0; k < h.size(); ++k) real[k] = h[k].real();
-            }
+            std::vector<double> Gc(Gh_.size());
+            size_t k = 0;
+            for (int m0 = hlo_[0]; m0 < hhi_[0]; ++m0)
+                for (int m1 = hlo_[1]; m1 < hhi_[1]; ++m1)
+                    for (int m2 = hlo_[2]; m2 < hhi_[2]; ++m2, ++k)
+                        Gc[k] = Gh_[k] == 0.0 ? 0.0 : Gh_[k] * factor(m0, m1, m2, c);
+            real = base;
+            fft_->convolve_real(real.data(), Gc.data());
             for (size_t t = 0; t < atoms_.size(); ++t) phi[6 * atoms_[t] + c] += interpolate(real.data(), t);
         }
     }
 
 private:
+    /// add_derivatives with real-to-complex transforms: the half spectra of u and v (their
+    /// product gives the virial; -k is k's conjugate, so the points 0 < k_2 < K_2 / 2 count twice),
+    /// then phi_u = F^-1 [G u^] and phi_v one after the other (three grids at a time instead of the
+    /// complex path's four)
+    void add_derivatives_real(const double* u, const double* v, double* F, double* W) const {
+        using cd = std::complex<double>;
+        std::vector<cd> su(Gh_.size()), sv(Gh_.size());
+        std::vector<double> g(b_.size(), 0.0);
+        spread(u, g.data(), 1);
+        fft_->forward_real(g.data(), su.data());
+        std::fill(g.begin(), g.end(), 0.0);
+        spread(v, g.data(), 1);
+        fft_->forward_real(g.data(), sv.data());
+        double w[9] = {0};
+        size_t k = 0;
+        for (int m0 = hlo_[0]; m0 < hhi_[0]; ++m0)
+            for (int m1 = hlo_[1]; m1 < hhi_[1]; ++m1)
+                for (int m2 = hlo_[2]; m2 < hhi_[2]; ++m2, ++k) {
+                    if (Gh_[k] == 0.0) continue;
+                    const double twice = m2 == 0 || 2 * m2 == b_.K[2] ? 1.0 : 2.0;
+                    const double B = twice * Gh_[k] * (su[k] * std::conj(sv[k])).real();
+                    if (B == 0.0) continue;
+                    double kv[3];
+                    kvector(m0, m1, m2, kv);
+                    subtract_recip_virial(B, kv, eta_, w);
+                }
+        for (int c = 0; c < 9; ++c) W[c] += w[c];
+        for (size_t j = 0; j < su.size(); ++j) su[j] *= Gh_[j];
+        fft_->inverse_real(su.data(), g.data());   // phi_u: moves the atoms with v
+        su.clear();
+        su.shrink_to_fit();
+        add_gradients(g.data(), v, F);
+        for (size_t j = 0; j < sv.size(); ++j) sv[j] *= Gh_[j];
+        fft_->inverse_real(sv.data(), g.data());   // phi_v: with u
+        add_gradients(g.data(), u, F);
+    }
+
+    /// F_i -= c_i grad phi (phi: a real grid on the brick) at every atom image i
+    void add_gradients(const double* phi, const double* c, double* F) const {
+        const int64_t nt = static_cast<int64_t>(atoms_.size());
+#pragma omp parallel for schedule(static) num_threads(thread_count(threads_))
+        for (int64_t t = 0; t < nt; ++t) {
+            const int64_t i = atoms_[t];
+            if (c[i] == 0.0) continue;
+            const double* w0 = &w_[(3 * t) * p_];
+            const double* w1 = &w_[(3 * t + 1) * p_];
+            const double* w2 = &w_[(3 * t + 2) * p_];
+            const int* i0 = &idx_[(3 * t) * p_];
+            const int* i1 = &idx_[(3 * t + 1) * p_];
+            const int* i2 = &idx_[(3 * t + 2) * p_];
+            double d0[16], d1[16], d2[16], scratch[16];
+            bspline(frac_[3 * t], p_, scratch, d0);
+            bspline(frac_[3 * t + 1], p_, scratch, d1);
+            bspline(frac_[3 * t + 2], p_, scratch, d2);
+            double gr[3] = {0, 0, 0};
+            for (int a = 0; a < p_; ++a) {
+                if (i0[a] < 0) continue;
+                for (int b = 0; b < p_; ++b) {
+                    if (i1[b] < 0) continue;
+                    const double* row = &phi[index(i0[a], i1[b], 0)];
+                    for (int cc = 0; cc < p_; ++cc) {
+                        if (i2[cc] < 0) continue;
+                        const double z = c[i] * row[i2[cc]];
+                        gr[0] += d0[a] * w1[b] * w2[cc] * z;
+                        gr[1] += w0[a] * d1[b] * w2[cc] * z;
+                        gr[2] += w0[a] * w1[b] * d2[cc] * z;
+                    }
+                }
+            }
+            for (int cc = 0; cc < 3; ++cc)
+                for (int d = 0; d < 3; ++d) F[3 * i + cc] -= gr[d] * dudr_[3 * d + cc];
+        }
+    }
+
     /// sum of the brick's grid values at atom image t's stencil, weighted by its B-splines
     double interpolate(const double* real, size_t t) const {
         const double* w0 = &w_[(3 * t) * p_];
@@ -332,9 +340,11 @@ private:
     DomainFft* fft_ = nullptr;
     double eta_ = 0.0, diag_ = 0.0, recip_[9] = {0}, dudr_[9] = {0};
     int threads_ = 0;
-    std::vector<double> G_, Gh_;   ///< influence function on the brick; on the FFT's half spectrum
+    std::vector<double> Gh_;   ///< the influence function on the FFT's half-spectrum box
     mutable std::vector<double> scratch_;   ///< apply()'s grid
-    bool real_ = false;            ///< the FFT has real convolutions
+    std::function<double(int, int, int)> bmod_;
+    mutable std::vector<double> Hh_;    ///< the preconditioner's kernel (half spectrum)
+    mutable double pc_ = -1.0;
     int hlo_[3] = {0, 0, 0}, hhi_[3] = {0, 0, 0};   ///< its half-spectrum box
     std::vector<int64_t> atoms_;
     std::vector<int> idx_;
@@ -731,8 +741,8 @@ int64_t DistributedRealFft::Box::size() const {
     return n;
 }
 
-DistributedRealFft::DistributedRealFft(const MeshBrick& brick, DomainComm& comm, DomainFft* complex_fft, int threads)
-    : comm_(comm), complex_(complex_fft), K_{brick.K[0], brick.K[1], brick.K[2]}, threads_(threads) {
+DistributedRealFft::DistributedRealFft(const MeshBrick& brick, DomainComm& comm, int threads)
+    : comm_(comm), K_{brick.K[0], brick.K[1], brick.K[2]}, threads_(threads) {
     H_ = K_[2] / 2 + 1;
     const int P = comm_.size();
     // every domain's brick
@@ -780,10 +790,9 @@ void DistributedRealFft::release() {
     recv_.shrink_to_fit();
 }
 
-bool DistributedRealFft::half_spectrum_box(int lo[3], int hi[3]) const {
+void DistributedRealFft::half_spectrum_box(int lo[3], int hi[3]) const {
     const Box& b = l3_[comm_.rank()];
     for (int d = 0; d < 3; ++d) { lo[d] = b.lo[d]; hi[d] = b.hi[d]; }
-    return true;
 }
 
 void DistributedRealFft::move(const std::vector<Box>& from, const std::vector<Box>& to, const double* in, double* out,
@@ -840,75 +849,112 @@ void DistributedRealFft::move(const std::vector<Box>& from, const std::vector<Bo
     }
 }
 
-void DistributedRealFft::convolve_real(double* grid, const double* G) {
-    const int me = comm_.rank();
-    const Box &b1 = l1_[me], &b2 = l2_[me], &b3 = l3_[me];
+void DistributedRealFft::lines(std::complex<double>* data, int direction, bool forward) {
+    // the lines of L2 (along 1; start (i0, ih)) or L3 (along 0; start (i1, ih)): strided copies
+    // in and out of a buffer
     using cd = std::complex<double>;
-    std::vector<double>& real = real_;
-    real.resize(b1.size());
-    move(brick_, l1_, grid, real.data(), 1);
-    const int64_t lines1 = static_cast<int64_t>(b1.hi[0] - b1.lo[0]) * (b1.hi[1] - b1.lo[1]);
-    std::vector<cd>&c1 = c1_, &c2 = c2_, &c3 = c3_;
-    c1.resize(lines1 * H_);
-    c2.resize(b2.size());
-    c3.resize(b3.size());
-    const int nt = thread_count(threads_);
+    const int me = comm_.rank();
+    const Box &b2 = l2_[me], &b3 = l3_[me];
     const int64_t n20 = b2.hi[0] - b2.lo[0], n22 = b2.hi[2] - b2.lo[2];
     const int64_t n31 = b3.hi[1] - b3.lo[1], n32 = b3.hi[2] - b3.lo[2];
-    // lines of a box along direction 1 (L2) or 0 (L3): strided copies in and out of a buffer
-    auto along = [&](cd* data, int64_t lines, int64_t n, int64_t stride, auto start, bool forward) {
-#pragma omp parallel num_threads(nt)
-        {
-            std::vector<cd> a(n), b(n);
-            Eigen::FFT<double> eig;
-            eig.SetFlag(Eigen::FFT<double>::Unscaled);
+    const int64_t nlines = direction == 1 ? n20 * n22 : n31 * n32;
+    const int64_t n = K_[direction == 1 ? 1 : 0];
+    const int64_t stride = direction == 1 ? n22 : n31 * n32;
+#pragma omp parallel num_threads(thread_count(threads_))
+    {
+        std::vector<cd> a(n), b(n);
+        Eigen::FFT<double> eig;
+        eig.SetFlag(Eigen::FFT<double>::Unscaled);
 #pragma omp for schedule(static)
-            for (int64_t l = 0; l < lines; ++l) {
-                cd* p = data + start(l);
-                for (int64_t k = 0; k < n; ++k) a[k] = p[k * stride];
-                if (forward) eig.fwd(b.data(), a.data(), n);
-                else eig.inv(b.data(), a.data(), n);
-                for (int64_t k = 0; k < n; ++k) p[k * stride] = b[k];
-            }
+        for (int64_t l = 0; l < nlines; ++l) {
+            cd* p = data + (direction == 1 ? (l / n22) * K_[1] * n22 + l % n22 : l);
+            for (int64_t k = 0; k < n; ++k) a[k] = p[k * stride];
+            if (forward) eig.fwd(b.data(), a.data(), n);
+            else eig.inv(b.data(), a.data(), n);
+            for (int64_t k = 0; k < n; ++k) p[k * stride] = b[k];
         }
-    };
-    auto start2 = [&](int64_t l) { return (l / n22) * K_[1] * n22 + l % n22; };   // (i0, ih) of L2
-    auto start3 = [&](int64_t l) { return l; };                                    // (i1, ih) of L3
-#pragma omp parallel num_threads(nt)
+    }
+}
+
+void DistributedRealFft::forward_real(const double* grid, std::complex<double>* spec) {
+    const int me = comm_.rank();
+    const Box &b1 = l1_[me], &b2 = l2_[me];
+    real_.resize(b1.size());
+    move(brick_, l1_, grid, real_.data(), 1);
+    const int64_t lines1 = static_cast<int64_t>(b1.hi[0] - b1.lo[0]) * (b1.hi[1] - b1.lo[1]);
+    c1_.resize(lines1 * H_);
+    c2_.resize(b2.size());
+#pragma omp parallel num_threads(thread_count(threads_))
     {
         Eigen::FFT<double> eig;
         eig.SetFlag(Eigen::FFT<double>::Unscaled);
         eig.SetFlag(Eigen::FFT<double>::HalfSpectrum);
 #pragma omp for schedule(static)
-        for (int64_t l = 0; l < lines1; ++l) eig.fwd(&c1[l * H_], &real[l * K_[2]], K_[2]);
+        for (int64_t l = 0; l < lines1; ++l) eig.fwd(&c1_[l * H_], &real_[l * K_[2]], K_[2]);
     }
-    move(l1c_, l2_, reinterpret_cast<double*>(c1.data()), reinterpret_cast<double*>(c2.data()), 2);
-    along(c2.data(), n20 * n22, K_[1], n22, start2, true);
-    move(l2_, l3_, reinterpret_cast<double*>(c2.data()), reinterpret_cast<double*>(c3.data()), 2);
-    along(c3.data(), n31 * n32, K_[0], n31 * n32, start3, true);
-    for (size_t k = 0; k < c3.size(); ++k) c3[k] *= G[k];
-    along(c3.data(), n31 * n32, K_[0], n31 * n32, start3, false);
-    move(l3_, l2_, reinterpret_cast<double*>(c3.data()), reinterpret_cast<double*>(c2.data()), 2);
-    along(c2.data(), n20 * n22, K_[1], n22, start2, false);
-    move(l2_, l1c_, reinterpret_cast<double*>(c2.data()), reinterpret_cast<double*>(c1.data()), 2);
-#pragma omp parallel num_threads(nt)
+    move(l1c_, l2_, reinterpret_cast<double*>(c1_.data()), reinterpret_cast<double*>(c2_.data()), 2);
+    lines(c2_.data(), 1, true);
+    move(l2_, l3_, reinterpret_cast<double*>(c2_.data()), reinterpret_cast<double*>(spec), 2);
+    lines(spec, 0, true);
+}
+
+void DistributedRealFft::inverse_real(std::complex<double>* spec, double* grid) {
+    const int me = comm_.rank();
+    const Box &b1 = l1_[me], &b2 = l2_[me];
+    const int64_t lines1 = static_cast<int64_t>(b1.hi[0] - b1.lo[0]) * (b1.hi[1] - b1.lo[1]);
+    real_.resize(b1.size());
+    c1_.resize(lines1 * H_);
+    c2_.resize(b2.size());
+    lines(spec, 0, false);
+    move(l3_, l2_, reinterpret_cast<double*>(spec), reinterpret_cast<double*>(c2_.data()), 2);
+    lines(c2_.data(), 1, false);
+    move(l2_, l1c_, reinterpret_cast<double*>(c2_.data()), reinterpret_cast<double*>(c1_.data()), 2);
+#pragma omp parallel num_threads(thread_count(threads_))
     {
         Eigen::FFT<double> eig;
         eig.SetFlag(Eigen::FFT<double>::Unscaled);
         eig.SetFlag(Eigen::FFT<double>::HalfSpectrum);
 #pragma omp for schedule(static)
-        for (int64_t l = 0; l < lines1; ++l) eig.inv(&real[l * K_[2]], &c1[l * H_], K_[2]);
+        for (int64_t l = 0; l < lines1; ++l) eig.inv(&real_[l * K_[2]], &c1_[l * H_], K_[2]);
     }
-    move(l1_, brick_, real.data(), grid, 1);
+    move(l1_, brick_, real_.data(), grid, 1);
+}
+
+void DistributedRealFft::convolve_real(double* grid, const double* G) {
+    c3_.resize(l3_[comm_.rank()].size());
+    forward_real(grid, c3_.data());
+    for (size_t k = 0; k < c3_.size(); ++k) c3_[k] *= G[k];
+    inverse_real(c3_.data(), grid);
 }
 
 QEqSolution solve_qeq_cg(const DomainElectrostatics& op, DomainComm& comm, int64_t n_total, const double* J,
-                         const double* b, double total, double* x, double tol, int max_iterations, std::vector<double>* A0x) {
+                         const double* b, double total, double* x, double tol, int max_iterations, std::vector<double>* A0x,
+                         bool mesh_preconditioner) {
     const int64_t n = op.n_local();
     std::vector<double> diag(n);
     op.diagonal(diag.data());
-    return pcg_qeq(n, n_total, diag.data(), [&](const double* v, double* out) { op.apply(v, out); },
-                   [&](double* v, int k) { comm.sum(v, k); }, J, b, total, x, tol, max_iterations, A0x);
+    auto matvec = [&](const double* v, double* out) { op.apply(v, out); };
+    auto sum = [&](double* v, int k) { comm.sum(v, k); };
+    if (mesh_preconditioner && op.has_mesh())
+        return pcg_qeq(n, n_total, diag.data(), matvec, sum, J, b, total, x, tol, max_iterations, A0x,
+                       [&](const double* r, double* y, const std::vector<double>& dinv, double sum_dinv) {
+                           op.precondition(r, y, dinv.data(), sum_dinv);
+                       });
+    return pcg_qeq(n, n_total, diag.data(), matvec, sum, J, b, total, x, tol, max_iterations, A0x);
+}
+
+void DomainElectrostatics::precondition(const double* r, double* y, const double* dinv, double sum_dinv) const {
+    // M^-1 = D^-1 - D^-1 S^T H S D^-1 (Woodbury's inverse of D + S^T G S, the diagonal plus the
+    // mesh part, with S D^-1 S^T taken as sum(1/d) / moduli in k space): the long waves of the
+    // Coulomb operator, whose eigenvalues grow like L^2 with the box and make Jacobi's iteration
+    // count grow with the system, are inverted on the mesh.
+    for (int64_t i = 0; i < nl_; ++i) y[i] = dinv[i] * r[i];
+    mesh_->set_preconditioner(sum_dinv);
+    const std::vector<double> yg = with_ghosts(y, 1);
+    std::vector<double> part(na_, 0.0);
+    mesh_->apply(yg.data(), part.data(), true);
+    comm_.reverse(part.data(), 1);
+    for (int64_t i = 0; i < nl_; ++i) y[i] -= dinv[i] * part[i];
 }
 
 int64_t DomainElectrostatics::mesh_points() const { return mesh_ ? mesh_->points() : 0; }

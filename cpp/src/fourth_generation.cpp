@@ -352,9 +352,12 @@ void FourthGenerationPotential::compute_domain(const DomainAtoms& A, DomainComm&
     out.charges.assign(n, q_tot / A.n_total);
     if (warm && static_cast<int64_t>(warm->size()) == n) out.charges = *warm;
     std::vector<double> A0Q(n);   // (the solver's last product serves the energy)
+    const bool mesh_pc = opt.cg_preconditioner == "mesh";
+    if (!mesh_pc && opt.cg_preconditioner != "jacobi")
+        throw InputError("unknown CG preconditioner '" + opt.cg_preconditioner + "' (mesh or jacobi)");
     out.cg_iterations.assign(1, solve_qeq_cg(op, comm, A.n_total, J.data(), minus_chi.data(), q_tot,
                                              out.charges.data(), opt.cg_tolerance, opt.cg_max_iterations,
-                                             &A0Q).iterations);
+                                             &A0Q, mesh_pc).iterations);
     if (warm) *warm = out.charges;
     const auto& Q = out.charges;
     std::vector<double> dEelec(n);
@@ -402,7 +405,8 @@ void FourthGenerationPotential::compute_domain(const DomainAtoms& A, DomainComm&
             for (int64_t i = 0; i < n; ++i) rhs[i] = -(dEelec[i] + dEs_dQ[i]);
             if (warm_adj && static_cast<int64_t>(warm_adj->size()) == n) lam = *warm_adj;
             out.cg_iterations.push_back(solve_qeq_cg(op, comm, A.n_total, J.data(), rhs.data(), 0.0, lam.data(),
-                                                     opt.cg_tolerance, opt.cg_max_iterations).iterations);
+                                                     opt.cg_tolerance, opt.cg_max_iterations, nullptr, mesh_pc)
+                                            .iterations);
             if (warm_adj) *warm_adj = lam;
         }
         out.adjoint = lam;

@@ -179,44 +179,71 @@ void mesh_fft3(std::complex<double>* g, const int K[3], int sign, int threads, F
     }
 }
 
-void mesh_convolve_real(double* grid, const double* G, const int K[3], int threads) {
-    const int nt = thread_count(threads);
-    const int64_t K1 = K[0], K2 = K[1], K3 = K[2], H = K3 / 2 + 1;
-    std::vector<std::complex<double>> spec(K1 * K2 * H);
-#pragma omp parallel num_threads(nt)
+namespace {
+/// the transforms along directions 2 and 1 of a half spectrum K[0] x K[1] x (K[2] / 2 + 1)
+void half_spectrum_lines(std::complex<double>* spec, const int K[3], bool forward, int threads) {
+    const int64_t K1 = K[0], K2 = K[1], H = K[2] / 2 + 1;
+#pragma omp parallel num_threads(thread_count(threads))
     {
         std::vector<std::complex<double>> line(std::max(K1, K2)), scratch(line.size());
+        Eigen::FFT<double> eig;
+        eig.SetFlag(Eigen::FFT<double>::Unscaled);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < K1 * H; ++r) {   // direction 2
+            const int64_t a = r / H, c = r % H;
+            for (int64_t b = 0; b < K2; ++b) scratch[b] = spec[(a * K2 + b) * H + c];
+            if (forward) eig.fwd(line.data(), scratch.data(), K2);
+            else eig.inv(line.data(), scratch.data(), K2);
+            for (int64_t b = 0; b < K2; ++b) spec[(a * K2 + b) * H + c] = line[b];
+        }
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < K2 * H; ++r) {   // direction 1
+            for (int64_t a = 0; a < K1; ++a) scratch[a] = spec[a * K2 * H + r];
+            if (forward) eig.fwd(line.data(), scratch.data(), K1);
+            else eig.inv(line.data(), scratch.data(), K1);
+            for (int64_t a = 0; a < K1; ++a) spec[a * K2 * H + r] = line[a];
+        }
+    }
+}
+}  // namespace
+
+void mesh_forward_real(const double* grid, std::complex<double>* spec, const int K[3], int threads) {
+    const int64_t K1 = K[0], K2 = K[1], K3 = K[2], H = K3 / 2 + 1;
+#pragma omp parallel num_threads(thread_count(threads))
+    {
         Eigen::FFT<double> eig;
         eig.SetFlag(Eigen::FFT<double>::Unscaled);
         eig.SetFlag(Eigen::FFT<double>::HalfSpectrum);
         // along direction 3: real -> the half spectrum m3 <= K3/2 (the rest is its conjugate)
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < K1 * K2; ++r) eig.fwd(&spec[r * H], grid + r * K3, K3);
-        auto along = [&](bool forward) {
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < K1 * H; ++r) {   // direction 2
-                const int64_t a = r / H, c = r % H;
-                for (int64_t b = 0; b < K2; ++b) scratch[b] = spec[(a * K2 + b) * H + c];
-                if (forward) eig.fwd(line.data(), scratch.data(), K2);
-                else eig.inv(line.data(), scratch.data(), K2);
-                for (int64_t b = 0; b < K2; ++b) spec[(a * K2 + b) * H + c] = line[b];
-            }
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < K2 * H; ++r) {   // direction 1
-                for (int64_t a = 0; a < K1; ++a) scratch[a] = spec[a * K2 * H + r];
-                if (forward) eig.fwd(line.data(), scratch.data(), K1);
-                else eig.inv(line.data(), scratch.data(), K1);
-                for (int64_t a = 0; a < K1; ++a) spec[a * K2 * H + r] = line[a];
-            }
-        };
-        along(true);
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < K1 * K2; ++r)
-            for (int64_t c = 0; c < H; ++c) spec[r * H + c] *= G[r * H + c];
-        along(false);
+    }
+    half_spectrum_lines(spec, K, true, threads);
+}
+
+void mesh_inverse_real(std::complex<double>* spec, double* grid, const int K[3], int threads) {
+    const int64_t K1 = K[0], K2 = K[1], K3 = K[2], H = K3 / 2 + 1;
+    half_spectrum_lines(spec, K, false, threads);
+#pragma omp parallel num_threads(thread_count(threads))
+    {
+        Eigen::FFT<double> eig;
+        eig.SetFlag(Eigen::FFT<double>::Unscaled);
+        eig.SetFlag(Eigen::FFT<double>::HalfSpectrum);
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < K1 * K2; ++r) eig.inv(grid + r * K3, &spec[r * H], K3);
     }
+}
+
+void mesh_convolve_real(double* grid, const double* G, const int K[3], int threads,
+                        std::vector<std::complex<double>>* workspace) {
+    const int64_t n = static_cast<int64_t>(K[0]) * K[1] * (K[2] / 2 + 1);
+    std::vector<std::complex<double>> own;
+    std::vector<std::complex<double>>& spec = workspace ? *workspace : own;
+    spec.resize(n);
+    mesh_forward_real(grid, spec.data(), K, threads);
+#pragma omp parallel for schedule(static) num_threads(thread_count(threads))
+    for (int64_t k = 0; k < n; ++k) spec[k] *= G[k];
+    mesh_inverse_real(spec.data(), grid, K, threads);
 }
 
 void ParticleMesh::fft3(Grid& g, int sign) const { mesh_fft3(g.data(), K_, sign, threads_, fft_, twiddle_.data()); }

@@ -11,14 +11,23 @@
 
 namespace hdnnp {
 
+/// The Jacobi preconditioner of pcg_qeq: y = diag(A)^-1 r (`dinv` given by pcg_qeq).
+struct JacobiPreconditioner {
+    void operator()(const double* r, double* y, const std::vector<double>& dinv, double) const {
+        for (size_t i = 0; i < dinv.size(); ++i) y[i] = dinv[i] * r[i];
+    }
+};
+
 /// `diag`: diag(A0) of the n local atoms; matvec(v, out): out = A0 v (local atoms). With `A0x` set,
 /// A0 x of the solution is written there (and the multiplier computed); otherwise no product
-/// follows the last iteration.
-template <class MatVec, class Sum>
+/// follows the last iteration. `precond(r, y, dinv, sum_dinv)`: y = M^-1 r of a symmetric positive
+/// definite preconditioner M (collective like the product; dinv = 1 / diag(A), sum_dinv its sum
+/// over all atoms).
+template <class MatVec, class Sum, class Precond = JacobiPreconditioner>
 QEqSolution pcg_qeq(int64_t n, int64_t n_total, const double* diag, MatVec&& A0v, Sum&& sum, const double* J,
                     const double* b, double total, double* x, double tol, int max_iterations,
-                    std::vector<double>* A0x = nullptr) {
-    std::vector<double> dinv(n), r(n), z(n), p(n), q(n);
+                    std::vector<double>* A0x = nullptr, Precond&& Minv = Precond()) {
+    std::vector<double> dinv(n), r(n), z(n), p(n), q(n), y(n), w(n);
     double sum_dinv = 0.0;
     for (int64_t i = 0; i < n; ++i) {
         const double d = diag[i] + J[i];
@@ -27,20 +36,27 @@ QEqSolution pcg_qeq(int64_t n, int64_t n_total, const double* diag, MatVec&& A0v
         sum_dinv += dinv[i];
     }
     sum(&sum_dinv, 1);
+    // w = M^-1 1 and its sum: the preconditioned residual is projected onto sum(z) = 0 in the
+    // preconditioner's metric, z = M^-1 r - (1^T M^-1 r / 1^T M^-1 1) M^-1 1
+    std::vector<double> ones(n, 1.0);
+    Minv(ones.data(), w.data(), dinv, sum_dinv);
+    double sum_w = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum_w += w[i];
+    sum(&sum_w, 1);
+    if (!(sum_w > 0.0)) throw InputError("charge equilibration: the preconditioner is not positive definite");
     auto matvec = [&](const double* v, double* out) {
         A0v(v, out);
         for (int64_t i = 0; i < n; ++i) out[i] += J[i] * v[i];
     };
-    // Preconditioned residual, projected onto sum(z) = 0 in the preconditioner's metric (s: the
-    // sum of dinv res, from the caller's reduction).
-    auto precondition = [&](const double* res, double s, double* out) {
-        const double m = s / sum_dinv;
-        for (int64_t i = 0; i < n; ++i) out[i] = dinv[i] * (res[i] - m);
+    // (s: sum y = 1^T M^-1 res, from the caller's reduction; y = M^-1 res)
+    auto precondition = [&](double s, double* out) {
+        const double m = s / sum_w;
+        for (int64_t i = 0; i < n; ++i) out[i] = y[i] - m * w[i];
     };
     // The residual b - A x tends to mu 1 (mu: the multiplier), which can be much larger than its
     // part in the constraint subspace; it is projected out at every step (z does not depend on
     // it), otherwise the rounding of mu 1 . z swamps r . z and the iteration drifts off the
-    // constraint. Returns |P res| and sets s = sum dinv P res (one reduction for both).
+    // constraint. Returns |P res|, sets y = M^-1 P res and s = sum y (one reduction for both).
     // `known_sum`: sum res when the caller has it from another reduction (else one more reduction).
     auto project = [&](double* res, double& s_dinv, const double* known_sum = nullptr) {
         double mean = 0.0;
@@ -51,11 +67,12 @@ QEqSolution pcg_qeq(int64_t n, int64_t n_total, const double* diag, MatVec&& A0v
             sum(&mean, 1);
         }
         mean /= n_total;
+        for (int64_t i = 0; i < n; ++i) res[i] -= mean;
+        Minv(res, y.data(), dinv, sum_dinv);
         double t[2] = {0.0, 0.0};
         for (int64_t i = 0; i < n; ++i) {
-            res[i] -= mean;
             t[0] += res[i] * res[i];
-            t[1] += dinv[i] * res[i];
+            t[1] += y[i];
         }
         sum(t, 2);
         s_dinv = t[1];
@@ -72,7 +89,7 @@ QEqSolution pcg_qeq(int64_t n, int64_t n_total, const double* diag, MatVec&& A0v
     QEqSolution sol;
     double s_dinv = 0.0;
     sol.residual = project(r.data(), s_dinv) / bnorm;
-    precondition(r.data(), s_dinv, z.data());
+    precondition(s_dinv, z.data());
     p = z;
     double rz = 0.0;
     for (int64_t i = 0; i < n; ++i) rz += r[i] * z[i];
@@ -99,7 +116,7 @@ QEqSolution pcg_qeq(int64_t n, int64_t n_total, const double* diag, MatVec&& A0v
         // old projection is left over, at the level of round-off, and removed by the next)
         const double r_sum = -alpha * pq[1];
         sol.residual = project(r.data(), s_dinv, &r_sum) / bnorm;
-        precondition(r.data(), s_dinv, z.data());
+        precondition(s_dinv, z.data());
         double rz_go[2] = {0.0, sol.residual > tol ? 1.0 : 0.0};
         for (int64_t i = 0; i < n; ++i) rz_go[0] += r[i] * z[i];
         sum(rz_go, 2);

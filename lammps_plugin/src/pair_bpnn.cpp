@@ -19,16 +19,14 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
-#include "lammps_fft.h"
 #include "update.h"
 
 using namespace LAMMPS_NS;
 
 namespace LAMMPS_NS {
 // This rank's domain as the core sees it: LAMMPS's forward/reverse communication of per-atom
-// values (through the pair style's pack/unpack), sums over the ranks, and KSPACE's FFT3d on this
-// rank's brick of the mesh.
-class LammpsDomain : public hdnnp::DomainComm, public hdnnp::DomainFft {
+// values (through the pair style's pack/unpack), sums, gathers and exchanges over the ranks.
+class LammpsDomain : public hdnnp::DomainComm {
 public:
     explicit LammpsDomain(PairBPNN* p) : p_(p) {}
     void forward(double* v, int w) override { exchange(v, w, true); }
@@ -67,10 +65,6 @@ public:
                            recv[me].size());
         std::copy(send[me].begin(), send[me].end(), recv[me].begin());
         if (!req.empty()) MPI_Waitall(static_cast<int>(req.size()), req.data(), MPI_STATUSES_IGNORE);
-    }
-    void transform(std::complex<double>* brick, int sign) override {
-        double* d = reinterpret_cast<double*>(brick);
-        p_->fft_->compute(d, d, sign > 0 ? FFT3d::FORWARD : FFT3d::BACKWARD);
     }
 
 private:
@@ -162,6 +156,10 @@ void PairBPNN::settings(int narg, char** arg) {
         } else if (k == "qeq_tolerance") {
             need(1); qeq_tol_ = utils::numeric(FLERR, arg[++i], false, lmp);
             if (!(qeq_tol_ > 0.0)) error->all(FLERR, "pair_style bpnn: qeq_tolerance must be positive");
+        } else if (k == "qeq_preconditioner") {
+            need(1); qeq_pc_ = arg[++i];
+            if (qeq_pc_ != "mesh" && qeq_pc_ != "jacobi")
+                error->all(FLERR, "pair_style bpnn: qeq_preconditioner takes mesh or jacobi, not {}", qeq_pc_);
         } else if (k == "background") {
             need(1); background_ = utils::logical(FLERR, arg[++i], false, lmp) != 0;
         } else if (k == "warm_start") {
@@ -173,7 +171,8 @@ void PairBPNN::settings(int narg, char** arg) {
             error->all(FLERR, "pair_style bpnn: unknown keyword '{}' (known: threads, length_factor, "
                               "energy_factor, extrapolation_every, extrapolation_stop, extrapolation_write, "
                               "deviation_every, deviation_threshold, deviation_max, deviation_write, "
-                              "deviation_log, total_charge, ewald, solver, qeq_tolerance, background, warm_start)", k);
+                              "deviation_log, total_charge, ewald, solver, qeq_tolerance, qeq_preconditioner, background, "
+                              "warm_start)", k);
         }
     }
     if (explicit_units_ && !(length_factor_ > 0.0 && energy_factor_ > 0.0))
@@ -513,34 +512,18 @@ void PairBPNN::compute_charged(int eflag, int vflag) {
 }
 
 void PairBPNN::setup_fft(const int K[3], const int lo[3], const int hi[3]) {
-    // (re)build the FFT when the mesh or a brick changed (balance): collectively
-    int changed = !fft_;
+    // (re)build the FFT when the mesh or a brick changed (balance): collectively. Real-to-complex
+    // transforms over pencils, exchanged through LAMMPS's communicator (point to point): KSPACE's
+    // FFT3d transforms complex data only, and its remaps took 30 % of a 2-rank step
+    int changed = !rfft_;
     for (int d = 0; d < 3; ++d) changed |= K[d] != fft_K_[d] || lo[d] != fft_lo_[d] || hi[d] != fft_hi_[d];
     MPI_Allreduce(MPI_IN_PLACE, &changed, 1, MPI_INT, MPI_MAX, world);
     if (!changed) return;
-    fft_.reset();
-    int nbuf = 0;
-    // my brick index ((m0 lo0) n1 + m1) n2 + m2: m2 is FFT3d's fast index, m0 its slow one
-    fft_.reset(new FFT3d(lmp, world, K[2], K[1], K[0], lo[2], hi[2] - 1, lo[1], hi[1] - 1, lo[0], hi[0] - 1, lo[2],
-                         hi[2] - 1, lo[1], hi[1] - 1, lo[0], hi[0] - 1, 0, 0, &nbuf, 0));
     for (int d = 0; d < 3; ++d) { fft_K_[d] = K[d]; fft_lo_[d] = lo[d]; fft_hi_[d] = hi[d]; }
-    // the CG's products are real convolutions: real-to-complex transforms over pencils (half the
-    // work of FFT3d's complex ones); FFT3d serves the complex transforms of the forces
     hdnnp::MeshBrick mb;
     for (int d = 0; d < 3; ++d) { mb.K[d] = K[d]; mb.lo[d] = lo[d]; mb.hi[d] = hi[d]; }
     if (!dom_) dom_ = std::make_unique<LammpsDomain>(this);
-    rfft_ = std::make_unique<hdnnp::DistributedRealFft>(mb, *dom_, dom_.get(), threads_);
-    // check the transform once: a unit value at grid point 0 transforms to 1 everywhere (a LAMMPS
-    // built with single-precision FFTs would not match the declaration in lammps_fft.h)
-    const size_t n = static_cast<size_t>(hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]);
-    std::vector<double> b(2 * n, 0.0);
-    if (n && lo[0] == 0 && lo[1] == 0 && lo[2] == 0) b[0] = 1.0;
-    fft_->compute(b.data(), b.data(), FFT3d::FORWARD);
-    int bad = 0;
-    for (size_t k = 0; k < n; ++k) bad |= std::fabs(b[2 * k] - 1.0) > 1e-12 || std::fabs(b[2 * k + 1]) > 1e-12;
-    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, world);
-    if (bad) error->all(FLERR, "pair bpnn: LAMMPS's FFT3d does not transform double-precision data as expected "
-                               "(a LAMMPS built with single-precision FFTs?)");
+    rfft_ = std::make_unique<hdnnp::DistributedRealFft>(mb, *dom_, threads_);
 }
 
 void PairBPNN::compute_domain(int eflag, int vflag) {
@@ -595,7 +578,10 @@ void PairBPNN::compute_domain(int eflag, int vflag) {
             A.brick.hi[d] = static_cast<int>(split[d][comm->myloc[d] + 1] * ewald_.mesh[d]);
         }
         if (comm->nprocs > 1) setup_fft(A.brick.K, A.brick.lo, A.brick.hi);
-        else serial_fft_ = std::make_unique<hdnnp::SerialMeshFft>(A.brick.K, threads_);
+        else if (!serial_fft_ || std::memcmp(serial_K_, A.brick.K, sizeof serial_K_) != 0) {
+            serial_fft_ = std::make_unique<hdnnp::SerialMeshFft>(A.brick.K, threads_);
+            std::memcpy(serial_K_, A.brick.K, sizeof serial_K_);
+        }
     }
     hdnnp::ChargeOptions o;
     o.fixed_ewald = true;
@@ -606,6 +592,7 @@ void PairBPNN::compute_domain(int eflag, int vflag) {
     o.forces = true;
     o.virial = true;
     o.atom_virial = vflag_atom != 0;
+    o.cg_preconditioner = qeq_pc_;
     o.threads = threads_;
     if (!dom_) dom_ = std::make_unique<LammpsDomain>(this);
     LammpsDomain& dom = *dom_;

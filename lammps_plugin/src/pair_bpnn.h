@@ -1,7 +1,7 @@
 // pair_style bpnn: Behler-Parrinello HDNNPs (n2p2/RuNNer files) through the hdnnp core: 2G and
 // committees, and 3G, and 4G and CENT with the CG solver (charges written to atom->q), on any MPI
 // decomposition: each rank works on its own and its ghost atoms (hdnnp/domain.hpp; LAMMPS's
-// forward/reverse communication, MPI_Allreduce, and KSPACE's distributed FFT for the mesh).
+// forward/reverse communication, MPI_Allreduce, and a pencil-decomposed real FFT for the mesh).
 // The dense QEq solver runs on one MPI rank (OpenMP threads inside it).
 #pragma once
 #include <algorithm>
@@ -61,6 +61,7 @@ private:
     double ewald_tol_ = 1e-3;         // LAMMPS energy units (whole cell); 0: n2p2's parameters
     std::string solver_ = "cg";
     double qeq_tol_ = 1e-10;          // relative residual of the CG solves
+    std::string qeq_pc_ = "mesh";     // the CG's preconditioner (distributed path with a mesh)
     bool background_ = false;
     // CG starting guess: 0 = none (neutral charges, zero adjoint), 1 = the previous step's charges
     // and adjoint, 2 = their linear extrapolation from the last two steps (2 x_n - x_(n-1))
@@ -76,8 +77,8 @@ private:
     void setup_fft(const int K[3], const int lo[3], const int hi[3]);
     hdnnp::EwaldParameters ewald_;
     double reach_ = 0.0;                 // native length: what the ghost atoms must cover
-    std::unique_ptr<class FFT3d> fft_;            // (more than one rank)
     std::unique_ptr<hdnnp::SerialMeshFft> serial_fft_;   // (one rank: the core's FFT, no remaps)
+    int serial_K_[3] = {0, 0, 0};
     std::unique_ptr<class LammpsDomain> dom_;            // this rank's domain for the core
     std::unique_ptr<hdnnp::DistributedRealFft> rfft_;    // (more than one rank: real convolutions)
     int fft_K_[3] = {0, 0, 0}, fft_lo_[3] = {0, 0, 0}, fft_hi_[3] = {0, 0, 0};

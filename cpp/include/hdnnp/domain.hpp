@@ -55,43 +55,44 @@ struct MeshBrick {
     int64_t size() const { return static_cast<int64_t>(hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]); }
 };
 
-/// The distributed 3-D FFT of the bricks (LAMMPS's FFT3d in the plugin): in place, unscaled,
-/// x_k <- sum_j x_j exp(sign 2 pi i j.k / K) over the whole grid, the data staying in this
-/// domain's brick (index ((m0 - lo0) n1 + (m1 - lo1)) n2 + (m2 - lo2), m2 fastest).
+/// The distributed real-to-complex 3-D FFT of the bricks (unscaled): a real grid, each domain
+/// holding its brick (index ((m0 - lo0) n1 + (m1 - lo1)) n2 + (m2 - lo2), m2 fastest), and its half
+/// spectrum (k_0 < K_0, k_1 < K_1, k_2 <= K_2 / 2; the rest is the conjugate), each domain holding
+/// the box half_spectrum_box() (index ((k0 - lo0) n1 + k1 - lo1) n2 + k2 - lo2).
 class DomainFft {
 public:
     virtual ~DomainFft() = default;
-    virtual void transform(std::complex<double>* brick, int sign) = 0;
-    /// Real-to-complex convolutions, where the implementation has them (half the work of complex
-    /// transforms): the box of the half spectrum (k_0 < K_0, k_1 < K_1, k_2 <= K_2 / 2) this domain
-    /// holds; false: not available (the caller then uses transform()).
-    virtual bool half_spectrum_box(int lo[3], int hi[3]) const { (void)lo; (void)hi; return false; }
-    /// grid (this domain's brick, real) := F^-1 [G F grid] for a real, even G given on
-    /// half_spectrum_box() (index ((k0 - lo0) n1 + k1 - lo1) n2 + k2 - lo2).
-    virtual void convolve_real(double* grid, const double* G) { (void)grid; (void)G; }
+    virtual void half_spectrum_box(int lo[3], int hi[3]) const = 0;
+    /// spec (on the half-spectrum box) := F grid; grid := F^-1 spec (spec is overwritten).
+    virtual void forward_real(const double* grid, std::complex<double>* spec) = 0;
+    virtual void inverse_real(std::complex<double>* spec, double* grid) = 0;
+    /// grid := F^-1 [G F grid] for a real, even G given on half_spectrum_box().
+    virtual void convolve_real(double* grid, const double* G) = 0;
     /// Free the scratch memory kept between transforms (e.g. before the forces' larger buffers).
     virtual void release() {}
 };
 
 /// Real-to-complex convolutions over the bricks of all domains: the grid is moved between pencil
 /// layouts (whole lines along direction 2, then 1, then 0) by personalised exchanges
-/// (DomainComm::alltoall), with one-dimensional transforms in between; complex transforms are
-/// delegated to `complex_fft`. Built collectively (every domain's brick is gathered).
+/// (DomainComm::alltoall), with one-dimensional transforms (Eigen) in between. Built
+/// collectively (every domain's brick is gathered).
 class DistributedRealFft : public DomainFft {
 public:
-    DistributedRealFft(const MeshBrick& brick, DomainComm& comm, DomainFft* complex_fft, int threads);
-    void transform(std::complex<double>* brick, int sign) override { complex_->transform(brick, sign); }
-    bool half_spectrum_box(int lo[3], int hi[3]) const override;
+    DistributedRealFft(const MeshBrick& brick, DomainComm& comm, int threads);
+    void half_spectrum_box(int lo[3], int hi[3]) const override;
     void convolve_real(double* grid, const double* G) override;
+    void forward_real(const double* grid, std::complex<double>* spec) override;
+    void inverse_real(std::complex<double>* spec, double* grid) override;
     void release() override;
 
     struct Box { int lo[3], hi[3]; int64_t size() const; };
 
 private:
+    /// the along-line transforms of directions 1 and 0 (c2: pencils along 1, c3: along 0)
+    void lines(std::complex<double>* data, int direction, bool forward);
     /// data in layout `from` (this domain's box, `w` doubles per point) -> layout `to`
     void move(const std::vector<Box>& from, const std::vector<Box>& to, const double* in, double* out, int w);
     DomainComm& comm_;
-    DomainFft* complex_;
     int K_[3], H_ = 0, threads_ = 0;
     std::vector<Box> brick_, l1_, l1c_, l2_, l3_;   ///< per domain: brick, pencils along 2 (real, complex), 1, 0
     std::vector<std::vector<double>> send_, recv_;  ///< scratch of move()
@@ -103,16 +104,20 @@ private:
 class SerialMeshFft : public DomainFft {
 public:
     SerialMeshFft(const int K[3], int threads) : K_{K[0], K[1], K[2]}, threads_(threads) {}
-    void transform(std::complex<double>* grid, int sign) override { mesh_fft3(grid, K_, sign, threads_); }
-    bool half_spectrum_box(int lo[3], int hi[3]) const override {
+    void half_spectrum_box(int lo[3], int hi[3]) const override {
         for (int d = 0; d < 3; ++d) { lo[d] = 0; hi[d] = d < 2 ? K_[d] : K_[2] / 2 + 1; }
-        return true;
     }
-    void convolve_real(double* grid, const double* G) override { mesh_convolve_real(grid, G, K_, threads_); }
+    void convolve_real(double* grid, const double* G) override { mesh_convolve_real(grid, G, K_, threads_, &spec_); }
+    void forward_real(const double* grid, std::complex<double>* spec) override {
+        mesh_forward_real(grid, spec, K_, threads_);
+    }
+    void inverse_real(std::complex<double>* spec, double* grid) override { mesh_inverse_real(spec, grid, K_, threads_); }
+    void release() override { spec_.clear(); spec_.shrink_to_fit(); }
 
 private:
     int K_[3];
     int threads_;
+    std::vector<std::complex<double>> spec_;   ///< the half spectrum, kept between transforms
 };
 
 /// The atoms of one domain in the potential's units.
@@ -153,6 +158,10 @@ public:
     void add_derivatives(const double* Q, const double* lam, double* F, double* W,
                          std::vector<double>* atom_virials = nullptr) const;
     int64_t n_kvectors() const { return static_cast<int64_t>(kcoef_.size()); }
+    bool has_mesh() const { return static_cast<bool>(mesh_); }
+    /// y = M^-1 r, the CG's preconditioner with the particle mesh (local atoms; collective; dinv:
+    /// 1 / diag(A0 + J), sum_dinv: its sum over all atoms).
+    void precondition(const double* r, double* y, const double* dinv, double sum_dinv) const;
     int64_t mesh_points() const;
 
 private:
@@ -191,6 +200,6 @@ private:
 /// summed over the domains.
 QEqSolution solve_qeq_cg(const DomainElectrostatics& op, DomainComm& comm, int64_t n_total, const double* J,
                          const double* b, double total, double* x, double tol, int max_iterations,
-                         std::vector<double>* A0x = nullptr);
+                         std::vector<double>* A0x = nullptr, bool mesh_preconditioner = false);
 
 }  // namespace hdnnp

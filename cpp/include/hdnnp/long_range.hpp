@@ -29,6 +29,9 @@ struct ChargeOptions {
     /// energy -pi eta^2 Q^2 / (V 4 pi eps0) included) only when this is set; else an error.
     bool background = false;
     int cg_max_iterations = 1000;
+    /// The CG's preconditioner on a domain with a particle mesh (compute_domain): "mesh" (the
+    /// diagonal and the mesh's long waves, DomainElectrostatics::precondition) or "jacobi".
+    std::string cg_preconditioner = "mesh";
     bool forces = true;
     bool virial = true;
     /// Per-atom virials (compute_domain): ChargeResult::atom_virials.

@@ -24,7 +24,12 @@ void mesh_fft3(std::complex<double>* grid, const int K[3], int sign, int threads
 /// grid := F^-1 [G F grid] (unscaled transforms) for a real K[0] x K[1] x K[2] grid and a real, even
 /// G given on the half spectrum K[0] x K[1] x (K[2] / 2 + 1): real-to-complex along the last
 /// direction (half the work of complex transforms).
-void mesh_convolve_real(double* grid, const double* G, const int K[3], int threads);
+void mesh_convolve_real(double* grid, const double* G, const int K[3], int threads,
+                        std::vector<std::complex<double>>* workspace = nullptr);
+/// The two halves of mesh_convolve_real: spec (the half spectrum, K[0] x K[1] x (K[2] / 2 + 1)) :=
+/// F grid; grid := F^-1 spec (spec is overwritten).
+void mesh_forward_real(const double* grid, std::complex<double>* spec, const int K[3], int threads);
+void mesh_inverse_real(std::complex<double>* spec, double* grid, const int K[3], int threads);
 
 class ParticleMesh {
 public:
