@@ -149,7 +149,9 @@ def test_ranks_give_the_same_trajectory(fixtures, plugin, tmp_path):
 
 
 def test_errors_on_two_ranks(fixtures, plugin, tmp_path):
-    """Bad input on 2 ranks: a clear LAMMPS error and a clean exit (no hang, no crash)."""
+    """Bad input on 2 ranks: a clear LAMMPS error and a clean exit (no hang, no crash): a charged
+    cell, an unknown element, a missing hardness file, the dense solver, atom_style atomic, and a
+    committee that mixes a 4G and a 2G potential."""
     needs_mpi()
     pot_dir, atoms = water(fixtures)
     a = in_angstrom(atoms)
@@ -162,15 +164,20 @@ def test_errors_on_two_ranks(fixtures, plugin, tmp_path):
     cases = [(style + " total_charge 1", pot_dir, ["H", "O"], "total charge of 1 e.*background"),
              (style, pot_dir, ["H", "C"], "element 'C'"),
              (style, bad, ["H", "O"], "hardness.008.data"),
-             (style + " solver dense", pot_dir, ["H", "O"], "one MPI rank.*solver cg")]
+             (style + " solver dense", pot_dir, ["H", "O"], "one MPI rank.*solver cg"),
+             (style, pot_dir, ["H", "O"], "needs an atom style with charges"),
+             (style + " qeq_tolerance 1e-8", [pot_dir, fixtures / "n2p2_H2O_RPBE-D3_2G" / "potential"],
+              ["H", "O"], "committee members must be of one generation")]
     for k, (st, d, els, pattern) in enumerate(cases):
         work = tmp_path / f"case{k}"
         work.mkdir()
+        atom_style = "atomic" if "atom style" in pattern else "charge"
         ase_io.write(work / "in.data", a, format="lammps-data", specorder=["H", "O"], masses=True,
-                     atom_style="charge")
+                     atom_style=atom_style)
+        dirs = " ".join(map(str, d)) if isinstance(d, list) else d
         (work / "in.run").write_text("\n".join([
-            "units metal", "atom_style charge", "read_data in.data", f"plugin load {plugin}", st,
-            f"pair_coeff * * {d} {' '.join(els)}", "run 0"]) + "\n")
+            "units metal", f"atom_style {atom_style}", "read_data in.data", f"plugin load {plugin}", st,
+            f"pair_coeff * * {dirs} {' '.join(els)}", "run 0"]) + "\n")
         r = subprocess.run([str(MPIEXEC), "-n", "2", str(LMP), "-in", "in.run", "-log", "none"], cwd=work,
                            capture_output=True, text=True, timeout=120)
         out = r.stdout + r.stderr
