@@ -295,6 +295,15 @@ def _train(args) -> int:
             gen = "CENT (one stage, no --stage)"
         raise UsageError(f"--stage is for 3G and 4G potentials; {os.path.join(args.directory, 'input.nn')} declares "
                          f"generation {gen}")
+    from .training import parallel
+
+    comm = parallel.world()
+    if comm.size > 1:
+        if args.stage == 1 or gen == "cent":
+            raise UsageError("data-parallel training (mpiexec) covers 2G potentials and stage 2 of 3G/4G; run "
+                             "stage 1 and CENT potentials in one process")
+        if comm.rank != 0:   # (one process reports; all of them train)
+            sys.stdout = open(os.devnull, "w")
     structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)
     settings = args.charges if args.stage == 2 and args.charges else args.directory
     if settings != args.directory:

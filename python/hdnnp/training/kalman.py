@@ -68,6 +68,33 @@ class KalmanFilter:
         self.count += 1
         return w + K * xi
 
+    def update_many(self, w: np.ndarray, H: np.ndarray, xi: np.ndarray) -> np.ndarray:
+        """New weights after S observations at once (rows of H: their Jacobians, xi: errors), as
+        n2p2 combines the observations of its MPI tasks: X = P H^T, A = H X + 1/eta I (fading
+        memory: lambda I), K = X A^-1, P <- P - K X^T (+ q I), w <- w + K xi; eta, q and lambda
+        advance once per update."""
+        H = np.atleast_2d(np.asarray(H, dtype=float))
+        if H.shape[0] == 1:
+            return self.update(w, H[0], float(np.asarray(xi).ravel()[0]))
+        s = self.s
+        if s.kalman_type == 0:
+            self.eta = min(self.eta * self.etagrow, s.etamax)
+        Ht = np.asfortranarray(H.T)
+        X = blas.dsymm(1.0, self.P, Ht, side=0, lower=0)            # P H^T (P's upper triangle)
+        A = H @ X + (1.0 / self.eta if s.kalman_type == 0 else self.lam) * np.eye(H.shape[0])
+        L = np.linalg.cholesky(0.5 * (A + A.T))
+        Y = np.linalg.solve(L, X.T).T                                 # X L^-T: Y Y^T = X A^-1 X^T
+        K = np.linalg.solve(L.T, np.linalg.solve(L, X.T)).T          # X A^-1
+        self.P = blas.dsyrk(-1.0, np.asfortranarray(Y), beta=1.0, c=self.P, trans=0, lower=0, overwrite_c=1)
+        if s.kalman_type == 1:
+            self.P /= self.lam
+            self.lam = s.nu * self.lam + 1.0 - s.nu
+        if self.q > 0.0:
+            self.P[np.diag_indices(self.n)] += self.q
+        self.q = max(self.q * self.qdecay, s.qmin)
+        self.count += 1
+        return w + K @ np.asarray(xi, dtype=float)
+
     def state(self) -> dict:
         """The filter's state; P as its upper triangle, packed (symv/syr with lower=0 never read
         the rest): n(n+1)/2 numbers, half the full matrix, exact."""

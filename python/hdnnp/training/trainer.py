@@ -12,6 +12,7 @@ import numpy as np
 from .. import _core
 from .. import baseline as pair_baseline
 from .data import DataError, Prepared, check_reference, prepare, selection_score, species_of, split
+from . import parallel
 from .kalman import KalmanFilter, KalmanSettings
 from .network import ElementNetwork, initialise
 from ..scaling import (SCALING_CENTER, SCALING_NONE, SCALING_SCALE, SCALING_SCALE_CENTER,  # noqa: F401
@@ -56,6 +57,10 @@ class TrainingConfig:
     kalman: KalmanSettings = field(default_factory=KalmanSettings)
     energy_fraction: float = 1.0
     force_fraction: float = 0.02
+    # Observations per Kalman update (n2p2's multi-stream update: one per MPI task there); 0: the
+    # number of MPI processes. A serial run with kalman_streams = P takes the same steps as P
+    # processes.
+    kalman_streams: int = 0
     selection: str = "random"           # random | sort | threshold
     energy_threshold: float = 0.0       # threshold selection: |error| / train RMSE above this
     force_threshold: float = 1.0
@@ -310,6 +315,7 @@ class Trainer:
         self.rng = np.random.default_rng(self.config.seed)
         for net in self.nets:
             initialise(net, self.rng, self.config.init, self.config.weights_min, self.config.weights_max)
+        self.comm = parallel.world()
         self._prep: Dict[int, Prepared] = {}
         self._budget_left = self.config.memory_budget_mb * 2 ** 20
         self.stats = None
@@ -458,28 +464,37 @@ class Trainer:
             pred.append(-np.array([sym[0, 0], sym[1, 1], sym[2, 2], sym[1, 2], sym[0, 2], sym[0, 1]]))
         return np.array(pred), np.array([state["preps"][s].stress for s in idx]), idx
 
-    def _batch(self, ks: Sequence[int], want_grad: bool):
-        """Energies and forces of structures ks; with want_grad also the loss and its gradient."""
+    def batch_counts(self, ks: Sequence[int]):
+        """The loss's denominators of a batch: structures, force components, stress components."""
+        n_f = 3 * sum(len(self.structures[k]) for k in ks) if self.config.use_forces else 0
+        n_s = 6 * sum(1 for k in ks if self.structures[k].info.get("stress") is not None)
+        return len(ks), n_f, n_s
+
+    def _batch(self, ks: Sequence[int], want_grad: bool, counts=None):
+        """Energies and forces of structures ks; with want_grad also the loss and its gradient.
+        `counts` (batch_counts of a larger batch that ks is a share of): the loss of that batch is
+        the sum of its shares' (data-parallel training)."""
         cfg = self.config
         E, F, Eref, Fref, nat, state = self._forward(ks)
         if not want_grad:
             return E, F, Eref, Fref, nat, state
+        n_s, n_f, n_st = counts if counts is not None else self.batch_counts(ks)
         # loss = w_E mean_s ((E_s - Eref_s)/N_s)^2 + w_F mean_components (F - Fref)^2
         dE = (E - Eref) / nat
-        loss = cfg.energy_weight * np.mean(dE ** 2)
-        a_struct = 2.0 * cfg.energy_weight * dE / nat / len(ks)
+        loss = cfg.energy_weight * np.sum(dE ** 2) / n_s
+        a_struct = 2.0 * cfg.energy_weight * dE / nat / n_s
         lam = None
         if cfg.use_forces:
             dF = F - Fref
-            loss += cfg.force_weight * np.mean(dF ** 2)
-            lam = 2.0 * cfg.force_weight * dF / dF.size
+            loss += cfg.force_weight * np.sum(dF ** 2) / n_f
+            lam = 2.0 * cfg.force_weight * dF / n_f
         M = None  # dL/dW per structure
         if cfg.stress_weight > 0.0:
             pred, ref, idx = self.stress_of(state)
             if len(idx):
                 dS = pred - ref
-                loss += cfg.stress_weight * np.mean(dS ** 2)
-                g = 2.0 * cfg.stress_weight * dS / dS.size      # dL/dsigma (Voigt)
+                loss += cfg.stress_weight * np.sum(dS ** 2) / n_st
+                g = 2.0 * cfg.stress_weight * dS / n_st         # dL/dsigma (Voigt)
                 M = np.zeros((len(ks), 3, 3))
                 for r, s in enumerate(idx):
                     G = np.array([[g[r, 0], g[r, 5], g[r, 4]], [g[r, 5], g[r, 1], g[r, 3]],
@@ -540,17 +555,18 @@ class Trainer:
         """RMSE and MAE of energies per atom and of force components over structures ks."""
         if len(ks) == 0:
             return (np.nan,) * 5
-        de, df, ds = [], [], []
-        for s in range(0, len(ks), chunk):
-            E, F, Eref, Fref, nat, state = self._batch(ks[s:s + chunk], False)
+        de, df, ds = [np.zeros(0)], [np.zeros(0)], [np.zeros(0)]
+        mine = parallel.owned(ks, self.comm.rank, self.comm.size)   # (all of them on one process)
+        for s in range(0, len(mine), chunk):
+            E, F, Eref, Fref, nat, state = self._batch(mine[s:s + chunk], False)
             de.append((E - Eref) / nat)
             if self.config.use_forces:
                 df.append((F - Fref).ravel())
                 pred, ref, _ = self.stress_of(state)
                 ds.append((pred - ref).ravel())
-        de = np.concatenate(de)
-        df = np.concatenate(df) if df else np.array([np.nan])
-        ds = np.concatenate(ds) if ds else np.zeros(0)
+        de, df, ds = (np.concatenate(self.comm.gather_all(np.concatenate(x))) for x in (de, df, ds))
+        if not self.config.use_forces:
+            df = np.array([np.nan])
         return (float(np.sqrt(np.mean(de ** 2))), float(np.mean(np.abs(de))),
                 float(np.sqrt(np.mean(df ** 2))), float(np.mean(np.abs(df))),
                 float(np.sqrt(np.mean(ds ** 2))) if len(ds) else float("nan"))
@@ -567,6 +583,8 @@ class Trainer:
         import time
 
         cfg = self.config
+        if self.comm.rank != 0:   # (data-parallel: one process writes and reports)
+            output_dir, progress, log = None, False, (lambda *a, **k: None)
         if self.stats is None:
             self.compute_scaling()
         if cfg.optimizer not in ("adam", "kalman"):
@@ -576,11 +594,16 @@ class Trainer:
         self._kf = None
         if cfg.optimizer == "kalman":
             n_e, n_f = self._kalman_counts()
-            self._kf = KalmanFilter(sum(n.n_parameters for n in self.nets), cfg.kalman, n_e + n_f)
+            S = self.kalman_streams()
+            self._kf = KalmanFilter(sum(n.n_parameters for n in self.nets), cfg.kalman, -(-(n_e + n_f) // S))
         if self._resume_state is not None:
             self._restore_optimizer(self._resume_state)
             self._resume_state = None
         log(split_line(self))
+        if self.comm.size > 1:
+            log(f"data-parallel over {self.comm.size} MPI processes" +
+                (f" ({self.kalman_streams()} observations per Kalman update)" if cfg.optimizer == "kalman" else
+                 f" (Adam batches of {cfg.batch_size} structures shared out)"))
         bar = None
         if progress:
             from tqdm import tqdm
@@ -590,7 +613,10 @@ class Trainer:
         if not self.history:
             self._record(0, 0.0, log)
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
-            if over_time(cfg, t_start, last):
+            late = over_time(cfg, t_start, last)
+            if self.comm.size > 1:   # (the processes' clocks differ: stop when any says so)
+                late = self.comm.sum([float(late)])[0] > 0.0
+            if late:
                 log(f"time limit of {cfg.time_limit:g} s: stopping after epoch {self.epoch} (best: epoch "
                     f"{self.best_epoch})")
                 if output_dir is not None:
@@ -640,8 +666,19 @@ class Trainer:
     def _epoch_adam(self):
         cfg, A = self.config, self._adam
         order = self.rng.permutation(self.train_idx)
+        comm = self.comm
         for s in range(0, len(order), cfg.batch_size):
-            _, _, _, _, _, (loss, grads) = self._batch(order[s:s + cfg.batch_size], True)
+            batch = order[s:s + cfg.batch_size]
+            if comm.size == 1:
+                _, _, _, _, _, (loss, grads) = self._batch(batch, True)
+            else:   # this process's share of the batch; the gradients summed over the processes
+                mine = parallel.owned(batch, comm.rank, comm.size)
+                if mine:
+                    _, _, _, _, _, (loss, grads) = self._batch(mine, True, self.batch_counts(batch))
+                else:
+                    grads = [np.zeros(n.n_parameters) for n in self.nets]
+                sizes = np.cumsum([n.n_parameters for n in self.nets])[:-1]
+                grads = np.split(comm.sum(np.concatenate(grads)), sizes)
             A["step"] += 1
             for e, net in enumerate(self.nets):
                 A["m"][e], A["v"][e], step = adam_update(A["m"][e], A["v"][e], grads[e], A["step"], A["lr"], cfg)
@@ -676,6 +713,13 @@ class Trainer:
         pos = {0: 0, 1: 0}
         w = np.concatenate(self.parameters())
         sizes = np.cumsum([n.n_parameters for n in self.nets])[:-1]
+        S = self.kalman_streams()
+        if S > 1:
+            if cfg.selection == "threshold":
+                raise ValueError("the Kalman filter's threshold selection takes one observation per update "
+                                 "(kalman_streams 1, one process); use selection random or sort")
+            self._kalman_multi(kinds, e_cand, f_cand, f_order, w, sizes, S)
+            return
         for kind in kinds:
             trials = cfg.threshold_trials if cfg.selection == "threshold" else 1
             best = None
@@ -700,6 +744,43 @@ class Trainer:
             if kind == 1:
                 xi, H = xi * cfg.force_weight, H * cfg.force_weight
             w = self._kf.update(w, H, xi)
+            self.set_parameters(np.split(w, sizes))
+
+    def kalman_streams(self) -> int:
+        return self.config.kalman_streams if self.config.kalman_streams > 0 else self.comm.size
+
+    def _kalman_multi(self, kinds, e_cand, f_cand, f_order, w, sizes, S):
+        """Kalman updates of S observations each (n2p2's multi-stream update): stream j draws its
+        candidates, in the epoch's order, from the structures with index % S == j (its process's
+        data: stream j runs on process j % P), and the observations of an update are gathered, so
+        that every process makes the same update. One process with S streams takes the same steps."""
+        cfg, comm = self.config, self.comm
+        if S % comm.size:
+            raise ValueError(f"kalman_streams ({S}) must be a multiple of the number of processes ({comm.size})")
+        e_part = [[k for k in e_cand if k % S == j] for j in range(S)]
+        f_part = [[t for t in f_order if f_cand[t][0] % S == j] for j in range(S)]
+        pos = [{0: 0, 1: 0} for _ in range(S)]
+        for u in range(0, len(kinds), S):
+            obs = []
+            for j, kind in enumerate(kinds[u:u + S]):
+                cands = e_part[j] if kind == 0 else f_part[j]
+                if not cands:   # (no training structure in this stream's part)
+                    continue
+                c = cands[pos[j][kind] % len(cands)]
+                pos[j][kind] += 1
+                obs.append((j, (c, None, 0) if kind == 0 else f_cand[c]))
+            mine = []
+            for j, o in obs:
+                if j % comm.size != comm.rank:
+                    continue
+                xi, H = self._observation(*o)
+                if o[1] is not None:
+                    xi, H = xi * cfg.force_weight, H * cfg.force_weight
+                mine.append(np.concatenate([[j, xi], H]))
+            rows = np.concatenate([p.reshape(-1, len(w) + 2)
+                                   for p in comm.gather_all(np.array(mine).reshape(-1, len(w) + 2))])
+            rows = rows[np.argsort(rows[:, 0], kind="stable")]   # (stream order)
+            w = self._kf.update_many(w, rows[:, 2:], rows[:, 1])
             self.set_parameters(np.split(w, sizes))
 
     def _sorted_energy_candidates(self, cand):

@@ -1,0 +1,85 @@
+"""Data-parallel training (mpiexec -n 2 hdnnp train): the same weights as one process after three
+epochs, with Adam (a batch's structures shared out, gradients summed) and with the Kalman filter
+(n2p2's multi-stream update: one process with kalman_streams 2 takes the same steps); the
+multi-observation Kalman update against its formulas."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hdnnp
+from test_training import reference_data
+
+MPIEXEC = Path(sys.prefix) / "bin" / "mpiexec"
+
+
+@pytest.mark.parametrize("ktype", [0, 1])
+def test_kalman_update_many_by_hand(ktype):
+    """Two updates of three observations each of a 5-weight filter against the dense formulas
+    X = P H^T, A = H X + 1/eta I (or lambda I), K = X A^-1, P <- P - K X^T (/lambda) + q I."""
+    from hdnnp.training.kalman import KalmanFilter, KalmanSettings
+
+    st = KalmanSettings(kalman_type=ktype, epsilon=0.5, q0=0.02, qtau=0.3, qmin=0.015, eta=0.1, etatau=0.4,
+                        etamax=0.12, lambda_=0.9, nu=0.99)
+    kf = KalmanFilter(5, st, updates_per_epoch=2)
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=5)
+    P, q, eta, lam = np.eye(5) / 0.5, 0.02, 0.1, 0.9
+    wr = w.copy()
+    for _ in range(2):
+        H, xi = rng.normal(size=(3, 5)), rng.normal(size=3)
+        w = kf.update_many(w, H, xi)
+        if ktype == 0:
+            eta = min(eta * np.exp(0.4 / 2), 0.12)
+        X = P @ H.T
+        A = H @ X + (1 / eta if ktype == 0 else lam) * np.eye(3)
+        K = X @ np.linalg.inv(A)
+        P = P - K @ X.T
+        if ktype == 1:
+            P = P / lam
+            lam = 0.99 * lam + 0.01
+        P = P + q * np.eye(5)
+        q = max(q * np.exp(-0.3 / 2), 0.015)
+        wr = wr + K @ xi
+        np.testing.assert_allclose(w, wr, rtol=1e-12)
+        np.testing.assert_allclose(np.triu(kf.P), np.triu(P), rtol=1e-12, atol=1e-14)
+
+
+def weights(folder):
+    out = []
+    for f in sorted(Path(folder).glob("weights.*.data")):
+        out += [float(ln.split()[0]) for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return np.array(out)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "kalman"])
+def test_two_processes_equal_one(tmp_path, optimizer):
+    if not MPIEXEC.exists():
+        pytest.skip("mpiexec of the mpich wheel is not installed (pip install '.[mpi]')")
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[mpi]')")
+    settings, structs = reference_data(tmp_path, n=10)
+    hdnnp.write_input_data(settings / "input.data", structs)
+    with open(settings / "input.nn", "a") as fh:
+        fh.write("\nuse_short_forces\nrandom_seed 7\nforce_weight 2.0\n" +
+                 ("updater_type 1\nshort_force_fraction 0.1\n" if optimizer == "kalman" else
+                  "updater_type 0\ngradient_type 1\ngradient_adam_eta 1.0e-2\ntask_batch_size_energy 3\n"))
+    base = [sys.executable, "-m", "hdnnp.cli", "train", str(settings), "-q", "--epochs", "3"]
+    r1 = subprocess.run(base + ["-o", str(tmp_path / "one"), "--set", "kalman_streams=2"], capture_output=True,
+                        text=True, timeout=600)
+    assert r1.returncode == 0, r1.stderr
+    r2 = subprocess.run([str(MPIEXEC), "-n", "2"] + base + ["-o", str(tmp_path / "two")], capture_output=True,
+                        text=True, timeout=600)
+    assert r2.returncode == 0, r2.stdout[-2000:] + r2.stderr[-3000:]
+    assert "data-parallel over 2 MPI processes" in r2.stdout
+    assert r2.stdout.count("potential ->") == 1          # (one process reports)
+    w1, w2 = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert len(w1) == len(w2) > 0
+    np.testing.assert_allclose(w2, w1, rtol=0, atol=1e-10 * max(1.0, np.abs(w1).max()))
+    # the errors of every epoch (all columns but the epoch's seconds): the weights did move
+    c1, c2 = (np.delete(np.loadtxt(tmp_path / d / "learning-curve.out"), 9, axis=1) for d in ("one", "two"))
+    assert c1.shape == c2.shape == (4, 16)
+    np.testing.assert_allclose(c2, c1, rtol=1e-9)
+    assert c1[3, 3] < 0.9 * c1[0, 3]   # (the training force error fell)
