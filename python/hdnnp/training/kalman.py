@@ -113,3 +113,108 @@ class KalmanFilter:
     @property
     def state_bytes(self) -> int:
         return 8 * self.n * (self.n + 1) // 2
+
+
+class DistributedKalmanFilter(KalmanFilter):
+    """The same filter with its covariance shared out over the processes of a data-parallel run
+    (parallel.py): the upper triangle's columns in 2P blocks, process r holding blocks r and
+    2P-1-r (equal areas), each as its rectangle above the diagonal block and the diagonal block's
+    upper triangle. An update computes P H^T block by block and sums it over the processes, then
+    every process updates its blocks: O(n^2 / P) work and memory per process instead of O(n^2)."""
+
+    def __init__(self, n: int, settings: KalmanSettings, updates_per_epoch: int, comm):
+        self.comm = comm
+        self.s = settings
+        self.n = n
+        self.q = settings.q0
+        self.eta = settings.eta
+        self.lam = settings.lambda_
+        u = max(int(updates_per_epoch), 1)
+        self.qdecay = np.exp(-settings.qtau / u)
+        self.etagrow = np.exp(settings.etatau / u)
+        self.count = 0
+        nb = 2 * comm.size
+        edges = [n * b // nb for b in range(nb + 1)]
+        self.blocks = []   # (c0, c1, R = P[:c0, c0:c1], T = P[c0:c1, c0:c1] upper)
+        for b in sorted({comm.rank, nb - 1 - comm.rank}):
+            c0, c1 = edges[b], edges[b + 1]
+            self.blocks.append([c0, c1, np.zeros((c0, c1 - c0), order="F"),
+                                np.asfortranarray(np.eye(c1 - c0) / settings.epsilon)])
+        self.P = None
+
+    def update(self, w: np.ndarray, H: np.ndarray, xi: float) -> np.ndarray:
+        return self.update_many(w, np.atleast_2d(H), np.atleast_1d(xi))
+
+    def update_many(self, w: np.ndarray, H: np.ndarray, xi: np.ndarray) -> np.ndarray:
+        s = self.s
+        H = np.atleast_2d(np.asarray(H, dtype=float))
+        S = H.shape[0]
+        if s.kalman_type == 0:
+            self.eta = min(self.eta * self.etagrow, s.etamax)
+        Ht = np.asfortranarray(H.T)                                   # n x S
+        X = np.zeros((self.n, S))
+        for c0, c1, R, T in self.blocks:
+            if c0:
+                X[:c0] += R @ Ht[c0:c1]
+                X[c0:c1] += R.T @ Ht[:c0]
+            X[c0:c1] += blas.dsymm(1.0, T, np.asfortranarray(Ht[c0:c1]), side=0, lower=0)
+        X = self.comm.sum(X)
+        A = H @ X + (1.0 / self.eta if s.kalman_type == 0 else self.lam) * np.eye(S)
+        L = np.linalg.cholesky(0.5 * (A + A.T))
+        Y = np.linalg.solve(L, X.T).T                                 # Y Y^T = X A^-1 X^T
+        K = np.linalg.solve(L.T, np.linalg.solve(L, X.T)).T
+        for blk in self.blocks:
+            c0, c1, R, T = blk
+            if c0:
+                R -= Y[:c0] @ Y[c0:c1].T
+            blk[3] = T = blas.dsyrk(-1.0, np.asfortranarray(Y[c0:c1]), beta=1.0, c=T, trans=0, lower=0,
+                                    overwrite_c=1)
+            if s.kalman_type == 1:
+                R /= self.lam
+                T /= self.lam
+            if self.q > 0.0:
+                T[np.diag_indices(c1 - c0)] += self.q
+        if s.kalman_type == 1:
+            self.lam = s.nu * self.lam + 1.0 - s.nu
+        self.q = max(self.q * self.qdecay, s.qmin)
+        self.count += 1
+        return w + K @ np.asarray(xi, dtype=float)
+
+    def _full_upper(self) -> np.ndarray:
+        """The whole covariance (upper triangle filled), gathered from every process (collective)."""
+        mine = [np.concatenate([[c0, c1], R.ravel(order="F"), np.triu(T).ravel(order="F")])
+                for c0, c1, R, T in self.blocks]
+        P = np.zeros((self.n, self.n), order="F")
+        for part in self.comm.gather_all(np.concatenate(mine)):
+            o = 0
+            while o < len(part):
+                c0, c1 = int(part[o]), int(part[o + 1])
+                w = c1 - c0
+                o += 2
+                P[:c0, c0:c1] = part[o:o + c0 * w].reshape((c0, w), order="F")
+                o += c0 * w
+                P[c0:c1, c0:c1] = part[o:o + w * w].reshape((w, w), order="F")
+                o += w * w
+        return P
+
+    def state(self) -> dict:
+        """As KalmanFilter.state (the same checkpoint format; collective: every process calls it)."""
+        iu = np.triu_indices(self.n)
+        return {"P_upper": self._full_upper()[iu], "q": self.q, "eta": self.eta, "lam": self.lam,
+                "count": self.count}
+
+    def load_state(self, st: dict):
+        P = np.zeros((self.n, self.n), order="F")
+        if "P_upper" in st:
+            P[np.triu_indices(self.n)] = st["P_upper"]
+        else:
+            P = np.triu(np.asarray(st["P"]))
+        for blk in self.blocks:
+            c0, c1 = blk[0], blk[1]
+            blk[2] = np.asfortranarray(P[:c0, c0:c1])
+            blk[3] = np.asfortranarray(P[c0:c1, c0:c1])
+        self.q, self.eta, self.lam, self.count = float(st["q"]), float(st["eta"]), float(st["lam"]), int(st["count"])
+
+    @property
+    def state_bytes(self) -> int:
+        return 8 * self.n * (self.n + 1) // 2

@@ -13,7 +13,7 @@ from .. import _core
 from .. import baseline as pair_baseline
 from .data import DataError, Prepared, check_reference, prepare, selection_score, species_of, split
 from . import parallel
-from .kalman import KalmanFilter, KalmanSettings
+from .kalman import DistributedKalmanFilter, KalmanFilter, KalmanSettings
 from .network import ElementNetwork, initialise
 from ..scaling import (SCALING_CENTER, SCALING_NONE, SCALING_SCALE, SCALING_SCALE_CENTER,  # noqa: F401
                        SCALING_SIGMA, scaling_transform)
@@ -583,8 +583,9 @@ class Trainer:
         import time
 
         cfg = self.config
-        if self.comm.rank != 0:   # (data-parallel: one process writes and reports)
-            output_dir, progress, log = None, False, (lambda *a, **k: None)
+        root = self.comm.rank == 0   # (data-parallel: one process writes and reports)
+        if not root:
+            progress, log = False, (lambda *a, **k: None)
         if self.stats is None:
             self.compute_scaling()
         if cfg.optimizer not in ("adam", "kalman"):
@@ -595,7 +596,9 @@ class Trainer:
         if cfg.optimizer == "kalman":
             n_e, n_f = self._kalman_counts()
             S = self.kalman_streams()
-            self._kf = KalmanFilter(sum(n.n_parameters for n in self.nets), cfg.kalman, -(-(n_e + n_f) // S))
+            n_w, updates = sum(n.n_parameters for n in self.nets), -(-(n_e + n_f) // S)
+            self._kf = (DistributedKalmanFilter(n_w, cfg.kalman, updates, self.comm) if self.comm.size > 1 else
+                        KalmanFilter(n_w, cfg.kalman, updates))
         if self._resume_state is not None:
             self._restore_optimizer(self._resume_state)
             self._resume_state = None
@@ -641,7 +644,8 @@ class Trainer:
                 bar.set_postfix(E=f"{st.rmse_energy_validation:.3g}", F=f"{st.rmse_force_validation:.3g}")
             stop = cfg.patience is not None and epoch - self.best_epoch >= cfg.patience
             if output_dir is not None:
-                self.write_learning_curve(os.path.join(output_dir, "learning-curve.out"))
+                if root:
+                    self.write_learning_curve(os.path.join(output_dir, "learning-curve.out"))
                 if checkpoint_due(self, epoch, stop or epoch == cfg.epochs):
                     self.checkpoint(os.path.join(output_dir, "checkpoint.npz"))
             if stop:
@@ -651,7 +655,7 @@ class Trainer:
             bar.close()
         if self.best_parameters is not None:
             self.set_parameters(self.best_parameters)
-        if output_dir is not None:
+        if output_dir is not None and root:
             self.write(output_dir)
         return self.history
 
@@ -809,8 +813,11 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint(self, path):
-        """Everything needed to continue exactly as if uninterrupted (written atomically)."""
+        """Everything needed to continue exactly as if uninterrupted (written atomically; every
+        process of a data-parallel run calls it, one writes)."""
         state = run_state(self)
+        if self.comm.rank != 0:
+            return
         for e in range(len(self.nets)):
             state[f"w{e}"] = self.nets[e].get_parameters()
             state[f"best{e}"] = self.best_parameters[e] if self.best_parameters is not None else np.zeros(0)
