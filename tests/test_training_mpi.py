@@ -1,7 +1,7 @@
 """Data-parallel training (mpiexec -n 2 hdnnp train): the same weights as one process after three
 epochs, with Adam (a batch's structures shared out, gradients summed) and with the Kalman filter
 (n2p2's multi-stream update: one process with kalman_streams 2 takes the same steps); the
-multi-observation Kalman update against its formulas."""
+multi-observation Kalman update against its formulas; a resume on 2 processes continues exactly."""
 import re
 import subprocess
 import sys
@@ -83,3 +83,12 @@ def test_two_processes_equal_one(tmp_path, optimizer):
     assert c1.shape == c2.shape == (4, 16)
     np.testing.assert_allclose(c2, c1, rtol=1e-9)
     assert c1[3, 3] < 0.9 * c1[0, 3]   # (the training force error fell)
+    # a resume on 2 processes (the checkpoint gathers the shared-out covariance) continues exactly
+    r3 = subprocess.run([str(MPIEXEC), "-n", "2"] + base[:-2] + ["--epochs", "2", "-o", str(tmp_path / "resumed")],
+                        capture_output=True, text=True, timeout=600)
+    assert r3.returncode == 0, r3.stderr[-3000:]
+    r4 = subprocess.run([str(MPIEXEC), "-n", "2"] + base + ["-o", str(tmp_path / "resumed"), "--resume"],
+                        capture_output=True, text=True, timeout=600)
+    assert r4.returncode == 0, r4.stderr[-3000:]
+    assert "resuming after epoch 2" in r4.stdout
+    np.testing.assert_array_equal(weights(tmp_path / "resumed"), w2)
