@@ -34,9 +34,13 @@ class KalmanSettings:
 
 class KalmanFilter:
     def __init__(self, n: int, settings: KalmanSettings, updates_per_epoch: int):
+        self._start(n, settings, updates_per_epoch)
+        self.P = np.asfortranarray(np.eye(n) / settings.epsilon)
+
+    def _start(self, n: int, settings: KalmanSettings, updates_per_epoch: int):
+        """The filter's scalars at the start (eta, q, lambda and their schedules)."""
         self.s = settings
         self.n = n
-        self.P = np.asfortranarray(np.eye(n) / settings.epsilon)
         self.q = settings.q0
         self.eta = settings.eta
         self.lam = settings.lambda_
@@ -124,15 +128,7 @@ class DistributedKalmanFilter(KalmanFilter):
 
     def __init__(self, n: int, settings: KalmanSettings, updates_per_epoch: int, comm):
         self.comm = comm
-        self.s = settings
-        self.n = n
-        self.q = settings.q0
-        self.eta = settings.eta
-        self.lam = settings.lambda_
-        u = max(int(updates_per_epoch), 1)
-        self.qdecay = np.exp(-settings.qtau / u)
-        self.etagrow = np.exp(settings.etatau / u)
-        self.count = 0
+        self._start(n, settings, updates_per_epoch)
         nb = 2 * comm.size
         edges = [n * b // nb for b in range(nb + 1)]
         self.blocks = []   # (c0, c1, R = P[:c0, c0:c1], T = P[c0:c1, c0:c1] upper)
