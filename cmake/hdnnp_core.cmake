@@ -15,6 +15,7 @@ add_library(hdnnp_core STATIC
   ${HDNNP_SOURCE_DIR}/cpp/src/qeq.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/ewald_parameters.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/long_range.cpp
+  ${HDNNP_SOURCE_DIR}/cpp/src/kalman.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/third_generation.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/fourth_generation.cpp
   ${HDNNP_SOURCE_DIR}/cpp/src/electrostatics.cpp

@@ -92,3 +92,28 @@ def test_two_processes_equal_one(tmp_path, optimizer):
     assert r4.returncode == 0, r4.stderr[-3000:]
     assert "resuming after epoch 2" in r4.stdout
     np.testing.assert_array_equal(weights(tmp_path / "resumed"), w2)
+
+
+@pytest.mark.parametrize("S,SY", [(1, 2), (2, 2), (3, 1), (5, 3), (2, 9)])
+def test_kalman_block_pass(S, SY):
+    """_core.kalman_block_pass against numpy: a column block [c0, c0 + w) of a symmetric P's upper
+    triangle gets P <- (P - Y Y^T) / div + q I, then x += the block's part of P h (the block and its
+    mirror image below the diagonal); the blocks of a partition of the columns add up to P h."""
+    from hdnnp import _core
+
+    rng = np.random.default_rng(S * 10 + SY)
+    n = 37
+    M = rng.normal(size=(n, n))
+    P = M @ M.T
+    Y, h = rng.normal(size=(n, SY)), rng.normal(size=(n, S))
+    div, q = 0.93, 0.05
+    P_new = (P - Y @ Y.T) / div + q * np.eye(n)
+    x = np.zeros((n, S))
+    edges = [0, 5, 19, 20, n]
+    for c0, c1 in zip(edges[:-1], edges[1:]):
+        R = np.array(P[:c0, c0:c1], order="F")
+        T = np.array(np.triu(P[c0:c1, c0:c1]) + np.tril(rng.normal(size=(c1 - c0, c1 - c0)), -1), order="F")
+        _core.kalman_block_pass(R, T, Y, div, q, h, x)
+        np.testing.assert_allclose(R, P_new[:c0, c0:c1], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(np.triu(T), np.triu(P_new[c0:c1, c0:c1]), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(x, P_new @ h, rtol=1e-12, atol=1e-11)

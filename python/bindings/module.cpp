@@ -13,6 +13,7 @@
 #include "hdnnp/errors.hpp"
 #include "hdnnp/ewald_parameters.hpp"
 #include "hdnnp/fourth_generation.hpp"
+#include "hdnnp/kalman.hpp"
 #include "hdnnp/third_generation.hpp"
 #include "hdnnp/model.hpp"
 #include "hdnnp/network.hpp"
@@ -782,6 +783,22 @@ PYBIND11_MODULE(_core, m) {
         return format_input_data(v);
     }, py::arg("structures"));
     m.def("write_file_atomic", &write_file_atomic, py::arg("path"), py::arg("content"));
+    m.def("kalman_block_pass", [](py::array R, py::array T, std::optional<CArrD> Y, double div, double q,
+                                  std::optional<CArrD> h, py::array_t<double, py::array::c_style> x) {
+        // (R and T are updated in place: they must be column-major float64 arrays, not copies)
+        for (const py::array* a : {&R, &T})
+            if (!a->dtype().is(py::dtype::of<double>()) || !(a->flags() & py::array::f_style) || !a->writeable() ||
+                a->ndim() != 2)
+                throw std::invalid_argument("kalman_block_pass: R and T must be writeable column-major float64 matrices");
+        const int64_t c0 = R.shape(0), w = T.shape(0);
+        if (R.shape(1) != w || T.shape(1) != w) throw std::invalid_argument("kalman_block_pass: block shapes differ");
+        const int SY = Y ? static_cast<int>(Y->shape(1)) : 0, S = h ? static_cast<int>(h->shape(1)) : 0;
+        if ((Y && Y->shape(0) < c0 + w) || (h && (h->shape(0) < c0 + w || x.shape(0) < c0 + w || x.shape(1) != S)))
+            throw std::invalid_argument("kalman_block_pass: Y, h or x too small for the block");
+        kalman_block_pass(c0, w, static_cast<double*>(R.mutable_data()), static_cast<double*>(T.mutable_data()),
+                          Y ? Y->data() : nullptr, SY, div, q, h ? h->data() : nullptr, x.mutable_data(), S);
+    }, py::arg("R"), py::arg("T"), py::arg("Y"), py::arg("div"), py::arg("q"), py::arg("h"), py::arg("x"),
+       "One pass over a covariance column block: apply the pending update, add the block's part of P h to x");
 #ifdef _OPENMP
     m.attr("openmp") = true;
 #else

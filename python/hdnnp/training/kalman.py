@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import blas
 
+from .. import _core
+
 
 @dataclass
 class KalmanSettings:
@@ -137,47 +139,49 @@ class DistributedKalmanFilter(KalmanFilter):
             self.blocks.append([c0, c1, np.zeros((c0, c1 - c0), order="F"),
                                 np.asfortranarray(np.eye(c1 - c0) / settings.epsilon)])
         self.P = None
+        self._pending = None   # (Y, div, q) of the last update, applied by the next pass
 
     def update(self, w: np.ndarray, H: np.ndarray, xi: float) -> np.ndarray:
         return self.update_many(w, np.atleast_2d(H), np.atleast_1d(xi))
 
     def update_many(self, w: np.ndarray, H: np.ndarray, xi: np.ndarray) -> np.ndarray:
+        # The covariance's update P <- (P - Y Y^T) / div + q I is deferred to the next update's
+        # pass over the blocks, which applies it and computes P H^T in one read and write of each
+        # block (_core.kalman_block_pass); state() applies a pending one.
         s = self.s
         H = np.atleast_2d(np.asarray(H, dtype=float))
         S = H.shape[0]
         if s.kalman_type == 0:
             self.eta = min(self.eta * self.etagrow, s.etamax)
-        Ht = np.asfortranarray(H.T)                                   # n x S
+        h = np.ascontiguousarray(H.T)                                 # n x S
         X = np.zeros((self.n, S))
+        Y, div, q = self._pending if self._pending is not None else (None, 1.0, 0.0)
         for c0, c1, R, T in self.blocks:
-            if c0:
-                X[:c0] += R @ Ht[c0:c1]
-                X[c0:c1] += R.T @ Ht[:c0]
-            X[c0:c1] += blas.dsymm(1.0, T, np.asfortranarray(Ht[c0:c1]), side=0, lower=0)
+            _core.kalman_block_pass(R, T, Y, div, q, h, X)
+        self._pending = None
         X = self.comm.sum(X)
         A = H @ X + (1.0 / self.eta if s.kalman_type == 0 else self.lam) * np.eye(S)
         L = np.linalg.cholesky(0.5 * (A + A.T))
-        Y = np.linalg.solve(L, X.T).T                                 # Y Y^T = X A^-1 X^T
+        Y = np.ascontiguousarray(np.linalg.solve(L, X.T).T)           # Y Y^T = X A^-1 X^T
         K = np.linalg.solve(L.T, np.linalg.solve(L, X.T)).T
-        for blk in self.blocks:
-            c0, c1, R, T = blk
-            if c0:
-                R -= Y[:c0] @ Y[c0:c1].T
-            blk[3] = T = blas.dsyrk(-1.0, np.asfortranarray(Y[c0:c1]), beta=1.0, c=T, trans=0, lower=0,
-                                    overwrite_c=1)
-            if s.kalman_type == 1:
-                R /= self.lam
-                T /= self.lam
-            if self.q > 0.0:
-                T[np.diag_indices(c1 - c0)] += self.q
+        self._pending = (Y, self.lam if s.kalman_type == 1 else 1.0, self.q if self.q > 0.0 else 0.0)
         if s.kalman_type == 1:
             self.lam = s.nu * self.lam + 1.0 - s.nu
         self.q = max(self.q * self.qdecay, s.qmin)
         self.count += 1
         return w + K @ np.asarray(xi, dtype=float)
 
+    def _flush(self):
+        """Apply a pending covariance update (collective-free)."""
+        if self._pending is not None:
+            Y, div, q = self._pending
+            for c0, c1, R, T in self.blocks:
+                _core.kalman_block_pass(R, T, Y, div, q, None, np.zeros((0, 0)))
+            self._pending = None
+
     def _full_upper(self) -> np.ndarray:
         """The whole covariance (upper triangle filled), gathered from every process (collective)."""
+        self._flush()
         mine = [np.concatenate([[c0, c1], R.ravel(order="F"), np.triu(T).ravel(order="F")])
                 for c0, c1, R, T in self.blocks]
         P = np.zeros((self.n, self.n), order="F")
@@ -207,8 +211,9 @@ class DistributedKalmanFilter(KalmanFilter):
             P = np.triu(np.asarray(st["P"]))
         for blk in self.blocks:
             c0, c1 = blk[0], blk[1]
-            blk[2] = np.asfortranarray(P[:c0, c0:c1])
-            blk[3] = np.asfortranarray(P[c0:c1, c0:c1])
+            blk[2] = np.array(P[:c0, c0:c1], order="F")
+            blk[3] = np.array(P[c0:c1, c0:c1], order="F")
+        self._pending = None
         self.q, self.eta, self.lam, self.count = float(st["q"]), float(st["eta"]), float(st["lam"]), int(st["count"])
 
     @property
