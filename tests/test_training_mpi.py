@@ -117,3 +117,36 @@ def test_kalman_block_pass(S, SY):
         np.testing.assert_allclose(R, P_new[:c0, c0:c1], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(np.triu(T), np.triu(P_new[c0:c1, c0:c1]), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(x, P_new @ h, rtol=1e-12, atol=1e-11)
+
+
+def test_4g_stage2_two_processes_equal_one(fixtures, tmp_path):
+    """Stage 2 of a 4G potential (the short networks on [G, Q], the electrostatics fixed) on 2 MPI
+    processes equals one process with 2 Kalman streams (the carbon chain fixture, 3 epochs)."""
+    import shutil
+
+    if not MPIEXEC.exists():
+        pytest.skip("mpiexec of the mpich wheel is not installed (pip install '.[mpi]')")
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[mpi]')")
+    src = fixtures / "n2p2_Carbon_chain_4G" / "train"
+    for f in ("input.nn", "scaling.data"):
+        shutil.copy(src / f, tmp_path / f)
+    hdnnp.write_input_data(tmp_path / "input.data", hdnnp.read_input_data(src / "input.data")[::8])
+    cli = [sys.executable, "-m", "hdnnp.cli", "train", str(tmp_path), "-q"]
+    r = subprocess.run(cli + ["--stage", "1", "--epochs", "1"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    stage2 = cli + ["--stage", "2", "--charges", str(tmp_path / "charges"), "--epochs", "3", "--set",
+                    "selection=random", "--set", "kalman_streams=2"]
+    r1 = subprocess.run(stage2 + ["-o", str(tmp_path / "one")], capture_output=True, text=True, timeout=600)
+    assert r1.returncode == 0, r1.stderr[-2000:]
+    r2 = subprocess.run([str(MPIEXEC), "-n", "2"] + stage2 + ["-o", str(tmp_path / "two")], capture_output=True,
+                        text=True, timeout=600)
+    assert r2.returncode == 0, r2.stdout[-2000:] + r2.stderr[-3000:]
+    assert "data-parallel over 2 MPI processes" in r2.stdout
+    w1, w2 = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert len(w1) == len(w2) > 0
+    np.testing.assert_allclose(w2, w1, rtol=0, atol=1e-10 * max(1.0, np.abs(w1).max()))
+    # stage 1 is refused under mpiexec (one process)
+    r3 = subprocess.run([str(MPIEXEC), "-n", "2"] + cli + ["--stage", "1", "--epochs", "1", "-o",
+                                                          str(tmp_path / "c2")], capture_output=True, text=True,
+                        timeout=600)
+    assert r3.returncode != 0 and "stage 1" in r3.stderr
