@@ -497,3 +497,15 @@ def test_normalised_training_matches_core(tmp_path):
     r = pot.evaluate(structs[1], native=True, extrapolation="ignore")
     assert r.energy == pytest.approx(E[0], rel=1e-12)
     np.testing.assert_allclose(r.forces, F, rtol=0, atol=1e-10 * np.abs(F).max())
+
+
+def test_plot_units_are_the_declared_ones(tmp_path):
+    """Plot labels name the potential's units (declared in input.nn), or say that they are the
+    potential's own when it declares none."""
+    settings, structs = reference_data(tmp_path, n=3)
+    tr = Trainer(settings, structs, TrainingConfig(epochs=0))
+    assert "length_unit=" not in (settings / "input.nn").read_text()
+    assert tr.plot_units() == ("potential's energy unit", "potential's energy/length unit")
+    with open(settings / "input.nn", "a") as fh:
+        fh.write("\n# hdnnp: length_unit=Angstrom energy_unit=eV\n")
+    assert Trainer(settings, structs, TrainingConfig(epochs=0)).plot_units() == ("eV", "eV/Angstrom")

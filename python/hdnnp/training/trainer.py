@@ -876,13 +876,23 @@ class Trainer:
             return
         from . import plots
 
+        eu, fu = self.plot_units()
         if self.history:
-            plots.learning_curve(self.history, os.path.join(output_dir, "learning-curve.png"))
-        plots.parity(pr["E_ref"], pr["E"], os.path.join(output_dir, "parity-energy.png"), "energy per atom",
+            plots.learning_curve(self.history, os.path.join(output_dir, "learning-curve.png"),
+                                 units=(f"energy per atom, {eu}", f"force, {fu}"))
+        plots.parity(pr["E_ref"], pr["E"], os.path.join(output_dir, "parity-energy.png"), f"energy per atom ({eu})",
                      pr["E_set"])
         if self.config.use_forces:
-            plots.parity(pr["F_ref"], pr["F"], os.path.join(output_dir, "parity-forces.png"), "force component",
-                         pr["F_set"])
+            plots.parity(pr["F_ref"], pr["F"], os.path.join(output_dir, "parity-forces.png"),
+                         f"force component ({fu})", pr["F_set"])
+
+    def plot_units(self):
+        """(energy unit, force unit) for plot labels: the potential's declared units, or the words
+        'potential's units' when input.nn declares none."""
+        e, l = self.model.energy_unit, self.model.length_unit
+        if not e or not l:
+            return "potential's energy unit", "potential's energy/length unit"
+        return e, f"{e}/{l}"
 
     def write(self, output_dir):
         """input.nn (copied), scaling.data, weights.ZZZ.data: a potential n2p2 and hdnnp load."""
