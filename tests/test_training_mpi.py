@@ -83,6 +83,14 @@ def test_two_processes_equal_one(tmp_path, optimizer):
     assert c1.shape == c2.shape == (4, 16)
     np.testing.assert_allclose(c2, c1, rtol=1e-9)
     assert c1[3, 3] < 0.9 * c1[0, 3]   # (the training force error fell)
+    # the scaling (from each process's structures, summed) and the parity data (each process's
+    # structures, gathered) are those of one process
+    s1, s2 = (np.loadtxt(tmp_path / d / "scaling.data", comments="#") for d in ("one", "two"))
+    np.testing.assert_allclose(s2, s1, rtol=1e-12, atol=1e-14)
+    for name in ("parity-energy.dat", "parity-forces.dat"):
+        p1, p2 = (np.loadtxt(tmp_path / d / name, usecols=(0, 1)) for d in ("one", "two"))
+        assert p1.shape == p2.shape and len(p1) > 0
+        np.testing.assert_allclose(p2, p1, rtol=1e-8, atol=1e-12)
     # a resume on 2 processes (the checkpoint gathers the shared-out covariance) continues exactly
     r3 = subprocess.run([str(MPIEXEC), "-n", "2"] + base[:-2] + ["--epochs", "2", "-o", str(tmp_path / "resumed")],
                         capture_output=True, text=True, timeout=600)

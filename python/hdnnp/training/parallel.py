@@ -27,6 +27,9 @@ class Serial:
     def gather_all(self, a: np.ndarray) -> List[np.ndarray]:
         return [np.asarray(a)]
 
+    def gather_objects(self, obj) -> list:
+        return [obj]
+
 
 class Mpi:
     def __init__(self, comm):
@@ -45,6 +48,10 @@ class Mpi:
     def gather_all(self, a: np.ndarray) -> List[np.ndarray]:
         """Every process's array, in rank order (every process gets them)."""
         return self.comm.allgather(np.asarray(a))
+
+    def gather_objects(self, obj) -> list:
+        """Every process's (picklable) object, in rank order (every process gets them)."""
+        return self.comm.allgather(obj)
 
 
 def world():

@@ -89,9 +89,12 @@ class EpochStats:
     rmse_stress_validation: float = float("nan")
 
 
-def scaling_statistics(preps: Sequence[Prepared], n_elements: int):
+def scaling_statistics(preps: Sequence[Prepared], n_elements: int, comm=None):
     """min, max, mean, sigma (sample standard deviation, as n2p2's nnp-scaling) of each raw SF
-    over all atoms."""
+    over all atoms. `comm` (parallel.py, more than one process): each process has its own
+    structures' `preps`; the statistics are those of all of them (sums over the processes)."""
+    if comm is not None and comm.size > 1:
+        return _scaling_statistics_parallel(preps, n_elements, comm)
     stats = []
     for e in range(n_elements):
         rows = [p.G[e] for p in preps if len(p.G[e])]
@@ -99,6 +102,26 @@ def scaling_statistics(preps: Sequence[Prepared], n_elements: int):
             raise DataError(f"the data set has no atom of element index {e}; cannot compute its scaling")
         G = np.concatenate(rows)
         stats.append({"min": G.min(axis=0), "max": G.max(axis=0), "mean": G.mean(axis=0), "sigma": G.std(axis=0, ddof=1) if len(G) > 1 else np.zeros(G.shape[1])})
+    return stats
+
+
+def _scaling_statistics_parallel(preps: Sequence[Prepared], n_elements: int, comm):
+    stats = []
+    for e in range(n_elements):
+        rows = [p.G[e] for p in preps if len(p.G[e])]
+        n_sf = comm.gather_objects(rows[0].shape[1] if rows else -1)
+        n_sf = max(n_sf)
+        if n_sf < 0:
+            raise DataError(f"the data set has no atom of element index {e}; cannot compute its scaling")
+        G = np.concatenate(rows) if rows else np.zeros((0, n_sf))
+        sums = comm.sum(np.concatenate([[len(G)], G.sum(axis=0)]))   # (atoms, then each SF's sum)
+        count = float(sums[0])
+        mean = sums[1:] / count
+        lo = np.min(comm.gather_all(G.min(axis=0) if len(G) else np.full(n_sf, np.inf)), axis=0)
+        hi = np.max(comm.gather_all(G.max(axis=0) if len(G) else np.full(n_sf, -np.inf)), axis=0)
+        ss = comm.sum(((G - mean) ** 2).sum(axis=0))
+        stats.append({"min": lo, "max": hi, "mean": mean,
+                      "sigma": np.sqrt(ss / (count - 1)) if count > 1 else np.zeros(n_sf)})
     return stats
 
 
@@ -316,6 +339,7 @@ class Trainer:
         for net in self.nets:
             initialise(net, self.rng, self.config.init, self.config.weights_min, self.config.weights_max)
         self.comm = parallel.world()
+        self._predictions = None    # (gathered by train() for write())
         self._prep: Dict[int, Prepared] = {}
         self._budget_left = self.config.memory_budget_mb * 2 ** 20
         self.stats = None
@@ -369,8 +393,10 @@ class Trainer:
             self.stats = [{k: np.asarray(self.model.scaling(e)[k]) for k in ("min", "max", "mean", "sigma")}
                           for e in range(len(self.elements))]
         else:
-            # from the training structures only: validation and test data make no choice
-            self.stats = scaling_statistics([self.prepared(k) for k in self.train_idx], len(self.elements))
+            # from the training structures only: validation and test data make no choice (each
+            # process of a data-parallel run its own)
+            mine = parallel.owned(self.train_idx, self.comm.rank, self.comm.size)
+            self.stats = scaling_statistics([self.prepared(k) for k in mine], len(self.elements), self.comm)
         self.transform = scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
                                            self.model.scale_max)
         for p in self._prep.values():
@@ -655,8 +681,11 @@ class Trainer:
             bar.close()
         if self.best_parameters is not None:
             self.set_parameters(self.best_parameters)
-        if output_dir is not None and root:
-            self.write(output_dir)
+        if output_dir is not None:
+            self._predictions = self.predictions()   # (collective: every process its structures)
+            if root:
+                self.write(output_dir)
+            self._predictions = None
         return self.history
 
     def score(self, st) -> float:
@@ -847,23 +876,34 @@ class Trainer:
 
     def predictions(self):
         """Reference and predicted energies per atom and force components, with their set."""
+        # (data-parallel: each process its own structures, gathered; collective)
+        every = list(self.train_idx) + list(self.val_idx) + list(self.test_idx)
+        mine = {}
+        for k in parallel.owned(every, self.comm.rank, self.comm.size):
+            E, F, Eref, Fref, nat, _ = self._forward([k])
+            mine[k] = (Eref / nat, E / nat, Fref.ravel() if self.config.use_forces else None,
+                       F.ravel() if self.config.use_forces else None)
+        got = {}
+        for part in self.comm.gather_objects(mine):
+            got.update(part)
         rows = {"E_ref": [], "E": [], "E_set": [], "F_ref": [], "F": [], "F_set": []}
         for name, idx in (("train", self.train_idx), ("validation", self.val_idx), ("test", self.test_idx)):
             for k in idx:
-                E, F, Eref, Fref, nat, _ = self._forward([k])
-                rows["E_ref"].append(Eref / nat)
-                rows["E"].append(E / nat)
+                e_ref, e, f_ref, f = got[k]
+                rows["E_ref"].append(e_ref)
+                rows["E"].append(e)
                 rows["E_set"].append([name])
                 if self.config.use_forces:
-                    rows["F_ref"].append(Fref.ravel())
-                    rows["F"].append(F.ravel())
-                    rows["F_set"].append([name] * F.size)
+                    rows["F_ref"].append(f_ref)
+                    rows["F"].append(f)
+                    rows["F_set"].append([name] * f.size)
         return {k: np.concatenate(v) if v else np.zeros(0) for k, v in rows.items()}
 
     def write_plots(self, output_dir):
         """parity-*.dat (always) and learning-curve.png, parity-*.png when matplotlib is
         installed (hdnnp[plot])."""
-        pr = self.predictions()
+        pr = self._predictions if self._predictions is not None else self.predictions()
+        self._predictions = None
         for key, unit in (("E", "energy per atom"), ("F", "force component")):
             if len(pr[f"{key}_ref"]):
                 rows = "\n".join(f"{r:.10e} {p:.10e} {st}" for r, p, st in zip(pr[f"{key}_ref"], pr[key], pr[f"{key}_set"]))
