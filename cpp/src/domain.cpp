@@ -151,8 +151,8 @@ public:
         Hh_.assign(Gh_.size(), 0.0);
         size_t k = 0;
         for (int m0 = hlo_[0]; m0 < hhi_[0]; ++m0)
-                for (int m1 = hlo_[1]; m1 < hhi_[1]; ++m1)
-                    for (int m2 = hlo_[2]; m2 < hhi_[2]; ++m2, ++k) Hh_[k] = h(Gh_[k], m0, m1, m2);
+            for (int m1 = hlo_[1]; m1 < hhi_[1]; ++m1)
+                for (int m2 = hlo_[2]; m2 < hhi_[2]; ++m2, ++k) Hh_[k] = h(Gh_[k], m0, m1, m2);
     }
     int64_t points() const { return static_cast<int64_t>(b_.K[0]) * b_.K[1] * b_.K[2]; }
 
@@ -168,22 +168,14 @@ public:
         for (int64_t t = 0; t < nt; ++t) y[atoms_[t]] += interpolate(real.data(), t);
     }
 
-    /// F (n_all) -= the brick's part of d/dR (u^T A_rec v) at every atom image, W -= its part of
-    /// d(u^T A_rec v)/d(strain).
-    void add_derivatives(const double* u, const double* v, double* F, double* W) const {
-        // (the products' scratch and the preconditioner's kernel are not needed any more: room for
-        // the transforms below)
-        for (auto* v : {&scratch_, &Hh_}) { v->clear(); v->shrink_to_fit(); }
-        pc_ = -1.0;
-        fft_->release();
-        add_derivatives_real(u, v, F, W);
-    }
-
     /// phi (n_all x 6, xx yy zz xy xz yz) += the brick's part of d(A_rec v)_i/d(strain) at every
-    /// atom image: the convolutions of v with G(k) dG-factor(k) (the reciprocal virial kernel).
+    /// atom image: the convolutions of v with G(k) dG-factor(k) (the reciprocal virial kernel),
+    /// one forward transform of v for the six.
     void add_strain_potentials(const double* v, double* phi) const {
-        std::vector<double> base(b_.size(), 0.0), real;
-        spread(v, base.data(), 1);
+        std::vector<double> real(b_.size(), 0.0);
+        spread(v, real.data(), 1);
+        std::vector<std::complex<double>> sv(Gh_.size()), spec(Gh_.size());
+        fft_->forward_real(real.data(), sv.data());
         // -(d/d strain_pq) of the influence G(k) = G(k) (delta_pq - h k_p k_q) (kernels'
         // subtract_recip_virial with B = 1)
         auto factor = [&](int m0, int m1, int m2, int c) {
@@ -193,24 +185,26 @@ public:
             return w[3 * kPQ[c][0] + kPQ[c][1]];
         };
         for (int c = 0; c < 6; ++c) {
-            std::vector<double> Gc(Gh_.size());
             size_t k = 0;
             for (int m0 = hlo_[0]; m0 < hhi_[0]; ++m0)
                 for (int m1 = hlo_[1]; m1 < hhi_[1]; ++m1)
                     for (int m2 = hlo_[2]; m2 < hhi_[2]; ++m2, ++k)
-                        Gc[k] = Gh_[k] == 0.0 ? 0.0 : Gh_[k] * factor(m0, m1, m2, c);
-            real = base;
-            fft_->convolve_real(real.data(), Gc.data());
+                        spec[k] = Gh_[k] == 0.0 ? 0.0 : sv[k] * (Gh_[k] * factor(m0, m1, m2, c));
+            fft_->inverse_real(spec.data(), real.data());
             for (size_t t = 0; t < atoms_.size(); ++t) phi[6 * atoms_[t] + c] += interpolate(real.data(), t);
         }
     }
 
-private:
-    /// add_derivatives with real-to-complex transforms: the half spectra of u and v (their
-    /// product gives the virial; -k is k's conjugate, so the points 0 < k_2 < K_2 / 2 count twice),
-    /// then phi_u = F^-1 [G u^] and phi_v one after the other (three grids at a time instead of the
-    /// complex path's four)
-    void add_derivatives_real(const double* u, const double* v, double* F, double* W) const {
+    /// F (n_all) -= the brick's part of d/dR (u^T A_rec v) at every atom image, W -= its part of
+    /// d(u^T A_rec v)/d(strain): the half spectra of u and v (their product gives the virial; -k is
+    /// k's conjugate, so the points 0 < k_2 < K_2 / 2 count twice), then phi_u = F^-1 [G u^] and
+    /// phi_v one after the other (three grids at a time)
+    void add_derivatives(const double* u, const double* v, double* F, double* W) const {
+        // (the products' scratch and the preconditioner's kernel are not needed any more: room for
+        // the transforms below)
+        for (auto* g : {&scratch_, &Hh_}) { g->clear(); g->shrink_to_fit(); }
+        pc_ = -1.0;
+        fft_->release();
         using cd = std::complex<double>;
         std::vector<cd> su(Gh_.size()), sv(Gh_.size());
         std::vector<double> g(b_.size(), 0.0);
@@ -243,6 +237,7 @@ private:
         add_gradients(g.data(), u, F);
     }
 
+private:
     /// F_i -= c_i grad phi (phi: a real grid on the brick) at every atom image i
     void add_gradients(const double* phi, const double* c, double* F) const {
         const int64_t nt = static_cast<int64_t>(atoms_.size());
