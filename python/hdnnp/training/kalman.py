@@ -51,27 +51,50 @@ class KalmanFilter:
         self.etagrow = np.exp(settings.etatau / u)
         self.count = 0
 
+    def _grow_eta(self):
+        """Before an update: eta <- min(eta e^{etatau}, etamax) (standard filter)."""
+        if self.s.kalman_type == 0:
+            self.eta = min(self.eta * self.etagrow, self.s.etamax)
+
+    def _noise(self) -> float:
+        """The observation-noise term of the innovation: 1/eta, or lambda (fading memory)."""
+        return 1.0 / self.eta if self.s.kalman_type == 0 else self.lam
+
+    def _gain(self, H: np.ndarray, X: np.ndarray):
+        """For S observations (rows of H) and X = P H^T: Y with Y Y^T = X A^-1 X^T and the gain
+        K = X A^-1, A = H X + noise I."""
+        A = H @ X + self._noise() * np.eye(H.shape[0])
+        L = np.linalg.cholesky(0.5 * (A + A.T))
+        Y = np.linalg.solve(L, X.T).T
+        K = np.linalg.solve(L.T, np.linalg.solve(L, X.T)).T
+        return Y, K
+
+    def _advance(self):
+        """After an update: lambda <- nu lambda + 1 - nu (fading memory), q <- max(q e^{-qtau},
+        qmin), one more update counted."""
+        if self.s.kalman_type == 1:
+            self.lam = self.s.nu * self.lam + 1.0 - self.s.nu
+        self.q = max(self.q * self.qdecay, self.s.qmin)
+        self.count += 1
+
+    def _finish_covariance(self):
+        """P <- P / lambda (fading memory) + q I, after P - X A^-1 X^T (before _advance)."""
+        if self.s.kalman_type == 1:
+            self.P /= self.lam
+        if self.q > 0.0:
+            self.P[np.diag_indices(self.n)] += self.q
+
     def update(self, w: np.ndarray, H: np.ndarray, xi: float) -> np.ndarray:
         """New weights after one observation with Jacobian H and error xi (w is not modified)."""
-        s = self.s
         H = np.ascontiguousarray(H, dtype=float)
-        if s.kalman_type == 0:
-            self.eta = min(self.eta * self.etagrow, s.etamax)
+        self._grow_eta()
         X = blas.dsymv(1.0, self.P, H, lower=0)
-        a = float(H @ X) + (1.0 / self.eta if s.kalman_type == 0 else self.lam)
+        a = float(H @ X) + self._noise()
         K = X / a
         # P - K X^T = P - X X^T / a (symmetric): rank-1 update of the upper triangle in place
         self.P = blas.dsyr(-1.0 / a, X, a=self.P, lower=0, overwrite_a=1)
-        if s.kalman_type == 1:
-            self.P /= self.lam
-            self.lam = s.nu * self.lam + 1.0 - s.nu
-        if self.q > 0.0:
-            self.P[np.diag_indices(self.n)] += self.q
-        if s.kalman_type == 0:
-            self.q = max(self.q * self.qdecay, s.qmin)
-        else:
-            self.q = max(self.q * self.qdecay, s.qmin)
-        self.count += 1
+        self._finish_covariance()
+        self._advance()
         return w + K * xi
 
     def update_many(self, w: np.ndarray, H: np.ndarray, xi: np.ndarray) -> np.ndarray:
@@ -82,23 +105,12 @@ class KalmanFilter:
         H = np.atleast_2d(np.asarray(H, dtype=float))
         if H.shape[0] == 1:
             return self.update(w, H[0], float(np.asarray(xi).ravel()[0]))
-        s = self.s
-        if s.kalman_type == 0:
-            self.eta = min(self.eta * self.etagrow, s.etamax)
-        Ht = np.asfortranarray(H.T)
-        X = blas.dsymm(1.0, self.P, Ht, side=0, lower=0)            # P H^T (P's upper triangle)
-        A = H @ X + (1.0 / self.eta if s.kalman_type == 0 else self.lam) * np.eye(H.shape[0])
-        L = np.linalg.cholesky(0.5 * (A + A.T))
-        Y = np.linalg.solve(L, X.T).T                                 # X L^-T: Y Y^T = X A^-1 X^T
-        K = np.linalg.solve(L.T, np.linalg.solve(L, X.T)).T          # X A^-1
+        self._grow_eta()
+        X = blas.dsymm(1.0, self.P, np.asfortranarray(H.T), side=0, lower=0)   # P H^T (P's upper triangle)
+        Y, K = self._gain(H, X)
         self.P = blas.dsyrk(-1.0, np.asfortranarray(Y), beta=1.0, c=self.P, trans=0, lower=0, overwrite_c=1)
-        if s.kalman_type == 1:
-            self.P /= self.lam
-            self.lam = s.nu * self.lam + 1.0 - s.nu
-        if self.q > 0.0:
-            self.P[np.diag_indices(self.n)] += self.q
-        self.q = max(self.q * self.qdecay, s.qmin)
-        self.count += 1
+        self._finish_covariance()
+        self._advance()
         return w + K @ np.asarray(xi, dtype=float)
 
     def state(self) -> dict:
@@ -148,27 +160,18 @@ class DistributedKalmanFilter(KalmanFilter):
         # The covariance's update P <- (P - Y Y^T) / div + q I is deferred to the next update's
         # pass over the blocks, which applies it and computes P H^T in one read and write of each
         # block (_core.kalman_block_pass); state() applies a pending one.
-        s = self.s
         H = np.atleast_2d(np.asarray(H, dtype=float))
-        S = H.shape[0]
-        if s.kalman_type == 0:
-            self.eta = min(self.eta * self.etagrow, s.etamax)
+        self._grow_eta()
         h = np.ascontiguousarray(H.T)                                 # n x S
-        X = np.zeros((self.n, S))
+        X = np.zeros((self.n, H.shape[0]))
         Y, div, q = self._pending if self._pending is not None else (None, 1.0, 0.0)
         for c0, c1, R, T in self.blocks:
             _core.kalman_block_pass(R, T, Y, div, q, h, X)
         self._pending = None
-        X = self.comm.sum(X)
-        A = H @ X + (1.0 / self.eta if s.kalman_type == 0 else self.lam) * np.eye(S)
-        L = np.linalg.cholesky(0.5 * (A + A.T))
-        Y = np.ascontiguousarray(np.linalg.solve(L, X.T).T)           # Y Y^T = X A^-1 X^T
-        K = np.linalg.solve(L.T, np.linalg.solve(L, X.T)).T
-        self._pending = (Y, self.lam if s.kalman_type == 1 else 1.0, self.q if self.q > 0.0 else 0.0)
-        if s.kalman_type == 1:
-            self.lam = s.nu * self.lam + 1.0 - s.nu
-        self.q = max(self.q * self.qdecay, s.qmin)
-        self.count += 1
+        Y, K = self._gain(H, self.comm.sum(X))
+        self._pending = (np.ascontiguousarray(Y), self.lam if self.s.kalman_type == 1 else 1.0,
+                         self.q if self.q > 0.0 else 0.0)
+        self._advance()
         return w + K @ np.asarray(xi, dtype=float)
 
     def _flush(self):
