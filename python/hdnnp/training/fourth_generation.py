@@ -510,8 +510,8 @@ class ShortTrainer(Trainer):
         c = np.concatenate([-(p.D @ lam[aoff[i]:aoff[i + 1]].ravel()) for i, p in enumerate(preps)])
         V[:, -1] += c[self._atoms_of_rows(preps, aoff, e)] / self.ce
 
-    def write(self, output_dir):
-        super().write(output_dir)
+    def write(self, output_dir, predictions=None):
+        super().write(output_dir, predictions)
         for z, h in zip(self.model.atomic_numbers, self.pot.hardness):
             shutil.copyfile(os.path.join(self.settings_dir, f"weightse.{z:03d}.data"),
                             os.path.join(output_dir, f"weightse.{z:03d}.data"))

@@ -133,8 +133,8 @@ class LocalShortTrainer(Trainer):
             if W is not None and p.W_elec is not None:
                 W[i] += p.W_elec
 
-    def write(self, output_dir):
-        super().write(output_dir)
+    def write(self, output_dir, predictions=None):
+        super().write(output_dir, predictions)
         names = ["scalinge.data"] + [f"weightse.{z:03d}.data" for z in self.model.atomic_numbers]
         for name in names:
             shutil.copyfile(os.path.join(self.settings_dir, name), os.path.join(output_dir, name))

@@ -339,7 +339,6 @@ class Trainer:
         for net in self.nets:
             initialise(net, self.rng, self.config.init, self.config.weights_min, self.config.weights_max)
         self.comm = parallel.world()
-        self._predictions = None    # (gathered by train() for write())
         self._prep: Dict[int, Prepared] = {}
         self._budget_left = self.config.memory_budget_mb * 2 ** 20
         self.stats = None
@@ -682,10 +681,9 @@ class Trainer:
         if self.best_parameters is not None:
             self.set_parameters(self.best_parameters)
         if output_dir is not None:
-            self._predictions = self.predictions()   # (collective: every process its structures)
+            pr = self.predictions()   # (collective: every process its structures)
             if root:
-                self.write(output_dir)
-            self._predictions = None
+                self.write(output_dir, pr)
         return self.history
 
     def score(self, st) -> float:
@@ -700,6 +698,7 @@ class Trainer:
         cfg, A = self.config, self._adam
         order = self.rng.permutation(self.train_idx)
         comm = self.comm
+        sizes = np.cumsum([n.n_parameters for n in self.nets])[:-1]
         for s in range(0, len(order), cfg.batch_size):
             batch = order[s:s + cfg.batch_size]
             if comm.size == 1:
@@ -710,7 +709,6 @@ class Trainer:
                     _, _, _, _, _, (loss, grads) = self._batch(mine, True, self.batch_counts(batch))
                 else:
                     grads = [np.zeros(n.n_parameters) for n in self.nets]
-                sizes = np.cumsum([n.n_parameters for n in self.nets])[:-1]
                 grads = np.split(comm.sum(np.concatenate(grads)), sizes)
             A["step"] += 1
             for e, net in enumerate(self.nets):
@@ -899,11 +897,10 @@ class Trainer:
                     rows["F_set"].append([name] * f.size)
         return {k: np.concatenate(v) if v else np.zeros(0) for k, v in rows.items()}
 
-    def write_plots(self, output_dir):
+    def write_plots(self, output_dir, predictions=None):
         """parity-*.dat (always) and learning-curve.png, parity-*.png when matplotlib is
-        installed (hdnnp[plot])."""
-        pr = self._predictions if self._predictions is not None else self.predictions()
-        self._predictions = None
+        installed (hdnnp[plot]); `predictions`: those of predictions(), when at hand."""
+        pr = predictions if predictions is not None else self.predictions()
         for key, unit in (("E", "energy per atom"), ("F", "force component")):
             if len(pr[f"{key}_ref"]):
                 rows = "\n".join(f"{r:.10e} {p:.10e} {st}" for r, p, st in zip(pr[f"{key}_ref"], pr[key], pr[f"{key}_set"]))
@@ -934,8 +931,9 @@ class Trainer:
             return "potential's energy unit", "potential's energy/length unit"
         return e, f"{e}/{l}"
 
-    def write(self, output_dir):
-        """input.nn (copied), scaling.data, weights.ZZZ.data: a potential n2p2 and hdnnp load."""
+    def write(self, output_dir, predictions=None):
+        """input.nn (copied), scaling.data, weights.ZZZ.data: a potential n2p2 and hdnnp load
+        (`predictions`: for the parity files, when at hand)."""
         os.makedirs(output_dir, exist_ok=True)
         with open(os.path.join(self.settings_dir, "input.nn")) as fh:
             text = fh.read()
@@ -947,7 +945,7 @@ class Trainer:
         _core.write_file_atomic(os.path.join(output_dir, "scaling.data"), format_scaling(self.stats))
         for z, net in zip(self.model.atomic_numbers, self.nets):
             _core.write_file_atomic(os.path.join(output_dir, f"weights.{z:03d}.data"), format_weights(net))
-        self.write_plots(output_dir)
+        self.write_plots(output_dir, predictions)
         info = {"best_epoch": self.best_epoch, "structures": split_sizes(self),
                 "best": asdict(self.history[self.best_epoch]) if 0 <= self.best_epoch < len(self.history) else None,
                 "config": asdict(self.config), "final": asdict(self.history[-1]) if self.history else None}
