@@ -341,13 +341,17 @@ def test_every_training_setting_from_input_nn_and_cli(tmp_path):
     extra = (UNITS + "epochs 2\nupdater_type 0\ngradient_type 1\nuse_short_forces\ntask_batch_size_energy 3\n"
              "learning_rate_decay 0.9\nenergy_weight 2.5\nstress_weight 0.5\nearly_stopping_patience 7\n"
              "memory_budget_mb 64\nfit_offsets 0\nweights_init glorot\nvalidation_fraction 0.25\n"
-             "selection_force_weight 0.5\n")
+             "selection_force_weight 0.5\nshort_energy_fraction 0.5\nshort_force_fraction 0.04\n"
+             "short_energy_error_threshold 1.5\nshort_force_error_threshold 2.5\nkalman_decoupling layer\n")
     d = write_potential(tmp_path / "run", types=[2, 3], extra_lines=extra, seed=1)
     os.remove(os.path.join(d, "scaling.data"))
     cfg = config_from_input_nn(d)
     assert (cfg.batch_size, cfg.learning_rate_decay, cfg.energy_weight, cfg.stress_weight, cfg.patience,
             cfg.memory_budget_mb, cfg.fit_offsets, cfg.init, cfg.validation_fraction,
             cfg.selection_force_weight) == (3, 0.9, 2.5, 0.5, 7, 64.0, False, "glorot", 0.25, 0.5)
+    # n2p2's names of the Kalman filter's update fractions and thresholds; hdnnp's decoupling
+    assert (cfg.energy_fraction, cfg.force_fraction, cfg.energy_threshold, cfg.force_threshold,
+            cfg.kalman.decoupling) == (0.5, 0.04, 1.5, 2.5, "layer")
     apply_settings(cfg, ["beta2=0.99", "kalman.q0=0.02", "use_forces=false", "patience=none"])
     assert cfg.beta2 == 0.99 and cfg.kalman.q0 == 0.02 and cfg.use_forces is False and cfg.patience is None
     with pytest.raises(ValueError, match="unknown setting 'learnig_rate'"):
@@ -397,11 +401,13 @@ def test_kalman_checkpoints_are_packed_and_sparse(tmp_path, monkeypatch):
     for a, b in zip(full.parameters(), resumed.parameters()):
         np.testing.assert_array_equal(a, b)
     # the automatic rule: every epoch while the covariance is small, every 10 epochs when large
-    full._kf.n = 1500                                          # 9 MB
-    assert all(checkpoint_due(type("T", (), {"config": TrainingConfig(), "_kf": full._kf})(), e, False)
-               for e in (1, 2, 3))
-    full._kf.n = 3000                                          # 36 MB
-    t = type("T", (), {"config": TrainingConfig(), "_kf": full._kf})()
+    def trainer_with_filter_of(n):   # (a stand-in: a trainer whose filter has n weights' covariance)
+        kf = type("K", (), {"state_bytes": 8 * n * (n + 1) // 2})()
+        return type("T", (), {"config": TrainingConfig(), "_kf": kf})()
+
+    assert full._kf.state_bytes == 8 * n * (n + 1) // 2
+    assert all(checkpoint_due(trainer_with_filter_of(1500), e, False) for e in (1, 2, 3))    # 9 MB
+    t = trainer_with_filter_of(3000)                                                          # 36 MB
     assert [e for e in range(1, 31) if checkpoint_due(t, e, False)] == [10, 20, 30] and checkpoint_due(t, 7, True)
 
 

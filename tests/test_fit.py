@@ -48,6 +48,15 @@ def test_fit_committee_report_and_potentials(tmp_path, capsys):
         info = json.loads((out / f"member{m['member']}" / "training.json").read_text())
         assert info["structures"]["test"] == rep["split"]["test"]
     assert "| member0 |" in (out / "report.md").read_text()
+    # the default optimiser: the element-decoupled Kalman filter, written into the settings'
+    # input.nn so that `hdnnp train` makes the same choice
+    from hdnnp.training.n2p2 import config_from_input_nn
+
+    assert rep["settings"]["optimizer"] == "kalman" and rep["settings"]["kalman_decoupling"] == "element"
+    assert json.loads((out / "member0" / "training.json").read_text())["config"]["kalman"]["decoupling"] == "element"
+    cfg = config_from_input_nn(out / "settings")
+    assert (cfg.optimizer, cfg.kalman.decoupling, cfg.force_fraction, cfg.fit_offsets) == ("kalman", "element", 0.1, True)
+    assert "Kalman filter, one covariance block per element" in (out / "report.md").read_text()
     com = hdnnp.load([out / "member0", out / "member1"])
     r = com.evaluate(frames[0], extrapolation="ignore")
     assert np.isfinite(r.energy) and r.max_force_deviation is not None
@@ -69,3 +78,22 @@ def test_fit_time_limit_and_bad_data(tmp_path, capsys):
     (tmp_path / "garbage.extxyz").write_text("not a structure file\n")
     assert main(["fit", str(tmp_path / "garbage.extxyz"), "-o", str(tmp_path / "y"), "-q"]) == 2
     assert "garbage.extxyz" in capsys.readouterr().err
+
+
+def test_fit_optimizer_choice_by_network_size(tmp_path):
+    """auto: per-element covariance blocks while an element's network has at most max_block
+    weights, per-layer blocks while a layer has, Adam beyond."""
+    from hdnnp.training.data import from_ase
+    from hdnnp.workflow.fit import FitConfig, choose_optimizer, write_settings
+
+    frames = from_ase(emt_data(tmp_path / "d.extxyz", n=4))
+    write_settings(tmp_path / "probe", frames, FitConfig(hidden=(20, 20)), log=lambda *a: None)
+    k = max(hdnnp._core.Model.load(str(tmp_path / "probe"), False).architecture(e)[0][0] for e in range(2))
+    first_layer, network = 20 * k + 20, 20 * k + 20 + 420 + 21
+    got = []
+    for max_block in (network, network - 1, first_layer - 1):
+        d = tmp_path / f"s{max_block}"
+        write_settings(d, frames, FitConfig(hidden=(20, 20)), log=lambda *a: None)
+        got.append(choose_optimizer(d, FitConfig(max_block=max_block)))
+    assert got == [("kalman", "element"), ("kalman", "layer"), ("adam", "none")]
+    assert "updater_type 0" in (tmp_path / f"s{first_layer - 1}" / "input.nn").read_text()

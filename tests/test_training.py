@@ -164,6 +164,49 @@ def test_kalman_update_by_hand(ktype):
     assert kf.q == pytest.approx(q) and kf.eta == pytest.approx(eta if ktype == 0 else 0.1)
 
 
+@pytest.mark.parametrize("ktype", [0, 1])
+def test_decoupled_kalman_by_hand(ktype):
+    """A decoupled filter (blocks 3 + 2 + 2 of 7 weights) against the dense formulas with a
+    block-diagonal P: the shared innovation a = H P H + noise, one and then three observations
+    per update, and its checkpoint state round trip."""
+    from hdnnp.training.kalman import KalmanFilter, KalmanSettings
+
+    st = KalmanSettings(kalman_type=ktype, epsilon=0.5, q0=0.02, qtau=0.3, qmin=0.015, eta=0.1, etatau=0.4,
+                        etamax=0.12, lambda_=0.9, nu=0.99)
+    kf = KalmanFilter(7, st, updates_per_epoch=2, blocks=[3, 2, 2])
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=7)
+    P, q, eta, lam = np.eye(7) / 0.5, 0.02, 0.1, 0.9
+    mask = np.zeros((7, 7))
+    for a, b in ((0, 3), (3, 5), (5, 7)):
+        mask[a:b, a:b] = 1.0
+    wr = w.copy()
+    for S in (1, 3):
+        H, xi = rng.normal(size=(S, 7)), rng.normal(size=S)
+        w = kf.update(w, H[0], xi[0]) if S == 1 else kf.update_many(w, H, xi)
+        if ktype == 0:
+            eta = min(eta * np.exp(0.4 / 2), 0.12)
+        X = P @ H.T
+        A = H @ X + (1 / eta if ktype == 0 else lam) * np.eye(S)
+        K = X @ np.linalg.inv(A)
+        P = (P - K @ X.T) * mask        # each block keeps only its own part
+        if ktype == 1:
+            P = P / lam
+            lam = 0.99 * lam + 0.01
+        P = P + q * np.eye(7)
+        q = max(q * np.exp(-0.3 / 2), 0.015)
+        wr = wr + K @ xi
+        np.testing.assert_allclose(w, wr, rtol=1e-12)
+        np.testing.assert_allclose(np.triu(kf.P), np.triu(P), rtol=1e-12, atol=1e-14)
+    state = kf.state()
+    assert kf.state_bytes == 8 * (6 + 3 + 3)
+    again = KalmanFilter(7, st, updates_per_epoch=2, blocks=[3, 2, 2])
+    again.load_state(state)
+    np.testing.assert_array_equal(np.triu(again.P), np.triu(kf.P))
+    with pytest.raises(ValueError, match="does not match"):
+        KalmanFilter(7, st, updates_per_epoch=2).load_state(state)
+
+
 def test_kalman_observation_jacobians(tmp_path):
     """Kalman Jacobians (energy and one force component) against finite differences."""
     settings, structs = reference_data(tmp_path, n=2, types=(2, 3))
@@ -183,6 +226,29 @@ def test_kalman_observation_jacobians(tmp_path):
             tr.set_parameters(np.split(p0, sizes))
             # xi = y_ref - y, so dy/dw = -dxi/dw
             assert H[k] == pytest.approx(-(vals[0] - vals[1]) / 2e-6, rel=1e-5, abs=1e-8)
+
+
+def test_local_observations_equal_batch_path(tmp_path):
+    """The 2G Kalman observations' own path (energy without forces; one force component from
+    that atom's pairs) equals the general batch path, in a cluster and in a small periodic cell
+    where atoms see their own images."""
+    settings, structs = reference_data(tmp_path, n=2, types=(2, 3, 9))
+    box = structs[1].copy()
+    box.set_cell(np.diag([4.0, 4.5, 5.0]))
+    box.pbc = True
+    box.wrap()
+    pot = hdnnp.Potential(tmp_path / "ref", warn=False)
+    r = pot.evaluate(box, native=True, extrapolation="ignore")
+    box.info["energy"], box.arrays["ref_forces"] = r.energy + 0.3, r.forces + 0.01
+    tr = Trainer(settings, structs + [box], TrainingConfig(test_fraction=0.0, validation_fraction=0.0))
+    tr.compute_scaling()
+    assert tr.prepared(2).pi[0].size and np.any(tr.prepared(2).pi[0] == tr.prepared(2).pj[0])  # own images
+    for k in (0, 2):
+        for atom, comp in ((None, 0), (0, 0), (3, 2), (len(tr.structures[k]) - 1, 1)):
+            xi, H = tr._observation(k, atom, comp)
+            xi_b, H_b = tr._observation(k, atom, comp, memo={})     # (a memo takes the batch path)
+            assert xi == pytest.approx(xi_b, rel=1e-12, abs=1e-12)
+            np.testing.assert_allclose(H, H_b, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("selection", ["random", "threshold", "sort"])

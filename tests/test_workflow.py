@@ -19,12 +19,17 @@ def test_quick_demo_end_to_end(tmp_path):
     # the committee disagrees less once the high-deviation frames are in the data
     assert it[1]["mean_max_force_deviation"] < it[0]["mean_max_force_deviation"]
     assert summary["final"]["test_rmse_force"] < 0.5          # eV/A (quick settings)
+    # the generalisation check on structures no step trained on or chose with (quick settings:
+    # seconds of training per member; the full demo's numbers are in benchmarks/RESULTS.md)
+    u = summary["final"]["unseen"]
+    assert u["structures"] == 23 and u["rmse_energy_per_atom"] < 0.03 and u["rmse_force"] < 0.3
+    assert len(summary["final"]["members"]) == 2
     assert abs(summary["nve"]["drift_meV_per_atom_ps"]) < 1.0
     assert summary["nve"]["max_excursion_meV_per_atom"] < 5.0
     for f in ("summary.md", "summary.json", "active-learning/data.extxyz", "active-learning/iterations.json",
               "final/force-errors-members.dat", "nve/energy.dat", "final/member0/weights.029.data",
               "final/member0/parity-energy.dat", "final/member0/parity-forces.dat",
-              "final/member0/learning-curve.out"):
+              "final/member0/learning-curve.out", "unseen.extxyz", "final/unseen-energy.dat"):
         assert (out / f).exists(), f
     for png in ("final/error-correlation.png", "final/member0/learning-curve.png", "final/member0/parity-energy.png",
                 "final/member0/parity-forces.png"):

@@ -398,6 +398,8 @@ class ShortTrainer(Trainer):
     the charges they give are held fixed. Same optimisers, selection, logs and checkpoints as
     the 2G Trainer; the written directory is a complete 4G potential (FourthGeneration)."""
 
+    _local_observations = False   # (electrostatics in every observation)
+
     def __init__(self, settings_dir, structures: Sequence, config: Optional[TrainingConfig] = None):
         config = config or TrainingConfig()
         if config.stress_weight > 0.0:

@@ -9,6 +9,12 @@ fading memory (1):   a = H.X + lambda;  P <- (P - K X^T)/lambda + q I;  lambda <
 
 etatau and qtau are per epoch and divided by the number of updates per epoch, as n2p2 does.
 P is kept symmetric and updated in place with BLAS (symv, syr): O(n^2) per update.
+
+Decoupled filters (`decoupling`, hdnnp's own; n2p2 has none): P block-diagonal over groups of
+weights (each element's network, or each layer of each network), as in the element- and
+node-decoupled filters of Gastegger & Marquetand (JCTC 11, 2187 (2015)) and Puskorius & Feldkamp:
+the gain of block b is P_b H_b / (sum_b H_b P_b H_b + 1/eta), so all blocks see the same
+innovation; work and memory sum_b n_b^2 instead of n^2.
 """
 from __future__ import annotations
 
@@ -32,12 +38,31 @@ class KalmanSettings:
     etamax: float = 1.0
     lambda_: float = 0.96
     nu: float = 0.9995
+    decoupling: str = "none"      # none | element | layer (hdnnp; see the module)
 
 
 class KalmanFilter:
-    def __init__(self, n: int, settings: KalmanSettings, updates_per_epoch: int):
+    """`blocks`: sizes of consecutive groups of weights with a covariance each (decoupled
+    filter); None: one block, the full covariance."""
+
+    def __init__(self, n: int, settings: KalmanSettings, updates_per_epoch: int, blocks=None):
         self._start(n, settings, updates_per_epoch)
-        self.P = np.asfortranarray(np.eye(n) / settings.epsilon)
+        blocks = [n] if blocks is None else [int(b) for b in blocks]
+        if sum(blocks) != n or min(blocks) < 1:
+            raise ValueError(f"Kalman filter blocks {blocks} do not partition {n} weights")
+        edges = np.concatenate([[0], np.cumsum(blocks)])
+        self.slices = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+        self.Ps = [np.asfortranarray(np.eye(b) / settings.epsilon) for b in blocks]
+
+    @property
+    def P(self):
+        """The covariance (one block: the matrix itself, upper triangle valid)."""
+        if len(self.Ps) == 1:
+            return self.Ps[0]
+        P = np.zeros((self.n, self.n), order="F")
+        for sl, Pb in zip(self.slices, self.Ps):
+            P[sl, sl] = Pb
+        return P
 
     def _start(self, n: int, settings: KalmanSettings, updates_per_epoch: int):
         """The filter's scalars at the start (eta, q, lambda and their schedules)."""
@@ -79,20 +104,21 @@ class KalmanFilter:
 
     def _finish_covariance(self):
         """P <- P / lambda (fading memory) + q I, after P - X A^-1 X^T (before _advance)."""
-        if self.s.kalman_type == 1:
-            self.P /= self.lam
-        if self.q > 0.0:
-            self.P[np.diag_indices(self.n)] += self.q
+        for Pb in self.Ps:
+            if self.s.kalman_type == 1:
+                Pb /= self.lam
+            if self.q > 0.0:
+                Pb[np.diag_indices(len(Pb))] += self.q
 
     def update(self, w: np.ndarray, H: np.ndarray, xi: float) -> np.ndarray:
         """New weights after one observation with Jacobian H and error xi (w is not modified)."""
         H = np.ascontiguousarray(H, dtype=float)
         self._grow_eta()
-        X = blas.dsymv(1.0, self.P, H, lower=0)
+        X = np.concatenate([blas.dsymv(1.0, Pb, H[sl], lower=0) for sl, Pb in zip(self.slices, self.Ps)])
         a = float(H @ X) + self._noise()
         K = X / a
         # P - K X^T = P - X X^T / a (symmetric): rank-1 update of the upper triangle in place
-        self.P = blas.dsyr(-1.0 / a, X, a=self.P, lower=0, overwrite_a=1)
+        self.Ps = [blas.dsyr(-1.0 / a, X[sl], a=Pb, lower=0, overwrite_a=1) for sl, Pb in zip(self.slices, self.Ps)]
         self._finish_covariance()
         self._advance()
         return w + K * xi
@@ -106,31 +132,42 @@ class KalmanFilter:
         if H.shape[0] == 1:
             return self.update(w, H[0], float(np.asarray(xi).ravel()[0]))
         self._grow_eta()
-        X = blas.dsymm(1.0, self.P, np.asfortranarray(H.T), side=0, lower=0)   # P H^T (P's upper triangle)
+        Ht = np.asfortranarray(H.T)
+        X = np.concatenate([blas.dsymm(1.0, Pb, Ht[sl], side=0, lower=0)        # P H^T (P's upper triangle)
+                            for sl, Pb in zip(self.slices, self.Ps)])
         Y, K = self._gain(H, X)
-        self.P = blas.dsyrk(-1.0, np.asfortranarray(Y), beta=1.0, c=self.P, trans=0, lower=0, overwrite_c=1)
+        self.Ps = [blas.dsyrk(-1.0, np.asfortranarray(Y[sl]), beta=1.0, c=Pb, trans=0, lower=0, overwrite_c=1)
+                   for sl, Pb in zip(self.slices, self.Ps)]
         self._finish_covariance()
         self._advance()
         return w + K @ np.asarray(xi, dtype=float)
 
     def state(self) -> dict:
         """The filter's state; P as its upper triangle, packed (symv/syr with lower=0 never read
-        the rest): n(n+1)/2 numbers, half the full matrix, exact."""
-        iu = np.triu_indices(self.n)
-        return {"P_upper": self.P[iu], "q": self.q, "eta": self.eta, "lam": self.lam, "count": self.count}
+        the rest): n(n+1)/2 numbers, half the full matrix, exact (a decoupled filter: each block's,
+        one after the other)."""
+        packed = np.concatenate([Pb[np.triu_indices(len(Pb))] for Pb in self.Ps])
+        return {"P_upper": packed, "q": self.q, "eta": self.eta, "lam": self.lam, "count": self.count}
 
     def load_state(self, st: dict):
         if "P_upper" in st:
-            P = np.zeros((self.n, self.n), order="F")
-            P[np.triu_indices(self.n)] = st["P_upper"]
-            self.P = P
+            packed, o = np.asarray(st["P_upper"]), 0
+            if len(packed) != sum(len(Pb) * (len(Pb) + 1) // 2 for Pb in self.Ps):
+                raise ValueError("the checkpoint's Kalman covariance does not match this filter's weights or "
+                                 "decoupling")
+            for b, Pb in enumerate(self.Ps):
+                m = len(Pb)
+                P = np.zeros((m, m), order="F")
+                P[np.triu_indices(m)] = packed[o:o + m * (m + 1) // 2]
+                o += m * (m + 1) // 2
+                self.Ps[b] = P
         else:  # (checkpoints of earlier versions: the full matrix)
-            self.P = np.asfortranarray(st["P"])
+            self.Ps = [np.asfortranarray(np.asarray(st["P"])[sl, sl]) for sl in self.slices]
         self.q, self.eta, self.lam, self.count = float(st["q"]), float(st["eta"]), float(st["lam"]), int(st["count"])
 
     @property
     def state_bytes(self) -> int:
-        return 8 * self.n * (self.n + 1) // 2
+        return sum(8 * len(Pb) * (len(Pb) + 1) // 2 for Pb in self.Ps)
 
 
 class DistributedKalmanFilter(KalmanFilter):
@@ -150,7 +187,7 @@ class DistributedKalmanFilter(KalmanFilter):
             c0, c1 = edges[b], edges[b + 1]
             self.blocks.append([c0, c1, np.zeros((c0, c1 - c0), order="F"),
                                 np.asfortranarray(np.eye(c1 - c0) / settings.epsilon)])
-        self.P = None
+        self.Ps = None
         self._pending = None   # (Y, div, q) of the last update, applied by the next pass
 
     def update(self, w: np.ndarray, H: np.ndarray, xi: float) -> np.ndarray:
@@ -181,6 +218,11 @@ class DistributedKalmanFilter(KalmanFilter):
             for c0, c1, R, T in self.blocks:
                 _core.kalman_block_pass(R, T, Y, div, q, None, np.zeros((0, 0)))
             self._pending = None
+
+    @property
+    def P(self):
+        """The whole covariance, gathered (collective: every process calls it)."""
+        return self._full_upper()
 
     def _full_upper(self) -> np.ndarray:
         """The whole covariance (upper triangle filled), gathered from every process (collective)."""

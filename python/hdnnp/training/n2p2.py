@@ -49,6 +49,7 @@ _MAP = {
     "kalman_etamax": ("kalman.etamax", float),
     "kalman_lambda_short": ("kalman.lambda_", float),
     "kalman_nue_short": ("kalman.nu", float),
+    "kalman_decoupling": ("kalman.decoupling", str),          # hdnnp's own: none | element | layer
 }
 # Accepted with no effect here (parallelisation and output details of n2p2's implementation).
 _IGNORED = {
@@ -93,6 +94,8 @@ def config_from_input_nn(directory: str, stage: int = 0, **overrides) -> Trainin
         try:
             val = typ(float(args[0])) if typ is int else typ(args[0])
             if key == "weights_init" and val not in ("uniform", "glorot", "nguyen-widrow", "n2p2"):
+                raise ValueError(val)
+            if key == "kalman_decoupling" and val not in ("none", "element", "layer"):
                 raise ValueError(val)
         except ValueError:
             raise ValueError(f"{path}:{no}: cannot read {args[0]!r} as the value of {key}") from None

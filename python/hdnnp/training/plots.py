@@ -22,14 +22,20 @@ def _save(fig, path):
     os.replace(tmp, path)
 
 
-def learning_curve(history: Sequence, path, units=("energy/atom", "force")):
-    """RMSE of energies per atom and forces against the epoch, train and test."""
+def learning_curve(history: Sequence, path, units=("energy/atom", "force"), best_epoch=None):
+    """RMSE of energies per atom and forces against the epoch: train, validation (when there is
+    one) and test; `best_epoch` (the one whose weights were written) marked."""
     plt = _pyplot()
     ep = [h.epoch for h in history]
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.6))
     for a, key, label in ((ax[0], "energy", units[0]), (ax[1], "force", units[1])):
-        a.semilogy(ep, [getattr(h, f"rmse_{key}_train") for h in history], "o-", label="train")
-        a.semilogy(ep, [getattr(h, f"rmse_{key}_test") for h in history], "s-", label="test")
+        a.semilogy(ep, [getattr(h, f"rmse_{key}_train") for h in history], "o-", ms=3, label="train")
+        val = [getattr(h, f"rmse_{key}_validation", float("nan")) for h in history]
+        if np.any(np.isfinite(val)):
+            a.semilogy(ep, val, "^-", ms=3, label="validation")
+        a.semilogy(ep, [getattr(h, f"rmse_{key}_test") for h in history], "s-", ms=3, label="test")
+        if best_epoch is not None and best_epoch >= 0:
+            a.axvline(best_epoch, color="0.6", ls="--", lw=0.8, label="best (validation)")
         a.set_xlabel("epoch")
         a.set_ylabel(f"RMSE ({label})")
         a.legend()

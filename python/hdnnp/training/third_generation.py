@@ -83,6 +83,8 @@ class LocalShortTrainer(Trainer):
     (enforce_totcharge, screening, Ewald) and each structure's total charge
     (atoms.info['charge'], else the rounded sum of its reference charges, else 0)."""
 
+    _local_observations = False   # (electrostatics in every observation)
+
     def __init__(self, settings_dir, structures: Sequence, config: Optional[TrainingConfig] = None):
         config = config or TrainingConfig()
         settings_dir = os.fspath(settings_dir)

@@ -200,6 +200,19 @@ def adam_update(m, v, g, t: int, lr: float, cfg: "TrainingConfig"):
     return m, v, lr * mh / (np.sqrt(vh) + cfg.epsilon)
 
 
+def kalman_blocks(nets, decoupling: str):
+    """Sizes of the Kalman filter's covariance blocks over the networks' parameters (in n2p2's
+    order, network after network): None for the full covariance ('none'), one block per network
+    ('element') or per layer of each network, its weights and biases ('layer')."""
+    if decoupling == "none":
+        return None
+    if decoupling == "element":
+        return [n.n_parameters for n in nets]
+    if decoupling == "layer":
+        return [i * o + o for n in nets for i, o in zip(n.sizes[:-1], n.sizes[1:])]
+    raise ValueError(f"unknown Kalman decoupling {decoupling!r} (none, element, layer)")
+
+
 def write_learning_curve(path, history, units: str):
     """One line per epoch of a trainer's statistics (a dataclass per epoch), written atomically."""
     cols = list(asdict(history[0]).keys())
@@ -559,6 +572,8 @@ class Trainer:
         """Kalman observation in n2p2's internal units: error y_ref - y and (with `jacobian`)
         dy/dw of the energy of structure k, or of force component (atom, comp). `memo` keeps
         forward passes for as long as the weights do not change (threshold trials)."""
+        if memo is None and self._local_observations:
+            return self._local_observation(k, atom, comp, jacobian)
         fw = memo.get(k) if memo is not None else None
         if fw is None:
             fw = self._forward([k])
@@ -575,6 +590,53 @@ class Trainer:
         lam = np.zeros_like(F)
         lam[atom, comp] = 1.0
         return xi, np.concatenate(self._gradient(state, None, lam)) * f
+
+    # Whether an energy or force-component observation is a sum over the structure's atoms' (or
+    # one atom's pairs') network terms alone (2G); the 3G/4G trainers add electrostatics in
+    # _add_long_range and set this False.
+    _local_observations = True
+
+    def _local_observation(self, k: int, atom: Optional[int], comp: int, jacobian: bool):
+        """_observation of a 2G potential without the whole batch machinery of _forward: the
+        energy without forces, or one force component from the pairs of that atom only."""
+        p = self.prepared(k)
+        p.scale(self.transform)
+        grads = []
+        if atom is None:
+            E = self.me * p.n_atoms + p.counts @ self.offsets + p.base_energy
+            for e, net in enumerate(self.nets):
+                X = self._inputs(p, e)
+                if len(X) == 0:
+                    grads.append(np.zeros(net.n_parameters))
+                    continue
+                Ei, _, cache = net.forward(X, want_input_gradient=False)
+                E += Ei.sum() / self.ce
+                if jacobian:
+                    grads.append(net.loss_gradient(cache, np.full(len(X), 1.0 / self.ce), None))
+            xi = (p.energy - E) * self.ce
+            return xi, (np.concatenate(grads) * self.ce if jacobian else None)
+        F = p.base_forces[atom, comp] if p.base_forces is not None else 0.0
+        for e, net in enumerate(self.nets):
+            X = self._inputs(p, e)
+            pi, pj = p.pi[e], p.pj[e]
+            # +1 where the atom is the pair's centre, -1 where it is the neighbour (0 for its own
+            # periodic images: F_i += t, F_j -= t cancel)
+            sign = (pi == atom).astype(float) - (pj == atom)
+            sel = np.flatnonzero(sign)
+            if len(X) == 0 or (len(sel) == 0 and not jacobian):
+                grads.append(np.zeros(net.n_parameters))
+                continue
+            Ei, g, cache = net.forward(X, want_input_gradient=True)
+            Jc = p.J[e][sel, :, comp] * sign[sel, None] / self.ce      # d(F term)/d(input) per pair
+            rows = p.prow[e][sel]
+            F += np.einsum("pk,pk->", Jc, g[rows, :Jc.shape[1]])
+            if jacobian:
+                V = np.zeros((len(X), net.sizes[0]))
+                np.add.at(V[:, :Jc.shape[1]], rows, Jc)
+                grads.append(net.loss_gradient(cache, None, V))
+        f = self.ce / self.cl
+        xi = (p.forces[atom, comp] - F) * f
+        return xi, (np.concatenate(grads) * f if jacobian else None)
 
     def errors(self, ks: Sequence[int], chunk: int = 16):
         """RMSE and MAE of energies per atom and of force components over structures ks."""
@@ -622,8 +684,10 @@ class Trainer:
             n_e, n_f = self._kalman_counts()
             S = self.kalman_streams()
             n_w, updates = sum(n.n_parameters for n in self.nets), -(-(n_e + n_f) // S)
-            self._kf = (DistributedKalmanFilter(n_w, cfg.kalman, updates, self.comm) if self.comm.size > 1 else
-                        KalmanFilter(n_w, cfg.kalman, updates))
+            blocks = kalman_blocks(self.nets, cfg.kalman.decoupling)
+            # (a decoupled filter's blocks are small: every process keeps them all)
+            self._kf = (DistributedKalmanFilter(n_w, cfg.kalman, updates, self.comm)
+                        if self.comm.size > 1 and blocks is None else KalmanFilter(n_w, cfg.kalman, updates, blocks))
         if self._resume_state is not None:
             self._restore_optimizer(self._resume_state)
             self._resume_state = None
@@ -751,31 +815,43 @@ class Trainer:
                                  "(kalman_streams 1, one process); use selection random or sort")
             self._kalman_multi(kinds, e_cand, f_cand, f_order, w, sizes, S)
             return
+
+        def next_candidate(kind):
+            c = (e_cand[pos[0] % len(e_cand)], None, 0) if kind == 0 else f_cand[f_order[pos[1] % len(f_order)]]
+            pos[kind] += 1
+            return c
+
         for kind in kinds:
-            trials = cfg.threshold_trials if cfg.selection == "threshold" else 1
-            best = None
-            memo = {}  # forward passes at the current weights
-            for _ in range(trials):
-                if kind == 0:
-                    cand = (e_cand[pos[0] % len(e_cand)], None, 0)
-                    xi, _ = self._observation(*cand, jacobian=False, memo=memo)
-                    frac = abs(xi / self.ce) / (len(self.structures[cand[0]]) * max(last.rmse_energy_train, 1e-300))
-                    thr = cfg.energy_threshold
-                else:
-                    cand = f_cand[f_order[pos[1] % len(f_order)]]
-                    xi, _ = self._observation(*cand, jacobian=False, memo=memo)
-                    frac = abs(xi * self.cl / self.ce) / max(last.rmse_force_train, 1e-300)
-                    thr = cfg.force_threshold
-                pos[kind] += 1
-                if best is None or frac > best[0]:
-                    best = (frac, cand)
-                if cfg.selection != "threshold" or frac > thr:
-                    break
-            xi, H = self._observation(*best[1], memo=memo)
+            cand, memo = next_candidate(kind), None
+            if cfg.selection == "threshold":
+                memo = {}  # forward passes at the current weights
+                cand = self._threshold_candidate(kind, cand, next_candidate, last, memo)
+            xi, H = self._observation(*cand, memo=memo)
             if kind == 1:
                 xi, H = xi * cfg.force_weight, H * cfg.force_weight
             w = self._kf.update(w, H, xi)
             self.set_parameters(np.split(w, sizes))
+
+    def _threshold_candidate(self, kind, cand, next_candidate, last, memo):
+        """n2p2's threshold selection: the first of up to threshold_trials candidates whose error
+        relative to the training RMSE exceeds the threshold, else the largest of them."""
+        cfg = self.config
+        best = None
+        for trial in range(cfg.threshold_trials):
+            if trial:
+                cand = next_candidate(kind)
+            xi, _ = self._observation(*cand, jacobian=False, memo=memo)
+            if kind == 0:
+                frac = abs(xi / self.ce) / (len(self.structures[cand[0]]) * max(last.rmse_energy_train, 1e-300))
+                thr = cfg.energy_threshold
+            else:
+                frac = abs(xi * self.cl / self.ce) / max(last.rmse_force_train, 1e-300)
+                thr = cfg.force_threshold
+            if best is None or frac > best[0]:
+                best = (frac, cand)
+            if frac > thr:
+                break
+        return best[1]
 
     def kalman_streams(self) -> int:
         return self.config.kalman_streams if self.config.kalman_streams > 0 else self.comm.size
@@ -916,7 +992,7 @@ class Trainer:
         eu, fu = self.plot_units()
         if self.history:
             plots.learning_curve(self.history, os.path.join(output_dir, "learning-curve.png"),
-                                 units=(f"energy per atom, {eu}", f"force, {fu}"))
+                                 units=(f"energy per atom, {eu}", f"force, {fu}"), best_epoch=self.best_epoch)
         plots.parity(pr["E_ref"], pr["E"], os.path.join(output_dir, "parity-energy.png"), f"energy per atom ({eu})",
                      pr["E_set"])
         if self.config.use_forces:

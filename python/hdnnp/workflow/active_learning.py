@@ -22,20 +22,34 @@ import numpy as np
 @dataclass
 class ActiveLearningConfig:
     elements: Sequence[str]
-    cutoff: float = 5.5                       # Angstrom
+    cutoff: float = 5.5                       # Angstrom (symmetry_functions "fixed")
     hidden: Sequence[int] = (15, 15)
+    # "fixed": sfgen's radial + narrow angular set at `cutoff` with radial_points/angular_points;
+    # "data": the settings `hdnnp fit` chooses from the labelled data (cutoff from the density,
+    # functions from the shortest distances, ZBL baseline, constant functions pruned)
+    symmetry_functions: str = "fixed"
     sf_kinds: Sequence[str] = ("radial", "narrow")
     radial_points: int = 6
     angular_points: int = 2
     zetas: Sequence[float] = (1.0, 4.0)
     committee: int = 3
+    final_committee: int = 0                  # members of run_final's committee (0: committee)
     iterations: int = 2
+    # training of each member: the Kalman filter, per-layer covariance blocks, 10 % of the force
+    # components per epoch (benchmarks/RESULTS.md, "Time to accuracy"); or Adam
+    optimizer: str = "kalman"
+    force_fraction: float = 0.1
+    kalman_decoupling: str = "layer"
     epochs: int = 150
-    learning_rate: float = 3e-3
+    time_limit: Optional[float] = None        # seconds per member (None: epochs decide)
+    final_time_limit: Optional[float] = None  # ... in the final committee (None: time_limit)
+    patience: Optional[int] = None            # early stopping (epochs without a better validation score)
+    learning_rate: float = 3e-3               # Adam
     learning_rate_decay: float = 0.99
     force_weight: float = 1.0                 # Adam loss: (E/atom)^2 + w_F F^2, eV and Angstrom
     batch_size: int = 2
     test_fraction: float = 0.15
+    parallel: int = 0                         # members trained at once, one process each (0: CPU cores)
     md_temperatures: Sequence[float] = (600.0, 1000.0)
     md_steps: int = 400
     md_timestep: float = 0.002                # ps
@@ -44,11 +58,43 @@ class ActiveLearningConfig:
     deviation_max: float = 2.0                # ... and below this (unphysical otherwise)
     max_new_per_iteration: int = 12
     seed: int = 7
-    progress: bool = True                     # progress bars while training
+    progress: bool = True                     # progress bars while training (one member at a time)
+
+
+def _train_member(settings_dir, structures, cfg, out):
+    """One committee member (a worker process's task when members train in parallel): trains and
+    writes `out`; returns (best epoch, its statistics as a dict)."""
+    from ..training.trainer import Trainer
+
+    tr = Trainer(settings_dir, structures, cfg)
+    hist = tr.train(out, progress=False, log=lambda *_: None)
+    return tr.best_epoch, asdict(hist[tr.best_epoch])
 
 
 def _log(msg):
     print(msg, flush=True)
+
+
+def label_structures(structures, reference: Callable) -> List:
+    """Copies of `structures` with the energies and forces of `reference()` (a fresh ASE
+    calculator per structure) attached as single-point results."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    out = []
+    for a in structures:
+        b = a.copy()
+        b.calc = reference()
+        e, f = b.get_potential_energy(), b.get_forces()
+        b.calc = SinglePointCalculator(b, energy=e, forces=f)
+        out.append(b)
+    return out
+
+
+def member_errors(directory) -> dict:
+    """A trained member's statistics at the epoch whose weights it wrote (the best on the
+    validation set; training.json)."""
+    info = json.loads((Path(directory) / "training.json").read_text())
+    return info["best"] or info["final"]
 
 
 class ActiveLearner:
@@ -65,16 +111,7 @@ class ActiveLearner:
 
     # -- data ------------------------------------------------------------------------------------
     def label(self, structures) -> List:
-        from ase.calculators.singlepoint import SinglePointCalculator
-
-        out = []
-        for a in structures:
-            b = a.copy()
-            b.calc = self.reference()
-            e, f = b.get_potential_energy(), b.get_forces()
-            b.calc = SinglePointCalculator(b, energy=e, forces=f)
-            out.append(b)
-        return out
+        return label_structures(structures, self.reference)
 
     def load_data(self) -> List:
         import ase.io
@@ -89,48 +126,109 @@ class ActiveLearner:
         os.replace(tmp, self.data_path)
 
     # -- stages -------------------------------------------------------------------------------
-    def settings(self) -> Path:
-        """input.nn with the generated symmetry functions (written once)."""
+    def settings(self, data=None) -> Path:
+        """input.nn with the generated symmetry functions (written once; `data`: the labelled
+        structures, for symmetry_functions "data")."""
+        from .. import _core
         from ..training.sfgen import generate, input_nn
 
         path = self.dir / "settings"
-        if not (path / "input.nn").exists():
-            path.mkdir(exist_ok=True)
-            c = self.cfg
-            sfs = generate(c.elements, c.cutoff, c.sf_kinds, radial_points=c.radial_points,
-                           angular_points=c.angular_points, zetas=c.zetas)
-            from .. import _core
+        if (path / "input.nn").exists():
+            return path
+        c = self.cfg
+        if c.symmetry_functions == "data":
+            from ..training.data import from_ase
+            from ..training.sfgen import prune_input_nn
+            from .fit import FitConfig, write_settings
 
-            _core.write_file_atomic(os.fspath(path / "input.nn"),
-                                    input_nn(c.elements, sfs, c.hidden, length_unit="Angstrom", energy_unit="eV"))
-            self.log(f"  {len(sfs)} symmetry functions ({', '.join(c.sf_kinds)}), r_c {c.cutoff:g} A")
+            structures = from_ase(data if data is not None else self.load_data())
+            tmp = self.dir / "settings.tmp"
+            choice = write_settings(tmp, structures, FitConfig(hidden=tuple(c.hidden)), log=lambda *_: None)
+            dropped = prune_input_nn(os.fspath(tmp), structures)
+            os.replace(tmp, path)
+            self.log(f"  {choice['symmetry_functions'] - len(dropped)} symmetry functions chosen from the data, "
+                     f"r_c {choice['cutoff']:.2f} A, ZBL baseline")
+            return path
+        if c.symmetry_functions != "fixed":
+            raise ValueError(f"symmetry_functions: 'fixed' or 'data', not {c.symmetry_functions!r}")
+        path.mkdir(exist_ok=True)
+        sfs = generate(c.elements, c.cutoff, c.sf_kinds, radial_points=c.radial_points,
+                       angular_points=c.angular_points, zetas=c.zetas)
+        _core.write_file_atomic(os.fspath(path / "input.nn"),
+                                input_nn(c.elements, sfs, c.hidden, length_unit="Angstrom", energy_unit="eV"))
+        self.log(f"  {len(sfs)} symmetry functions ({', '.join(c.sf_kinds)}), r_c {c.cutoff:g} A")
         return path
 
-    def train_committee(self, it_dir: Path, structures) -> List[Path]:
+    def training_config(self, member: int, time_limit=None):
+        from ..training.trainer import TrainingConfig
+
+        c = self.cfg
+        cfg = TrainingConfig(optimizer=c.optimizer, epochs=c.epochs, learning_rate=c.learning_rate,
+                             learning_rate_decay=c.learning_rate_decay, force_weight=c.force_weight,
+                             test_fraction=c.test_fraction, seed=c.seed + 101 * member, fit_offsets=True,
+                             batch_size=c.batch_size, force_fraction=c.force_fraction, patience=c.patience,
+                             time_limit=time_limit if time_limit is not None else c.time_limit)
+        cfg.kalman.decoupling = c.kalman_decoupling
+        return cfg
+
+    def train_committee(self, it_dir: Path, structures, size: Optional[int] = None,
+                        time_limit: Optional[float] = None) -> List[Path]:
+        """Train (or find trained) `size` members (default: committee) on `structures`; members
+        train in parallel processes (`parallel`), one thread each."""
         from ..training.data import from_ase
-        from ..training.trainer import Trainer, TrainingConfig
+
+        from ..training.trainer import split_structures
 
         c = self.cfg
         data = from_ase(structures)
-        members = []
-        for m in range(c.committee):
+        # one split for every member (different seeds otherwise): the same held-out test
+        # structures, and the same training structures for the baseline's radii and the offsets
+        for name, idx in zip(("train", "validation", "test"), split_structures(data, self.training_config(0))):
+            for k in idx:
+                data[k].info["set"] = name
+        members, todo = [], []
+        for m in range(size or c.committee):
             out = it_dir / f"member{m}"
+            members.append(out)
             if (out / "training.json").exists():
-                members.append(out)
                 continue
             run_dir = it_dir / f"settings{m}"
             shutil.copytree(self.dir / "settings", run_dir, dirs_exist_ok=True)
-            cfg = TrainingConfig(optimizer="adam", epochs=c.epochs, learning_rate=c.learning_rate,
-                                 learning_rate_decay=c.learning_rate_decay, force_weight=c.force_weight,
-                                 test_fraction=c.test_fraction, seed=c.seed + 101 * m, fit_offsets=True,
-                                 batch_size=c.batch_size)
-            tr = Trainer(run_dir, data, cfg)
-            hist = tr.train(out, progress=c.progress, log=lambda *_: None)
-            b = hist[tr.best_epoch]
-            self.log(f"  member {m}: test RMSE {b.rmse_energy_test * 1e3:.1f} meV/atom, "
-                     f"{b.rmse_force_test:.3f} eV/A (epoch {tr.best_epoch})")
-            members.append(out)
+            todo.append((m, run_dir, out, self.training_config(m, time_limit)))
+        workers = min(len(todo), c.parallel or os.cpu_count() or 1)
+        if workers <= 1:
+            from ..training.trainer import Trainer
+
+            for m, run_dir, out, cfg in todo:
+                tr = Trainer(run_dir, data, cfg)
+                hist = tr.train(out, progress=c.progress, log=lambda *_: None)
+                self._log_member(m, tr.best_epoch, asdict(hist[tr.best_epoch]))
+            return members
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # one BLAS/OpenMP thread per member process (the environment is read when they start)
+        keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        saved = {k: os.environ.get(k) for k in keys}
+        os.environ.update({k: "1" for k in keys})
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                jobs = [(m, pool.submit(_train_member, os.fspath(run_dir), data, cfg, os.fspath(out)))
+                        for m, run_dir, out, cfg in todo]
+                for m, job in jobs:
+                    best, stats = job.result()
+                    self._log_member(m, best, stats)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         return members
+
+    def _log_member(self, m: int, best: int, b: dict):
+        self.log(f"  member {m}: test RMSE {b['rmse_energy_test'] * 1e3:.1f} meV/atom, "
+                 f"{b['rmse_force_test']:.3f} eV/A (epoch {best})")
 
     def run_md(self, it_dir: Path, members: Sequence[Path], start, temperature: float, tag: str):
         """Committee MD in LAMMPS; returns (deviation log rows, candidate frames)."""
@@ -185,7 +283,7 @@ class ActiveLearner:
         self.log(f"== iteration {it}: {len(data)} labelled structures; training a committee of {self.cfg.committee}")
         t0 = time.perf_counter()
         members = self.train_committee(it_dir, data)
-        errors = [json.loads((m / "training.json").read_text())["final"] for m in members]
+        errors = [member_errors(m) for m in members]
         self.log("  committee MD in LAMMPS")
         devs, cands, n_extra = [], [], 0
         for k, (T, start) in enumerate(zip(self.cfg.md_temperatures, md_starts)):
