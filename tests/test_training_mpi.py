@@ -55,8 +55,10 @@ def weights(folder):
     return np.array(out)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "kalman"])
+@pytest.mark.parametrize("optimizer", ["adam", "kalman", "kalman-element", "kalman-layer"])
 def test_two_processes_equal_one(tmp_path, optimizer):
+    """kalman-element/-layer: a decoupled filter, its covariance blocks shared out whole (one
+    element's each; the four layers' blocks 2 + 2)."""
     if not MPIEXEC.exists():
         pytest.skip("mpiexec of the mpich wheel is not installed (pip install '.[mpi]')")
     pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[mpi]')")
@@ -64,8 +66,10 @@ def test_two_processes_equal_one(tmp_path, optimizer):
     hdnnp.write_input_data(settings / "input.data", structs)
     with open(settings / "input.nn", "a") as fh:
         fh.write("\nuse_short_forces\nrandom_seed 7\nforce_weight 2.0\n" +
-                 ("updater_type 1\nshort_force_fraction 0.1\n" if optimizer == "kalman" else
+                 ("updater_type 1\nshort_force_fraction 0.1\n" if optimizer.startswith("kalman") else
                   "updater_type 0\ngradient_type 1\ngradient_adam_eta 1.0e-2\ntask_batch_size_energy 3\n"))
+        if "-" in optimizer:
+            fh.write(f"kalman_decoupling {optimizer.split('-')[1]}\n")
     base = [sys.executable, "-m", "hdnnp.cli", "train", str(settings), "-q", "--epochs", "3"]
     r1 = subprocess.run(base + ["-o", str(tmp_path / "one"), "--set", "kalman_streams=2"], capture_output=True,
                         text=True, timeout=600)

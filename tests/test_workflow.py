@@ -19,10 +19,11 @@ def test_quick_demo_end_to_end(tmp_path):
     # the committee disagrees less once the high-deviation frames are in the data
     assert it[1]["mean_max_force_deviation"] < it[0]["mean_max_force_deviation"]
     assert summary["final"]["test_rmse_force"] < 0.5          # eV/A (quick settings)
-    # the generalisation check on structures no step trained on or chose with (quick settings:
-    # seconds of training per member; the full demo's numbers are in benchmarks/RESULTS.md)
+    # the generalisation check on structures no step trained on or chose with (quick settings: 6
+    # epochs per member, which gave 6.5 meV/atom and 0.127 eV/A; the previous Adam demo's full
+    # run 23.6 and 0.31; the full demo's numbers are in benchmarks/RESULTS.md)
     u = summary["final"]["unseen"]
-    assert u["structures"] == 23 and u["rmse_energy_per_atom"] < 0.03 and u["rmse_force"] < 0.3
+    assert u["structures"] == 23 and u["rmse_energy_per_atom"] < 0.015 and u["rmse_force"] < 0.2
     assert len(summary["final"]["members"]) == 2
     assert abs(summary["nve"]["drift_meV_per_atom_ps"]) < 1.0
     assert summary["nve"]["max_excursion_meV_per_atom"] < 5.0

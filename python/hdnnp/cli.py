@@ -426,7 +426,7 @@ def _fit(args) -> int:
     from .workflow.fit import FitConfig, fit
 
     cfg = FitConfig(epochs=args.epochs, time_limit=args.time_limit, committee=args.committee, cutoff=args.cutoff,
-                    optimizer=args.optimizer,
+                    optimizer=args.optimizer, parallel=args.parallel,
                     seed=args.seed, threads=args.threads, progress=not args.quiet, baseline=not args.no_baseline)
     if args.committee < 1:
         raise UsageError("--committee must be at least 1")
@@ -590,6 +590,8 @@ Angular kinds use --angular-points of the radial (eta, r_s) pairs. Lengths in th
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS", help="wall-clock budget of the fit")
     p.add_argument("--committee", type=int, default=1, metavar="N", help="train N potentials (different seeds)")
     p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--parallel", type=int, default=0, metavar="P",
+                   help="committee members trained at once, one process and thread each (default: the CPU cores)")
     p.add_argument("--optimizer", choices=["auto", "kalman", "adam"], default="auto",
                    help="auto: the element-decoupled Kalman filter unless the networks are too large for it")
     p.add_argument("--cutoff", type=float, default=None, help="symmetry-function cutoff in Angstrom (default: "

@@ -45,22 +45,45 @@ class KalmanFilter:
     """`blocks`: sizes of consecutive groups of weights with a covariance each (decoupled
     filter); None: one block, the full covariance."""
 
-    def __init__(self, n: int, settings: KalmanSettings, updates_per_epoch: int, blocks=None):
+    def __init__(self, n: int, settings: KalmanSettings, updates_per_epoch: int, blocks=None, comm=None):
+        """`comm` (parallel.py, more than one process, more than one block): the blocks are shared
+        out, each process keeping and updating its own (the largest first to the least loaded);
+        P H^T is summed over the processes. Same arithmetic as one process."""
         self._start(n, settings, updates_per_epoch)
         blocks = [n] if blocks is None else [int(b) for b in blocks]
         if sum(blocks) != n or min(blocks) < 1:
             raise ValueError(f"Kalman filter blocks {blocks} do not partition {n} weights")
         edges = np.concatenate([[0], np.cumsum(blocks)])
         self.slices = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
-        self.Ps = [np.asfortranarray(np.eye(b) / settings.epsilon) for b in blocks]
+        self.comm = comm if comm is not None and comm.size > 1 and len(blocks) > 1 else None
+        self.mine = list(range(len(blocks)))
+        if self.comm is not None:
+            load = np.zeros(self.comm.size)
+            owner = {}
+            for b in sorted(range(len(blocks)), key=lambda b: -blocks[b]):
+                owner[b] = int(np.argmin(load))
+                load[owner[b]] += float(blocks[b]) ** 2
+            self.mine = [b for b in range(len(blocks)) if owner[b] == self.comm.rank]
+        self.Ps = [np.asfortranarray(np.eye(m) / settings.epsilon) if b in self.mine else None
+                   for b, m in enumerate(blocks)]
+
+    def _all_blocks(self) -> list:
+        """Every block's matrix (shared-out blocks gathered: collective)."""
+        if self.comm is None:
+            return list(self.Ps)
+        got = {}
+        for part in self.comm.gather_objects({b: self.Ps[b] for b in self.mine}):
+            got.update(part)
+        return [got[b] for b in range(len(self.slices))]
 
     @property
     def P(self):
-        """The covariance (one block: the matrix itself, upper triangle valid)."""
+        """The covariance (one block: the matrix itself, upper triangle valid; shared-out
+        blocks: gathered, collective)."""
         if len(self.Ps) == 1:
             return self.Ps[0]
         P = np.zeros((self.n, self.n), order="F")
-        for sl, Pb in zip(self.slices, self.Ps):
+        for sl, Pb in zip(self.slices, self._all_blocks()):
             P[sl, sl] = Pb
         return P
 
@@ -104,7 +127,7 @@ class KalmanFilter:
 
     def _finish_covariance(self):
         """P <- P / lambda (fading memory) + q I, after P - X A^-1 X^T (before _advance)."""
-        for Pb in self.Ps:
+        for Pb in (self.Ps[b] for b in self.mine):
             if self.s.kalman_type == 1:
                 Pb /= self.lam
             if self.q > 0.0:
@@ -114,11 +137,16 @@ class KalmanFilter:
         """New weights after one observation with Jacobian H and error xi (w is not modified)."""
         H = np.ascontiguousarray(H, dtype=float)
         self._grow_eta()
-        X = np.concatenate([blas.dsymv(1.0, Pb, H[sl], lower=0) for sl, Pb in zip(self.slices, self.Ps)])
+        X = np.zeros(self.n)
+        for b in self.mine:
+            X[self.slices[b]] = blas.dsymv(1.0, self.Ps[b], H[self.slices[b]], lower=0)
+        if self.comm is not None:
+            X = self.comm.sum(X)
         a = float(H @ X) + self._noise()
         K = X / a
         # P - K X^T = P - X X^T / a (symmetric): rank-1 update of the upper triangle in place
-        self.Ps = [blas.dsyr(-1.0 / a, X[sl], a=Pb, lower=0, overwrite_a=1) for sl, Pb in zip(self.slices, self.Ps)]
+        for b in self.mine:
+            self.Ps[b] = blas.dsyr(-1.0 / a, X[self.slices[b]], a=self.Ps[b], lower=0, overwrite_a=1)
         self._finish_covariance()
         self._advance()
         return w + K * xi
@@ -133,11 +161,15 @@ class KalmanFilter:
             return self.update(w, H[0], float(np.asarray(xi).ravel()[0]))
         self._grow_eta()
         Ht = np.asfortranarray(H.T)
-        X = np.concatenate([blas.dsymm(1.0, Pb, Ht[sl], side=0, lower=0)        # P H^T (P's upper triangle)
-                            for sl, Pb in zip(self.slices, self.Ps)])
+        X = np.zeros((self.n, H.shape[0]))
+        for b in self.mine:     # P H^T (P's upper triangle)
+            X[self.slices[b]] = blas.dsymm(1.0, self.Ps[b], Ht[self.slices[b]], side=0, lower=0)
+        if self.comm is not None:
+            X = self.comm.sum(X)
         Y, K = self._gain(H, X)
-        self.Ps = [blas.dsyrk(-1.0, np.asfortranarray(Y[sl]), beta=1.0, c=Pb, trans=0, lower=0, overwrite_c=1)
-                   for sl, Pb in zip(self.slices, self.Ps)]
+        for b in self.mine:
+            self.Ps[b] = blas.dsyrk(-1.0, np.asfortranarray(Y[self.slices[b]]), beta=1.0, c=self.Ps[b], trans=0,
+                                    lower=0, overwrite_c=1)
         self._finish_covariance()
         self._advance()
         return w + K @ np.asarray(xi, dtype=float)
@@ -146,28 +178,30 @@ class KalmanFilter:
         """The filter's state; P as its upper triangle, packed (symv/syr with lower=0 never read
         the rest): n(n+1)/2 numbers, half the full matrix, exact (a decoupled filter: each block's,
         one after the other)."""
-        packed = np.concatenate([Pb[np.triu_indices(len(Pb))] for Pb in self.Ps])
+        packed = np.concatenate([Pb[np.triu_indices(len(Pb))] for Pb in self._all_blocks()])
         return {"P_upper": packed, "q": self.q, "eta": self.eta, "lam": self.lam, "count": self.count}
 
     def load_state(self, st: dict):
         if "P_upper" in st:
             packed, o = np.asarray(st["P_upper"]), 0
-            if len(packed) != sum(len(Pb) * (len(Pb) + 1) // 2 for Pb in self.Ps):
+            if len(packed) != self.state_bytes // 8:
                 raise ValueError("the checkpoint's Kalman covariance does not match this filter's weights or "
                                  "decoupling")
-            for b, Pb in enumerate(self.Ps):
-                m = len(Pb)
-                P = np.zeros((m, m), order="F")
-                P[np.triu_indices(m)] = packed[o:o + m * (m + 1) // 2]
+            for b, sl in enumerate(self.slices):
+                m = sl.stop - sl.start
+                if b in self.mine:
+                    P = np.zeros((m, m), order="F")
+                    P[np.triu_indices(m)] = packed[o:o + m * (m + 1) // 2]
+                    self.Ps[b] = P
                 o += m * (m + 1) // 2
-                self.Ps[b] = P
         else:  # (checkpoints of earlier versions: the full matrix)
-            self.Ps = [np.asfortranarray(np.asarray(st["P"])[sl, sl]) for sl in self.slices]
+            self.Ps = [np.asfortranarray(np.asarray(st["P"])[sl, sl]) if b in self.mine else None
+                       for b, sl in enumerate(self.slices)]
         self.q, self.eta, self.lam, self.count = float(st["q"]), float(st["eta"]), float(st["lam"]), int(st["count"])
 
     @property
     def state_bytes(self) -> int:
-        return sum(8 * len(Pb) * (len(Pb) + 1) // 2 for Pb in self.Ps)
+        return sum(8 * (sl.stop - sl.start) * (sl.stop - sl.start + 1) // 2 for sl in self.slices)
 
 
 class DistributedKalmanFilter(KalmanFilter):

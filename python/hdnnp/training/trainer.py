@@ -685,9 +685,10 @@ class Trainer:
             S = self.kalman_streams()
             n_w, updates = sum(n.n_parameters for n in self.nets), -(-(n_e + n_f) // S)
             blocks = kalman_blocks(self.nets, cfg.kalman.decoupling)
-            # (a decoupled filter's blocks are small: every process keeps them all)
+            # (over processes, the full covariance in column blocks; a decoupled filter's blocks whole)
             self._kf = (DistributedKalmanFilter(n_w, cfg.kalman, updates, self.comm)
-                        if self.comm.size > 1 and blocks is None else KalmanFilter(n_w, cfg.kalman, updates, blocks))
+                        if self.comm.size > 1 and blocks is None else
+                        KalmanFilter(n_w, cfg.kalman, updates, blocks, self.comm))
         if self._resume_state is not None:
             self._restore_optimizer(self._resume_state)
             self._resume_state = None

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
@@ -59,16 +59,6 @@ class ActiveLearningConfig:
     max_new_per_iteration: int = 12
     seed: int = 7
     progress: bool = True                     # progress bars while training (one member at a time)
-
-
-def _train_member(settings_dir, structures, cfg, out):
-    """One committee member (a worker process's task when members train in parallel): trains and
-    writes `out`; returns (best epoch, its statistics as a dict)."""
-    from ..training.trainer import Trainer
-
-    tr = Trainer(settings_dir, structures, cfg)
-    hist = tr.train(out, progress=False, log=lambda *_: None)
-    return tr.best_epoch, asdict(hist[tr.best_epoch])
 
 
 def _log(msg):
@@ -176,8 +166,8 @@ class ActiveLearner:
         """Train (or find trained) `size` members (default: committee) on `structures`; members
         train in parallel processes (`parallel`), one thread each."""
         from ..training.data import from_ase
-
         from ..training.trainer import split_structures
+        from .committee import train_members
 
         c = self.cfg
         data = from_ase(structures)
@@ -195,35 +185,8 @@ class ActiveLearner:
             run_dir = it_dir / f"settings{m}"
             shutil.copytree(self.dir / "settings", run_dir, dirs_exist_ok=True)
             todo.append((m, run_dir, out, self.training_config(m, time_limit)))
-        workers = min(len(todo), c.parallel or os.cpu_count() or 1)
-        if workers <= 1:
-            from ..training.trainer import Trainer
-
-            for m, run_dir, out, cfg in todo:
-                tr = Trainer(run_dir, data, cfg)
-                hist = tr.train(out, progress=c.progress, log=lambda *_: None)
-                self._log_member(m, tr.best_epoch, asdict(hist[tr.best_epoch]))
-            return members
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # one BLAS/OpenMP thread per member process (the environment is read when they start)
-        keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-        saved = {k: os.environ.get(k) for k in keys}
-        os.environ.update({k: "1" for k in keys})
-        try:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                jobs = [(m, pool.submit(_train_member, os.fspath(run_dir), data, cfg, os.fspath(out)))
-                        for m, run_dir, out, cfg in todo]
-                for m, job in jobs:
-                    best, stats = job.result()
-                    self._log_member(m, best, stats)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        train_members([(os.fspath(run_dir), data, cfg, os.fspath(out)) for _, run_dir, out, cfg in todo],
+                      c.parallel, c.progress, done=lambda k, r: self._log_member(todo[k][0], r["best_epoch"], r["best"]))
         return members
 
     def _log_member(self, m: int, best: int, b: dict):

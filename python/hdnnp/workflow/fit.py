@@ -53,6 +53,7 @@ class FitConfig:
     baseline: bool = True
     seed: int = 11
     threads: int = 0
+    parallel: int = 0                      # committee members trained at once, one process each (0: cores)
     progress: bool = True
 
 
@@ -168,13 +169,15 @@ def fit(data_path, out_dir, cfg: Optional[FitConfig] = None, log=print) -> dict:
     optimizer, decoupling = choose_optimizer(settings, cfg)
     choice.update(optimizer=optimizer, kalman_decoupling=decoupling)
     log(f"optimiser: {optimizer_words(optimizer, decoupling, cfg)}")
-    members, rows = [], []
+    from .committee import train_members, workers_for
+
     n = max(1, cfg.committee)
+    budget = None
+    if cfg.time_limit is not None:   # shared by the committee: each wave of parallel members its part
+        waves = -(-n // workers_for(n, cfg.parallel))
+        budget = max(1.0, (cfg.time_limit - (time.perf_counter() - t_start)) / waves)
+    tasks = []
     for m in range(n):
-        budget = None
-        if cfg.time_limit is not None:
-            left = cfg.time_limit - (time.perf_counter() - t_start)
-            budget = max(1.0, left / (n - m))
         tcfg = TrainingConfig(optimizer=optimizer, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
                               learning_rate_decay=cfg.learning_rate_decay, batch_size=cfg.batch_size,
                               seed=cfg.seed + 101 * m if m else cfg.seed, fit_offsets=True,
@@ -183,21 +186,25 @@ def fit(data_path, out_dir, cfg: Optional[FitConfig] = None, log=print) -> dict:
         tcfg.kalman.decoupling = decoupling
         run_dir = out / (f"settings-member{m}" if n > 1 else "run")
         shutil.copytree(settings, run_dir, dirs_exist_ok=True)
-        target = out / (f"member{m}" if n > 1 else "potential")
-        tr = Trainer(run_dir, structures, tcfg)
-        hist = tr.train(target, progress=cfg.progress, log=lambda *_: None)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        b = hist[tr.best_epoch]
-        row = {"member": m, "directory": os.fspath(target), "best_epoch": tr.best_epoch, "epochs_run": len(hist) - 1,
-               "rmse_energy_meV_per_atom": {"train": b.rmse_energy_train * 1e3, "validation":
-                                            b.rmse_energy_validation * 1e3, "test": b.rmse_energy_test * 1e3},
-               "rmse_force_eV_per_A": {"train": b.rmse_force_train, "validation": b.rmse_force_validation,
-                                       "test": b.rmse_force_test}}
-        rows.append(row)
+        tasks.append((os.fspath(run_dir), structures, tcfg, os.fspath(out / (f"member{m}" if n > 1 else "potential"))))
+    members, rows = [], []
+
+    def record(m, res):
+        target, b = Path(tasks[m][3]), res["best"]
+        rows.append({"member": m, "directory": os.fspath(target), "best_epoch": res["best_epoch"],
+                     "epochs_run": res["epochs_run"],
+                     "rmse_energy_meV_per_atom": {"train": b["rmse_energy_train"] * 1e3,
+                                                  "validation": b["rmse_energy_validation"] * 1e3,
+                                                  "test": b["rmse_energy_test"] * 1e3},
+                     "rmse_force_eV_per_A": {"train": b["rmse_force_train"], "validation": b["rmse_force_validation"],
+                                             "test": b["rmse_force_test"]}})
         members.append(target)
-        log(f"{'member ' + str(m) if n > 1 else 'potential'}: best epoch {tr.best_epoch} of {len(hist) - 1}; "
-            f"test RMSE {b.rmse_energy_test * 1e3:.2f} meV/atom, {b.rmse_force_test:.4f} eV/A "
-            f"(validation {b.rmse_energy_validation * 1e3:.2f}, {b.rmse_force_validation:.4f}) -> {target}")
+        shutil.rmtree(tasks[m][0], ignore_errors=True)
+        log(f"{'member ' + str(m) if n > 1 else 'potential'}: best epoch {res['best_epoch']} of {res['epochs_run']}; "
+            f"test RMSE {b['rmse_energy_test'] * 1e3:.2f} meV/atom, {b['rmse_force_test']:.4f} eV/A "
+            f"(validation {b['rmse_energy_validation'] * 1e3:.2f}, {b['rmse_force_validation']:.4f}) -> {target}")
+
+    train_members(tasks, cfg.parallel, cfg.progress, done=record)
     report = {"data": os.fspath(data_path), "structures": len(structures),
               "split": {"train": len(train_idx), "validation": len(val_idx), "test": len(test_idx)}, "settings": choice,
               "members": rows, "seconds": time.perf_counter() - t_start}
