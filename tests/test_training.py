@@ -251,6 +251,30 @@ def test_local_observations_equal_batch_path(tmp_path):
             np.testing.assert_allclose(H, H_b, rtol=1e-10, atol=1e-12)
 
 
+def test_float32_descriptor_derivatives(tmp_path):
+    """descriptor_precision float32: the derivatives take half the memory; forces, the loss
+    gradient and Kalman Jacobians agree with double precision to float32 rounding."""
+    settings, structs = reference_data(tmp_path, n=3, types=(2, 3, 9))
+    runs = {}
+    for prec in ("float64", "float32"):
+        tr = Trainer(settings, structs, TrainingConfig(test_fraction=0.0, validation_fraction=0.0,
+                                                       descriptor_precision=prec, seed=3))
+        tr.compute_scaling()
+        E, F, *_, (loss, grads) = tr._batch([0, 1, 2], True)
+        runs[prec] = (tr, F, np.concatenate(grads), tr._observation(1, 2, 1)[1], tr._observation(2, None, 0)[1])
+    (t64, F64, g64, h64, e64), (t32, F32, g32, h32, e32) = runs["float64"], runs["float32"]
+    assert all(J.dtype == np.float32 for J in t32.prepared(0).J.values())
+    j64 = sum(J.nbytes for J in t64.prepared(0).J.values())
+    assert sum(J.nbytes for J in t32.prepared(0).J.values()) == j64 // 2
+    np.testing.assert_allclose(F32, F64, rtol=0, atol=1e-6 * np.abs(F64).max())
+    np.testing.assert_allclose(g32, g64, rtol=0, atol=1e-5 * np.abs(g64).max())
+    np.testing.assert_allclose(h32, h64, rtol=0, atol=1e-5 * np.abs(h64).max())
+    np.testing.assert_array_equal(e32, e64)          # (an energy needs no derivatives)
+    assert np.abs(F32 - F64).max() > 0               # (the float32 path was taken)
+    with pytest.raises(ValueError, match="descriptor_precision"):
+        Trainer(settings, structs, TrainingConfig(descriptor_precision="half")).compute_scaling()
+
+
 @pytest.mark.parametrize("selection", ["random", "threshold", "sort"])
 def test_kalman_training_reduces_errors(tmp_path, selection):
     settings, structs = reference_data(tmp_path, n=10)

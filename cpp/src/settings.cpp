@@ -65,7 +65,7 @@ const std::set<std::string>& known_keywords() {
         // this project's own keywords (n2p2 warns about them and goes on)
         "hdnnp_zbl", "validation_fraction", "selection_energy_weight", "selection_force_weight",
         "learning_rate_decay", "energy_weight", "stress_weight", "early_stopping_patience", "memory_budget_mb",
-        "fit_offsets", "weights_init", "time_limit", "kalman_decoupling",
+        "fit_offsets", "weights_init", "time_limit", "kalman_decoupling", "descriptor_precision",
     };
     return s;
 }

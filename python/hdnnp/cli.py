@@ -410,9 +410,10 @@ def _sfgen(args) -> int:
         if (args.length_unit is None) != (args.energy_unit is None):
             raise OSError("--input-nn: give both --length-unit and --energy-unit, or neither")
         print(head)
-        training = ("# training: Adam on energies and forces (hdnnp train; README lists every setting)\n"
-                    "use_short_forces\nupdater_type 0\ngradient_type 1\nepochs 100\ngradient_adam_eta 3.0e-3\n"
-                    "learning_rate_decay 0.99\ntask_batch_size_energy 2\n")
+        training = ("# training: the Kalman filter with one covariance block per element, 10 % of the force\n"
+                    "# components per epoch (hdnnp's recommended set-up, benchmarks/RESULTS.md; README lists\n"
+                    "# every setting)\nuse_short_forces\nupdater_type 1\nkalman_decoupling element\n"
+                    "short_force_fraction 0.1\nepochs 30\nearly_stopping_patience 10\n")
         print(input_nn(args.elements, lines, args.hidden, length_unit=args.length_unit,
                        energy_unit=args.energy_unit, extra=training), end="")
         return 0

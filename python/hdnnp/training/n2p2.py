@@ -23,6 +23,7 @@ _MAP = {
     "stress_weight": ("stress_weight", float),
     "early_stopping_patience": ("patience", int),
     "memory_budget_mb": ("memory_budget_mb", float),
+    "descriptor_precision": ("descriptor_precision", str),
     "fit_offsets": ("fit_offsets", lambda v: bool(int(float(v)))),
     "weights_init": ("init", str),
     "time_limit": ("time_limit", float),
@@ -96,6 +97,8 @@ def config_from_input_nn(directory: str, stage: int = 0, **overrides) -> Trainin
             if key == "weights_init" and val not in ("uniform", "glorot", "nguyen-widrow", "n2p2"):
                 raise ValueError(val)
             if key == "kalman_decoupling" and val not in ("none", "element", "layer"):
+                raise ValueError(val)
+            if key == "descriptor_precision" and val not in ("float64", "float32"):
                 raise ValueError(val)
         except ValueError:
             raise ValueError(f"{path}:{no}: cannot read {args[0]!r} as the value of {key}") from None

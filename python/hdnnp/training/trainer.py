@@ -43,6 +43,9 @@ class TrainingConfig:
     weights_max: float = 1.0
     patience: Optional[int] = None      # early stopping: epochs without a better test error
     memory_budget_mb: float = 4096.0    # descriptor derivatives kept in memory up to this
+    # Storage of the descriptor derivatives: float32 halves their memory (the network passes,
+    # forces and gradients stay in double precision; the derivatives carry 6e-8 relative rounding)
+    descriptor_precision: str = "float64"
     # Checkpoint every N epochs (and after the last): 0 = every epoch for Adam; for the Kalman
     # filter, whose covariance is n(n+1)/2 numbers, every epoch while that is below 16 MB and
     # every 10 epochs above. A resume continues exactly from the last checkpoint.
@@ -389,6 +392,10 @@ class Trainer:
             return p
         p = prepare(self.model, self.structures[k], f"structure {k}", jacobian=self.config.use_forces,
                     threads=self.config.threads)
+        if self.config.descriptor_precision == "float32":
+            p.J = {e: J.astype(np.float32) for e, J in p.J.items()}
+        elif self.config.descriptor_precision != "float64":
+            raise ValueError(f"descriptor_precision: float64 or float32, not {self.config.descriptor_precision!r}")
         if self.baseline is not None:
             b = self._baseline_of(self.structures[k], k)
             p.base_energy, p.base_forces, p.base_virial = b["energy"], b["forces"], b["virial"]
