@@ -48,9 +48,9 @@ def test_kalman_update_many_by_hand(ktype):
         np.testing.assert_allclose(np.triu(kf.P), np.triu(P), rtol=1e-12, atol=1e-14)
 
 
-def weights(folder):
+def weights(folder, pattern="weights.*.data"):
     out = []
-    for f in sorted(Path(folder).glob("weights.*.data")):
+    for f in sorted(Path(folder).glob(pattern)):
         out += [float(ln.split()[0]) for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     return np.array(out)
 
@@ -131,9 +131,10 @@ def test_kalman_block_pass(S, SY):
     np.testing.assert_allclose(x, P_new @ h, rtol=1e-12, atol=1e-11)
 
 
-def test_4g_stage2_two_processes_equal_one(fixtures, tmp_path):
-    """Stage 2 of a 4G potential (the short networks on [G, Q], the electrostatics fixed) on 2 MPI
-    processes equals one process with 2 Kalman streams (the carbon chain fixture, 3 epochs)."""
+def test_4g_two_processes_equal_one(fixtures, tmp_path):
+    """Both stages of a 4G potential on 2 MPI processes equal one process with 2 Kalman streams
+    (the carbon chain fixture, 3 epochs): stage 2 (the short networks on [G, Q], the electrostatics
+    fixed) and stage 1 (the charge networks and hardness; with Adam too)."""
     import shutil
 
     if not MPIEXEC.exists():
@@ -157,8 +158,22 @@ def test_4g_stage2_two_processes_equal_one(fixtures, tmp_path):
     w1, w2 = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert len(w1) == len(w2) > 0
     np.testing.assert_allclose(w2, w1, rtol=0, atol=1e-10 * max(1.0, np.abs(w1).max()))
-    # stage 1 is refused under mpiexec (one process)
-    r3 = subprocess.run([str(MPIEXEC), "-n", "2"] + cli + ["--stage", "1", "--epochs", "1", "-o",
-                                                          str(tmp_path / "c2")], capture_output=True, text=True,
-                        timeout=600)
-    assert r3.returncode != 0 and "stage 1" in r3.stderr
+    # stage 1 (the charge networks and hardness) on 2 processes equals one process with 2 Kalman
+    # streams, and with Adam (batches shared out) one process
+    for opt, extra in (("kalman", ["--set", "kalman_streams=2"]), ("adam", ["--optimizer", "adam", "--batch-size", "3"])):
+        s1 = cli + ["--stage", "1", "--epochs", "3"] + extra
+        r1 = subprocess.run(s1 + ["-o", str(tmp_path / f"c1-{opt}")], capture_output=True, text=True, timeout=600)
+        assert r1.returncode == 0, r1.stderr[-2000:]
+        r2 = subprocess.run([str(MPIEXEC), "-n", "2"] + s1 + ["-o", str(tmp_path / f"c2-{opt}")], capture_output=True,
+                            text=True, timeout=600)
+        assert r2.returncode == 0, r2.stdout[-2000:] + r2.stderr[-3000:]
+        assert "data-parallel over 2 MPI processes" in r2.stdout
+        q1, q2 = (weights(tmp_path / f"c{n}-{opt}", "weightse.*.data") for n in (1, 2))
+        h1, h2 = (weights(tmp_path / f"c{n}-{opt}", "hardness.*.data") for n in (1, 2))
+        assert len(q1) == len(q2) > 0 and len(h1) == len(h2) > 0
+        np.testing.assert_allclose(q2, q1, rtol=0, atol=1e-10 * max(1.0, np.abs(q1).max()))
+        np.testing.assert_allclose(h2, h1, rtol=1e-10)
+        c1, c2 = (np.delete(np.loadtxt(tmp_path / f"c{n}-{opt}" / "learning-curve-charges.out"), 5, axis=1)
+                  for n in (1, 2))
+        np.testing.assert_allclose(c2, c1, rtol=1e-9)
+        assert c1[-1, 1] < c1[0, 1]   # (the training charge error fell)

@@ -299,9 +299,6 @@ def _train(args) -> int:
 
     comm = parallel.world()
     if comm.size > 1:
-        if args.stage == 1 or gen == "cent":
-            raise UsageError("data-parallel training (mpiexec) covers 2G potentials and stage 2 of 3G/4G; run "
-                             "stage 1 and CENT potentials in one process")
         if comm.rank != 0:   # (one process reports; all of them train)
             sys.stdout = open(os.devnull, "w")
     structs = _load_data(args.directory, args.data, args.length_unit, args.energy_unit)

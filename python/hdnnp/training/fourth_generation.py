@@ -28,6 +28,7 @@ from .. import baseline as pair_baseline
 from ..fourth_generation import FourthGeneration
 from ..long_range import _column, load_weights
 from .data import DataError, Prepared, prepare, species_of
+from . import parallel
 from .kalman import KalmanFilter
 from .network import ElementNetwork, initialise
 from .trainer import (SCALING_NONE, Trainer, TrainingConfig, adam_update, format_scaling, format_weights,
@@ -143,6 +144,7 @@ class ChargeTrainer:
         self._adam = None
         self._resume_state = None
         self._baseline_lines = None   # hdnnp_zbl lines resolved from the data (CENT)
+        self.comm = parallel.world()
 
     # -- what the generations differ in ----------------------------------------------------------
     SCALING_FILE = "scaling.data"
@@ -170,10 +172,12 @@ class ChargeTrainer:
             self.stats = [{k: np.asarray(self.model.scaling(e)[k]) for k in ("min", "max", "mean", "sigma")}
                           for e in range(len(self.elements))]
         else:
-            # from the training structures only: validation and test data make no choice
+            # from the training structures only: validation and test data make no choice (each
+            # process of a data-parallel run its own, the statistics summed)
+            mine = parallel.owned(self.train_idx, self.comm.rank, self.comm.size)
             preps = [prepare(self.model, self.structures[k], f"structure {k}", jacobian=False,
-                             threads=self.config.threads) for k in self.train_idx]
-            self.stats = scaling_statistics(preps, len(self.elements))
+                             threads=self.config.threads) for k in mine]
+            self.stats = scaling_statistics(preps, len(self.elements), self.comm)
         self._set_transform(scaling_transform(self.stats, self.model.scaling_mode, self.model.scale_min,
                                               self.model.scale_max))
         return self.stats
@@ -246,7 +250,8 @@ class ChargeTrainer:
         """(RMSE, MAE) of the residuals (charges per atom) over structures ks."""
         if len(ks) == 0:
             return np.nan, np.nan
-        dq = np.concatenate([self.residual(k)[0] for k in ks])
+        mine = [self.residual(k)[0] for k in parallel.owned(ks, self.comm.rank, self.comm.size)]
+        dq = np.concatenate(self.comm.gather_all(np.concatenate(mine) if mine else np.zeros(0)))
         return float(np.sqrt(np.mean(dq ** 2))), float(np.mean(np.abs(dq)))
 
     # -- training ------------------------------------------------------------------------------
@@ -259,21 +264,34 @@ class ChargeTrainer:
     def _n_updates(self):
         return max(1, int(round(self.config.charge_fraction * len(self.train_idx))))
 
+    def kalman_streams(self) -> int:
+        """Observations per Kalman update (TrainingConfig.kalman_streams; 0: the processes)."""
+        return self.config.kalman_streams if self.config.kalman_streams > 0 else self.comm.size
+
     def train(self, output_dir=None, progress: bool = True, log=print) -> List[ChargeEpochStats]:
         cfg = self.config
+        root = self.comm.rank == 0   # (data-parallel: one process writes and reports)
+        if not root:
+            progress, log = False, (lambda *a, **k: None)
         if self.stats is None:
             self.compute_scaling()
         if cfg.optimizer not in ("adam", "kalman"):
             raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam, kalman)")
         n_par = len(self.parameters())
         self._adam = {"m": np.zeros(n_par), "v": np.zeros(n_par), "step": 0, "lr": cfg.learning_rate}
-        self._kf = KalmanFilter(n_par, cfg.kalman, self._n_updates()) if cfg.optimizer == "kalman" else None
+        S = self.kalman_streams()
+        if cfg.optimizer == "kalman" and S % self.comm.size:
+            raise ValueError(f"kalman_streams ({S}) must be a multiple of the number of processes ({self.comm.size})")
+        # (every process keeps the whole, small, covariance of the charge networks)
+        self._kf = KalmanFilter(n_par, cfg.kalman, -(-self._n_updates() // S)) if cfg.optimizer == "kalman" else None
         if self._resume_state is not None:
             st = self._resume_state
             restore_optimizer_state(self, st)
             self._adam["m"], self._adam["v"] = st["adam_m"], st["adam_v"]
             self._resume_state = None
         log(split_line(self))
+        if self.comm.size > 1:
+            log(f"data-parallel over {self.comm.size} MPI processes")
         bar = None
         if progress:
             from tqdm import tqdm
@@ -283,7 +301,10 @@ class ChargeTrainer:
         if not self.history:
             self._record(0, 0.0)
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
-            if over_time(cfg, t_start, last):
+            late = over_time(cfg, t_start, last)
+            if self.comm.size > 1:   # (the processes' clocks differ: stop when any says so)
+                late = self.comm.sum([float(late)])[0] > 0.0
+            if late:
                 log(f"time limit of {cfg.time_limit:g} s: stopping after epoch {self.epoch} (best: epoch "
                     f"{self.best_epoch})")
                 if output_dir is not None:
@@ -306,7 +327,8 @@ class ChargeTrainer:
                 bar.set_postfix(rmse=f"{astuple(st)[6]:.3g}")
             stop = cfg.patience is not None and epoch - self.best_epoch >= cfg.patience
             if output_dir is not None:
-                self.write_learning_curve(os.path.join(output_dir, self.CURVE))
+                if root:
+                    self.write_learning_curve(os.path.join(output_dir, self.CURVE))
                 if checkpoint_due(self, epoch, stop or epoch == cfg.epochs):
                     self.checkpoint(os.path.join(output_dir, self.CHECKPOINT))
             if stop:
@@ -316,13 +338,17 @@ class ChargeTrainer:
             bar.close()
         if self.best_parameters is not None:
             self.set_parameters(self.best_parameters)
-        if output_dir is not None:
+        if output_dir is not None and root:
             self.write(output_dir)
         return self.history
 
     def _epoch_kalman(self):
         w = self.parameters()
         order = self.rng.permutation(self.train_idx)
+        S = self.kalman_streams()
+        if S > 1:
+            self._kalman_multi(w, order, S)
+            return
         for u in range(self._n_updates()):
             k = order[u % len(order)]
             dq, st = self.residual(k)
@@ -333,16 +359,47 @@ class ChargeTrainer:
             w = self._kf.update(w, H, -norm)
             self.set_parameters(w)
 
+    def _kalman_multi(self, w, order, S):
+        """Kalman updates of S observations each (n2p2's multi-stream update, as the 2G
+        Trainer's): stream j takes, in the epoch's order, the structures with index % S == j and
+        runs on process j % P; the observations of an update are gathered, so every process
+        makes the same update. One process with S streams takes the same steps."""
+        comm, n_up = self.comm, self._n_updates()
+        parts = [[k for k in order if k % S == j] for j in range(S)]
+        for u in range(0, n_up, S):
+            mine = []
+            for j in range(min(S, n_up - u)):
+                if not parts[j] or j % comm.size != comm.rank:
+                    continue
+                dq, st = self.residual(parts[j][(u // S) % len(parts[j])])
+                norm = float(np.linalg.norm(dq))
+                if norm > 0.0:
+                    mine.append(np.concatenate([[j, -norm], self.residual_gradient(st, dq / norm)]))
+            rows = np.concatenate([p.reshape(-1, len(w) + 2)
+                                   for p in comm.gather_all(np.array(mine).reshape(-1, len(w) + 2))])
+            if len(rows) == 0:
+                continue
+            rows = rows[np.argsort(rows[:, 0], kind="stable")]   # (stream order)
+            w = self._kf.update_many(w, rows[:, 2:], rows[:, 1])
+            self.set_parameters(w)
+
     def _epoch_adam(self):
         cfg, A = self.config, self._adam
         order = self.rng.permutation(self.train_idx)
+        comm = self.comm
         for s in range(0, len(order), cfg.batch_size):
             ks = order[s:s + cfg.batch_size]
-            res = [self.residual(k) for k in ks]
-            n_res = sum(len(r) for r, _ in res)   # (atoms for charges)
+            if comm.size > 1:   # this process's structures of the batch; the sums over the processes
+                res = [self.residual(k) for k in parallel.owned(ks, comm.rank, comm.size)]
+                n_res = comm.sum([float(sum(len(r) for r, _ in res))])[0]
+            else:
+                res = [self.residual(k) for k in ks]
+                n_res = sum(len(r) for r, _ in res)   # (atoms for charges)
             g = 0.0
             for r, st in res:
                 g = g + self.residual_gradient(st, 2.0 * r / n_res)
+            if comm.size > 1:
+                g = comm.sum(np.zeros(len(A["m"])) + g)
             A["step"] += 1
             A["m"], A["v"], step = adam_update(A["m"], A["v"], g, A["step"], A["lr"], cfg)
             w = self.parameters() - step
@@ -354,6 +411,8 @@ class ChargeTrainer:
     # -- checkpoints and output ----------------------------------------------------------------
     def checkpoint(self, path):
         state = run_state(self)
+        if self.comm.rank != 0:   # (data-parallel: the processes hold the same state; one writes)
+            return
         state.update(w=self.parameters(), adam_m=self._adam["m"], adam_v=self._adam["v"],
                      best=self.best_parameters if self.best_parameters is not None else np.zeros(0))
         save_state(path, state)
