@@ -55,10 +55,11 @@ def weights(folder, pattern="weights.*.data"):
     return np.array(out)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "kalman", "kalman-element", "kalman-layer"])
+@pytest.mark.parametrize("optimizer", ["adam", "kalman", "kalman-element", "kalman-layer", "kalman-threshold"])
 def test_two_processes_equal_one(tmp_path, optimizer):
     """kalman-element/-layer: a decoupled filter, its covariance blocks shared out whole (one
-    element's each; the four layers' blocks 2 + 2)."""
+    element's each; the four layers' blocks 2 + 2); kalman-threshold: n2p2's threshold selection,
+    each stream trying its own candidates."""
     if not MPIEXEC.exists():
         pytest.skip("mpiexec of the mpich wheel is not installed (pip install '.[mpi]')")
     pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[mpi]')")
@@ -68,8 +69,11 @@ def test_two_processes_equal_one(tmp_path, optimizer):
         fh.write("\nuse_short_forces\nrandom_seed 7\nforce_weight 2.0\n" +
                  ("updater_type 1\nshort_force_fraction 0.1\n" if optimizer.startswith("kalman") else
                   "updater_type 0\ngradient_type 1\ngradient_adam_eta 1.0e-2\ntask_batch_size_energy 3\n"))
-        if "-" in optimizer:
+        if optimizer in ("kalman-element", "kalman-layer"):
             fh.write(f"kalman_decoupling {optimizer.split('-')[1]}\n")
+        if optimizer == "kalman-threshold":
+            fh.write("selection_mode 2\nshort_energy_error_threshold 0.8\nshort_force_error_threshold 1.2\n"
+                     "rmse_threshold_trials 3\n")
     base = [sys.executable, "-m", "hdnnp.cli", "train", str(settings), "-q", "--epochs", "3"]
     r1 = subprocess.run(base + ["-o", str(tmp_path / "one"), "--set", "kalman_streams=2"], capture_output=True,
                         text=True, timeout=600)

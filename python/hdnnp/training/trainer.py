@@ -818,9 +818,6 @@ class Trainer:
         sizes = np.cumsum([n.n_parameters for n in self.nets])[:-1]
         S = self.kalman_streams()
         if S > 1:
-            if cfg.selection == "threshold":
-                raise ValueError("the Kalman filter's threshold selection takes one observation per update "
-                                 "(kalman_streams 1, one process); use selection random or sort")
             self._kalman_multi(kinds, e_cand, f_cand, f_order, w, sizes, S)
             return
 
@@ -868,28 +865,34 @@ class Trainer:
         """Kalman updates of S observations each (n2p2's multi-stream update): stream j draws its
         candidates, in the epoch's order, from the structures with index % S == j (its process's
         data: stream j runs on process j % P), and the observations of an update are gathered, so
-        that every process makes the same update. One process with S streams takes the same steps."""
+        that every process makes the same update. One process with S streams takes the same steps.
+        Threshold selection: each stream tries its own candidates (n2p2 does so per MPI task)."""
         cfg, comm = self.config, self.comm
         if S % comm.size:
             raise ValueError(f"kalman_streams ({S}) must be a multiple of the number of processes ({comm.size})")
         e_part = [[k for k in e_cand if k % S == j] for j in range(S)]
         f_part = [[t for t in f_order if f_cand[t][0] % S == j] for j in range(S)]
         pos = [{0: 0, 1: 0} for _ in range(S)]
+        last = self.history[-1]
+
+        def next_candidate(j, kind):
+            cands = e_part[j] if kind == 0 else f_part[j]
+            c = cands[pos[j][kind] % len(cands)]
+            pos[j][kind] += 1
+            return (c, None, 0) if kind == 0 else f_cand[c]
+
         for u in range(0, len(kinds), S):
-            obs = []
-            for j, kind in enumerate(kinds[u:u + S]):
-                cands = e_part[j] if kind == 0 else f_part[j]
-                if not cands:   # (no training structure in this stream's part)
-                    continue
-                c = cands[pos[j][kind] % len(cands)]
-                pos[j][kind] += 1
-                obs.append((j, (c, None, 0) if kind == 0 else f_cand[c]))
             mine = []
-            for j, o in obs:
-                if j % comm.size != comm.rank:
+            memo = {} if cfg.selection == "threshold" else None   # (forward passes at this update's weights)
+            for j, kind in enumerate(kinds[u:u + S]):
+                # (stream j runs on process j % P, which alone keeps its place in its candidates)
+                if j % comm.size != comm.rank or not (e_part[j] if kind == 0 else f_part[j]):
                     continue
-                xi, H = self._observation(*o)
-                if o[1] is not None:
+                cand = next_candidate(j, kind)
+                if memo is not None:
+                    cand = self._threshold_candidate(kind, cand, lambda kd, j=j: next_candidate(j, kd), last, memo)
+                xi, H = self._observation(*cand, memo=memo)
+                if kind == 1:
                     xi, H = xi * cfg.force_weight, H * cfg.force_weight
                 mine.append(np.concatenate([[j, xi], H]))
             rows = np.concatenate([p.reshape(-1, len(w) + 2)
