@@ -66,6 +66,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--time-limit", type=float, default=150.0)
     ap.add_argument("--out", default="benchmarks/results/sic")
+    ap.add_argument("--threads", type=int, default=0, help="threads (0: all; 1 as DeePMD-kit's comparison)")
+    ap.add_argument("--patience", type=int, default=25, help="early stopping (0: none, train to the budget)")
+    ap.add_argument("--reuse", action="store_true", help="fit the existing sic.extxyz")
+    ap.add_argument("--force-fraction", type=float, default=None, help="Kalman force fraction (default: fit's)")
     a = ap.parse_args(argv)
     import ase.io
 
@@ -73,12 +77,18 @@ def main(argv=None) -> int:
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    frames = tersoff_frames()
-    for k, f in enumerate(frames):
-        f.info["set"] = "test" if k % 5 == 4 else "train"
-    ase.io.write(out / "sic.extxyz", frames)
+    if a.reuse and (out / "sic.extxyz").exists():
+        frames = ase.io.read(out / "sic.extxyz", ":")
+    else:
+        frames = tersoff_frames()
+        for k, f in enumerate(frames):
+            f.info["set"] = "test" if k % 5 == 4 else "train"
+        ase.io.write(out / "sic.extxyz", frames)
     t0 = time.perf_counter()
-    rep = fit(out / "sic.extxyz", out / "fit", FitConfig(time_limit=a.time_limit, epochs=1000, progress=False))
+    rep = fit(out / "sic.extxyz", out / "fit", FitConfig(time_limit=a.time_limit, epochs=1000, progress=False,
+                                                          threads=a.threads, patience=a.patience or None,
+                                                          **({"force_fraction": a.force_fraction}
+                                                             if a.force_fraction else {})))
     seconds = time.perf_counter() - t0
     m = rep["members"][0]
     print(f"{len(frames)} SiC cells ({rep['split']}); hdnnp fit {seconds:.0f} s in all (budget {a.time_limit:g} s), "

@@ -113,7 +113,7 @@ def choose_optimizer(settings: Path, cfg: FitConfig):
         optimizer, decoupling = (("kalman", "layer") if max(max(ls) for ls in layers) <= cfg.max_block
                                  else ("adam", "none"))
     lines = ["", "# training (hdnnp fit's choice; `hdnnp train` reads these)", "use_short_forces", "fit_offsets 1",
-             f"epochs {cfg.epochs}", f"early_stopping_patience {cfg.patience}"]
+             f"epochs {cfg.epochs}"] + ([f"early_stopping_patience {cfg.patience}"] if cfg.patience else [])
     if optimizer == "kalman":
         lines += ["updater_type 1", f"kalman_decoupling {decoupling}", f"short_force_fraction {cfg.force_fraction:g}"]
     else:
