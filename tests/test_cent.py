@@ -184,33 +184,19 @@ def test_cent_training_resume_equals_uninterrupted(teacher, tmp_path, optimizer)
 def test_cent_two_processes_equal_one(teacher, tmp_path, optimizer):
     """CENT trained on 2 MPI processes (each its structures; Kalman: one observation per process
     and update, as one process with 2 streams; Adam: batches shared out) equals one process."""
-    import subprocess
     import sys
-    from pathlib import Path
 
-    mpiexec = Path(sys.prefix) / "bin" / "mpiexec"
-    if not mpiexec.exists():
-        pytest.skip("mpiexec of the mpich wheel is not installed (pip install '.[mpi]')")
-    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[mpi]')")
+    from mpi_util import assert_same_weights, require_mpi, run, weights
+
+    require_mpi()
     _, settings, structs = teacher
     d = tmp_path / "run"
     shutil.copytree(settings, d)
     hdnnp.write_input_data(d / "input.data", structs[:16], references="energy")
-    cli = [sys.executable, "-m", "hdnnp.cli", "train", str(d), "-q", "--epochs", "3", "--optimizer", optimizer,
+    cli = [sys.executable, "-m", "hdnnp.cli", "train", d, "-q", "--epochs", "3", "--optimizer", optimizer,
            "--set", "kalman_streams=2", "--batch-size", "3"]
-    r1 = subprocess.run(cli + ["-o", str(tmp_path / "one")], capture_output=True, text=True, timeout=600)
-    assert r1.returncode == 0, r1.stderr[-2000:]
-    r2 = subprocess.run([str(mpiexec), "-n", "2"] + cli + ["-o", str(tmp_path / "two")], capture_output=True,
-                        text=True, timeout=600)
-    assert r2.returncode == 0, r2.stdout[-2000:] + r2.stderr[-3000:]
-    assert "data-parallel over 2 MPI processes" in r2.stdout
-
-    def numbers(folder):
-        out = []
-        for f in sorted(Path(folder).glob("weightse.*.data")) + sorted(Path(folder).glob("hardness.*.data")):
-            out += [float(ln.split()[0]) for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-        return np.array(out)
-
-    w1, w2 = numbers(tmp_path / "one"), numbers(tmp_path / "two")
-    assert len(w1) == len(w2) > 0
-    np.testing.assert_allclose(w2, w1, rtol=0, atol=1e-10 * max(1.0, np.abs(w1).max()))
+    for n in (1, 2):
+        run(cli + ["-o", tmp_path / f"p{n}"], n)
+    w1, w2 = ([*weights(tmp_path / f"p{n}", "weightse.*.data"), *weights(tmp_path / f"p{n}", "hardness.*.data")]
+              for n in (1, 2))
+    assert_same_weights(np.array(w1), np.array(w2))

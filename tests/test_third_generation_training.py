@@ -213,38 +213,19 @@ def test_stage_2_reads_the_directory_settings_or_refuses(teacher, tmp_path, caps
 def test_both_steps_two_processes_equal_one(teacher, tmp_path):
     """The charge step and the short step of a 3G potential on 2 MPI processes equal one process
     with 2 Kalman streams."""
-    import subprocess
     import sys
-    from pathlib import Path
 
-    mpiexec = Path(sys.prefix) / "bin" / "mpiexec"
-    if not mpiexec.exists():
-        pytest.skip("mpiexec of the mpich wheel is not installed (pip install '.[mpi]')")
-    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[mpi]')")
+    from mpi_util import assert_same_weights, require_mpi, run, weights
+
+    require_mpi()
     _, settings, structs = teacher
     d = tmp_path / "run"
     shutil.copytree(settings, d)
     hdnnp.write_input_data(d / "input.data", structs[:12])
-    cli = [sys.executable, "-m", "hdnnp.cli", "train", str(d), "-q", "--epochs", "3", "--optimizer", "kalman",
+    cli = [sys.executable, "-m", "hdnnp.cli", "train", d, "-q", "--epochs", "3", "--optimizer", "kalman",
            "--set", "kalman_streams=2"]
-
-    def numbers(folder, pattern):
-        out = []
-        for f in sorted(Path(folder).glob(pattern)):
-            out += [float(ln.split()[0]) for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-        return np.array(out)
-
     for n in (1, 2):
-        pre = [str(mpiexec), "-n", "2"] if n == 2 else []
-        r = subprocess.run(pre + cli + ["--stage", "1", "-o", str(tmp_path / f"q{n}")], capture_output=True, text=True,
-                           timeout=600)
-        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-        r = subprocess.run(pre + cli + ["--stage", "2", "--charges", str(tmp_path / f"q{n}"), "-o",
-                                        str(tmp_path / f"p{n}")], capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-        if n == 2:
-            assert "data-parallel over 2 MPI processes" in r.stdout
-    for folder, pattern in (("q", "weightse.*.data"), ("p", "weights.*.data")):
-        w1, w2 = numbers(tmp_path / f"{folder}1", pattern), numbers(tmp_path / f"{folder}2", pattern)
-        assert len(w1) == len(w2) > 0
-        np.testing.assert_allclose(w2, w1, rtol=0, atol=1e-10 * max(1.0, np.abs(w1).max()))
+        run(cli + ["--stage", "1", "-o", tmp_path / f"q{n}"], n)
+        run(cli + ["--stage", "2", "--charges", tmp_path / f"q{n}", "-o", tmp_path / f"p{n}"], n)
+    assert_same_weights(weights(tmp_path / "q1", "weightse.*.data"), weights(tmp_path / "q2", "weightse.*.data"))
+    assert_same_weights(weights(tmp_path / "p1"), weights(tmp_path / "p2"))

@@ -2,18 +2,16 @@
 epochs, with Adam (a batch's structures shared out, gradients summed) and with the Kalman filter
 (n2p2's multi-stream update: one process with kalman_streams 2 takes the same steps); the
 multi-observation Kalman update against its formulas; a resume on 2 processes continues exactly."""
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import hdnnp
+from mpi_util import MPIEXEC, assert_same_weights, require_mpi, run, weights
 from test_training import reference_data
 
-MPIEXEC = Path(sys.prefix) / "bin" / "mpiexec"
 
 
 @pytest.mark.parametrize("ktype", [0, 1])
@@ -48,21 +46,12 @@ def test_kalman_update_many_by_hand(ktype):
         np.testing.assert_allclose(np.triu(kf.P), np.triu(P), rtol=1e-12, atol=1e-14)
 
 
-def weights(folder, pattern="weights.*.data"):
-    out = []
-    for f in sorted(Path(folder).glob(pattern)):
-        out += [float(ln.split()[0]) for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    return np.array(out)
-
-
 @pytest.mark.parametrize("optimizer", ["adam", "kalman", "kalman-element", "kalman-layer", "kalman-threshold"])
 def test_two_processes_equal_one(tmp_path, optimizer):
     """kalman-element/-layer: a decoupled filter, its covariance blocks shared out whole (one
     element's each; the four layers' blocks 2 + 2); kalman-threshold: n2p2's threshold selection,
     each stream trying its own candidates."""
-    if not MPIEXEC.exists():
-        pytest.skip("mpiexec of the mpich wheel is not installed (pip install '.[mpi]')")
-    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[mpi]')")
+    require_mpi()
     settings, structs = reference_data(tmp_path, n=10)
     hdnnp.write_input_data(settings / "input.data", structs)
     with open(settings / "input.nn", "a") as fh:
@@ -141,9 +130,7 @@ def test_4g_two_processes_equal_one(fixtures, tmp_path):
     fixed) and stage 1 (the charge networks and hardness; with Adam too)."""
     import shutil
 
-    if not MPIEXEC.exists():
-        pytest.skip("mpiexec of the mpich wheel is not installed (pip install '.[mpi]')")
-    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[mpi]')")
+    require_mpi()
     src = fixtures / "n2p2_Carbon_chain_4G" / "train"
     for f in ("input.nn", "scaling.data"):
         shutil.copy(src / f, tmp_path / f)
@@ -165,18 +152,10 @@ def test_4g_two_processes_equal_one(fixtures, tmp_path):
     # stage 1 (the charge networks and hardness) on 2 processes equals one process with 2 Kalman
     # streams, and with Adam (batches shared out) one process
     for opt, extra in (("kalman", ["--set", "kalman_streams=2"]), ("adam", ["--optimizer", "adam", "--batch-size", "3"])):
-        s1 = cli + ["--stage", "1", "--epochs", "3"] + extra
-        r1 = subprocess.run(s1 + ["-o", str(tmp_path / f"c1-{opt}")], capture_output=True, text=True, timeout=600)
-        assert r1.returncode == 0, r1.stderr[-2000:]
-        r2 = subprocess.run([str(MPIEXEC), "-n", "2"] + s1 + ["-o", str(tmp_path / f"c2-{opt}")], capture_output=True,
-                            text=True, timeout=600)
-        assert r2.returncode == 0, r2.stdout[-2000:] + r2.stderr[-3000:]
-        assert "data-parallel over 2 MPI processes" in r2.stdout
-        q1, q2 = (weights(tmp_path / f"c{n}-{opt}", "weightse.*.data") for n in (1, 2))
-        h1, h2 = (weights(tmp_path / f"c{n}-{opt}", "hardness.*.data") for n in (1, 2))
-        assert len(q1) == len(q2) > 0 and len(h1) == len(h2) > 0
-        np.testing.assert_allclose(q2, q1, rtol=0, atol=1e-10 * max(1.0, np.abs(q1).max()))
-        np.testing.assert_allclose(h2, h1, rtol=1e-10)
+        for n in (1, 2):
+            run(cli + ["--stage", "1", "--epochs", "3"] + extra + ["-o", tmp_path / f"c{n}-{opt}"], n)
+        for pattern in ("weightse.*.data", "hardness.*.data"):
+            assert_same_weights(*(weights(tmp_path / f"c{n}-{opt}", pattern) for n in (1, 2)))
         c1, c2 = (np.delete(np.loadtxt(tmp_path / f"c{n}-{opt}" / "learning-curve-charges.out"), 5, axis=1)
                   for n in (1, 2))
         np.testing.assert_allclose(c2, c1, rtol=1e-9)
