@@ -6,68 +6,111 @@
 namespace hdnnp {
 
 namespace {
-/// kalman_block_pass, NB columns of the block at a time (the rows of Y, h and x are read once
-/// per NB columns, not once per column). SC: the number of columns of h when known at compile
-/// time (1..4, so that the inner loops unroll), 0: `s` of them (0 when h is not given).
-template <int SC>
-void pass(int64_t c0, int64_t w, double* R, double* T, const double* Y, int SY, double div, double q,
+/// kalman_block_pass, one column of the block at a time: the column is read and written once,
+/// contiguously (column-major), and in the same sweep (i over its rows) the update is applied
+/// and both halves of the symmetric product are accumulated: x_i += P_ij h_j (the column) and
+/// acc += P_ij h_i (the row j, by symmetry). SC, SYC: the numbers of columns of h and Y when
+/// known at compile time (so that the k loops unroll and the i loop vectorises), 0: s / sy.
+template <int SC, int SYC>
+void pass(int64_t c0, int64_t w, double* R, double* T, const double* Y, int sy, double div, double q,
           const double* h, double* x, int s) {
-    constexpr int NB = 8;
     const int S = SC > 0 ? SC : s;
+    const int SY = SYC > 0 ? SYC : sy;
     const double inv = 1.0 / div;
-    std::vector<double> yc(Y ? NB * SY : 0), hc(NB * S), acc(NB * S), xi(S);
-    for (int64_t j0 = 0; j0 < w; j0 += NB) {
-        const int nb = static_cast<int>(std::min<int64_t>(NB, w - j0));
-        if (Y) {   // R[:, j] -= Y_rows Y_c^T, / div (rows of the rectangle, then of the triangle)
-            for (int b = 0; b < nb; ++b)
-                for (int k = 0; k < SY; ++k) yc[b * SY + k] = Y[(c0 + j0 + b) * SY + k];
-            for (int64_t i = 0; i < c0; ++i) {
-                const double* yi = Y + i * SY;
-                for (int b = 0; b < nb; ++b) {
-                    double t = 0.0;
-                    for (int k = 0; k < SY; ++k) t += yi[k] * yc[b * SY + k];
-                    double& r = R[(j0 + b) * c0 + i];
-                    r = (r - t) * inv;
+    std::vector<double> yc(Y ? SY : 0), hc(S), acc(S);
+    // one column: rows [0, m) of `col`, whose global rows start at r0 (the rectangle: r0 = 0,
+    // m = c0; the triangle: r0 = c0, m = j + 1, its diagonal element included)
+    auto column = [&](double* __restrict col, int64_t r0, int64_t m) {
+        const double* __restrict Yr = Y ? Y + r0 * SY : nullptr;
+        const double* __restrict hr = h ? h + r0 * S : nullptr;
+        double* __restrict xr = x + r0 * S;
+        if (S == 1 && (!Y || SY == 1)) {
+            // (the common case, one observation: four partial sums so that the reduction over
+            // i pipelines; the x update vectorises)
+            const double hj = hc[0], yj = Y ? yc[0] : 0.0;
+            double a[4] = {0.0, 0.0, 0.0, 0.0};
+            int64_t i = 0;
+            for (; i + 4 <= m; i += 4)
+                for (int u = 0; u < 4; ++u) {
+                    double r = col[i + u];
+                    if (Y) r = (r - Yr[i + u] * yj) * inv;
+                    col[i + u] = r;
+                    xr[i + u] += r * hj;
+                    a[u] += r * hr[i + u];
                 }
+            for (; i < m; ++i) {
+                double r = col[i];
+                if (Y) r = (r - Yr[i] * yj) * inv;
+                col[i] = r;
+                xr[i] += r * hj;
+                a[0] += r * hr[i];
             }
-            for (int b = 0; b < nb; ++b) {
-                const int64_t j = j0 + b;
-                double* Tj = T + j * w;
-                for (int64_t i = 0; i <= j; ++i) {
-                    double t = 0.0;
-                    for (int k = 0; k < SY; ++k) t += Y[(c0 + i) * SY + k] * yc[b * SY + k];
-                    Tj[i] = (Tj[i] - t) * inv;
-                }
-                Tj[j] += q;
-            }
+            acc[0] += (a[0] + a[1]) + (a[2] + a[3]);
+            return;
         }
-        if (S == 0) continue;
-        for (int b = 0; b < nb; ++b)
-            for (int k = 0; k < S; ++k) { hc[b * S + k] = h[(c0 + j0 + b) * S + k]; acc[b * S + k] = 0.0; }
-        for (int64_t i = 0; i < c0; ++i) {   // rectangle: x_i += R_ij h_c, x_c += R_ij h_i
-            const double* hi = h + i * S;
-            std::fill(xi.begin(), xi.end(), 0.0);
-            for (int b = 0; b < nb; ++b) {
-                const double r = R[(j0 + b) * c0 + i];
+        double al[8] = {0.0};   // (S <= 8 here; larger S: acc directly)
+        double* ak = S <= 8 ? al : acc.data();
+        if (Y && S) {
+            for (int64_t i = 0; i < m; ++i) {
+                double t = 0.0;
+                for (int k = 0; k < SY; ++k) t += Yr[i * SY + k] * yc[k];
+                const double r = (col[i] - t) * inv;
+                col[i] = r;
                 for (int k = 0; k < S; ++k) {
-                    xi[k] += r * hc[b * S + k];
-                    acc[b * S + k] += r * hi[k];
+                    xr[i * S + k] += r * hc[k];
+                    ak[k] += r * hr[i * S + k];
                 }
             }
-            for (int k = 0; k < S; ++k) x[i * S + k] += xi[k];
-        }
-        for (int b = 0; b < nb; ++b) {   // diagonal block: above its diagonal, mirrored, and on it
-            const int64_t j = j0 + b, c = c0 + j;
-            const double* Tj = T + j * w;
-            for (int64_t i = 0; i < j; ++i) {
-                const double t = Tj[i];
+        } else if (Y) {
+            for (int64_t i = 0; i < m; ++i) {
+                double t = 0.0;
+                for (int k = 0; k < SY; ++k) t += Yr[i * SY + k] * yc[k];
+                col[i] = (col[i] - t) * inv;
+            }
+        } else {
+            for (int64_t i = 0; i < m; ++i) {
+                const double r = col[i];
                 for (int k = 0; k < S; ++k) {
-                    x[(c0 + i) * S + k] += t * hc[b * S + k];
-                    acc[b * S + k] += t * h[(c0 + i) * S + k];
+                    xr[i * S + k] += r * hc[k];
+                    ak[k] += r * hr[i * S + k];
                 }
             }
-            for (int k = 0; k < S; ++k) x[c * S + k] += acc[b * S + k] + Tj[j] * hc[b * S + k];
         }
+        if (ak == al)
+            for (int k = 0; k < S; ++k) acc[k] += al[k];
+    };
+    for (int64_t j = 0; j < w; ++j) {
+        const int64_t c = c0 + j;
+        if (Y)
+            for (int k = 0; k < SY; ++k) yc[k] = Y[c * SY + k];
+        for (int k = 0; k < S; ++k) { hc[k] = h[c * S + k]; acc[k] = 0.0; }
+        column(R + j * c0, 0, c0);                 // the rectangle above the diagonal block
+        double* Tj = T + j * w;
+        if (Y) {                                   // the triangle's column, its diagonal with q
+            column(Tj, c0, j + 1);
+            Tj[j] += q;
+            if (S) {   // the diagonal was counted twice (as x_c and acc) and without q: once, with it
+                const double updated = Tj[j] - q;
+                for (int k = 0; k < S; ++k) {
+                    x[c * S + k] -= updated * hc[k];
+                    acc[k] += q * hc[k];
+                }
+            }
+        } else {
+            column(Tj, c0, j + 1);
+            for (int k = 0; k < S; ++k) x[c * S + k] -= Tj[j] * hc[k];   // (counted twice)
+        }
+        for (int k = 0; k < S; ++k) x[c * S + k] += acc[k];
+    }
+}
+
+template <int SC>
+void dispatch_y(int64_t c0, int64_t w, double* R, double* T, const double* Y, int SY, double div, double q,
+                const double* h, double* x, int S) {
+    switch (Y ? SY : -1) {
+        case 1: pass<SC, 1>(c0, w, R, T, Y, SY, div, q, h, x, S); break;
+        case 2: pass<SC, 2>(c0, w, R, T, Y, SY, div, q, h, x, S); break;
+        default: pass<SC, 0>(c0, w, R, T, Y, SY, div, q, h, x, S);
     }
 }
 }  // namespace
@@ -76,11 +119,10 @@ void kalman_block_pass(int64_t c0, int64_t w, double* R, double* T, const double
                        const double* h, double* x, int S) {
     if (!h) S = 0;
     switch (S) {
-        case 1: pass<1>(c0, w, R, T, Y, SY, div, q, h, x, S); break;
-        case 2: pass<2>(c0, w, R, T, Y, SY, div, q, h, x, S); break;
-        case 3: pass<3>(c0, w, R, T, Y, SY, div, q, h, x, S); break;
-        case 4: pass<4>(c0, w, R, T, Y, SY, div, q, h, x, S); break;
-        default: pass<0>(c0, w, R, T, Y, SY, div, q, h, x, S);
+        case 0: dispatch_y<-1>(c0, w, R, T, Y, SY, div, q, h, x, S); break;
+        case 1: dispatch_y<1>(c0, w, R, T, Y, SY, div, q, h, x, S); break;
+        case 2: dispatch_y<2>(c0, w, R, T, Y, SY, div, q, h, x, S); break;
+        default: dispatch_y<0>(c0, w, R, T, Y, SY, div, q, h, x, S);
     }
 }
 
