@@ -86,10 +86,13 @@ def test_active_learn_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "active-learn", str(tmp_path / "start.extxyz"),
                         "-o", str(tmp_path / "al"), "--calculator", "emt", "--iterations", "1", "--committee", "2",
                         "--epochs", "10", "--temperatures", "500", "--md-steps", "60", "--threshold", "0.0",
-                        "--max-deviation", "1e9"], capture_output=True, text=True, timeout=600)
+                        "--max-deviation", "1e9", "--optimizer", "adam", "--time-limit", "120"],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     summary = json.loads((tmp_path / "al" / "iterations.json").read_text())
     assert summary[0]["structures"] == 3 and summary[0]["new_structures"] >= 1
+    config = json.loads((tmp_path / "al" / "iter_00" / "member1" / "training.json").read_text())["config"]
+    assert config["optimizer"] == "adam" and config["time_limit"] == 120.0
     r = subprocess.run([sys.executable, "-m", "hdnnp.cli", "active-learn", str(tmp_path / "start.extxyz"),
                         "--calculator", "nope"], capture_output=True, text=True)
     assert r.returncode == 2 and "--calculator" in r.stderr

@@ -457,6 +457,7 @@ def _active_learn(args) -> int:
     elements = args.elements or sorted({s for a in structures for s in a.get_chemical_symbols()})
     cfg = ActiveLearningConfig(elements=elements, cutoff=args.cutoff, iterations=args.iterations,
                                committee=args.committee, epochs=args.epochs, md_temperatures=args.temperatures,
+                               time_limit=args.time_limit, optimizer=args.optimizer,
                                md_steps=args.md_steps, deviation_threshold=args.threshold,
                                deviation_max=args.max_deviation)
     starts = [structures[i % len(structures)] for i in range(len(cfg.md_temperatures))]
@@ -613,6 +614,10 @@ Angular kinds use --angular-points of the radial (eta, r_s) pairs. Lengths in th
     p.add_argument("--iterations", type=int, default=2)
     p.add_argument("--committee", type=int, default=3)
     p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="wall-clock budget of each committee member's training")
+    p.add_argument("--optimizer", choices=["kalman", "adam"], default="kalman",
+                   help="kalman: per-layer covariance blocks, 10 %% of the force components per epoch")
     p.add_argument("--temperatures", type=float, nargs="+", default=[600.0, 1000.0])
     p.add_argument("--md-steps", type=int, default=400)
     p.add_argument("--threshold", type=float, default=0.05, help="force deviation (eV/A) of candidate frames")
