@@ -89,14 +89,12 @@ def run(name: str, spec: dict, pool, unseen, seconds: float, work: Path, seed: i
     rows, clock = [], {"excluded": 0.0}
     # the pool's split as `hdnnp train` makes it; the unseen structures ride along tagged as test
     # (offsets, scaling and the baseline's radii come from the training set only), reported apart
-    from hdnnp.training.trainer import split_structures
+    from hdnnp.training.trainer import tag_split
 
-    names = {}
-    for tag, idx in zip(("train", "validation", "test"), split_structures(pool, cfg)):
-        names.update({k: tag for k in idx})
     structures = [a.copy() for a in pool] + [a.copy() for a in unseen]
-    for k, a in enumerate(structures):
-        a.info["set"] = names.get(k, "test")
+    tag_split(structures[:len(pool)], cfg)
+    for a in structures[len(pool):]:
+        a.info["set"] = "test"
     n = len(pool)
     unseen_idx = list(range(n, n + len(unseen)))
     tr = Recording(settings, structures, cfg)

@@ -132,36 +132,53 @@ def test_bad_data_is_refused(tmp_path):
         tr.compute_scaling()
 
 
+# the by-hand Kalman tests' settings (2 updates per epoch)
+BY_HAND = dict(epsilon=0.5, q0=0.02, qtau=0.3, qmin=0.015, eta=0.1, etatau=0.4, etamax=0.12, lambda_=0.9, nu=0.99)
+
+
+class KalmanByHand:
+    """The formulas of THEORY.md B.8 with a dense P, for BY_HAND's settings: S observations (rows
+    of H) per update, X = P H^T, A = H X + 1/eta I (or lambda I), K = X A^-1, P <- P - K X^T
+    (/lambda) + q I; `mask` keeps only a decoupled filter's blocks of P."""
+
+    def __init__(self, n: int, ktype: int, mask=None):
+        self.P, self.q, self.eta, self.lam, self.ktype = np.eye(n) / 0.5, 0.02, 0.1, 0.9, ktype
+        self.mask = np.ones((n, n)) if mask is None else mask
+
+    def step(self, H, xi) -> np.ndarray:
+        """One update; the weights' change K xi."""
+        H, xi = np.atleast_2d(H), np.atleast_1d(xi)
+        if self.ktype == 0:
+            self.eta = min(self.eta * np.exp(0.4 / 2), 0.12)
+        X = self.P @ H.T
+        A = H @ X + (1 / self.eta if self.ktype == 0 else self.lam) * np.eye(len(H))
+        K = X @ np.linalg.inv(A)
+        P = (self.P - K @ X.T) * self.mask
+        if self.ktype == 1:
+            P = P / self.lam
+            self.lam = 0.99 * self.lam + 0.01
+        self.P = P + self.q * np.eye(len(P))
+        self.q = max(self.q * np.exp(-0.3 / 2), 0.015)
+        return K @ xi
+
+
 @pytest.mark.parametrize("ktype", [0, 1])
 def test_kalman_update_by_hand(ktype):
     """Two updates of a 4-weight filter against the formulas of THEORY.md B.8 with dense P."""
     from hdnnp.training.kalman import KalmanFilter, KalmanSettings
 
-    st = KalmanSettings(kalman_type=ktype, epsilon=0.5, q0=0.02, qtau=0.3, qmin=0.015, eta=0.1, etatau=0.4,
-                        etamax=0.12, lambda_=0.9, nu=0.99)
-    kf = KalmanFilter(4, st, updates_per_epoch=2)
+    kf = KalmanFilter(4, KalmanSettings(kalman_type=ktype, **BY_HAND), updates_per_epoch=2)
+    ref = KalmanByHand(4, ktype)
     rng = np.random.default_rng(3)
     w = rng.normal(size=4)
-    P, q, eta, lam = np.eye(4) / 0.5, 0.02, 0.1, 0.9
     wr = w.copy()
     for _ in range(2):
         H, xi = rng.normal(size=4), rng.normal()
         w = kf.update(w, H, xi)
-        if ktype == 0:
-            eta = min(eta * np.exp(0.4 / 2), 0.12)
-        X = P @ H
-        a = H @ X + (1 / eta if ktype == 0 else lam)
-        K = X / a
-        P = P - np.outer(K, X)
-        if ktype == 1:
-            P = P / lam
-            lam = 0.99 * lam + 0.01
-        P = P + q * np.eye(4)
-        q = max(q * np.exp(-0.3 / 2), 0.015)
-        wr = wr + K * xi
+        wr = wr + ref.step(H, xi)
         np.testing.assert_allclose(w, wr, rtol=1e-13)
-        np.testing.assert_allclose(np.triu(kf.P), np.triu(P), rtol=1e-13, atol=1e-15)
-    assert kf.q == pytest.approx(q) and kf.eta == pytest.approx(eta if ktype == 0 else 0.1)
+        np.testing.assert_allclose(np.triu(kf.P), np.triu(ref.P), rtol=1e-13, atol=1e-15)
+    assert kf.q == pytest.approx(ref.q) and kf.eta == pytest.approx(ref.eta if ktype == 0 else 0.1)
 
 
 @pytest.mark.parametrize("ktype", [0, 1])
@@ -171,33 +188,21 @@ def test_decoupled_kalman_by_hand(ktype):
     per update, and its checkpoint state round trip."""
     from hdnnp.training.kalman import KalmanFilter, KalmanSettings
 
-    st = KalmanSettings(kalman_type=ktype, epsilon=0.5, q0=0.02, qtau=0.3, qmin=0.015, eta=0.1, etatau=0.4,
-                        etamax=0.12, lambda_=0.9, nu=0.99)
+    st = KalmanSettings(kalman_type=ktype, **BY_HAND)
     kf = KalmanFilter(7, st, updates_per_epoch=2, blocks=[3, 2, 2])
-    rng = np.random.default_rng(5)
-    w = rng.normal(size=7)
-    P, q, eta, lam = np.eye(7) / 0.5, 0.02, 0.1, 0.9
     mask = np.zeros((7, 7))
     for a, b in ((0, 3), (3, 5), (5, 7)):
         mask[a:b, a:b] = 1.0
+    ref = KalmanByHand(7, ktype, mask)   # (each block keeps only its own part)
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=7)
     wr = w.copy()
     for S in (1, 3):
         H, xi = rng.normal(size=(S, 7)), rng.normal(size=S)
         w = kf.update(w, H[0], xi[0]) if S == 1 else kf.update_many(w, H, xi)
-        if ktype == 0:
-            eta = min(eta * np.exp(0.4 / 2), 0.12)
-        X = P @ H.T
-        A = H @ X + (1 / eta if ktype == 0 else lam) * np.eye(S)
-        K = X @ np.linalg.inv(A)
-        P = (P - K @ X.T) * mask        # each block keeps only its own part
-        if ktype == 1:
-            P = P / lam
-            lam = 0.99 * lam + 0.01
-        P = P + q * np.eye(7)
-        q = max(q * np.exp(-0.3 / 2), 0.015)
-        wr = wr + K @ xi
+        wr = wr + ref.step(H, xi)
         np.testing.assert_allclose(w, wr, rtol=1e-12)
-        np.testing.assert_allclose(np.triu(kf.P), np.triu(P), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.triu(kf.P), np.triu(ref.P), rtol=1e-12, atol=1e-14)
     state = kf.state()
     assert kf.state_bytes == 8 * (6 + 3 + 3)
     again = KalmanFilter(7, st, updates_per_epoch=2, blocks=[3, 2, 2])

@@ -10,7 +10,7 @@ import pytest
 
 import hdnnp
 from mpi_util import MPIEXEC, assert_same_weights, require_mpi, run, weights
-from test_training import reference_data
+from test_training import BY_HAND, KalmanByHand, reference_data
 
 
 
@@ -20,30 +20,17 @@ def test_kalman_update_many_by_hand(ktype):
     X = P H^T, A = H X + 1/eta I (or lambda I), K = X A^-1, P <- P - K X^T (/lambda) + q I."""
     from hdnnp.training.kalman import KalmanFilter, KalmanSettings
 
-    st = KalmanSettings(kalman_type=ktype, epsilon=0.5, q0=0.02, qtau=0.3, qmin=0.015, eta=0.1, etatau=0.4,
-                        etamax=0.12, lambda_=0.9, nu=0.99)
-    kf = KalmanFilter(5, st, updates_per_epoch=2)
+    kf = KalmanFilter(5, KalmanSettings(kalman_type=ktype, **BY_HAND), updates_per_epoch=2)
+    ref = KalmanByHand(5, ktype)
     rng = np.random.default_rng(4)
     w = rng.normal(size=5)
-    P, q, eta, lam = np.eye(5) / 0.5, 0.02, 0.1, 0.9
     wr = w.copy()
     for _ in range(2):
         H, xi = rng.normal(size=(3, 5)), rng.normal(size=3)
         w = kf.update_many(w, H, xi)
-        if ktype == 0:
-            eta = min(eta * np.exp(0.4 / 2), 0.12)
-        X = P @ H.T
-        A = H @ X + (1 / eta if ktype == 0 else lam) * np.eye(3)
-        K = X @ np.linalg.inv(A)
-        P = P - K @ X.T
-        if ktype == 1:
-            P = P / lam
-            lam = 0.99 * lam + 0.01
-        P = P + q * np.eye(5)
-        q = max(q * np.exp(-0.3 / 2), 0.015)
-        wr = wr + K @ xi
+        wr = wr + ref.step(H, xi)
         np.testing.assert_allclose(w, wr, rtol=1e-12)
-        np.testing.assert_allclose(np.triu(kf.P), np.triu(P), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.triu(kf.P), np.triu(ref.P), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "kalman", "kalman-element", "kalman-layer", "kalman-threshold"])

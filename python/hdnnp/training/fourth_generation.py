@@ -33,7 +33,7 @@ from .kalman import KalmanFilter
 from .network import ElementNetwork, initialise
 from .trainer import (SCALING_NONE, Trainer, TrainingConfig, adam_update, format_scaling, format_weights,
                       load_run_state, restore_optimizer_state, run_state, save_state, scaling_statistics,
-                      checkpoint_due, over_time, scaling_transform, split_line, split_sizes, split_structures,
+                      checkpoint_due, kalman_streams, over_time, scaling_transform, split_line, split_sizes, split_structures,
                       write_learning_curve)
 
 
@@ -264,10 +264,6 @@ class ChargeTrainer:
     def _n_updates(self):
         return max(1, int(round(self.config.charge_fraction * len(self.train_idx))))
 
-    def kalman_streams(self) -> int:
-        """Observations per Kalman update (TrainingConfig.kalman_streams; 0: the processes)."""
-        return self.config.kalman_streams if self.config.kalman_streams > 0 else self.comm.size
-
     def train(self, output_dir=None, progress: bool = True, log=print) -> List[ChargeEpochStats]:
         cfg = self.config
         root = self.comm.rank == 0   # (data-parallel: one process writes and reports)
@@ -279,11 +275,9 @@ class ChargeTrainer:
             raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam, kalman)")
         n_par = len(self.parameters())
         self._adam = {"m": np.zeros(n_par), "v": np.zeros(n_par), "step": 0, "lr": cfg.learning_rate}
-        S = self.kalman_streams()
-        if cfg.optimizer == "kalman" and S % self.comm.size:
-            raise ValueError(f"kalman_streams ({S}) must be a multiple of the number of processes ({self.comm.size})")
         # (every process keeps the whole, small, covariance of the charge networks)
-        self._kf = KalmanFilter(n_par, cfg.kalman, -(-self._n_updates() // S)) if cfg.optimizer == "kalman" else None
+        self._kf = (KalmanFilter(n_par, cfg.kalman, -(-self._n_updates() // kalman_streams(cfg, self.comm)))
+                    if cfg.optimizer == "kalman" else None)
         if self._resume_state is not None:
             st = self._resume_state
             restore_optimizer_state(self, st)
@@ -301,10 +295,7 @@ class ChargeTrainer:
         if not self.history:
             self._record(0, 0.0)
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
-            late = over_time(cfg, t_start, last)
-            if self.comm.size > 1:   # (the processes' clocks differ: stop when any says so)
-                late = self.comm.sum([float(late)])[0] > 0.0
-            if late:
+            if over_time(cfg, t_start, last, self.comm):
                 log(f"time limit of {cfg.time_limit:g} s: stopping after epoch {self.epoch} (best: epoch "
                     f"{self.best_epoch})")
                 if output_dir is not None:
@@ -343,28 +334,14 @@ class ChargeTrainer:
         return self.history
 
     def _epoch_kalman(self):
+        """The epoch's Kalman updates, S observations each (n2p2's multi-stream update, as the 2G
+        Trainer's; S = 1: one per update): stream j takes, in the epoch's order, the structures
+        with index % S == j and runs on process j % P; the observations of an update are
+        gathered, so every process makes the same update. One process with S streams takes the
+        same steps. An observation: y = |Q - Q_ref| with target 0 (n2p2)."""
         w = self.parameters()
         order = self.rng.permutation(self.train_idx)
-        S = self.kalman_streams()
-        if S > 1:
-            self._kalman_multi(w, order, S)
-            return
-        for u in range(self._n_updates()):
-            k = order[u % len(order)]
-            dq, st = self.residual(k)
-            norm = float(np.linalg.norm(dq))
-            if norm == 0.0:
-                continue
-            H = self.residual_gradient(st, dq / norm)
-            w = self._kf.update(w, H, -norm)
-            self.set_parameters(w)
-
-    def _kalman_multi(self, w, order, S):
-        """Kalman updates of S observations each (n2p2's multi-stream update, as the 2G
-        Trainer's): stream j takes, in the epoch's order, the structures with index % S == j and
-        runs on process j % P; the observations of an update are gathered, so every process
-        makes the same update. One process with S streams takes the same steps."""
-        comm, n_up = self.comm, self._n_updates()
+        comm, n_up, S = self.comm, self._n_updates(), kalman_streams(self.config, self.comm)
         parts = [[k for k in order if k % S == j] for j in range(S)]
         for u in range(0, n_up, S):
             mine = []
@@ -375,11 +352,9 @@ class ChargeTrainer:
                 norm = float(np.linalg.norm(dq))
                 if norm > 0.0:
                     mine.append(np.concatenate([[j, -norm], self.residual_gradient(st, dq / norm)]))
-            rows = np.concatenate([p.reshape(-1, len(w) + 2)
-                                   for p in comm.gather_all(np.array(mine).reshape(-1, len(w) + 2))])
+            rows = parallel.gathered_rows(comm, mine, len(w) + 2)
             if len(rows) == 0:
                 continue
-            rows = rows[np.argsort(rows[:, 0], kind="stable")]   # (stream order)
             w = self._kf.update_many(w, rows[:, 2:], rows[:, 1])
             self.set_parameters(w)
 

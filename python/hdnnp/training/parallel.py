@@ -73,3 +73,11 @@ def owned(structures: Sequence[int], rank: int, size: int) -> list:
     the run, so that each process computes and keeps the descriptors of its part of the data
     only."""
     return [k for k in structures if k % size == rank]
+
+
+def gathered_rows(comm, rows: Sequence[np.ndarray], width: int) -> np.ndarray:
+    """Every process's rows of `width` numbers (the first: a stream index), gathered and put in
+    stream order, the same on every process (the observations of a multi-stream Kalman update)."""
+    mine = np.array(rows).reshape(-1, width)
+    out = np.concatenate([p.reshape(-1, width) for p in comm.gather_all(mine)])
+    return out[np.argsort(out[:, 0], kind="stable")]

@@ -203,6 +203,11 @@ def adam_update(m, v, g, t: int, lr: float, cfg: "TrainingConfig"):
     return m, v, lr * mh / (np.sqrt(vh) + cfg.epsilon)
 
 
+def layer_parameters(sizes: Sequence[int]) -> List[int]:
+    """Parameters of each layer (weights and biases, n2p2's order) of a network of layer `sizes`."""
+    return [i * o + o for i, o in zip(sizes[:-1], sizes[1:])]
+
+
 def kalman_blocks(nets, decoupling: str):
     """Sizes of the Kalman filter's covariance blocks over the networks' parameters (in n2p2's
     order, network after network): None for the full covariance ('none'), one block per network
@@ -212,7 +217,7 @@ def kalman_blocks(nets, decoupling: str):
     if decoupling == "element":
         return [n.n_parameters for n in nets]
     if decoupling == "layer":
-        return [i * o + o for n in nets for i, o in zip(n.sizes[:-1], n.sizes[1:])]
+        return [b for n in nets for b in layer_parameters(n.sizes)]
     raise ValueError(f"unknown Kalman decoupling {decoupling!r} (none, element, layer)")
 
 
@@ -235,13 +240,26 @@ def checkpoint_due(tr, epoch: int, last: bool) -> bool:
     return last or epoch % every == 0
 
 
-def over_time(cfg, t_start: float, last_epoch_seconds: float) -> bool:
-    """Whether another epoch (taking about as long as the last) would pass cfg.time_limit."""
+def over_time(cfg, t_start: float, last_epoch_seconds: float, comm=None) -> bool:
+    """Whether another epoch (taking about as long as the last) would pass cfg.time_limit; `comm`
+    (more than one process): whether it would on any of them (their clocks differ; all stop)."""
     import time
 
     if cfg.time_limit is None:
         return False
-    return time.perf_counter() - t_start + last_epoch_seconds > cfg.time_limit
+    late = time.perf_counter() - t_start + last_epoch_seconds > cfg.time_limit
+    if comm is not None and comm.size > 1:
+        late = comm.sum([float(late)])[0] > 0.0
+    return late
+
+
+def kalman_streams(cfg, comm) -> int:
+    """Observations per Kalman update: cfg.kalman_streams, or (0) the number of processes; a
+    multiple of the processes, each running its streams."""
+    S = cfg.kalman_streams if cfg.kalman_streams > 0 else comm.size
+    if S % comm.size:
+        raise ValueError(f"kalman_streams ({S}) must be a multiple of the number of processes ({comm.size})")
+    return S
 
 
 def split_structures(structures, cfg):
@@ -252,6 +270,16 @@ def split_structures(structures, cfg):
         raise DataError("the training set is empty (test/validation fractions too large, or no structure tagged "
                         "train)")
     return train, val, test
+
+
+def tag_split(structures, cfg):
+    """split_structures, written into the structures as atoms.info['set'] tags, so that every
+    trainer given them (a committee's members, whatever their seeds) makes the same split."""
+    parts = split_structures(structures, cfg)
+    for name, idx in zip(("train", "validation", "test"), parts):
+        for k in idx:
+            structures[k].info["set"] = name
+    return parts
 
 
 def split_sizes(tr) -> dict:
@@ -689,7 +717,7 @@ class Trainer:
         self._kf = None
         if cfg.optimizer == "kalman":
             n_e, n_f = self._kalman_counts()
-            S = self.kalman_streams()
+            S = kalman_streams(cfg, self.comm)
             n_w, updates = sum(n.n_parameters for n in self.nets), -(-(n_e + n_f) // S)
             blocks = kalman_blocks(self.nets, cfg.kalman.decoupling)
             # Over processes the full covariance goes in column blocks, a decoupled filter's blocks
@@ -706,7 +734,7 @@ class Trainer:
         log(split_line(self))
         if self.comm.size > 1:
             log(f"data-parallel over {self.comm.size} MPI processes" +
-                (f" ({self.kalman_streams()} observations per Kalman update)" if cfg.optimizer == "kalman" else
+                (f" ({kalman_streams(cfg, self.comm)} observations per Kalman update)" if cfg.optimizer == "kalman" else
                  f" (Adam batches of {cfg.batch_size} structures shared out)"))
         bar = None
         if progress:
@@ -717,10 +745,7 @@ class Trainer:
         if not self.history:
             self._record(0, 0.0, log)
         for epoch in range(self.epoch + 1, cfg.epochs + 1):
-            late = over_time(cfg, t_start, last)
-            if self.comm.size > 1:   # (the processes' clocks differ: stop when any says so)
-                late = self.comm.sum([float(late)])[0] > 0.0
-            if late:
+            if over_time(cfg, t_start, last, self.comm):
                 log(f"time limit of {cfg.time_limit:g} s: stopping after epoch {self.epoch} (best: epoch "
                     f"{self.best_epoch})")
                 if output_dir is not None:
@@ -816,30 +841,9 @@ class Trainer:
             f_order = self._sorted_force_candidates(f_cand, f_order)
         elif cfg.selection not in ("random", "threshold"):
             raise ValueError(f"unknown selection {cfg.selection!r} (random, sort, threshold)")
-        last = self.history[-1]
-        pos = {0: 0, 1: 0}
         w = np.concatenate(self.parameters())
         sizes = np.cumsum([n.n_parameters for n in self.nets])[:-1]
-        S = self.kalman_streams()
-        if S > 1:
-            self._kalman_multi(kinds, e_cand, f_cand, f_order, w, sizes, S)
-            return
-
-        def next_candidate(kind):
-            c = (e_cand[pos[0] % len(e_cand)], None, 0) if kind == 0 else f_cand[f_order[pos[1] % len(f_order)]]
-            pos[kind] += 1
-            return c
-
-        for kind in kinds:
-            cand, memo = next_candidate(kind), None
-            if cfg.selection == "threshold":
-                memo = {}  # forward passes at the current weights
-                cand = self._threshold_candidate(kind, cand, next_candidate, last, memo)
-            xi, H = self._observation(*cand, memo=memo)
-            if kind == 1:
-                xi, H = xi * cfg.force_weight, H * cfg.force_weight
-            w = self._kf.update(w, H, xi)
-            self.set_parameters(np.split(w, sizes))
+        self._kalman_updates(kinds, e_cand, f_cand, f_order, w, sizes, kalman_streams(cfg, self.comm))
 
     def _threshold_candidate(self, kind, cand, next_candidate, last, memo):
         """n2p2's threshold selection: the first of up to threshold_trials candidates whose error
@@ -862,18 +866,14 @@ class Trainer:
                 break
         return best[1]
 
-    def kalman_streams(self) -> int:
-        return self.config.kalman_streams if self.config.kalman_streams > 0 else self.comm.size
-
-    def _kalman_multi(self, kinds, e_cand, f_cand, f_order, w, sizes, S):
-        """Kalman updates of S observations each (n2p2's multi-stream update): stream j draws its
-        candidates, in the epoch's order, from the structures with index % S == j (its process's
-        data: stream j runs on process j % P), and the observations of an update are gathered, so
-        that every process makes the same update. One process with S streams takes the same steps.
-        Threshold selection: each stream tries its own candidates (n2p2 does so per MPI task)."""
+    def _kalman_updates(self, kinds, e_cand, f_cand, f_order, w, sizes, S):
+        """The epoch's Kalman updates, S observations each (n2p2's multi-stream update; S = 1:
+        one observation per update): stream j draws its candidates, in the epoch's order, from
+        the structures with index % S == j (its process's data: stream j runs on process j % P),
+        and the observations of an update are gathered, so that every process makes the same
+        update. One process with S streams takes the same steps. Threshold selection: each
+        stream tries its own candidates (n2p2 does so per MPI task)."""
         cfg, comm = self.config, self.comm
-        if S % comm.size:
-            raise ValueError(f"kalman_streams ({S}) must be a multiple of the number of processes ({comm.size})")
         e_part = [[k for k in e_cand if k % S == j] for j in range(S)]
         f_part = [[t for t in f_order if f_cand[t][0] % S == j] for j in range(S)]
         pos = [{0: 0, 1: 0} for _ in range(S)]
@@ -899,9 +899,7 @@ class Trainer:
                 if kind == 1:
                     xi, H = xi * cfg.force_weight, H * cfg.force_weight
                 mine.append(np.concatenate([[j, xi], H]))
-            rows = np.concatenate([p.reshape(-1, len(w) + 2)
-                                   for p in comm.gather_all(np.array(mine).reshape(-1, len(w) + 2))])
-            rows = rows[np.argsort(rows[:, 0], kind="stable")]   # (stream order)
+            rows = parallel.gathered_rows(comm, mine, len(w) + 2)
             w = self._kf.update_many(w, rows[:, 2:], rows[:, 1])
             self.set_parameters(np.split(w, sizes))
 

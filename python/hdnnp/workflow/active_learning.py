@@ -166,16 +166,14 @@ class ActiveLearner:
         """Train (or find trained) `size` members (default: committee) on `structures`; members
         train in parallel processes (`parallel`), one thread each."""
         from ..training.data import from_ase
-        from ..training.trainer import split_structures
+        from ..training.trainer import tag_split
         from .committee import train_members
 
         c = self.cfg
         data = from_ase(structures)
         # one split for every member (different seeds otherwise): the same held-out test
         # structures, and the same training structures for the baseline's radii and the offsets
-        for name, idx in zip(("train", "validation", "test"), split_structures(data, self.training_config(0))):
-            for k in idx:
-                data[k].info["set"] = name
+        tag_split(data, self.training_config(0))
         members, todo = [], []
         for m in range(size or c.committee):
             out = it_dir / f"member{m}"

@@ -100,14 +100,12 @@ def choose_optimizer(settings: Path, cfg: FitConfig):
     """(optimizer, Kalman decoupling) for the networks of settings/input.nn (see the module), and
     the training keywords appended to that input.nn, so that `hdnnp train` reproduces the choice."""
     from .. import _core
+    from ..training.trainer import layer_parameters
 
     if cfg.optimizer not in ("auto", "kalman", "adam"):
         raise ValueError(f"optimizer: auto, kalman or adam, not {cfg.optimizer!r}")
     model = _core.Model.load(os.fspath(settings), False)
-    layers = []
-    for e in range(len(model.elements)):
-        sizes = list(model.architecture(e)[0])
-        layers.append([i * o + o for i, o in zip(sizes[:-1], sizes[1:])])
+    layers = [layer_parameters(list(model.architecture(e)[0])) for e in range(len(model.elements))]
     optimizer, decoupling = ("kalman", "element") if cfg.optimizer == "auto" else (cfg.optimizer, "element")
     if cfg.optimizer == "auto" and max(sum(ls) for ls in layers) > cfg.max_block:
         optimizer, decoupling = (("kalman", "layer") if max(max(ls) for ls in layers) <= cfg.max_block
@@ -157,12 +155,9 @@ def fit(data_path, out_dir, cfg: Optional[FitConfig] = None, log=print) -> dict:
     choice = write_settings(settings, structures, cfg, log)
     # one split for every member (tags unless the data carries its own): the test structures
     # are held out of the whole committee; constant functions pruned on the training ones
-    from ..training.trainer import split_structures
+    from ..training.trainer import tag_split
 
-    train_idx, val_idx, test_idx = split_structures(structures, TrainingConfig(seed=cfg.seed))
-    for name, idx in (("train", train_idx), ("validation", val_idx), ("test", test_idx)):
-        for k in idx:
-            structures[k].info["set"] = name
+    train_idx, val_idx, test_idx = tag_split(structures, TrainingConfig(seed=cfg.seed))
     dropped = prune_input_nn(os.fspath(settings), [structures[k] for k in train_idx])
     if dropped:
         log(f"pruned {len(dropped)} symmetry functions constant on the training structures")
