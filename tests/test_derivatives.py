@@ -216,3 +216,49 @@ def test_force_pass_from_given_dEdG_equals_the_jacobian(tmp_path):
         out = model.compute(pos, species, n, *nl, forces=True, virial=True, dEdG=w, threads=2)
         np.testing.assert_allclose(out["forces"], F_ref, rtol=0, atol=1e-10 * np.abs(F_ref).max())
         np.testing.assert_allclose(out["virial"], W_ref, rtol=0, atol=1e-10 * np.abs(W_ref).max())
+
+
+def test_descriptor_jvp_equals_the_jacobian_contraction(tmp_path):
+    """Model.descriptor_jvp (training's J u without storing J) equals sum_p J_p u_p over each
+    centre's pairs, u_p = lam_i - lam_j - M^T d_p, for every symmetry-function type and two
+    cutoff types, periodic and not: with every atom moving and a strain (the dense triplet
+    loops), and with one atom moving (a Kalman force observation: the sparse loops and the
+    skipped centres)."""
+    from hdnnp import _core
+    from synth import random_cluster, write_potential
+
+    rng = np.random.default_rng(7)
+    for cutoff_type, alpha in ((6, 0.0), (2, 0.3)):
+        d = write_potential(tmp_path / f"all{cutoff_type}", cutoff_type=cutoff_type, alpha=alpha)
+        model = _core.Model.load(str(d))
+        for pbc in (False, True):
+            a = random_cluster(seed=9, pbc=pbc)
+            n = len(a)
+            species = np.array([model.elements.index(s) for s in a.get_chemical_symbols()], dtype=np.int32)
+            pos = np.ascontiguousarray(a.positions, dtype=float)
+            cell = np.ascontiguousarray(a.cell[:]) if pbc else None
+            nl = _core.neighbor_list(pos, cell, [pbc] * 3, model.cutoff)[:4]
+            J = model.descriptor_jacobian(pos, species, *nl, threads=1)
+            one = np.zeros((n, 3))
+            one[3, 1] = 1.0
+            for lam, M in ((rng.normal(size=(n, 3)), rng.normal(size=(3, 3))), (rng.normal(size=(n, 3)), None),
+                           (one, None)):
+                V_ref = np.zeros(len(J["G"]))
+                for i in range(n):
+                    vi = V_ref[J["g_offsets"][i]:J["g_offsets"][i + 1]]
+                    for p in range(J["pair_offsets"][i], J["pair_offsets"][i + 1]):
+                        Jp = J["dG"][J["dg_offsets"][p]:J["dg_offsets"][p + 1]].reshape(-1, 3)
+                        u = lam[i] - lam[J["pair_atom"][p]]
+                        if M is not None:
+                            u = u - M.T @ J["pair_d"][p]
+                        vi += Jp @ u
+                V, vo = model.descriptor_jvp(pos, species, *nl, directions=lam, strain=M, threads=2)
+                np.testing.assert_array_equal(vo, J["g_offsets"])
+                np.testing.assert_allclose(V, V_ref, rtol=0, atol=1e-10 * np.abs(V_ref).max())
+                if M is None and lam is one:
+                    moved = np.flatnonzero(np.abs(V_ref) > 0)
+                    assert 0 < len(moved) < len(V_ref)   # centres away from atom 3 add nothing
+    with pytest.raises(_core.InputError, match="atom 2 has a non-finite"):
+        lam = np.zeros((n, 3))
+        lam[2, 0] = np.nan
+        model.descriptor_jvp(pos, species, *nl, directions=lam)

@@ -369,17 +369,67 @@ def test_train_cli_with_n2p2_keywords_and_resume(tmp_path):
 
 
 def test_memory_budget_streams_with_same_results(tmp_path):
-    """With no memory budget the descriptor derivatives are recomputed on every use (nothing
-    cached) and training gives the same weights as with everything cached."""
-    settings, structs = reference_data(tmp_path, n=5)
-    cfg = dict(epochs=2, test_fraction=0.2, seed=3, batch_size=2)
+    """Structures whose dG/dr does not fit in memory_budget_mb keep G only: their forces, virials
+    and weight gradients come from the core's contractions (Model.compute with dE/dG,
+    Model.descriptor_jvp), never from stored derivatives. In a batch that mixes stored and
+    streamed structures (every SF type, conv units, a ZBL-free potential with stresses) the
+    energies, forces, stresses, the loss gradient (energy, force and stress terms) and the
+    Kalman observations (energies; force components by the local 2G path) equal those of the
+    trainer that stores everything to round-off, and 2 epochs of Adam and of the Kalman filter
+    give the same weights."""
+    ref = write_potential(tmp_path / "ref", seed=5, hidden=(5,), acts="t l", conv=(-0.3, 1.7, 1.3))
+    pot = hdnnp.Potential(ref, warn=False)
+    structs = []
+    for k in range(4):
+        a = random_cluster(n_h=5, n_o=3, seed=100 + k, pbc=k != 3)
+        r = pot.evaluate(a, native=True, extrapolation="ignore", stress=k != 3)
+        a.info["energy"], a.arrays["ref_forces"] = r.energy * 1.1, r.forces * 0.9
+        if k != 3:
+            a.info["stress"] = r.stress * 1.2
+        structs.append(a)
+    settings = tmp_path / "settings"
+    settings.mkdir()
+    shutil.copy(Path(ref) / "input.nn", settings / "input.nn")
+    cfg = dict(epochs=2, test_fraction=0.0, validation_fraction=0.0, seed=3, batch_size=3, stress_weight=0.5,
+               energy_weight=0.7, init="uniform", weights_min=-0.5, weights_max=0.5)
     cached = Trainer(settings, structs, TrainingConfig(**cfg))
-    cached.train(None, progress=False)
+    cached.compute_scaling()
     streamed = Trainer(settings, structs, TrainingConfig(**cfg, memory_budget_mb=0.0))
-    streamed.train(None, progress=False)
-    assert len(cached._prep) == 5 and len(streamed._prep) == 0
-    for a, b in zip(cached.parameters(), streamed.parameters()):
-        np.testing.assert_array_equal(a, b)
+    streamed.compute_scaling()
+    # structure 1 stored, the others streamed
+    streamed._prep.pop(1)
+    streamed._budget_left = 1e12
+    assert streamed.prepared(1).J is not None
+    assert all(streamed.prepared(k).J is None for k in (0, 2, 3))
+    streamed.set_parameters(cached.parameters())
+    ks = [2, 1, 0, 3]
+    E0, F0, _, _, _, (loss0, g0) = cached._batch(ks, True)
+    E1, F1, _, _, _, (loss1, g1) = streamed._batch(ks, True)
+    np.testing.assert_allclose(E1, E0, rtol=1e-12)
+    np.testing.assert_allclose(F1, F0, rtol=0, atol=1e-11 * np.abs(F0).max())
+    assert loss1 == pytest.approx(loss0, rel=1e-11)
+    for a, b in zip(g1, g0):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * np.abs(b).max())
+    st0, st1 = cached._forward(ks)[5], streamed._forward(ks)[5]
+    S0, S1 = cached.stress_of(st0)[0], streamed.stress_of(st1)[0]
+    assert S0.shape == (3, 6)
+    np.testing.assert_allclose(S1, S0, rtol=0, atol=1e-11 * np.abs(S0).max())
+    for k in (0, 3):
+        for atom, comp in ((None, 0), (1, 2), (6, 0)):
+            x0, j0 = cached._local_observation(k, atom, comp, True)
+            x1, j1 = streamed._local_observation(k, atom, comp, True)
+            assert x1 == pytest.approx(x0, rel=1e-10, abs=1e-12)
+            np.testing.assert_allclose(j1, j0, rtol=0, atol=1e-10 * np.abs(j0).max())
+    for optimizer in ("adam", "kalman"):
+        runs = []
+        for budget in (4096.0, 0.0):
+            tr = Trainer(settings, structs, TrainingConfig(**cfg, optimizer=optimizer, memory_budget_mb=budget,
+                                                           force_fraction=0.3))
+            tr.train(None, progress=False)
+            runs.append(tr)
+        assert all(p.J is None for p in runs[1]._prep.values()) and len(runs[1]._prep) == 4
+        for a, b in zip(runs[0].parameters(), runs[1].parameters()):
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-9 * np.abs(a).max())
 
 
 def test_fitted_offsets_written_and_reloaded(tmp_path):

@@ -787,6 +787,343 @@ void run_groups(const std::vector<Group>& groups, const NeighborScratch& nb,
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Directional derivatives (jvp): V_m += sum_s dG_m/d(r_s - r_i) . u_s. Same terms as the
+// value passes, each differentiated along u: for a neighbour s, dr_s = r^_s . u_s; for a
+// triplet, dr_jk = t^ . (u_k - u_j) and
+//   dcos = (u_j . v + u . u_k) / (r_ij r_ik) - cos (dr_ij / r_ij + dr_ik / r_ik).
+// Scalar loops: their cost is that of one value pass when every u_s is set, and O(n) per
+// centre when only one neighbour moves (a Kalman force observation).
+
+void radial_jvp(const Group& g, const NeighborScratch& nb, const double* u, const unsigned char* act, double* V) {
+    int b0 = 0, b1 = nb.n;
+    if (!g.weighted) { b0 = nb.bucket[g.e1]; b1 = nb.bucket[g.e1 + 1]; }
+    for (int s = b0; s < b1; ++s) {
+        if (act && !act[s]) continue;
+        const double r = nb.r[s];
+        if (r >= g.rc) continue;
+        const double dr = (nb.dx[s] * u[3 * s] + nb.dy[s] * u[3 * s + 1] + nb.dz[s] * u[3 * s + 2]) / r;
+        if (dr == 0.0) continue;
+        const double zd = (g.weighted ? nb.zw[s] : 1.0) * dr;
+        if (g.kind == Kind::ExpRad) {
+            double fc, dfc;
+            g.fc.fdf(r, fc, dfc);
+            for (const auto& m : g.members) {
+                const double x = r - m.rs;
+                V[m.idx] += zd * vexp(-m.eta * x * x) * (dfc - 2.0 * m.eta * x * fc);
+            }
+        } else {
+            for (const auto& m : g.members) {
+                double v, dv;
+                m.cf.fdf(r, v, dv);
+                V[m.idx] += zd * dv;
+            }
+        }
+    }
+}
+
+void angular_jvp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws, const double* u,
+                 const unsigned char* act, double* V) {
+    const Kind K = g.kind;
+    const bool narrow = K == Kind::ExpAngN || K == Kind::CompAngN;
+    const bool compact = K == Kind::CompAngN || K == Kind::CompAngW;
+    const bool ani = K == Kind::AniAng;
+    const int nsub = static_cast<int>(g.subs.size());
+    auto& L = ws.list;
+    const int split = select_neighbors(g, nb, L);
+    const int nl = static_cast<int>(L.size());
+    if (nl < 2) return;
+    ws.fc.resize(nl); ws.dfc.resize(nl); ws.dr.resize(nl); ws.on.resize(nl);
+    ws.a.resize(static_cast<size_t>(nl) * nsub); ws.da.resize(static_cast<size_t>(nl) * nsub);
+    ws.active.clear();
+    for (int l = 0; l < nl; ++l) {
+        const int s = L[l];
+        const double r = nb.r[s];
+        double fc = 1.0, dfc = 0.0;
+        if (!compact) g.fc.fdf(r, fc, dfc);
+        ws.fc[l] = fc; ws.dfc[l] = dfc;
+        ws.on[l] = act ? act[s] : 1;
+        if (ws.on[l]) ws.active.push_back(l);
+        ws.dr[l] = (nb.dx[s] * u[3 * s] + nb.dy[s] * u[3 * s + 1] + nb.dz[s] * u[3 * s + 2]) / r;
+        for (int b = 0; b < nsub; ++b) {
+            const auto& sb = g.subs[b];
+            double a = fc, da = dfc;   // ANI: the radial factor depends on (r_ij + r_ik)/2
+            if (compact) {
+                sb.cr.fdf(r, a, da);
+            } else if (!ani) {
+                const double x = r - sb.rs;
+                const double e = vexp(-sb.eta * x * x);
+                a = e * fc;
+                da = e * (dfc - 2.0 * sb.eta * x * fc);
+            }
+            ws.a[l * nsub + b] = a;
+            ws.da[l * nsub + b] = da;
+        }
+    }
+    if (ws.active.empty()) return;
+    const double rc2 = g.rc * g.rc;
+    auto triplet = [&](int p, int q) {
+        const int j = L[p], k = L[q];
+        const double ux = nb.dx[j], uy = nb.dy[j], uz = nb.dz[j], rij = nb.r[j];
+        const double vx = nb.dx[k], vy = nb.dy[k], vz = nb.dz[k], rik = nb.r[k];
+        const double* uj = &u[3 * j];
+        const double* uk = &u[3 * k];
+        double rjk = 0.0, djk = 0.0;
+        if (narrow) {
+            const double tx = vx - ux, ty = vy - uy, tz = vz - uz;
+            const double rjk2 = tx * tx + ty * ty + tz * tz;
+            if (rjk2 >= rc2 || (compact && rjk2 <= 0.0)) return;
+            rjk = std::sqrt(rjk2);
+            djk = (tx * (uk[0] - uj[0]) + ty * (uk[1] - uj[1]) + tz * (uk[2] - uj[2])) / rjk;
+        }
+        const double dij = ws.dr[p], dik = ws.dr[q];
+        const double inv = 1.0 / (rij * rik);
+        const double c = (ux * vx + uy * vy + uz * vz) * inv;
+        const double dc = (uj[0] * vx + uj[1] * vy + uj[2] * vz + ux * uk[0] + uy * uk[1] + uz * uk[2]) * inv -
+                          c * (dij / rij + dik / rik);
+        const double z = g.weighted ? nb.zw[j] * nb.zw[k] : 1.0;
+        const double* aj = &ws.a[p * nsub];
+        const double* daj = &ws.da[p * nsub];
+        const double* ak = &ws.a[q * nsub];
+        const double* dak = &ws.da[q * nsub];
+        if (compact) {
+            if (c <= -1.0 || c >= 1.0) return;
+            const double theta = std::acos(c);
+            const double dtheta = -1.0 / std::sqrt(1.0 - c * c);
+            for (int b = 0; b < nsub; ++b) {
+                const auto& sb = g.subs[b];
+                double ajk = 1.0, dajk = 0.0;
+                if (narrow) sb.cr.fdf(rjk, ajk, dajk);
+                const double R = aj[b] * ak[b] * ajk;
+                const double dR = daj[b] * ak[b] * ajk * dij + aj[b] * dak[b] * ajk * dik + aj[b] * ak[b] * dajk * djk;
+                for (const auto& m : sb.members) {
+                    if (theta < m.cf.left || theta > m.cf.right) continue;
+                    double ang, dang;
+                    m.cf.fdf(theta, ang, dang);
+                    V[m.idx] += z * (ang * dR + dang * dtheta * dc * R);
+                }
+            }
+        } else if (ani) {
+            const double cs = 0.95 * c;
+            const double theta = std::acos(cs);
+            const double st = std::sin(theta);
+            const double dtheta = -0.95 / st;
+            const double rm = 0.5 * (rij + rik);
+            const double fcc = ws.fc[p] * ws.fc[q];
+            for (const auto& sb : g.subs) {
+                const double x = rm - sb.rs;
+                const double e = vexp(-sb.eta * x * x);
+                const double de = -2.0 * sb.eta * x * e;
+                const double R = e * fcc;
+                const double dR = (0.5 * de * fcc + e * ws.dfc[p] * ws.fc[q]) * dij +
+                                  (0.5 * de * fcc + e * ws.fc[p] * ws.dfc[q]) * dik;
+                for (const auto& m : sb.members) {
+                    const double P = 1.0 + cs * m.cos_s + st * m.sin_s;
+                    const double pz1 = m.zint > 0 ? ipow(P, m.zint - 1) : std::pow(P, m.zeta - 1.0);
+                    V[m.idx] += m.pnorm * z *
+                                (pz1 * P * dR + m.zeta * pz1 * (-st * m.cos_s + cs * m.sin_s) * dtheta * R * dc);
+                }
+            }
+        } else {  // types 3, 13 (narrow), 9
+            double fjk = 1.0, dfjk = 0.0;
+            if (narrow) g.fc.fdf(rjk, fjk, dfjk);
+            for (int b = 0; b < nsub; ++b) {
+                const auto& sb = g.subs[b];
+                double ajk = 1.0, dajk = 0.0;
+                if (narrow) {
+                    const double x = rjk - sb.rs;
+                    const double e = vexp(-sb.eta * x * x);
+                    ajk = e * fjk;
+                    dajk = e * (dfjk - 2.0 * sb.eta * x * fjk);
+                }
+                const double R = aj[b] * ak[b] * ajk;
+                const double dR = daj[b] * ak[b] * ajk * dij + aj[b] * dak[b] * ajk * dik + aj[b] * ak[b] * dajk * djk;
+                for (const auto& m : sb.members) {
+                    const double P = 1.0 + m.lambda * c;
+                    if (P <= 0.0) continue;
+                    const double pz1 = m.zint > 0 ? ipow(P, m.zint - 1) : std::pow(P, m.zeta - 1.0);
+                    V[m.idx] += m.pnorm * z * pz1 * (P * dR + m.zeta * m.lambda * R * dc);
+                }
+            }
+        }
+    };
+    const bool same = g.weighted || g.e1 == g.e2;
+    const int n_on = static_cast<int>(ws.active.size());
+    if (2 * n_on >= nl) {
+        for (int p = 0; p < (same ? nl - 1 : split); ++p)
+            for (int q = same ? p + 1 : split; q < nl; ++q)
+                if (ws.on[p] || ws.on[q]) triplet(p, q);
+        return;
+    }
+    // Few moving neighbours: only the triplets that contain one (once each).
+    for (const int a : ws.active) {
+        const int b0 = same ? 0 : (a < split ? split : 0), b1 = same ? nl : (a < split ? nl : split);
+        for (int b = b0; b < b1; ++b) {
+            if (b == a || (ws.on[b] && b < a)) continue;
+            triplet(std::min(a, b), std::max(a, b));
+        }
+    }
+}
+
+// Vectorised jvp of the exponential kinds (every neighbour moving: the Adam/batch case),
+// in the lane layout of radial_exp / angular_exp above. Masked and padding lanes have zero
+// radial factors, so they add nothing.
+void radial_exp_jvp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws, const double* u, double* V) {
+    int b0 = 0, b1 = nb.n;
+    if (!g.weighted) { b0 = nb.bucket[g.e1]; b1 = nb.bucket[g.e1 + 1]; }
+    const int n = b1 - b0;
+    if (n <= 0) return;
+    const int st = (n + 7) & ~7;
+    if (ws.buf.size() < static_cast<size_t>(3 * st)) ws.buf.resize(3 * st);
+    double* __restrict fc = ws.buf.data();
+    double* __restrict dfc = fc + st;
+    double* __restrict zd = fc + 2 * st;   // Z_j (weighted) or 1, times dr_j
+    const double* __restrict r = nb.r.data() + b0;
+    g.fc.fdf_batch(r, fc, dfc, n);
+    for (int i = 0; i < n; ++i) {
+        const int s = b0 + i;
+        zd[i] = (g.weighted ? nb.zw[s] : 1.0) * (nb.dx[s] * u[3 * s] + nb.dy[s] * u[3 * s + 1] + nb.dz[s] * u[3 * s + 2]) / r[i];
+    }
+    for (const auto& m : g.members) {
+        const double eta = m.eta, rs = m.rs;
+        double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < n; ++i) {
+            const double x = r[i] - rs;
+            sum += zd[i] * vexp(-eta * x * x) * (dfc[i] - 2.0 * eta * x * fc[i]);
+        }
+        V[m.idx] += sum;
+    }
+}
+
+template <bool NARROW>
+void angular_exp_jvp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws, const double* u, double* V) {
+    const int nsub = static_cast<int>(g.subs.size());
+    auto& L = ws.list;
+    const int split = select_neighbors(g, nb, L);
+    const int nl = static_cast<int>(L.size());
+    if (nl < 2) return;
+    const int st = (nl + W - 1) / W * W;
+    const size_t need = static_cast<size_t>(24 + 2 * nsub) * st;
+    if (ws.buf.size() < need) ws.buf.resize(need);
+    double* const base = ws.buf.data();
+    auto arr = [&](int i) { return base + static_cast<size_t>(i) * st; };
+    double* __restrict x = arr(0); double* __restrict y = arr(1); double* __restrict z = arr(2);
+    double* __restrict r = arr(3); double* __restrict ir = arr(4); double* __restrict zk = arr(5);
+    double* __restrict fc = arr(6); double* __restrict dfc = arr(7); double* __restrict c = arr(8);
+    double* __restrict dc = arr(9); double* __restrict rjk = arr(10); double* __restrict fjk = arr(11);
+    double* __restrict dfjk = arr(12); double* __restrict djk = arr(13); double* __restrict wx = arr(14);
+    double* __restrict wy = arr(15); double* __restrict wz = arr(16); double* __restrict dr = arr(17);
+    double* __restrict R = arr(18); double* __restrict dR = arr(19);
+    double* const a = arr(24);          // a[s * st + l]: radial factor of sub-group s
+    double* const da = arr(24 + nsub);
+    for (int l = 0; l < nl; ++l) {
+        const int s = L[l];
+        x[l] = nb.dx[s]; y[l] = nb.dy[s]; z[l] = nb.dz[s]; r[l] = nb.r[s];
+        ir[l] = 1.0 / r[l];
+        zk[l] = g.weighted ? nb.zw[s] : 1.0;
+        wx[l] = u[3 * s]; wy[l] = u[3 * s + 1]; wz[l] = u[3 * s + 2];
+        dr[l] = (x[l] * wx[l] + y[l] * wy[l] + z[l] * wz[l]) * ir[l];
+    }
+    for (int l = nl; l < st; ++l) {
+        x[l] = y[l] = z[l] = r[l] = 1e6;
+        ir[l] = 0.0; zk[l] = 0.0;
+        wx[l] = wy[l] = wz[l] = dr[l] = 0.0;
+    }
+    g.fc.fdf_batch(r, fc, dfc, st);
+    for (int s = 0; s < nsub; ++s) {
+        const double eta = g.subs[s].eta, rs = g.subs[s].rs;
+        double* __restrict as = a + static_cast<size_t>(s) * st;
+        double* __restrict das = da + static_cast<size_t>(s) * st;
+#pragma omp simd
+        for (int l = 0; l < st; ++l) {
+            const double xx = r[l] - rs;
+            const double e = vexp(-eta * xx * xx);
+            as[l] = e * fc[l];
+            das[l] = e * (dfc[l] - 2.0 * eta * xx * fc[l]);
+        }
+    }
+    const bool same = g.weighted || g.e1 == g.e2;
+    const int pend = same ? nl - 1 : split;
+    for (int p = 0; p < pend; ++p) {
+        const int q0 = same ? p + 1 : split;
+        const int qa = q0 / W * W;
+        const int nq = st - qa;
+        const double ux = x[p], uy = y[p], uz = z[p], irj = ir[p], zj = zk[p];
+        const double px = wx[p], py = wy[p], pz = wz[p], drj = dr[p];
+        for (int b = qa; b < st; b += W) {
+#pragma omp simd
+            for (int v = 0; v < W; ++v) {
+                const int q = b + v;
+                const bool valid = q >= q0;
+                const double cq = (ux * x[q] + uy * y[q] + uz * z[q]) * irj * ir[q];
+                c[q] = cq;
+                dc[q] = (px * x[q] + py * y[q] + pz * z[q] + ux * wx[q] + uy * wy[q] + uz * wz[q]) * irj * ir[q] -
+                        cq * (drj * irj + dr[q] * ir[q]);
+                if (NARROW) {
+                    const double tx = x[q] - ux, ty = y[q] - uy, tz = z[q] - uz;
+                    const double d = valid ? std::sqrt(tx * tx + ty * ty + tz * tz) : 1e6;
+                    rjk[q] = d;
+                    djk[q] = (tx * (wx[q] - px) + ty * (wy[q] - py) + tz * (wz[q] - pz)) / d;
+                } else {
+                    fjk[q] = valid ? 1.0 : 0.0;
+                    dfjk[q] = 0.0;
+                }
+            }
+        }
+        if (NARROW) g.fc.fdf_batch(rjk + qa, fjk + qa, dfjk + qa, nq);
+        for (int s = 0; s < nsub; ++s) {
+            const auto& sb = g.subs[s];
+            const double eta = sb.eta, rs = sb.rs;
+            const double* __restrict as = a + static_cast<size_t>(s) * st;
+            const double* __restrict das = da + static_cast<size_t>(s) * st;
+            const double aj = as[p], daj = das[p];
+            for (int b = qa; b < st; b += W) {
+#pragma omp simd
+                for (int v = 0; v < W; ++v) {
+                    const int q = b + v;
+                    double e = fjk[q], de = 0.0;   // wide: e is the lane mask
+                    if (NARROW) {
+                        const double xx = rjk[q] - rs;
+                        const double ee = vexp(-eta * xx * xx);
+                        e = ee * fjk[q];
+                        de = ee * (dfjk[q] - 2.0 * eta * xx * fjk[q]);
+                    }
+                    R[q] = aj * as[q] * e * zk[q];
+                    dR[q] = (daj * as[q] * e * drj + aj * das[q] * e * dr[q] + aj * as[q] * de * djk[q]) * zk[q];
+                }
+            }
+            for (const auto& m : sb.members) {
+                const double lam = m.lambda, zl = m.zeta * lam;
+                double acc[W] = {};
+                with_zeta(m.zint, [&](auto Zc) {
+                    constexpr int Z = decltype(Zc)::value;
+                    if constexpr (Z > 0) {
+                        for (int b = qa; b < st; b += W) {
+#pragma omp simd
+                            for (int v = 0; v < W; ++v) {
+                                const int q = b + v;
+                                const double P = 1.0 + lam * c[q];
+                                const double pz1 = P > 0.0 ? ipow_t<Z - 1>(P) : 0.0;
+                                acc[v] += pz1 * (P * dR[q] + zl * R[q] * dc[q]);
+                            }
+                        }
+                    } else {
+                        for (int q = qa; q < st; ++q) {
+                            const double P = 1.0 + lam * c[q];
+                            if (P <= 0.0) continue;
+                            acc[0] += std::pow(P, m.zeta - 1.0) * (P * dR[q] + zl * R[q] * dc[q]);
+                        }
+                    }
+                });
+                double sum = 0.0;
+                for (int v = 0; v < W; ++v) sum += acc[v];
+                V[m.idx] += m.pnorm * zj * sum;
+            }
+        }
+    }
+}
+
 }  // namespace
 
 void ElementDescriptor::values(const NeighborScratch& nb, DescriptorWorkspace& ws, double* G) const {
@@ -808,6 +1145,30 @@ void ElementDescriptor::gradient_fresh(const NeighborScratch& nb, DescriptorWork
 void ElementDescriptor::gradient_group(const NeighborScratch& nb, DescriptorWorkspace& ws, const double* w,
                                        double* grad, int group) const {
     run_groups<true>(groups_, nb, ws, w, nullptr, grad, group);
+}
+
+void ElementDescriptor::jvp(const NeighborScratch& nb, DescriptorWorkspace& ws, const double* u,
+                            const unsigned char* active, double* V) const {
+    // Most neighbours moving: the vectorised kernels of the exponential kinds (which do not skip
+    // still triplets; they add exact zeros).
+    int n_on = nb.n;
+    if (active) n_on = static_cast<int>(std::count(active, active + nb.n, static_cast<unsigned char>(1)));
+    const bool dense = 2 * n_on >= nb.n;
+    for (const Group& g : groups_) {
+        switch (g.kind) {
+            case Kind::ExpRad: radial_exp_jvp(g, nb, ws, u, V); break;
+            case Kind::CompRad: radial_jvp(g, nb, u, active, V); break;
+            case Kind::ExpAngN:
+                if (dense) angular_exp_jvp<true>(g, nb, ws, u, V);
+                else angular_jvp(g, nb, ws, u, active, V);
+                break;
+            case Kind::ExpAngW:
+                if (dense) angular_exp_jvp<false>(g, nb, ws, u, V);
+                else angular_jvp(g, nb, ws, u, active, V);
+                break;
+            default: angular_jvp(g, nb, ws, u, active, V); break;
+        }
+    }
 }
 
 std::vector<std::vector<int>> ElementDescriptor::group_members() const {

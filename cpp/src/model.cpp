@@ -922,6 +922,71 @@ void Model::descriptor_jacobian(const AtomsView& A, DescriptorJacobian& out, int
     }
 }
 
+void Model::descriptor_jvp(const AtomsView& A, const double* lam, const double* M, std::vector<double>& V,
+                           std::vector<int64_t>& offsets, int threads, double min_distance) const {
+    const int64_t nl = A.n_local;
+    const NeighborView& NB = A.neighbors;
+    if (NB.centers || NB.n_centers != nl) throw std::invalid_argument("descriptor_jvp needs one centre per local atom");
+    for (int64_t a = 0; a < A.n_all; ++a) {
+        if (A.species[a] < -1 || A.species[a] >= n_elements())
+            throw InputError("atom " + std::to_string(a) + " has an element index outside the potential's elements");
+        for (int c = 0; c < 3; ++c)
+            if (!std::isfinite(A.positions[3 * a + c]) || !std::isfinite(lam[3 * a + c]))
+                throw InputError("atom " + std::to_string(a) + " has a non-finite coordinate or direction");
+    }
+    const double L = conv_length_, Lx = L * A.length_factor;
+    offsets.assign(nl + 1, 0);
+    for (int64_t i = 0; i < nl; ++i)
+        offsets[i + 1] = offsets[i] + (A.species[i] < 0 ? 0 : elements_[A.species[i]].descriptor.size());
+    V.assign(offsets[nl], 0.0);
+    auto moves = [&](int64_t a) { return lam[3 * a] != 0.0 || lam[3 * a + 1] != 0.0 || lam[3 * a + 2] != 0.0; };
+    FirstOverlap overlap;
+    int nthreads = 1;
+#ifdef _OPENMP
+    nthreads = threads > 0 ? threads : omp_get_max_threads();
+#endif
+    (void)nthreads;
+#pragma omp parallel num_threads(nthreads)
+    {
+        ThreadScratch ts;
+        std::vector<double> u;
+        std::vector<unsigned char> on;
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t i = 0; i < nl; ++i) {
+            if (A.species[i] < 0) continue;
+            if (!M && !moves(i)) {   // u_p = -lam_j: skip the centre unless a neighbour moves
+                bool any = false;
+                for (int64_t p = NB.offsets[i]; p < NB.offsets[i + 1] && !any; ++p) any = moves(NB.neighbor(i, p));
+                if (!any) continue;
+            }
+            const ElementModel& em = elements_[A.species[i]];
+            const Overlap ov = gather(*this, A, i, i, Lx, em.descriptor.cutoff(), min_distance * min_distance * L * L, ts);
+            if (ov.j >= 0) {
+                overlap.record(i, ov, Lx);
+                continue;
+            }
+            const NeighborScratch& nb = ts.nb;
+            const int n = nb.n;
+            u.assign(3 * static_cast<size_t>(n), 0.0);
+            on.assign(n, 0);
+            for (int s = 0; s < n; ++s) {
+                const int32_t j = NB.neighbor(i, nb.pair[s]);
+                double* us = &u[3 * s];
+                for (int c = 0; c < 3; ++c) us[c] = lam[3 * i + c] - lam[3 * j + c];
+                if (M) {
+                    const double d[3] = {nb.dx[s] / Lx, nb.dy[s] / Lx, nb.dz[s] / Lx};
+                    for (int b = 0; b < 3; ++b) us[b] -= d[0] * M[b] + d[1] * M[3 + b] + d[2] * M[6 + b];
+                }
+                // dG/d(native length) = Lx dG/d(internal length)
+                for (int c = 0; c < 3; ++c) us[c] *= Lx;
+                on[s] = us[0] != 0.0 || us[1] != 0.0 || us[2] != 0.0;
+            }
+            em.descriptor.jvp(nb, ts.dws, u.data(), on.data(), &V[offsets[i]]);
+        }
+    }
+    if (overlap.atom >= 0) throw InputError(overlap.message);
+}
+
 Committee::Committee(std::vector<std::shared_ptr<const Model>> members) : members_(std::move(members)) {
     if (members_.empty()) throw ConfigError("a committee needs at least one potential");
     const Model& a = *members_.front();

@@ -305,6 +305,40 @@ PYBIND11_MODULE(_core, m) {
         }, py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("offsets").noconvert(),
            py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),
            py::arg("shifts").noconvert() = py::none(), py::arg("threads") = 0);
+    model_class.def("descriptor_jvp", [](const Model& mo, py::array_t<double, py::array::c_style> pos,
+                                  py::array_t<int32_t, py::array::c_style> species, CArrI64 offsets, CArrI32 index,
+                                  std::optional<CArrI32> shift_id, std::optional<CArrD> shifts,
+                                  py::array_t<double, py::array::c_style | py::array::forcecast> lam,
+                                  std::optional<py::array_t<double, py::array::c_style | py::array::forcecast>> M,
+                                  int threads) {
+            const int64_t na = pos.shape(0);
+            if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
+            if (species.shape(0) != na || offsets.shape(0) != na + 1) throw std::invalid_argument("size mismatch");
+            if (lam.ndim() != 2 || lam.shape(0) != na || lam.shape(1) != 3)
+                throw std::invalid_argument("directions must be (n, 3) like the positions");
+            if (M && M->size() != 9) throw std::invalid_argument("the strain direction M must be 3 x 3");
+            const int64_t np = offsets.at(na);
+            for (int64_t p = 0; p < np; ++p)
+                if (index.data()[p] < 0 || index.data()[p] >= na) throw std::invalid_argument("neighbour index out of range");
+            AtomsView A;
+            A.n_local = na; A.n_all = na; A.positions = pos.data(); A.species = species.data();
+            A.neighbors.n_centers = na; A.neighbors.offsets = offsets.data(); A.neighbors.index = index.data();
+            if (shift_id && shifts) { A.neighbors.shift_id = shift_id->data(); A.neighbors.shifts = shifts->data(); }
+            std::vector<double> V;
+            std::vector<int64_t> vo;
+            {
+                py::gil_scoped_release release;
+                mo.descriptor_jvp(A, lam.data(), M ? M->data() : nullptr, V, vo, threads);
+            }
+            const auto nv = static_cast<py::ssize_t>(V.size());
+            return py::make_tuple(to_numpy(std::move(V), {nv}), to_numpy(std::move(vo), {na + 1}));
+        }, py::arg("positions").noconvert(), py::arg("species").noconvert(), py::arg("offsets").noconvert(),
+           py::arg("index").noconvert(), py::arg("shift_id").noconvert() = py::none(),
+           py::arg("shifts").noconvert() = py::none(), py::arg("directions"), py::arg("strain") = py::none(),
+           py::arg("threads") = 0,
+           "(V, offsets): per centre i (V[offsets[i]:offsets[i+1]]) sum over its pairs p = (i, j) of "
+           "dG_i/dd_p . u_p, u_p = directions[i] - directions[j] - strain^T d_p (raw G per length); "
+           "dG/dr is never stored");
     def_compute(model_class);
 
     py::class_<PairBaseline, std::shared_ptr<PairBaseline>> baseline_class(m, "PairBaseline",

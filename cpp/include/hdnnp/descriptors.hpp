@@ -84,6 +84,11 @@ struct DescriptorWorkspace {
     std::vector<double> buf;
     /// Values of a value pass run only for its cache (gradient_fresh).
     std::vector<double> g_scratch;
+    /// jvp(): per listed neighbour the radial derivative along u, whether u is non-zero, and
+    /// the list positions where it is.
+    std::vector<double> dr;
+    std::vector<unsigned char> on;
+    std::vector<int> active;
 };
 
 class ElementDescriptor {
@@ -110,6 +115,13 @@ public:
     /// gradient() restricted to one group (only its SFs' weights matter).
     void gradient_group(const NeighborScratch& nb, DescriptorWorkspace& ws, const double* w,
                         double* grad, int group) const;
+    /// Directional derivative (forward mode): V[m] += sum_s dG_m / d(r_s - r_i) . u[3s..3s+3]
+    /// for the neighbours s of nb. `active` (or null: all) flags the neighbours whose u is not
+    /// zero; triplets with neither neighbour active are skipped, so a single active neighbour
+    /// costs O(n) instead of O(n^2). Contracting dG/dr with u as it is computed is what lets
+    /// training use force residuals without storing dG/dr (K x 3 numbers per pair).
+    void jvp(const NeighborScratch& nb, DescriptorWorkspace& ws, const double* u,
+             const unsigned char* active, double* V) const;
     /// SF indices of each group.
     std::vector<std::vector<int>> group_members() const;
 

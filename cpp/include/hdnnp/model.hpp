@@ -174,6 +174,16 @@ public:
     void descriptor_jacobian(const AtomsView& atoms, DescriptorJacobian& out, int threads = 0,
                              double min_distance = 1e-6) const;
 
+    /// Directional derivatives of every centre's raw G, V_i = sum_p dG_i/dd_p . u_p over its
+    /// pairs p = (i, j) (d_p = r_j + shift - r_i), along u_p = lam_i - lam_j - M^T d_p: `lam`
+    /// is n_all x 3 (input length units; per atom), `M` a 3 x 3 homogeneous strain or null.
+    /// V is K_i values per centre, in atom order, from `offsets` (n_local + 1). With lam the
+    /// force residual this is J u of training's weight gradient without storing J (dG/dr);
+    /// centres none of whose pairs move (u = 0) are skipped, and a centre with a few moving
+    /// neighbours costs O(n) (descriptors.hpp, jvp).
+    void descriptor_jvp(const AtomsView& atoms, const double* lam, const double* M, std::vector<double>& V,
+                        std::vector<int64_t>& offsets, int threads = 0, double min_distance = 1e-6) const;
+
 private:
     friend class Committee;
     void read_baseline(const std::string& nn_path, bool with_weights);

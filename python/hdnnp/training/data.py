@@ -33,7 +33,9 @@ class Prepared:
     prow: Dict[int, np.ndarray]             # element -> pair centre, as row of G[e]
     pi: Dict[int, np.ndarray]               # element -> pair centre atom
     pj: Dict[int, np.ndarray]               # element -> pair neighbour atom
-    J: Dict[int, np.ndarray]                # element -> (P_e, K_e, 3) dG/d(r_j - r_i), raw
+    # element -> (P_e, K_e, 3) dG/d(r_j - r_i), raw. None: not stored (streamed: the trainer
+    # contracts the derivatives in the core as it needs them, Trainer.prepared)
+    J: Optional[Dict[int, np.ndarray]]
     pd: Dict[int, np.ndarray] = None        # element -> (P_e, 3) r_j + shift - r_i
     stress: Optional[np.ndarray] = None     # reference stress, ASE Voigt order (xx yy zz yz xz xy)
     volume: float = 0.0                     # cell volume (periodic structures), for the stress
@@ -41,6 +43,7 @@ class Prepared:
     base_energy: float = 0.0                # the pair baseline's energy, forces and virial
     base_forces: Optional[np.ndarray] = None
     base_virial: Optional[np.ndarray] = None
+    jacobian_values: int = 0                # sum over pairs of K_centre: dG/dr holds 3x this many numbers
 
     def scale(self, transform):
         """Replace raw G and dG by the network inputs offset + factor (G - shift) (in place)."""
@@ -48,13 +51,13 @@ class Prepared:
             return
         for e, (off, factor, shift) in enumerate(transform):
             self.G[e] = off + factor * (self.G[e] - shift)
-            if e in self.J:
+            if self.J is not None and e in self.J:
                 self.J[e] *= factor[None, :, None]
         self.scaled = True
 
     @property
     def nbytes(self) -> int:
-        return int(sum(a.nbytes for a in self.J.values()) + sum(a.nbytes for a in self.G.values()))
+        return int(sum(a.nbytes for a in (self.J or {}).values()) + sum(a.nbytes for a in self.G.values()))
 
 
 def species_of(atoms, elements: Sequence[str], label: str) -> np.ndarray:
@@ -87,15 +90,26 @@ def check_reference(atoms, label: str, need_forces: bool):
                         f"of a structure periodic in 3 directions")
 
 
-def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threads: int = 0) -> Prepared:
-    """Symmetry functions (and, with ``jacobian``, their derivatives) of one structure."""
-    elements = list(model.elements)
-    species = species_of(atoms, elements, label)
+def geometry(model, atoms, label: str = "structure"):
+    """(positions, species, (offsets, index, shift_id, shifts)): what the core's per-structure
+    calls (compute, descriptor_jacobian, descriptor_jvp) take."""
+    species = species_of(atoms, list(model.elements), label)
     pos = np.ascontiguousarray(atoms.positions, dtype=np.float64)
     pbc = [bool(p) for p in atoms.pbc]
     cell = np.ascontiguousarray(atoms.cell[:], dtype=np.float64) if any(pbc) else None
     try:
-        offsets, index, shift_id, shifts, _, _ = _core.neighbor_list(pos, cell, pbc, model.cutoff)
+        nl = _core.neighbor_list(pos, cell, pbc, model.cutoff)[:4]
+    except _core.InputError as e:
+        raise DataError(f"{label}: {e}") from None
+    return pos, species, nl
+
+
+def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threads: int = 0) -> Prepared:
+    """Symmetry functions (and, with ``jacobian``, their derivatives) of one structure."""
+    elements = list(model.elements)
+    pos, species, (offsets, index, shift_id, shifts) = geometry(model, atoms, label)
+    pbc = [bool(p) for p in atoms.pbc]
+    try:
         if jacobian:
             d = model.descriptor_jacobian(pos, species, offsets, index, shift_id, shifts, threads=threads)
         else:
@@ -106,7 +120,8 @@ def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threa
         raise DataError(f"{label}: {e}") from None
     n = len(atoms)
     counts = np.bincount(species, minlength=len(elements))
-    rows, G, prow, pi, pj, J, pd = {}, {}, {}, {}, {}, {}, {}
+    rows, G, prow, pi, pj, pd = {}, {}, {}, {}, {}, {}
+    J = {} if jacobian else None
     go = d["g_offsets"]
     row_of = np.empty(n, dtype=np.int64)
     for e in range(len(elements)):
@@ -131,9 +146,11 @@ def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threa
                 J[e] = d["dG"][(starts[:, None] + np.arange(3 * K)[None, :])].reshape(len(sel), K, 3)
             else:
                 J[e] = np.zeros((0, K, 3))
+    K_of = np.array([G[e].shape[1] for e in range(len(elements))])
+    jacobian_values = int(np.diff(offsets) @ K_of[species]) if n else 0
     f = atoms.arrays.get("ref_forces")
     st = atoms.info.get("stress")
-    return Prepared(pd=pd, stress=None if st is None else np.asarray(st, dtype=float).reshape(6),
+    return Prepared(jacobian_values=jacobian_values, pd=pd, stress=None if st is None else np.asarray(st, dtype=float).reshape(6),
                     volume=float(abs(np.linalg.det(atoms.cell[:]))) if all(pbc) else 0.0,
                     n_atoms=n, energy=float(atoms.info.get("energy", np.nan)),
                     forces=np.zeros((n, 3)) if f is None else np.asarray(f, dtype=float), counts=counts,

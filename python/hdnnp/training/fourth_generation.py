@@ -433,6 +433,7 @@ class ShortTrainer(Trainer):
     the 2G Trainer; the written directory is a complete 4G potential (FourthGeneration)."""
 
     _local_observations = False   # (electrostatics in every observation)
+    _streams_derivatives = False  # (dQ/dR needs dchi/dr: dG/dr itself)
 
     def __init__(self, settings_dir, structures: Sequence, config: Optional[TrainingConfig] = None):
         config = config or TrainingConfig()

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _core
 from .. import baseline as pair_baseline
-from .data import DataError, Prepared, check_reference, prepare, selection_score, species_of, split
+from .data import DataError, Prepared, check_reference, geometry, prepare, selection_score, species_of, split
 from . import parallel
 from .kalman import DistributedKalmanFilter, KalmanFilter, KalmanSettings
 from .network import ElementNetwork, initialise
@@ -90,6 +90,12 @@ class EpochStats:
     mae_energy_validation: float = float("nan")
     mae_force_validation: float = float("nan")
     rmse_stress_validation: float = float("nan")
+
+
+def _descriptor_starts(species: np.ndarray, G: Dict[int, np.ndarray]) -> np.ndarray:
+    """Per atom, where its raw G starts in the core's per-atom concatenation (K of its element each)."""
+    K = np.array([G[e].shape[1] for e in range(len(G))])
+    return np.concatenate([[0], np.cumsum(K[species])[:-1]])
 
 
 def scaling_statistics(preps: Sequence[Prepared], n_elements: int, comm=None):
@@ -414,25 +420,52 @@ class Trainer:
     def _baseline_of(self, atoms, k: int):
         return pair_baseline.compute(self.baseline, atoms, species_of(atoms, self.elements, f"structure {k}"))
 
+    # Whether the forces and weight gradients of a structure whose descriptor derivatives do not
+    # fit in memory_budget_mb may come from the core's contractions (Model.compute with dEdG,
+    # Model.descriptor_jvp) instead of stored dG/dr. The 4G short trainer needs dG/dr itself
+    # (its charges' response dQ/dR) and recomputes it on every use instead.
+    _streams_derivatives = True
+
     def prepared(self, k: int) -> Prepared:
+        """Structure k's descriptors, and their derivatives while they fit in memory_budget_mb
+        (the structures beyond it keep G only: their forces and gradients are contracted in the
+        core on every use, `streamed`)."""
         p = self._prep.get(k)
         if p is not None:
             return p
-        p = prepare(self.model, self.structures[k], f"structure {k}", jacobian=self.config.use_forces,
-                    threads=self.config.threads)
-        if self.config.descriptor_precision == "float32":
-            p.J = {e: J.astype(np.float32) for e, J in p.J.items()}
-        elif self.config.descriptor_precision != "float64":
-            raise ValueError(f"descriptor_precision: float64 or float32, not {self.config.descriptor_precision!r}")
+        cfg = self.config
+        if cfg.descriptor_precision not in ("float64", "float32"):
+            raise ValueError(f"descriptor_precision: float64 or float32, not {cfg.descriptor_precision!r}")
+        label = f"structure {k}"
+        jacobian, keep = cfg.use_forces, True
+        if jacobian and self._streams_derivatives:
+            p = prepare(self.model, self.structures[k], label, jacobian=False, threads=cfg.threads)
+            # dG/dr and its pair indices (i, j, centre row, d): what storing it would take
+            need = p.jacobian_values * 3 * (4 if cfg.descriptor_precision == "float32" else 8) + p.nbytes
+            jacobian = need <= self._budget_left
+        if jacobian:
+            p = prepare(self.model, self.structures[k], label, jacobian=True, threads=cfg.threads)
+            if cfg.descriptor_precision == "float32":
+                p.J = {e: J.astype(np.float32) for e, J in p.J.items()}
+            keep = p.nbytes <= self._budget_left   # otherwise recomputed on every use
+            if keep:
+                self._budget_left -= p.nbytes
+        elif not cfg.use_forces:
+            p = prepare(self.model, self.structures[k], label, jacobian=False, threads=cfg.threads)
         if self.baseline is not None:
             b = self._baseline_of(self.structures[k], k)
             p.base_energy, p.base_forces, p.base_virial = b["energy"], b["forces"], b["virial"]
         if self.transform is not None:
             p.scale(self.transform)
-        if p.nbytes <= self._budget_left:  # keep it; otherwise recomputed on every use
+        if keep:
             self._prep[k] = p
-            self._budget_left -= p.nbytes
         return p
+
+    def _streamed(self, preps) -> Dict[int, tuple]:
+        """Batch position -> (positions, species, neighbour list) of the structures of a batch
+        whose derivatives are not stored."""
+        return {s: geometry(self.model, self.structures[k], f"structure {k}")
+                for s, (k, p) in enumerate(preps) if p.J is None}
 
     def compute_scaling(self):
         path = os.path.join(self.settings_dir, "scaling.data")
@@ -467,6 +500,10 @@ class Trainer:
         per_el = []
         one = len(preps) == 1
         cat = (lambda arrays: arrays[0]) if one else np.concatenate
+        # structures whose dG/dr is not stored: forces and virial from dE/dG in the core
+        streamed = self._streamed(list(zip(ks, preps))) if cfg.use_forces else {}
+        dEdG = {s: np.zeros(int(sum(p.G[e].size for e in p.G))) for s in streamed}
+        stored = [s for s in range(len(preps)) if s not in streamed]
         for e, net in enumerate(self.nets):
             X = [self._inputs(p, e) for p in preps]
             n_e = [len(x) for x in X]
@@ -480,24 +517,38 @@ class Trainer:
             pairs = None
             if cfg.use_forces:
                 roff = np.concatenate([[0], np.cumsum(n_e)])
-                J = cat([p.J[e] for p in preps])
-                prow = cat([p.prow[e] + roff[s] for s, p in enumerate(preps)])
-                pi = cat([p.pi[e] + aoff[s] for s, p in enumerate(preps)])
-                pj = cat([p.pj[e] + aoff[s] for s, p in enumerate(preps)])
-                pd = cat([p.pd[e] for p in preps]) if want_w else None
-                ps = np.repeat(np.arange(len(preps)), [len(p.pi[e]) for p in preps]) if want_w else None
-                # dE/d(r_j - r_i) per pair: J_p^T g_i (batched matmul beats einsum here)
-                t = np.matmul(g[prow][:, None, :J.shape[1]], J)[:, 0, :] / self.ce
-                for c in range(3):
-                    F[:, c] += np.bincount(pi, t[:, c], minlength=ntot) - np.bincount(pj, t[:, c], minlength=ntot)
-                if want_w:
-                    for a_ in range(3):
-                        for b_ in range(3):
-                            W[:, a_, b_] -= np.bincount(ps, pd[:, a_] * t[:, b_], minlength=len(preps))
-                pairs = (J, prow, pi, pj, pd, ps)
+                if stored:
+                    sp = [preps[s] for s in stored]
+                    scat = (lambda arrays: arrays[0]) if len(sp) == 1 else np.concatenate
+                    J = scat([p.J[e] for p in sp])
+                    prow = scat([preps[s].prow[e] + roff[s] for s in stored])
+                    pi = scat([preps[s].pi[e] + aoff[s] for s in stored])
+                    pj = scat([preps[s].pj[e] + aoff[s] for s in stored])
+                    pd = scat([p.pd[e] for p in sp]) if want_w else None
+                    ps = np.repeat(stored, [len(p.pi[e]) for p in sp]) if want_w else None
+                    # dE/d(r_j - r_i) per pair: J_p^T g_i (batched matmul beats einsum here)
+                    t = np.matmul(g[prow][:, None, :J.shape[1]], J)[:, 0, :] / self.ce
+                    for c in range(3):
+                        F[:, c] += np.bincount(pi, t[:, c], minlength=ntot) - np.bincount(pj, t[:, c], minlength=ntot)
+                    if want_w:
+                        for a_ in range(3):
+                            for b_ in range(3):
+                                W[:, a_, b_] -= np.bincount(ps, pd[:, a_] * t[:, b_], minlength=len(preps))
+                    pairs = (J, prow, pi, pj, pd, ps)
+                factor = self.transform[e][1] / self.ce    # dE/dG (raw, physical units) = factor g
+                for s, (pos, species, nl) in streamed.items():
+                    K = preps[s].G[e].shape[1]
+                    at = _descriptor_starts(species, preps[s].G)[preps[s].rows[e]]
+                    dEdG[s][at[:, None] + np.arange(K)] = g[roff[s]:roff[s + 1], :K] * factor
             per_el.append((cache, struct_of_row, pairs, len(Xs)))
             if cfg.use_forces:
                 per_el[-1] += (g,)
+        for s, (pos, species, nl) in streamed.items():
+            out = self.model.compute(pos, species, len(pos), *nl, forces=True, virial=want_w, descriptors=False,
+                                     threads=cfg.threads, baseline=False, dEdG=dEdG[s])
+            F[aoff[s]:aoff[s + 1]] += out["forces"]
+            if want_w:
+                W[s] += out["virial"]
         self._add_long_range(preps, aoff, E, F, per_el, W)
         if self.baseline is not None:  # (constant in the weights: the networks see the residual)
             for i, p in enumerate(preps):
@@ -507,7 +558,7 @@ class Trainer:
                     W[i] += p.base_virial
         Fref = np.concatenate([p.forces for p in preps]) if cfg.use_forces else None
         Eref = np.array([p.energy for p in preps])
-        state = {"el": per_el, "W": W, "preps": preps}
+        state = {"el": per_el, "W": W, "preps": preps, "streamed": streamed}
         return E, F, Eref, Fref, nat, state
 
     def _inputs(self, p: Prepared, e: int) -> np.ndarray:
@@ -579,7 +630,16 @@ class Trainer:
     def _gradient(self, state, a_struct, lam, M=None):
         """d/dw of sum_s a_s E_s + sum lam . F + sum_s M_s : W_s (physical units), per element in
         n2p2 order."""
-        per_el = state["el"]
+        per_el, preps = state["el"], state["preps"]
+        moved = lam is not None or M is not None
+        # J u of the structures whose dG/dr is not stored, from the core (raw G per atom)
+        jvp = {}
+        if moved and state["streamed"]:
+            aoff = np.concatenate([[0], np.cumsum([p.n_atoms for p in preps])])
+            for s, (pos, species, nl) in state["streamed"].items():
+                d = lam[aoff[s]:aoff[s + 1]] if lam is not None else np.zeros((len(pos), 3))
+                jvp[s] = self.model.descriptor_jvp(pos, species, *nl, directions=d,
+                                                   strain=None if M is None else M[s], threads=self.config.threads)
         grads = []
         for e, net in enumerate(self.nets):
             if per_el[e] is None:
@@ -588,16 +648,24 @@ class Trainer:
             cache, struct_of_row, pairs, nrow = per_el[e][:4]
             a = None if a_struct is None else a_struct[struct_of_row] / self.ce
             V = None
-            if pairs is not None and (lam is not None or M is not None):
+            if moved and (pairs is not None or jvp):
+                V = np.zeros((nrow, net.sizes[0]))
+            if V is not None and pairs is not None:
                 J, prow, pi, pj, pd, ps = pairs
                 u = lam[pi] - lam[pj] if lam is not None else np.zeros((len(pi), 3))   # dL/dt_p
                 if M is not None:  # W_s = -sum_p d_p (x) t_p
                     u = u - np.einsum("pab,pa->pb", M[ps], pd)
                 contrib = np.matmul(J, u[:, :, None])[:, :, 0] / self.ce
-                V = np.zeros((nrow, net.sizes[0]))
                 if len(prow):  # pairs are sorted by centre row: sum each row's run
                     starts = np.flatnonzero(np.r_[True, prow[1:] != prow[:-1]])
                     V[prow[starts], :J.shape[1]] = np.add.reduceat(contrib, starts, axis=0)
+            if V is not None:
+                roff = np.concatenate([[0], np.cumsum(np.bincount(struct_of_row, minlength=len(preps)))])
+                factor = self.transform[e][1] / self.ce
+                for s, (v, vo) in jvp.items():
+                    p = preps[s]
+                    K = p.G[e].shape[1]
+                    V[roff[s]:roff[s + 1], :K] = v[vo[p.rows[e]][:, None] + np.arange(K)] * factor
                 self._add_input_weights(state, e, struct_of_row, lam, V)
             grads.append(net.loss_gradient(cache, a, V))
         return grads
@@ -651,8 +719,24 @@ class Trainer:
             xi = (p.energy - E) * self.ce
             return xi, (np.concatenate(grads) * self.ce if jacobian else None)
         F = p.base_forces[atom, comp] if p.base_forces is not None else 0.0
+        if p.J is None:   # dG/dr not stored: the core's J u along the one moving component
+            pos, species, nl = geometry(self.model, self.structures[k], f"structure {k}")
+            one = np.zeros((p.n_atoms, 3))
+            one[atom, comp] = 1.0
+            v, vo = self.model.descriptor_jvp(pos, species, *nl, directions=one, threads=self.config.threads)
         for e, net in enumerate(self.nets):
             X = self._inputs(p, e)
+            if p.J is None:
+                if len(X) == 0:
+                    grads.append(np.zeros(net.n_parameters))
+                    continue
+                K = X.shape[1]
+                V = v[vo[p.rows[e]][:, None] + np.arange(K)] * (self.transform[e][1] / self.ce)
+                Ei, g, cache = net.forward(X, want_input_gradient=True)
+                F += np.einsum("ik,ik->", V, g[:, :K])
+                if jacobian:
+                    grads.append(net.loss_gradient(cache, None, V))
+                continue
             pi, pj = p.pi[e], p.pj[e]
             # +1 where the atom is the pair's centre, -1 where it is the neighbour (0 for its own
             # periodic images: F_i += t, F_j -= t cancel)
