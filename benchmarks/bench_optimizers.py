@@ -36,6 +36,12 @@ RUNS = {
     # the best Adam variant of a small scan (batch 1-8, lr 1e-3-1e-2, energy weight 1-100)
     "adam-e10": dict(optimizer="adam", learning_rate=1e-2, learning_rate_decay=0.98, batch_size=4,
                      energy_weight=10.0),
+    # DeePMD-kit's energy/force balancing: forces first (energy/force weight 2e-5), both equal as
+    # the step size decays (1e-2 -> ~1e-4 over ~100 epochs)
+    "adam-balanced": dict(optimizer="adam", learning_rate=1e-2, learning_rate_decay=0.95, batch_size=2,
+                          energy_weight_start=0.02, force_weight_start=1000.0),
+    "adam-balanced-e": dict(optimizer="adam", learning_rate=1e-2, learning_rate_decay=0.95, batch_size=2,
+                            energy_weight=10.0, energy_weight_start=0.02, force_weight_start=1000.0),
     # n2p2's defaults: full covariance, 2 % of the force components per epoch
     "kalman-n2p2": dict(optimizer="kalman", force_fraction=0.02),
     "kalman": dict(optimizer="kalman", force_fraction=0.1),

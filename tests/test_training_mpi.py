@@ -33,15 +33,21 @@ def test_kalman_update_many_by_hand(ktype):
         np.testing.assert_allclose(np.triu(kf.P), np.triu(ref.P), rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "kalman", "kalman-element", "kalman-layer", "kalman-threshold"])
+@pytest.mark.parametrize("optimizer", ["adam", "kalman", "kalman-element", "kalman-layer", "kalman-threshold",
+                                       "adam-streamed", "kalman-streamed"])
 def test_two_processes_equal_one(tmp_path, optimizer):
     """kalman-element/-layer: a decoupled filter, its covariance blocks shared out whole (one
     element's each; the four layers' blocks 2 + 2); kalman-threshold: n2p2's threshold selection,
-    each stream trying its own candidates."""
+    each stream trying its own candidates; -streamed: no descriptor derivatives stored
+    (memory_budget_mb 0: contracted in the core on every use)."""
     require_mpi()
     settings, structs = reference_data(tmp_path, n=10)
     hdnnp.write_input_data(settings / "input.data", structs)
+    streamed = optimizer.endswith("-streamed")
+    optimizer = optimizer.removesuffix("-streamed")
     with open(settings / "input.nn", "a") as fh:
+        if streamed:
+            fh.write("\nmemory_budget_mb 0\n")
         fh.write("\nuse_short_forces\nrandom_seed 7\nforce_weight 2.0\n" +
                  ("updater_type 1\nshort_force_fraction 0.1\n" if optimizer.startswith("kalman") else
                   "updater_type 0\ngradient_type 1\ngradient_adam_eta 1.0e-2\ntask_batch_size_energy 3\n"))
