@@ -36,12 +36,8 @@ RUNS = {
     # the best Adam variant of a small scan (batch 1-8, lr 1e-3-1e-2, energy weight 1-100)
     "adam-e10": dict(optimizer="adam", learning_rate=1e-2, learning_rate_decay=0.98, batch_size=4,
                      energy_weight=10.0),
-    # DeePMD-kit's energy/force balancing: forces first (energy/force weight 2e-5), both equal as
-    # the step size decays (1e-2 -> ~1e-4 over ~100 epochs)
-    "adam-balanced": dict(optimizer="adam", learning_rate=1e-2, learning_rate_decay=0.95, batch_size=2,
-                          energy_weight_start=0.02, force_weight_start=1000.0),
-    "adam-balanced-e": dict(optimizer="adam", learning_rate=1e-2, learning_rate_decay=0.95, batch_size=2,
-                            energy_weight=10.0, energy_weight_start=0.02, force_weight_start=1000.0),
+    "adam-norm": dict(optimizer="adam", learning_rate=3e-3, learning_rate_decay=0.99, batch_size=2, normalize=True),
+    "kalman-element-norm": dict(optimizer="kalman", force_fraction=0.1, kalman_decoupling="element", normalize=True),
     # n2p2's defaults: full covariance, 2 % of the force components per epoch
     "kalman-n2p2": dict(optimizer="kalman", force_fraction=0.02),
     "kalman": dict(optimizer="kalman", force_fraction=0.1),
@@ -71,6 +67,7 @@ def run(name: str, spec: dict, pool, unseen, seconds: float, work: Path, seed: i
     write_settings(settings, pool, FitConfig(), log=lambda *a: None)
     spec = dict(spec)
     decoupling = spec.pop("kalman_decoupling", "none")
+    normalize = spec.pop("normalize", False)
     cfg = TrainingConfig(epochs=100000, time_limit=seconds, fit_offsets=True, seed=seed, **spec)
     cfg.kalman.decoupling = decoupling
 
@@ -99,6 +96,10 @@ def run(name: str, spec: dict, pool, unseen, seconds: float, work: Path, seed: i
 
     structures = [a.copy() for a in pool] + [a.copy() for a in unseen]
     tag_split(structures[:len(pool)], cfg)
+    if normalize:   # n2p2's nnp-norm units, from the training structures
+        from hdnnp.training.trainer import normalize_input_nn
+
+        normalize_input_nn(settings, [a for a in structures[:len(pool)] if a.info["set"] == "train"], True)
     for a in structures[len(pool):]:
         a.info["set"] = "test"
     n = len(pool)

@@ -70,7 +70,13 @@ def main(argv=None) -> int:
     ap.add_argument("--patience", type=int, default=25, help="early stopping (0: none, train to the budget)")
     ap.add_argument("--reuse", action="store_true", help="fit the existing sic.extxyz")
     ap.add_argument("--force-fraction", type=float, default=None, help="Kalman force fraction (default: fit's)")
+    ap.add_argument("--fit", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="other FitConfig settings, e.g. hidden=30,30 radial_points=12 neighbours=80")
     a = ap.parse_args(argv)
+    extra = {}
+    for kv in a.fit:
+        k, v = kv.split("=", 1)
+        extra[k] = tuple(int(x) for x in v.split(",")) if k == "hidden" else (float(v) if "." in v else int(v))
     import ase.io
 
     from hdnnp.workflow.fit import FitConfig, fit
@@ -88,7 +94,7 @@ def main(argv=None) -> int:
     rep = fit(out / "sic.extxyz", out / "fit", FitConfig(time_limit=a.time_limit, epochs=1000, progress=False,
                                                           threads=a.threads, patience=a.patience or None,
                                                           **({"force_fraction": a.force_fraction}
-                                                             if a.force_fraction else {})))
+                                                             if a.force_fraction else {}), **extra))
     seconds = time.perf_counter() - t0
     m = rep["members"][0]
     print(f"{len(frames)} SiC cells ({rep['split']}); hdnnp fit {seconds:.0f} s in all (budget {a.time_limit:g} s), "

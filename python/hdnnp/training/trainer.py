@@ -32,10 +32,6 @@ class TrainingConfig:
     energy_weight: float = 1.0          # loss: w_E mean((dE/N)^2) + w_F mean(dF^2)
     force_weight: float = 1.0
     stress_weight: float = 0.0          # + w_S mean over structures with a reference stress of dsigma^2
-    # Adam's energy/force balancing as the step size decays (DeePMD-kit's prefactor rule): with a
-    # start value the weight is w + (w_start - w) lr / lr_0 (None: constant)
-    energy_weight_start: Optional[float] = None
-    force_weight_start: Optional[float] = None
     use_forces: bool = True
     test_fraction: float = 0.1          # reported only, never used for a choice
     validation_fraction: float = 0.1    # chooses the best epoch and early stopping
@@ -612,14 +608,13 @@ class Trainer:
         n_s, n_f, n_st = counts if counts is not None else self.batch_counts(ks)
         # loss = w_E mean_s ((E_s - Eref_s)/N_s)^2 + w_F mean_components (F - Fref)^2
         dE = (E - Eref) / nat
-        we, wf = self.loss_weights()
-        loss = we * np.sum(dE ** 2) / n_s
-        a_struct = 2.0 * we * dE / nat / n_s
+        loss = cfg.energy_weight * np.sum(dE ** 2) / n_s
+        a_struct = 2.0 * cfg.energy_weight * dE / nat / n_s
         lam = None
         if cfg.use_forces:
             dF = F - Fref
-            loss += wf * np.sum(dF ** 2) / n_f
-            lam = 2.0 * wf * dF / n_f
+            loss += cfg.force_weight * np.sum(dF ** 2) / n_f
+            lam = 2.0 * cfg.force_weight * dF / n_f
         M = None  # dL/dW per structure
         if cfg.stress_weight > 0.0:
             pred, ref, idx = self.stress_of(state)
@@ -634,19 +629,6 @@ class Trainer:
                     # sigma_ab = -(W_ab + W_ba) / (2V); off-diagonal Voigt entries appear once
                     M[s] = -G * np.where(np.eye(3, dtype=bool), 1.0, 0.5) / state["preps"][s].volume
         return E, F, Eref, Fref, nat, (loss, self._gradient(state, a_struct, lam, M))
-
-    def loss_weights(self):
-        """The energy and force weights of the loss now (Adam: balanced by the step size when
-        energy_weight_start / force_weight_start are set)."""
-        cfg = self.config
-        A = getattr(self, "_adam", None)
-        x = A["lr"] / cfg.learning_rate if A is not None and cfg.learning_rate else 1.0
-        we, wf = cfg.energy_weight, cfg.force_weight
-        if cfg.energy_weight_start is not None:
-            we += (cfg.energy_weight_start - we) * x
-        if cfg.force_weight_start is not None:
-            wf += (cfg.force_weight_start - wf) * x
-        return we, wf
 
     def _gradient(self, state, a_struct, lam, M=None):
         """d/dw of sum_s a_s E_s + sum lam . F + sum_s M_s : W_s (physical units), per element in
