@@ -76,10 +76,20 @@ def test_short_step_gradient_matches_finite_differences(teacher, tmp_path):
     tr = LocalShortTrainer(tdir, structs[:3], TrainingConfig(seed=2, test_fraction=0.0, force_weight=3.0,
                                                              stress_weight=1e3))  # (stresses ~1e-2: weighted up)
     tr.compute_scaling()
-    _, _, _, _, _, (_, grads) = tr._batch([0, 1], True)
+    _, F, _, _, _, (loss, grads) = tr._batch([0, 1], True)
     g = np.concatenate(grads)
     sizes = np.cumsum([n.n_parameters for n in tr.nets])[:-1]
     w0 = np.concatenate(tr.parameters())
+    # no descriptor derivatives stored (contracted in the core): the same forces, loss, gradient
+    st = LocalShortTrainer(tdir, structs[:3], TrainingConfig(seed=2, test_fraction=0.0, force_weight=3.0,
+                                                             stress_weight=1e3, memory_budget_mb=0.0))
+    st.compute_scaling()
+    st.set_parameters(tr.parameters())
+    _, F2, _, _, _, (loss2, grads2) = st._batch([0, 1], True)
+    assert st.prepared(0).J is None and tr.prepared(0).J is not None
+    np.testing.assert_allclose(F2, F, rtol=0, atol=1e-11 * np.abs(F).max())
+    assert loss2 == pytest.approx(loss, rel=1e-11)
+    np.testing.assert_allclose(np.concatenate(grads2), g, rtol=0, atol=1e-10 * np.abs(g).max())
     for p in np.random.default_rng(0).choice(len(w0), 10, replace=False):
         vals = []
         for sgn in (1, -1):
