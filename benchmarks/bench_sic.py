@@ -100,7 +100,8 @@ def main(argv=None) -> int:
     print(f"{len(frames)} SiC cells ({rep['split']}); hdnnp fit {seconds:.0f} s in all (budget {a.time_limit:g} s), "
           f"best epoch {m['best_epoch']} of {m['epochs_run']}: test RMSE {m['rmse_energy_meV_per_atom']['test']:.2f} "
           f"meV/atom, {m['rmse_force_eV_per_A']['test']:.3f} eV/A (train {m['rmse_energy_meV_per_atom']['train']:.2f}, "
-          f"{m['rmse_force_eV_per_A']['train']:.3f})")
+          f"{m['rmse_force_eV_per_A']['train']:.3f}; validation {m['rmse_energy_meV_per_atom']['validation']:.2f}, "
+          f"{m['rmse_force_eV_per_A']['validation']:.3f})")
     (out / "summary.json").write_text(json.dumps({"seconds": seconds, "report": rep}, indent=1) + "\n")
     return 0
 

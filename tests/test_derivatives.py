@@ -184,6 +184,17 @@ def test_element_specific_architecture(tmp_path):
     check(hdnnp.Potential(d, warn=False), random_cluster(seed=14))
 
 
+def _with_jacobian(model, a):
+    """(n, positions, species, neighbour list, Model.descriptor_jacobian) of structure a."""
+    from hdnnp import _core
+
+    species = np.array([model.elements.index(s) for s in a.get_chemical_symbols()], dtype=np.int32)
+    pos = np.ascontiguousarray(a.positions, dtype=float)
+    pbc = bool(a.pbc.all())
+    nl = _core.neighbor_list(pos, np.ascontiguousarray(a.cell[:]) if pbc else None, [pbc] * 3, model.cutoff)[:4]
+    return len(a), pos, species, nl, model.descriptor_jacobian(pos, species, *nl, threads=1)
+
+
 def test_force_pass_from_given_dEdG_equals_the_jacobian(tmp_path):
     """Model.compute(dEdG=w) (the force pass of 3G/4G/CENT: no value pass before it, so the
     angular kinds compute their r_jk factors instead of replaying them) equals -J^T w from the
@@ -195,13 +206,7 @@ def test_force_pass_from_given_dEdG_equals_the_jacobian(tmp_path):
     model = _core.Model.load(str(d))
     rng = np.random.default_rng(4)
     for pbc in (False, True):
-        a = random_cluster(seed=8, pbc=pbc)
-        n = len(a)
-        species = np.array([model.elements.index(s) for s in a.get_chemical_symbols()], dtype=np.int32)
-        pos = np.ascontiguousarray(a.positions, dtype=float)
-        cell = np.ascontiguousarray(a.cell[:]) if pbc else None
-        nl = _core.neighbor_list(pos, cell, [pbc] * 3, model.cutoff)[:4]
-        J = model.descriptor_jacobian(pos, species, *nl, threads=1)
+        n, pos, species, nl, J = _with_jacobian(model, random_cluster(seed=8, pbc=pbc))
         w = rng.normal(size=len(J["G"]))
         F_ref = np.zeros((n, 3))
         W_ref = np.zeros((3, 3))
@@ -232,13 +237,7 @@ def test_descriptor_jvp_equals_the_jacobian_contraction(tmp_path):
         d = write_potential(tmp_path / f"all{cutoff_type}", cutoff_type=cutoff_type, alpha=alpha)
         model = _core.Model.load(str(d))
         for pbc in (False, True):
-            a = random_cluster(seed=9, pbc=pbc)
-            n = len(a)
-            species = np.array([model.elements.index(s) for s in a.get_chemical_symbols()], dtype=np.int32)
-            pos = np.ascontiguousarray(a.positions, dtype=float)
-            cell = np.ascontiguousarray(a.cell[:]) if pbc else None
-            nl = _core.neighbor_list(pos, cell, [pbc] * 3, model.cutoff)[:4]
-            J = model.descriptor_jacobian(pos, species, *nl, threads=1)
+            n, pos, species, nl, J = _with_jacobian(model, random_cluster(seed=9, pbc=pbc))
             one = np.zeros((n, 3))
             one[3, 1] = 1.0
             for lam, M in ((rng.normal(size=(n, 3)), rng.normal(size=(3, 3))), (rng.normal(size=(n, 3)), None),

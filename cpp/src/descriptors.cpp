@@ -518,6 +518,41 @@ void radial_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& 
 // so there are no remainder loops.
 constexpr int W = 8;
 
+// The lane arrays of an angular group's neighbour list L, padded to st lanes with neighbours far
+// away (outside every cutoff) and of zero weight: coordinates, r, 1/r, Z (weighted) or 1.
+void load_lanes(const Group& g, const NeighborScratch& nb, const std::vector<int>& L, int st, double* x, double* y,
+                double* z, double* r, double* ir, double* zk) {
+    const int nl = static_cast<int>(L.size());
+    for (int l = 0; l < nl; ++l) {
+        const int s = L[l];
+        x[l] = nb.dx[s]; y[l] = nb.dy[s]; z[l] = nb.dz[s]; r[l] = nb.r[s];
+        ir[l] = 1.0 / r[l];
+        zk[l] = g.weighted ? nb.zw[s] : 1.0;
+    }
+    for (int l = nl; l < st; ++l) {
+        x[l] = y[l] = z[l] = r[l] = 1e6;
+        ir[l] = 0.0; zk[l] = 0.0;
+    }
+}
+
+// Per sub-group s of an exponential angular group, the radial factor a = exp(-eta (r - r_s)^2) f_c(r)
+// of each lane and its r-derivative (a[s * st + l], da likewise); fc/dfc get f_c and f_c'.
+void radial_lanes(const Group& g, int st, const double* r, double* fc, double* dfc, double* a, double* da) {
+    g.fc.fdf_batch(r, fc, dfc, st);
+    for (size_t s = 0; s < g.subs.size(); ++s) {
+        const double eta = g.subs[s].eta, rs = g.subs[s].rs;
+        double* __restrict as = a + s * st;
+        double* __restrict das = da + s * st;
+#pragma omp simd
+        for (int l = 0; l < st; ++l) {
+            const double xx = r[l] - rs;
+            const double e = vexp(-eta * xx * xx);
+            as[l] = e * fc[l];
+            das[l] = e * (dfc[l] - 2.0 * eta * xx * fc[l]);
+        }
+    }
+}
+
 // NARROW: the value pass records the r_jk factors e and (de/dr_jk) / r_jk of every lane in
 // `cache`; the gradient pass of the same atom replays them instead of recomputing the
 // square roots, cutoffs and exponentials.
@@ -548,30 +583,8 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
     double* __restrict dajk = arr(24);
     double* const a = arr(26);          // a[s * st + l]: radial factor of sub-group s
     double* const da = arr(26 + nsub);
-    for (int l = 0; l < nl; ++l) {
-        const int s = L[l];
-        x[l] = nb.dx[s]; y[l] = nb.dy[s]; z[l] = nb.dz[s]; r[l] = nb.r[s];
-        ir[l] = 1.0 / r[l];
-        zk[l] = g.weighted ? nb.zw[s] : 1.0;
-    }
-    // Padding lanes: far away (outside every cutoff) and with zero weights.
-    for (int l = nl; l < st; ++l) {
-        x[l] = y[l] = z[l] = r[l] = 1e6;
-        ir[l] = 0.0; zk[l] = 0.0;
-    }
-    g.fc.fdf_batch(r, fc, dfc, st);
-    for (int s = 0; s < nsub; ++s) {
-        const double eta = g.subs[s].eta, rs = g.subs[s].rs;
-        double* __restrict as = a + static_cast<size_t>(s) * st;
-        double* __restrict das = da + static_cast<size_t>(s) * st;
-#pragma omp simd
-        for (int l = 0; l < st; ++l) {
-            const double xx = r[l] - rs;
-            const double e = vexp(-eta * xx * xx);
-            as[l] = e * fc[l];
-            das[l] = e * (dfc[l] - 2.0 * eta * xx * fc[l]);
-        }
-    }
+    load_lanes(g, nb, L, st, x, y, z, r, ir, zk);
+    radial_lanes(g, st, r, fc, dfc, a, da);
     if (GRAD) for (int l = 0; l < st; ++l) { gx[l] = 0.0; gy[l] = 0.0; gz[l] = 0.0; }
     const bool same = g.weighted || g.e1 == g.e2;
     const int pend = same ? nl - 1 : split;
@@ -1017,32 +1030,14 @@ void angular_exp_jvp(const Group& g, const NeighborScratch& nb, DescriptorWorksp
     double* __restrict R = arr(18); double* __restrict dR = arr(19);
     double* const a = arr(24);          // a[s * st + l]: radial factor of sub-group s
     double* const da = arr(24 + nsub);
-    for (int l = 0; l < nl; ++l) {
-        const int s = L[l];
-        x[l] = nb.dx[s]; y[l] = nb.dy[s]; z[l] = nb.dz[s]; r[l] = nb.r[s];
-        ir[l] = 1.0 / r[l];
-        zk[l] = g.weighted ? nb.zw[s] : 1.0;
-        wx[l] = u[3 * s]; wy[l] = u[3 * s + 1]; wz[l] = u[3 * s + 2];
+    load_lanes(g, nb, L, st, x, y, z, r, ir, zk);
+    for (int l = 0; l < st; ++l) {   // the lanes' directions and dr = r^ . u (0 on padding)
+        const bool in = l < nl;
+        const int s = in ? L[l] : 0;
+        wx[l] = in ? u[3 * s] : 0.0; wy[l] = in ? u[3 * s + 1] : 0.0; wz[l] = in ? u[3 * s + 2] : 0.0;
         dr[l] = (x[l] * wx[l] + y[l] * wy[l] + z[l] * wz[l]) * ir[l];
     }
-    for (int l = nl; l < st; ++l) {
-        x[l] = y[l] = z[l] = r[l] = 1e6;
-        ir[l] = 0.0; zk[l] = 0.0;
-        wx[l] = wy[l] = wz[l] = dr[l] = 0.0;
-    }
-    g.fc.fdf_batch(r, fc, dfc, st);
-    for (int s = 0; s < nsub; ++s) {
-        const double eta = g.subs[s].eta, rs = g.subs[s].rs;
-        double* __restrict as = a + static_cast<size_t>(s) * st;
-        double* __restrict das = da + static_cast<size_t>(s) * st;
-#pragma omp simd
-        for (int l = 0; l < st; ++l) {
-            const double xx = r[l] - rs;
-            const double e = vexp(-eta * xx * xx);
-            as[l] = e * fc[l];
-            das[l] = e * (dfc[l] - 2.0 * eta * xx * fc[l]);
-        }
-    }
+    radial_lanes(g, st, r, fc, dfc, a, da);
     const bool same = g.weighted || g.e1 == g.e2;
     const int pend = same ? nl - 1 : split;
     for (int p = 0; p < pend; ++p) {

@@ -1,4 +1,5 @@
 #include "hdnnp/model.hpp"
+#include "hdnnp/threads.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -832,28 +833,36 @@ void Model::compute_members(const Model* const* members, const int M, const Atom
     if (opt.baseline && !opt.dEdG && M0.baseline_) M0.baseline_->add(A, opt, out);
 }
 
+namespace {
+/// The atoms of a whole-structure call: element indices within the potential's (or -1), finite
+/// coordinates, and finite `more` (3 per atom, named `what`) when given.
+void check_atoms(const AtomsView& A, int n_elements, const double* more = nullptr, const char* what = nullptr) {
+    for (int64_t a = 0; a < A.n_all; ++a) {
+        if (A.species[a] < -1 || A.species[a] >= n_elements)
+            throw InputError("atom " + std::to_string(a) + " has an element index outside the potential's elements");
+        for (int c = 0; c < 3; ++c) {
+            if (!std::isfinite(A.positions[3 * a + c]))
+                throw InputError("atom " + std::to_string(a) + " has a non-finite coordinate");
+            if (more && !std::isfinite(more[3 * a + c]))
+                throw InputError("atom " + std::to_string(a) + " has a non-finite " + what);
+        }
+    }
+}
+}  // namespace
+
 void Model::descriptor_jacobian(const AtomsView& A, DescriptorJacobian& out, int threads,
                                 double min_distance) const {
     const int64_t nl = A.n_local;
     const NeighborView& NB = A.neighbors;
     if (NB.centers || NB.n_centers != nl) throw std::invalid_argument("descriptor_jacobian needs one centre per local atom");
-    for (int64_t a = 0; a < A.n_all; ++a) {
-        if (A.species[a] < -1 || A.species[a] >= n_elements())
-            throw InputError("atom " + std::to_string(a) + " has an element index outside the potential's elements");
-        for (int c = 0; c < 3; ++c)
-            if (!std::isfinite(A.positions[3 * a + c]))
-                throw InputError("atom " + std::to_string(a) + " has a non-finite coordinate");
-    }
+    check_atoms(A, n_elements());
     const double L = conv_length_, Lx = L * A.length_factor;
     // Pass 1 (parallel): per centre its G, its pairs inside r_c and their K x 3 blocks, kept
     // per centre; pass 2: concatenated in atom order (independent of the thread count).
     std::vector<std::vector<double>> G(nl), D(nl), J(nl);
     std::vector<std::vector<int32_t>> P(nl);
     FirstOverlap overlap;
-    int nthreads = 1;
-#ifdef _OPENMP
-    nthreads = threads > 0 ? threads : omp_get_max_threads();
-#endif
+    const int nthreads = thread_count(threads);
     (void)nthreads;
 #pragma omp parallel num_threads(nthreads)
     {
@@ -927,13 +936,7 @@ void Model::descriptor_jvp(const AtomsView& A, const double* lam, const double* 
     const int64_t nl = A.n_local;
     const NeighborView& NB = A.neighbors;
     if (NB.centers || NB.n_centers != nl) throw std::invalid_argument("descriptor_jvp needs one centre per local atom");
-    for (int64_t a = 0; a < A.n_all; ++a) {
-        if (A.species[a] < -1 || A.species[a] >= n_elements())
-            throw InputError("atom " + std::to_string(a) + " has an element index outside the potential's elements");
-        for (int c = 0; c < 3; ++c)
-            if (!std::isfinite(A.positions[3 * a + c]) || !std::isfinite(lam[3 * a + c]))
-                throw InputError("atom " + std::to_string(a) + " has a non-finite coordinate or direction");
-    }
+    check_atoms(A, n_elements(), lam, "direction");
     const double L = conv_length_, Lx = L * A.length_factor;
     offsets.assign(nl + 1, 0);
     for (int64_t i = 0; i < nl; ++i)
@@ -941,10 +944,7 @@ void Model::descriptor_jvp(const AtomsView& A, const double* lam, const double* 
     V.assign(offsets[nl], 0.0);
     auto moves = [&](int64_t a) { return lam[3 * a] != 0.0 || lam[3 * a + 1] != 0.0 || lam[3 * a + 2] != 0.0; };
     FirstOverlap overlap;
-    int nthreads = 1;
-#ifdef _OPENMP
-    nthreads = threads > 0 ? threads : omp_get_max_threads();
-#endif
+    const int nthreads = thread_count(threads);
     (void)nthreads;
 #pragma omp parallel num_threads(nthreads)
     {

@@ -179,6 +179,24 @@ py::dict compute_py(const Potential& mo, py::array_t<double, py::array::c_style>
     return d;
 }
 
+/// The AtomsView of one whole structure (every atom a centre) from numpy arrays, checked.
+AtomsView whole_structure(const py::array_t<double, py::array::c_style>& pos,
+                          const py::array_t<int32_t, py::array::c_style>& species, const CArrI64& offsets,
+                          const CArrI32& index, const std::optional<CArrI32>& shift_id,
+                          const std::optional<CArrD>& shifts) {
+    const int64_t na = pos.shape(0);
+    if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
+    if (species.shape(0) != na || offsets.shape(0) != na + 1) throw std::invalid_argument("size mismatch");
+    const int64_t np = offsets.at(na);
+    for (int64_t p = 0; p < np; ++p)
+        if (index.data()[p] < 0 || index.data()[p] >= na) throw std::invalid_argument("neighbour index out of range");
+    AtomsView A;
+    A.n_local = na; A.n_all = na; A.positions = pos.data(); A.species = species.data();
+    A.neighbors.n_centers = na; A.neighbors.offsets = offsets.data(); A.neighbors.index = index.data();
+    if (shift_id && shifts) { A.neighbors.shift_id = shift_id->data(); A.neighbors.shifts = shifts->data(); }
+    return A;
+}
+
 /// The same `compute` for a Model and a Committee.
 template <class Potential>
 void def_compute(py::class_<Potential, std::shared_ptr<Potential>>& cls) {
@@ -278,15 +296,7 @@ PYBIND11_MODULE(_core, m) {
                                        CArrI32 index, std::optional<CArrI32> shift_id, std::optional<CArrD> shifts,
                                        int threads) {
             const int64_t na = pos.shape(0);
-            if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
-            if (species.shape(0) != na || offsets.shape(0) != na + 1) throw std::invalid_argument("size mismatch");
-            const int64_t np = offsets.at(na);
-            for (int64_t p = 0; p < np; ++p)
-                if (index.data()[p] < 0 || index.data()[p] >= na) throw std::invalid_argument("neighbour index out of range");
-            AtomsView A;
-            A.n_local = na; A.n_all = na; A.positions = pos.data(); A.species = species.data();
-            A.neighbors.n_centers = na; A.neighbors.offsets = offsets.data(); A.neighbors.index = index.data();
-            if (shift_id && shifts) { A.neighbors.shift_id = shift_id->data(); A.neighbors.shifts = shifts->data(); }
+            const AtomsView A = whole_structure(pos, species, offsets, index, shift_id, shifts);
             DescriptorJacobian J;
             {
                 py::gil_scoped_release release;
@@ -312,18 +322,10 @@ PYBIND11_MODULE(_core, m) {
                                   std::optional<py::array_t<double, py::array::c_style | py::array::forcecast>> M,
                                   int threads) {
             const int64_t na = pos.shape(0);
-            if (pos.ndim() != 2 || pos.shape(1) != 3) throw std::invalid_argument("positions must be (n, 3)");
-            if (species.shape(0) != na || offsets.shape(0) != na + 1) throw std::invalid_argument("size mismatch");
+            const AtomsView A = whole_structure(pos, species, offsets, index, shift_id, shifts);
             if (lam.ndim() != 2 || lam.shape(0) != na || lam.shape(1) != 3)
                 throw std::invalid_argument("directions must be (n, 3) like the positions");
             if (M && M->size() != 9) throw std::invalid_argument("the strain direction M must be 3 x 3");
-            const int64_t np = offsets.at(na);
-            for (int64_t p = 0; p < np; ++p)
-                if (index.data()[p] < 0 || index.data()[p] >= na) throw std::invalid_argument("neighbour index out of range");
-            AtomsView A;
-            A.n_local = na; A.n_all = na; A.positions = pos.data(); A.species = species.data();
-            A.neighbors.n_centers = na; A.neighbors.offsets = offsets.data(); A.neighbors.index = index.data();
-            if (shift_id && shifts) { A.neighbors.shift_id = shift_id->data(); A.neighbors.shifts = shifts->data(); }
             std::vector<double> V;
             std::vector<int64_t> vo;
             {

@@ -50,6 +50,7 @@ class FitConfig:
     learning_rate_decay: float = 0.99
     batch_size: int = 2
     patience: int = 25
+    validation_fraction: float = 0.1       # chooses the best epoch (0: the training error does)
     baseline: bool = True
     seed: int = 11
     threads: int = 0
@@ -157,7 +158,8 @@ def fit(data_path, out_dir, cfg: Optional[FitConfig] = None, log=print) -> dict:
     # are held out of the whole committee; constant functions pruned on the training ones
     from ..training.trainer import tag_split
 
-    train_idx, val_idx, test_idx = tag_split(structures, TrainingConfig(seed=cfg.seed))
+    train_idx, val_idx, test_idx = tag_split(structures, TrainingConfig(seed=cfg.seed,
+                                                                        validation_fraction=cfg.validation_fraction))
     dropped = prune_input_nn(os.fspath(settings), [structures[k] for k in train_idx])
     if dropped:
         log(f"pruned {len(dropped)} symmetry functions constant on the training structures")
@@ -177,7 +179,7 @@ def fit(data_path, out_dir, cfg: Optional[FitConfig] = None, log=print) -> dict:
                               learning_rate_decay=cfg.learning_rate_decay, batch_size=cfg.batch_size,
                               seed=cfg.seed + 101 * m if m else cfg.seed, fit_offsets=True,
                               patience=cfg.patience, time_limit=budget, threads=cfg.threads,
-                              force_fraction=cfg.force_fraction)
+                              force_fraction=cfg.force_fraction, validation_fraction=cfg.validation_fraction)
         tcfg.kalman.decoupling = decoupling
         run_dir = out / (f"settings-member{m}" if n > 1 else "run")
         shutil.copytree(settings, run_dir, dirs_exist_ok=True)
