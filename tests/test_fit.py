@@ -97,3 +97,19 @@ def test_fit_optimizer_choice_by_network_size(tmp_path):
         got.append(choose_optimizer(d, FitConfig(max_block=max_block)))
     assert got == [("kalman", "element"), ("kalman", "layer"), ("adam", "none")]
     assert "updater_type 0" in (tmp_path / f"s{first_layer - 1}" / "input.nn").read_text()
+
+
+def test_fit_without_stored_derivatives_or_validation_set(tmp_path):
+    """--memory-budget 0: no structure keeps its descriptor derivatives (they are contracted on
+    every use); --validation-fraction 0: every non-test structure trains and the training error
+    chooses the epoch."""
+    frames = emt_data(tmp_path / "d.extxyz", n=10)
+    out = tmp_path / "o"
+    assert main(["fit", str(tmp_path / "d.extxyz"), "-o", str(out), "--epochs", "3", "--memory-budget", "0",
+                 "--validation-fraction", "0", "-q"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["split"]["validation"] == 0 and rep["split"]["train"] + rep["split"]["test"] == len(frames)
+    info = json.loads((out / "potential" / "training.json").read_text())
+    assert info["config"]["memory_budget_mb"] == 0.0 and info["config"]["validation_fraction"] == 0.0
+    m = rep["members"][0]
+    assert np.isfinite(m["rmse_energy_meV_per_atom"]["test"]) and np.isfinite(m["rmse_force_eV_per_A"]["test"])

@@ -424,7 +424,8 @@ def _fit(args) -> int:
     from .workflow.fit import FitConfig, fit
 
     cfg = FitConfig(epochs=args.epochs, time_limit=args.time_limit, committee=args.committee, cutoff=args.cutoff,
-                    optimizer=args.optimizer, parallel=args.parallel,
+                    optimizer=args.optimizer, parallel=args.parallel, validation_fraction=args.validation_fraction,
+                    memory_budget_mb=args.memory_budget,
                     seed=args.seed, threads=args.threads, progress=not args.quiet, baseline=not args.no_baseline)
     if args.committee < 1:
         raise UsageError("--committee must be at least 1")
@@ -595,6 +596,12 @@ Angular kinds use --angular-points of the radial (eta, r_s) pairs. Lengths in th
                    help="auto: the element-decoupled Kalman filter unless the networks are too large for it")
     p.add_argument("--cutoff", type=float, default=None, help="symmetry-function cutoff in Angstrom (default: "
                                                              "from the data's density)")
+    p.add_argument("--validation-fraction", type=float, default=0.1,
+                   help="structures that choose the best epoch (0: the training error chooses)")
+    p.add_argument("--memory-budget", type=float, default=4096.0, metavar="MB",
+                   help="descriptor derivatives kept in memory, shared by the members trained at once; beyond it "
+                        "a structure keeps its descriptors only (0.5 KB per atom) and the derivatives are "
+                        "contracted on every use")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-baseline", action="store_true", help="no ZBL pair baseline")

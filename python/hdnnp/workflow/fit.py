@@ -51,6 +51,9 @@ class FitConfig:
     batch_size: int = 2
     patience: int = 25
     validation_fraction: float = 0.1       # chooses the best epoch (0: the training error does)
+    # descriptor derivatives kept in memory (MB, shared by the members trained at once); beyond it
+    # a structure keeps its descriptors only (TrainingConfig.memory_budget_mb)
+    memory_budget_mb: float = 4096.0
     baseline: bool = True
     seed: int = 11
     threads: int = 0
@@ -179,7 +182,8 @@ def fit(data_path, out_dir, cfg: Optional[FitConfig] = None, log=print) -> dict:
                               learning_rate_decay=cfg.learning_rate_decay, batch_size=cfg.batch_size,
                               seed=cfg.seed + 101 * m if m else cfg.seed, fit_offsets=True,
                               patience=cfg.patience, time_limit=budget, threads=cfg.threads,
-                              force_fraction=cfg.force_fraction, validation_fraction=cfg.validation_fraction)
+                              force_fraction=cfg.force_fraction, validation_fraction=cfg.validation_fraction,
+                              memory_budget_mb=cfg.memory_budget_mb / workers_for(n, cfg.parallel))
         tcfg.kalman.decoupling = decoupling
         run_dir = out / (f"settings-member{m}" if n > 1 else "run")
         shutil.copytree(settings, run_dir, dirs_exist_ok=True)
