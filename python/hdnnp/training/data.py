@@ -43,7 +43,6 @@ class Prepared:
     base_energy: float = 0.0                # the pair baseline's energy, forces and virial
     base_forces: Optional[np.ndarray] = None
     base_virial: Optional[np.ndarray] = None
-    jacobian_values: int = 0                # sum over pairs of K_centre: dG/dr holds 3x this many numbers
 
     def scale(self, transform):
         """Replace raw G and dG by the network inputs offset + factor (G - shift) (in place)."""
@@ -104,10 +103,12 @@ def geometry(model, atoms, label: str = "structure"):
     return pos, species, nl
 
 
-def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threads: int = 0) -> Prepared:
-    """Symmetry functions (and, with ``jacobian``, their derivatives) of one structure."""
+def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threads: int = 0,
+            geom=None) -> Prepared:
+    """Symmetry functions (and, with ``jacobian``, their derivatives) of one structure (`geom`:
+    its ``geometry``, when the caller has it)."""
     elements = list(model.elements)
-    pos, species, (offsets, index, shift_id, shifts) = geometry(model, atoms, label)
+    pos, species, (offsets, index, shift_id, shifts) = geom or geometry(model, atoms, label)
     pbc = [bool(p) for p in atoms.pbc]
     try:
         if jacobian:
@@ -146,11 +147,9 @@ def prepare(model, atoms, label: str = "structure", jacobian: bool = True, threa
                 J[e] = d["dG"][(starts[:, None] + np.arange(3 * K)[None, :])].reshape(len(sel), K, 3)
             else:
                 J[e] = np.zeros((0, K, 3))
-    K_of = np.array([G[e].shape[1] for e in range(len(elements))])
-    jacobian_values = int(np.diff(offsets) @ K_of[species]) if n else 0
     f = atoms.arrays.get("ref_forces")
     st = atoms.info.get("stress")
-    return Prepared(jacobian_values=jacobian_values, pd=pd, stress=None if st is None else np.asarray(st, dtype=float).reshape(6),
+    return Prepared(pd=pd, stress=None if st is None else np.asarray(st, dtype=float).reshape(6),
                     volume=float(abs(np.linalg.det(atoms.cell[:]))) if all(pbc) else 0.0,
                     n_atoms=n, energy=float(atoms.info.get("energy", np.nan)),
                     forces=np.zeros((n, 3)) if f is None else np.asarray(f, dtype=float), counts=counts,

@@ -440,21 +440,20 @@ class Trainer:
         if cfg.descriptor_precision not in ("float64", "float32"):
             raise ValueError(f"descriptor_precision: float64 or float32, not {cfg.descriptor_precision!r}")
         label = f"structure {k}"
+        geom = geometry(self.model, self.structures[k], label)
         jacobian, keep = cfg.use_forces, True
         if jacobian and self._streams_derivatives:
-            p = prepare(self.model, self.structures[k], label, jacobian=False, threads=cfg.threads)
-            # dG/dr and its pair indices (i, j, centre row, d): what storing it would take
-            need = p.jacobian_values * 3 * (4 if cfg.descriptor_precision == "float32" else 8) + p.nbytes
-            jacobian = need <= self._budget_left
+            # what storing dG/dr would take (pairs within the largest cutoff x K x 3, and G)
+            K = np.array([self.model.architecture(e)[0][0] for e in range(len(self.elements))])[geom[1]]
+            values = int(np.diff(geom[2][0]) @ K) * 3 + int(K.sum())
+            jacobian = values * (4 if cfg.descriptor_precision == "float32" else 8) <= self._budget_left
+        p = prepare(self.model, self.structures[k], label, jacobian=jacobian, threads=cfg.threads, geom=geom)
         if jacobian:
-            p = prepare(self.model, self.structures[k], label, jacobian=True, threads=cfg.threads)
             if cfg.descriptor_precision == "float32":
                 p.J = {e: J.astype(np.float32) for e, J in p.J.items()}
             keep = p.nbytes <= self._budget_left   # otherwise recomputed on every use
             if keep:
                 self._budget_left -= p.nbytes
-        elif not cfg.use_forces:
-            p = prepare(self.model, self.structures[k], label, jacobian=False, threads=cfg.threads)
         if self.baseline is not None:
             b = self._baseline_of(self.structures[k], k)
             p.base_energy, p.base_forces, p.base_virial = b["energy"], b["forces"], b["virial"]
