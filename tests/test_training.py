@@ -420,6 +420,17 @@ def test_memory_budget_streams_with_same_results(tmp_path):
             x1, j1 = streamed._local_observation(k, atom, comp, True)
             assert x1 == pytest.approx(x0, rel=1e-10, abs=1e-12)
             np.testing.assert_allclose(j1, j0, rtol=0, atol=1e-10 * np.abs(j0).max())
+    # the budget bounds what is stored, whatever it is (the size of dG/dr is bounded from the
+    # neighbour list before it is computed), in double and single precision
+    sizes = [cached.prepared(k).nbytes for k in range(4)]
+    for prec in ("float64", "float32"):
+        for budget in (sizes[0] * 1.01, sum(sizes) * 0.6, sum(sizes) * 1.01):
+            tr = Trainer(settings, structs, TrainingConfig(**cfg, memory_budget_mb=budget / 2 ** 20,
+                                                           descriptor_precision=prec))
+            tr.compute_scaling()
+            kept = [p.nbytes for p in tr._prep.values() if p.J is not None]
+            assert len(tr._prep) == 4 and sum(kept) <= budget
+        assert len(kept) == 4   # (everything fits in the largest)
     for optimizer in ("adam", "kalman"):
         runs = []
         for budget in (4096.0, 0.0):

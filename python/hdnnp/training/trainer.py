@@ -443,10 +443,11 @@ class Trainer:
         geom = geometry(self.model, self.structures[k], label)
         jacobian, keep = cfg.use_forces, True
         if jacobian and self._streams_derivatives:
-            # what storing dG/dr would take (pairs within the largest cutoff x K x 3, and G)
+            # what storing dG/dr and G would take (Prepared.nbytes), at most: the pairs within the
+            # largest cutoff x K x 3 derivatives, and K double-precision G per atom
             K = np.array([self.model.architecture(e)[0][0] for e in range(len(self.elements))])[geom[1]]
-            values = int(np.diff(geom[2][0]) @ K) * 3 + int(K.sum())
-            jacobian = values * (4 if cfg.descriptor_precision == "float32" else 8) <= self._budget_left
+            bound = int(np.diff(geom[2][0]) @ K) * 3 * (4 if cfg.descriptor_precision == "float32" else 8)
+            jacobian = bound + 8 * int(K.sum()) <= self._budget_left
         p = prepare(self.model, self.structures[k], label, jacobian=jacobian, threads=cfg.threads, geom=geom)
         if jacobian:
             if cfg.descriptor_precision == "float32":
