@@ -518,6 +518,22 @@ void radial_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& 
 // so there are no remainder loops.
 constexpr int W = 8;
 
+// An exponential angular group's neighbour list (select_neighbors, into ws.list) and `arrays`
+// lane arrays of st doubles each (nl rounded up to W lanes) in ws.buf: arr(i) is the i-th.
+struct Lanes {
+    int split = 0, nl = 0, st = 0;
+    double* base = nullptr;
+    Lanes(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws, int arrays) {
+        split = select_neighbors(g, nb, ws.list);
+        nl = static_cast<int>(ws.list.size());
+        st = (nl + W - 1) / W * W;
+        const size_t need = static_cast<size_t>(arrays) * st;
+        if (ws.buf.size() < need) ws.buf.resize(need);
+        base = ws.buf.data();
+    }
+    double* operator()(int i) const { return base + static_cast<size_t>(i) * st; }
+};
+
 // The lane arrays of an angular group's neighbour list L, padded to st lanes with neighbours far
 // away (outside every cutoff) and of zero weight: coordinates, r, 1/r, Z (weighted) or 1.
 void load_lanes(const Group& g, const NeighborScratch& nb, const std::vector<int>& L, int st, double* x, double* y,
@@ -563,15 +579,10 @@ void angular_exp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace&
                  std::vector<double>& cache, const double* w, double* G, double* grad, bool fresh = false) {
     const bool replay = NARROW && GRAD && !fresh;
     const int nsub = static_cast<int>(g.subs.size());
-    auto& L = ws.list;
-    const int split = select_neighbors(g, nb, L);
-    const int nl = static_cast<int>(L.size());
-    if (nl < 2) return;
-    const int st = (nl + W - 1) / W * W;
-    const size_t need = static_cast<size_t>(26 + 2 * nsub) * st;
-    if (ws.buf.size() < need) ws.buf.resize(need);
-    double* const base = ws.buf.data();
-    auto arr = [&](int i) { return base + static_cast<size_t>(i) * st; };
+    const Lanes arr(g, nb, ws, 26 + 2 * nsub);
+    if (arr.nl < 2) return;
+    const auto& L = ws.list;
+    const int split = arr.split, nl = arr.nl, st = arr.st;
     double* __restrict x = arr(0); double* __restrict y = arr(1); double* __restrict z = arr(2);
     double* __restrict r = arr(3); double* __restrict ir = arr(4); double* __restrict zk = arr(5);
     double* __restrict fc = arr(6); double* __restrict dfc = arr(7); double* __restrict c = arr(8);
@@ -1012,15 +1023,10 @@ void radial_exp_jvp(const Group& g, const NeighborScratch& nb, DescriptorWorkspa
 template <bool NARROW>
 void angular_exp_jvp(const Group& g, const NeighborScratch& nb, DescriptorWorkspace& ws, const double* u, double* V) {
     const int nsub = static_cast<int>(g.subs.size());
-    auto& L = ws.list;
-    const int split = select_neighbors(g, nb, L);
-    const int nl = static_cast<int>(L.size());
-    if (nl < 2) return;
-    const int st = (nl + W - 1) / W * W;
-    const size_t need = static_cast<size_t>(24 + 2 * nsub) * st;
-    if (ws.buf.size() < need) ws.buf.resize(need);
-    double* const base = ws.buf.data();
-    auto arr = [&](int i) { return base + static_cast<size_t>(i) * st; };
+    const Lanes arr(g, nb, ws, 24 + 2 * nsub);
+    if (arr.nl < 2) return;
+    const auto& L = ws.list;
+    const int split = arr.split, nl = arr.nl, st = arr.st;
     double* __restrict x = arr(0); double* __restrict y = arr(1); double* __restrict z = arr(2);
     double* __restrict r = arr(3); double* __restrict ir = arr(4); double* __restrict zk = arr(5);
     double* __restrict fc = arr(6); double* __restrict dfc = arr(7); double* __restrict c = arr(8);

@@ -848,65 +848,80 @@ void check_atoms(const AtomsView& A, int n_elements, const double* more = nullpt
         }
     }
 }
-}  // namespace
-
-void Model::descriptor_jacobian(const AtomsView& A, DescriptorJacobian& out, int threads,
-                                double min_distance) const {
-    const int64_t nl = A.n_local;
-    const NeighborView& NB = A.neighbors;
-    if (NB.centers || NB.n_centers != nl) throw std::invalid_argument("descriptor_jacobian needs one centre per local atom");
-    check_atoms(A, n_elements());
-    const double L = conv_length_, Lx = L * A.length_factor;
-    // Pass 1 (parallel): per centre its G, its pairs inside r_c and their K x 3 blocks, kept
-    // per centre; pass 2: concatenated in atom order (independent of the thread count).
-    std::vector<std::vector<double>> G(nl), D(nl), J(nl);
-    std::vector<std::vector<int32_t>> P(nl);
+/// The centres of a whole-structure call (every local atom of a potential element that `skip`
+/// does not pass over), in parallel: each with its neighbours inside its element's cutoff in
+/// ts.nb, then `body(i, ts, local)` (`local`: a Local per thread). Pairs closer than
+/// min_distance: an InputError naming the first such centre, after the loop.
+template <class Local, class Skip, class Body>
+void each_centre(const Model& M0, const AtomsView& A, int threads, double min_distance, Skip skip, Body body) {
+    if (A.neighbors.centers || A.neighbors.n_centers != A.n_local)
+        throw std::invalid_argument("a whole-structure call needs one centre per local atom");
+    const double L = M0.conv_length(), Lx = L * A.length_factor;
     FirstOverlap overlap;
     const int nthreads = thread_count(threads);
     (void)nthreads;
 #pragma omp parallel num_threads(nthreads)
     {
         ThreadScratch ts;
-        std::vector<double> unit, g3;
+        Local local;
 #pragma omp for schedule(dynamic, 4)
-        for (int64_t i = 0; i < nl; ++i) {
-            if (A.species[i] < 0) continue;
-            const ElementModel& em = elements_[A.species[i]];
-            const Overlap ov = gather(*this, A, i, i, Lx, em.descriptor.cutoff(), min_distance * min_distance * L * L, ts);
+        for (int64_t i = 0; i < A.n_local; ++i) {
+            if (A.species[i] < 0 || skip(i)) continue;
+            const double rc = M0.elements()[A.species[i]].descriptor.cutoff();
+            const Overlap ov = gather(M0, A, i, i, Lx, rc, min_distance * min_distance * L * L, ts);
             if (ov.j >= 0) {
                 overlap.record(i, ov, Lx);
                 continue;
             }
-            const NeighborScratch& nb = ts.nb;
-            const int K = em.descriptor.size(), n = nb.n;
-            G[i].assign(K, 0.0);
-            em.descriptor.values(nb, ts.dws, G[i].data());
-            // One gradient pass of its own group per SF (w = unit vector): exact, reuses the
-            // kernels; they contract over SFs, so a dedicated Jacobian kernel would be faster.
-            J[i].assign(static_cast<size_t>(n) * K * 3, 0.0);
-            unit.assign(K, 0.0);
-            const auto groups = em.descriptor.group_members();
-            for (size_t gi = 0; gi < groups.size(); ++gi)
-                for (int k : groups[gi]) {
-                    unit[k] = 1.0;
-                    g3.assign(3 * static_cast<size_t>(n), 0.0);
-                    em.descriptor.gradient_group(nb, ts.dws, unit.data(), g3.data(), static_cast<int>(gi));
-                    unit[k] = 0.0;
-                    for (int s2 = 0; s2 < n; ++s2)
-                        for (int c = 0; c < 3; ++c)
-                            J[i][(static_cast<size_t>(s2) * K + k) * 3 + c] = g3[3 * s2 + c] * Lx;
-                }
-            P[i].resize(n);
-            D[i].resize(3 * static_cast<size_t>(n));
-            for (int s2 = 0; s2 < n; ++s2) {
-                P[i][s2] = NB.neighbor(i, nb.pair[s2]);
-                D[i][3 * s2] = nb.dx[s2] / Lx;
-                D[i][3 * s2 + 1] = nb.dy[s2] / Lx;
-                D[i][3 * s2 + 2] = nb.dz[s2] / Lx;
-            }
+            body(i, ts, local);
         }
     }
     if (overlap.atom >= 0) throw InputError(overlap.message);
+}
+}  // namespace
+
+void Model::descriptor_jacobian(const AtomsView& A, DescriptorJacobian& out, int threads,
+                                double min_distance) const {
+    const int64_t nl = A.n_local;
+    const NeighborView& NB = A.neighbors;
+    check_atoms(A, n_elements());
+    const double Lx = conv_length_ * A.length_factor;
+    // Pass 1 (parallel): per centre its G, its pairs inside r_c and their K x 3 blocks, kept
+    // per centre; pass 2: concatenated in atom order (independent of the thread count).
+    std::vector<std::vector<double>> G(nl), D(nl), J(nl);
+    std::vector<std::vector<int32_t>> P(nl);
+    struct Local { std::vector<double> unit, g3; };
+    each_centre<Local>(*this, A, threads, min_distance, [](int64_t) { return false; },
+                       [&](int64_t i, ThreadScratch& ts, Local& lo) {
+        const ElementModel& em = elements_[A.species[i]];
+        const NeighborScratch& nb = ts.nb;
+        const int K = em.descriptor.size(), n = nb.n;
+        G[i].assign(K, 0.0);
+        em.descriptor.values(nb, ts.dws, G[i].data());
+        // One gradient pass of its own group per SF (w = unit vector): exact, reuses the
+        // kernels; they contract over SFs, so a dedicated Jacobian kernel would be faster.
+        J[i].assign(static_cast<size_t>(n) * K * 3, 0.0);
+        lo.unit.assign(K, 0.0);
+        const auto groups = em.descriptor.group_members();
+        for (size_t gi = 0; gi < groups.size(); ++gi)
+            for (int k : groups[gi]) {
+                lo.unit[k] = 1.0;
+                lo.g3.assign(3 * static_cast<size_t>(n), 0.0);
+                em.descriptor.gradient_group(nb, ts.dws, lo.unit.data(), lo.g3.data(), static_cast<int>(gi));
+                lo.unit[k] = 0.0;
+                for (int s2 = 0; s2 < n; ++s2)
+                    for (int c = 0; c < 3; ++c)
+                        J[i][(static_cast<size_t>(s2) * K + k) * 3 + c] = lo.g3[3 * s2 + c] * Lx;
+            }
+        P[i].resize(n);
+        D[i].resize(3 * static_cast<size_t>(n));
+        for (int s2 = 0; s2 < n; ++s2) {
+            P[i][s2] = NB.neighbor(i, nb.pair[s2]);
+            D[i][3 * s2] = nb.dx[s2] / Lx;
+            D[i][3 * s2 + 1] = nb.dy[s2] / Lx;
+            D[i][3 * s2 + 2] = nb.dz[s2] / Lx;
+        }
+    });
     out.g_offsets.assign(nl + 1, 0);
     out.pair_offsets.assign(nl + 1, 0);
     for (int64_t i = 0; i < nl; ++i) {
@@ -935,56 +950,40 @@ void Model::descriptor_jvp(const AtomsView& A, const double* lam, const double* 
                            std::vector<int64_t>& offsets, int threads, double min_distance) const {
     const int64_t nl = A.n_local;
     const NeighborView& NB = A.neighbors;
-    if (NB.centers || NB.n_centers != nl) throw std::invalid_argument("descriptor_jvp needs one centre per local atom");
     check_atoms(A, n_elements(), lam, "direction");
-    const double L = conv_length_, Lx = L * A.length_factor;
+    const double Lx = conv_length_ * A.length_factor;
     offsets.assign(nl + 1, 0);
     for (int64_t i = 0; i < nl; ++i)
         offsets[i + 1] = offsets[i] + (A.species[i] < 0 ? 0 : elements_[A.species[i]].descriptor.size());
     V.assign(offsets[nl], 0.0);
     auto moves = [&](int64_t a) { return lam[3 * a] != 0.0 || lam[3 * a + 1] != 0.0 || lam[3 * a + 2] != 0.0; };
-    FirstOverlap overlap;
-    const int nthreads = thread_count(threads);
-    (void)nthreads;
-#pragma omp parallel num_threads(nthreads)
-    {
-        ThreadScratch ts;
-        std::vector<double> u;
-        std::vector<unsigned char> on;
-#pragma omp for schedule(dynamic, 4)
-        for (int64_t i = 0; i < nl; ++i) {
-            if (A.species[i] < 0) continue;
-            if (!M && !moves(i)) {   // u_p = -lam_j: skip the centre unless a neighbour moves
-                bool any = false;
-                for (int64_t p = NB.offsets[i]; p < NB.offsets[i + 1] && !any; ++p) any = moves(NB.neighbor(i, p));
-                if (!any) continue;
+    // u_p = lam_i - lam_j: without a strain a centre is skipped unless it or a neighbour moves
+    auto still = [&](int64_t i) {
+        if (M || moves(i)) return false;
+        for (int64_t p = NB.offsets[i]; p < NB.offsets[i + 1]; ++p)
+            if (moves(NB.neighbor(i, p))) return false;
+        return true;
+    };
+    struct Local { std::vector<double> u; std::vector<unsigned char> on; };
+    each_centre<Local>(*this, A, threads, min_distance, still, [&](int64_t i, ThreadScratch& ts, Local& lo) {
+        const NeighborScratch& nb = ts.nb;
+        const int n = nb.n;
+        lo.u.assign(3 * static_cast<size_t>(n), 0.0);
+        lo.on.assign(n, 0);
+        for (int s = 0; s < n; ++s) {
+            const int32_t j = NB.neighbor(i, nb.pair[s]);
+            double* us = &lo.u[3 * s];
+            for (int c = 0; c < 3; ++c) us[c] = lam[3 * i + c] - lam[3 * j + c];
+            if (M) {
+                const double d[3] = {nb.dx[s] / Lx, nb.dy[s] / Lx, nb.dz[s] / Lx};
+                for (int b = 0; b < 3; ++b) us[b] -= d[0] * M[b] + d[1] * M[3 + b] + d[2] * M[6 + b];
             }
-            const ElementModel& em = elements_[A.species[i]];
-            const Overlap ov = gather(*this, A, i, i, Lx, em.descriptor.cutoff(), min_distance * min_distance * L * L, ts);
-            if (ov.j >= 0) {
-                overlap.record(i, ov, Lx);
-                continue;
-            }
-            const NeighborScratch& nb = ts.nb;
-            const int n = nb.n;
-            u.assign(3 * static_cast<size_t>(n), 0.0);
-            on.assign(n, 0);
-            for (int s = 0; s < n; ++s) {
-                const int32_t j = NB.neighbor(i, nb.pair[s]);
-                double* us = &u[3 * s];
-                for (int c = 0; c < 3; ++c) us[c] = lam[3 * i + c] - lam[3 * j + c];
-                if (M) {
-                    const double d[3] = {nb.dx[s] / Lx, nb.dy[s] / Lx, nb.dz[s] / Lx};
-                    for (int b = 0; b < 3; ++b) us[b] -= d[0] * M[b] + d[1] * M[3 + b] + d[2] * M[6 + b];
-                }
-                // dG/d(native length) = Lx dG/d(internal length)
-                for (int c = 0; c < 3; ++c) us[c] *= Lx;
-                on[s] = us[0] != 0.0 || us[1] != 0.0 || us[2] != 0.0;
-            }
-            em.descriptor.jvp(nb, ts.dws, u.data(), on.data(), &V[offsets[i]]);
+            // dG/d(native length) = Lx dG/d(internal length)
+            for (int c = 0; c < 3; ++c) us[c] *= Lx;
+            lo.on[s] = us[0] != 0.0 || us[1] != 0.0 || us[2] != 0.0;
         }
-    }
-    if (overlap.atom >= 0) throw InputError(overlap.message);
+        elements_[A.species[i]].descriptor.jvp(nb, ts.dws, lo.u.data(), lo.on.data(), &V[offsets[i]]);
+    });
 }
 
 Committee::Committee(std::vector<std::shared_ptr<const Model>> members) : members_(std::move(members)) {

@@ -95,6 +95,11 @@ class EpochStats:
     rmse_stress_validation: float = float("nan")
 
 
+def _cat(arrays):
+    """np.concatenate, without the copy when there is one array."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
 def _descriptor_starts(species: np.ndarray, G: Dict[int, np.ndarray]) -> np.ndarray:
     """Per atom, where its raw G starts in the core's per-atom concatenation (K of its element each)."""
     K = np.array([G[e].shape[1] for e in range(len(G))])
@@ -501,11 +506,10 @@ class Trainer:
         want_w = cfg.use_forces and any(p.stress is not None for p in preps)
         W = np.zeros((len(preps), 3, 3)) if want_w else None   # virial, -sum_p d_p (x) dE/dd_p
         per_el = []
-        one = len(preps) == 1
-        cat = (lambda arrays: arrays[0]) if one else np.concatenate
         # structures whose dG/dr is not stored: forces and virial from dE/dG in the core
         streamed = self._streamed(list(zip(ks, preps))) if cfg.use_forces else {}
-        dEdG = {s: np.zeros(int(sum(p.G[e].size for e in p.G))) for s in streamed}
+        dEdG = {s: np.zeros(int(sum(preps[s].G[e].size for e in preps[s].G))) for s in streamed}
+        starts = {s: _descriptor_starts(species, preps[s].G) for s, (_, species, _) in streamed.items()}
         stored = [s for s in range(len(preps)) if s not in streamed]
         for e, net in enumerate(self.nets):
             X = [self._inputs(p, e) for p in preps]
@@ -513,7 +517,7 @@ class Trainer:
             if sum(n_e) == 0:
                 per_el.append(None)
                 continue
-            Xs = cat(X)
+            Xs = _cat(X)
             struct_of_row = np.repeat(np.arange(len(preps)), n_e)
             Ei, g, cache = net.forward(Xs, want_input_gradient=cfg.use_forces)
             E += np.bincount(struct_of_row, Ei, minlength=len(preps)) / self.ce
@@ -522,12 +526,11 @@ class Trainer:
                 roff = np.concatenate([[0], np.cumsum(n_e)])
                 if stored:
                     sp = [preps[s] for s in stored]
-                    scat = (lambda arrays: arrays[0]) if len(sp) == 1 else np.concatenate
-                    J = scat([p.J[e] for p in sp])
-                    prow = scat([preps[s].prow[e] + roff[s] for s in stored])
-                    pi = scat([preps[s].pi[e] + aoff[s] for s in stored])
-                    pj = scat([preps[s].pj[e] + aoff[s] for s in stored])
-                    pd = scat([p.pd[e] for p in sp]) if want_w else None
+                    J = _cat([p.J[e] for p in sp])
+                    prow = _cat([preps[s].prow[e] + roff[s] for s in stored])
+                    pi = _cat([preps[s].pi[e] + aoff[s] for s in stored])
+                    pj = _cat([preps[s].pj[e] + aoff[s] for s in stored])
+                    pd = _cat([p.pd[e] for p in sp]) if want_w else None
                     ps = np.repeat(stored, [len(p.pi[e]) for p in sp]) if want_w else None
                     # dE/d(r_j - r_i) per pair: J_p^T g_i (batched matmul beats einsum here)
                     t = np.matmul(g[prow][:, None, :J.shape[1]], J)[:, 0, :] / self.ce
@@ -539,9 +542,9 @@ class Trainer:
                                 W[:, a_, b_] -= np.bincount(ps, pd[:, a_] * t[:, b_], minlength=len(preps))
                     pairs = (J, prow, pi, pj, pd, ps)
                 factor = self.transform[e][1] / self.ce    # dE/dG (raw, physical units) = factor g
-                for s, (pos, species, nl) in streamed.items():
+                for s in streamed:
                     K = preps[s].G[e].shape[1]
-                    at = _descriptor_starts(species, preps[s].G)[preps[s].rows[e]]
+                    at = starts[s][preps[s].rows[e]]
                     dEdG[s][at[:, None] + np.arange(K)] = g[roff[s]:roff[s + 1], :K] * factor
             per_el.append((cache, struct_of_row, pairs, len(Xs)))
             if cfg.use_forces:
